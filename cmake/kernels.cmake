@@ -1,6 +1,10 @@
 # src/kernels: one ISA per translation unit. The file's suffix picks its target flags; files for
 # another architecture are left out, so the same tree builds natively on x86-64 and aarch64.
-file(GLOB QE_KERNELS_ALL CONFIGURE_DEPENDS src/kernels/*.cpp)
+# QE_ROOT lets a standalone project (scripts/test-aarch64.sh's cross build) include this file.
+if(NOT DEFINED QE_ROOT)
+  set(QE_ROOT ${CMAKE_CURRENT_SOURCE_DIR})
+endif()
+file(GLOB QE_KERNELS_ALL CONFIGURE_DEPENDS ${QE_ROOT}/src/kernels/*.cpp)
 
 set(QE_KERNELS_SRC "")
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
@@ -40,10 +44,16 @@ foreach(src ${QE_KERNELS_ALL})
   endif()
 endforeach()
 
-if(QE_KERNELS_SRC)
-  add_library(qe_kernels STATIC ${QE_KERNELS_SRC})
-  target_link_libraries(qe_kernels PUBLIC qe_formats OpenMP::OpenMP_CXX PkgConfig::HWLOC PRIVATE qe_warnings)
-else()
-  add_library(qe_kernels INTERFACE)
-  target_link_libraries(qe_kernels INTERFACE qe_formats OpenMP::OpenMP_CXX PkgConfig::HWLOC)
+# hwloc counts physical cores and pins threads; without it (cross builds) threads.cpp reads sysfs.
+option(QE_WITH_HWLOC "Use hwloc for the core count and thread pinning" ON)
+if(QE_WITH_HWLOC AND NOT TARGET PkgConfig::HWLOC)
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(HWLOC REQUIRED IMPORTED_TARGET hwloc)
+endif()
+
+add_library(qe_kernels STATIC ${QE_KERNELS_SRC})
+target_link_libraries(qe_kernels PUBLIC qe_formats OpenMP::OpenMP_CXX PRIVATE qe_warnings)
+if(QE_WITH_HWLOC)
+  target_link_libraries(qe_kernels PRIVATE PkgConfig::HWLOC)
+  target_compile_definitions(qe_kernels PRIVATE QE_HAVE_HWLOC)
 endif()

@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libcli11-dev        # command-line parsing for the tools
   libfmt-dev          # formatting of every message and table
   libxxhash-dev       # XXH3 tensor hashes (--hash, conversion checks)
+  libpcre2-dev        # Unicode-aware regex for the BPE pre-tokenizers (\p{L}, \p{N}, lookahead)
   nlohmann-json3-dev  # safetensors headers, HF config.json / tokenizer.json, --json output
   libgtest-dev        # unit tests
   libbenchmark-dev    # qbench

@@ -50,7 +50,18 @@ struct BlockQ6_K {         // 256 weights in 16 groups of 16; x = d * scales[g] 
 };
 static_assert(sizeof(BlockQ6_K) == 210);
 
+// ggml's block_q8_K: the activation type for q6_K dots. Never stored in files (llama.cpp does not load it),
+// so it is not in the traits table.
+struct BlockQ8_K {
+  float d;                   // f32 scale (not fp16); x = d * q
+  int8_t qs[QK_K];
+  int16_t bsums[QK_K / 16];  // sum of qs over each group of 16: lets q6_K's -32 offset be applied per group
+};
+static_assert(sizeof(BlockQ8_K) == 292);
+
 // ---- Scalar conversions (IEEE round-to-nearest-even, as F16C and numpy do).
+// NaNs follow numpy's astype (what gguf.quants writes for F16): the payload is truncated/shifted and never
+// quietened; a payload that truncates to 0 becomes 1. (F16C quietens signalling NaNs; finite values agree.)
 float fp16_to_fp32(uint16_t h);
 uint16_t fp32_to_fp16(float f);
 float bf16_to_fp32(uint16_t h);
@@ -63,6 +74,8 @@ void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n);
 void quantize_row_q8_1_ref(const float* x, BlockQ8_1* y, int64_t n);
 void quantize_row_f16_ref(const float* x, uint16_t* y, int64_t n);
 void quantize_row_bf16_ref(const float* x, uint16_t* y, int64_t n);
+// An all-zero block gets d = 0 and bsums = 0 (ggml leaves its bsums unwritten).
+void quantize_row_q8_K_ref(const float* x, BlockQ8_K* y, int64_t n);
 
 void dequantize_row_q4_0(const BlockQ4_0* x, float* y, int64_t n);
 void dequantize_row_q4_1(const BlockQ4_1* x, float* y, int64_t n);
@@ -71,6 +84,7 @@ void dequantize_row_q8_1(const BlockQ8_1* x, float* y, int64_t n);
 void dequantize_row_q6_K(const BlockQ6_K* x, float* y, int64_t n);
 void dequantize_row_f16(const uint16_t* x, float* y, int64_t n);
 void dequantize_row_bf16(const uint16_t* x, float* y, int64_t n);
+void dequantize_row_q8_K(const BlockQ8_K* x, float* y, int64_t n);
 
 // ---- Traits: row conversions by type, so converters and tests never switch on the type.
 struct BlockTraits {

@@ -1,0 +1,257 @@
+// qbench: kernel x ISA x layer shape x tokens x threads, reported against this machine's roofline.
+//   qbench                 default sweep (< 2 min on 2 cores): 1.1B FFN-up, best ISA, 1/64/512 tokens
+//   qbench --full          135M / 1.1B / 8B shapes, 1/8/64/512 tokens, every supported ISA
+//   qbench --json          results + roofline as one JSON document on stdout
+//   qbench --isa=avx2      restrict to one level; other --benchmark_* flags go to Google Benchmark
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/blocks.h"
+#include "kernels/kernel_table.h"
+#include "kernels/matmul.h"
+#include "kernels/threads.h"
+#include "roofline.h"
+
+namespace qe::bench {
+namespace {
+
+using kernels::ActivationBuffer;
+using kernels::Isa;
+using kernels::KernelTable;
+using kernels::WeightView;
+
+Roofline g_roof;
+
+struct Shape { const char* model; int64_t dim, ffn; };
+constexpr Shape kShapes[] = {{"135M", 576, 1536}, {"1.1B", 2048, 5632}, {"8B", 4096, 14336}};
+
+// Weights for one (type, rows, cols), in enough copies that a sweep over them exceeds the L3 (as a real
+// model's layers do): GEMV then streams from DRAM, not from a warm cache.
+struct WeightSet {
+  std::vector<std::vector<uint8_t>> copies;
+  WeightView view;
+};
+
+WeightSet& weights(GgmlType t, int64_t rows, int64_t cols) {
+  static std::map<std::tuple<int, int64_t, int64_t>, std::unique_ptr<WeightSet>> cache;
+  auto& slot = cache[{static_cast<int>(t), rows, cols}];
+  if (slot) return *slot;
+  slot = std::make_unique<WeightSet>();
+  const int64_t stride = static_cast<int64_t>(ggml_row_bytes(t, static_cast<uint64_t>(cols)));
+  const int64_t bytes = stride * rows;
+  const int64_t n_copies = std::max<int64_t>(1, (128ll << 20) / bytes + 1);
+  std::mt19937 rng(42);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> f(static_cast<size_t>(cols));
+  std::vector<uint8_t> first(static_cast<size_t>(bytes));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (float& v : f) v = nd(rng);
+    if (t == GgmlType::F32) std::memcpy(first.data() + r * stride, f.data(), f.size() * 4);
+    else block_traits(t)->from_float(f.data(), first.data() + r * stride, cols);
+  }
+  for (int64_t c = 0; c < n_copies; ++c) slot->copies.push_back(first);
+  slot->view = WeightView{t, rows, cols, nullptr, stride};
+  return *slot;
+}
+
+void BM_matmul(benchmark::State& state, const KernelTable* k, GgmlType t, int64_t rows, int64_t cols, int64_t tokens,
+               int threads) {
+  WeightSet& ws = weights(t, rows, cols);
+  std::vector<float> x(static_cast<size_t>(tokens * cols));
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (float& v : x) v = nd(rng);
+  ActivationBuffer a;
+  if (!a.prepare(*kernels::activation_type(t), x.data(), tokens, cols, cols, threads, *k).ok()) {
+    state.SkipWithError("prepare failed");
+    return;
+  }
+  std::vector<float> y(static_cast<size_t>(tokens * rows));
+  size_t copy = 0;
+  for (auto _ : state) {
+    WeightView w = ws.view;
+    w.data = ws.copies[copy].data();
+    copy = (copy + 1) % ws.copies.size();
+    if (!kernels::matmul(w, a, y.data(), threads, *k).ok()) state.SkipWithError("matmul failed");
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double macs = static_cast<double>(rows) * cols * tokens;
+  const double bytes = static_cast<double>(ws.view.row_stride) * rows + static_cast<double>(a.row_stride()) * tokens +
+                       4.0 * rows * tokens;
+  const bool quant = t != GgmlType::F16 && t != GgmlType::BF16 && t != GgmlType::F32;
+  const int ti = threads > 1 ? 1 : 0;
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GOP/s"] = benchmark::Counter(2 * macs / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  // Roofline: the time the slower ceiling allows (bytes at DRAM speed, or MACs at the int8 / FMA peak).
+  const double t_mem = bytes / (g_roof.dram_gbs[ti] * 1e9);
+  const double t_cmp = quant ? macs / (g_roof.int8_gmacs[ti] * 1e9) : 2 * macs / (g_roof.fma_gflops[ti] * 1e9);
+  state.counters["roof_s"] = std::max(t_mem, t_cmp);
+  state.counters["mem_bound"] = t_mem >= t_cmp ? 1 : 0;
+}
+
+void BM_op(benchmark::State& state, const KernelTable* k, const std::string& op, int64_t n) {
+  std::vector<float> x(static_cast<size_t>(n)), w(x.size(), 1.0f), y(x.size());
+  std::vector<uint8_t> q(static_cast<size_t>(n) * 2);
+  for (int64_t i = 0; i < n; ++i) x[i] = std::sin(static_cast<float>(i));
+  std::vector<float> c(static_cast<size_t>(128)), s(c.size());
+  kernels::rope_cos_sin(17, 128, 10000.0f, c.data(), s.data());
+  for (auto _ : state) {
+    if (op == "rms_norm") k->rms_norm(x.data(), w.data(), y.data(), n, 1e-5f);
+    else if (op == "softmax") { std::copy(x.begin(), x.end(), y.begin()); k->softmax(y.data(), n); }
+    else if (op == "silu_mul") k->silu_mul(x.data(), w.data(), y.data(), n);
+    else if (op == "rope") k->rope(y.data(), n / 128, 128, 128, c.data(), s.data());
+    else if (op == "quantize_q8_0") k->quantize_q8_0(x.data(), q.data(), n);
+    else if (op == "quantize_q8_K") k->quantize_q8_K(x.data(), q.data(), n);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::DoNotOptimize(q.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(8.0 * n / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Collects every run for the closing roofline table (and --json), forwarding to the console reporter.
+class TableReporter : public benchmark::ConsoleReporter {
+ public:
+  explicit TableReporter(bool quiet) : quiet_(quiet) {}
+  bool ReportContext(const Context& c) override { return quiet_ ? true : ConsoleReporter::ReportContext(c); }
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& r : runs)
+      if (r.run_type == Run::RT_Iteration && !r.error_occurred) runs_[r.benchmark_name()].push_back(r);
+    if (!quiet_) ConsoleReporter::ReportRuns(runs);
+  }
+  std::map<std::string, std::vector<Run>> runs_;
+
+ private:
+  bool quiet_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
+}
+
+}  // namespace
+}  // namespace qe::bench
+
+int main(int argc, char** argv) {
+  using namespace qe;
+  using namespace qe::bench;
+  bool full = false, json = false;
+  std::string only_isa;
+  std::vector<char*> rest{argv[0]};
+  bool has_min_time = false, has_reps = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--full") full = true;
+    else if (a == "--json") json = true;
+    else if (a.rfind("--isa=", 0) == 0) only_isa = a.substr(6);
+    else {
+      has_min_time |= a.rfind("--benchmark_min_time", 0) == 0;
+      has_reps |= a.rfind("--benchmark_repetitions", 0) == 0;
+      rest.push_back(argv[i]);
+    }
+  }
+  std::string min_time = "--benchmark_min_time=0.1", reps = "--benchmark_repetitions=3";
+  if (!has_min_time) rest.push_back(min_time.data());
+  if (!has_reps) rest.push_back(reps.data());
+  int rargc = static_cast<int>(rest.size());
+  benchmark::Initialize(&rargc, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(rargc, rest.data())) return 2;
+
+  const int nthreads = kernels::default_thread_count();
+  std::fprintf(stderr, "%s; threads: %d physical cores\nmeasuring roofline...\n", kernels::describe_isa().c_str(),
+               nthreads);
+  g_roof = measure_roofline(nthreads);
+  std::fprintf(stderr, "roofline: DRAM read %.1f / %.1f GB/s, int8 %.1f / %.1f GMAC/s, f32 FMA %.1f / %.1f GFLOP/s (1 / %d threads)\n",
+               g_roof.dram_gbs[0], g_roof.dram_gbs[1], g_roof.int8_gmacs[0], g_roof.int8_gmacs[1],
+               g_roof.fma_gflops[0], g_roof.fma_gflops[1], nthreads);
+
+  std::vector<Isa> isas;
+  if (!only_isa.empty()) {
+    const auto isa = kernels::isa_from_name(only_isa);
+    if (!isa || !kernels::isa_supported(*isa)) {
+      std::fprintf(stderr, "qbench: --isa=%s is not supported on this CPU\n", only_isa.c_str());
+      return 2;
+    }
+    isas.push_back(*isa);
+  } else if (full) {
+    for (Isa i : {Isa::ref, Isa::avx2, Isa::avx512, Isa::neon})
+      if (kernels::isa_supported(i)) isas.push_back(i);
+  } else {
+    isas.push_back(kernels::best_isa());
+  }
+
+  const GgmlType types[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16};
+  std::vector<int64_t> tokens = full ? std::vector<int64_t>{1, 8, 64, 512} : std::vector<int64_t>{1, 64, 512};
+  std::vector<int> threads = {1};
+  if (nthreads > 1) threads.push_back(nthreads);
+  for (Isa isa : isas) {
+    const KernelTable* k = kernels::kernel_table(isa);
+    for (const Shape& sh : kShapes) {
+      if (!full && std::string(sh.model) != "1.1B") continue;
+      for (GgmlType t : types)
+        for (int64_t tok : tokens)
+          for (int th : threads) {
+            if (isa == Isa::ref && tok > 8) continue;  // scalar GEMM of 512 tokens takes minutes
+            const std::string name = std::string("matmul/") + std::string(ggml_type_name(t)) + "/" +
+                                     std::string(kernels::isa_name(isa)) + "/" + sh.model + "_ffn_up/" +
+                                     std::to_string(tok) + "tok/" + std::to_string(th) + "thr";
+            benchmark::RegisterBenchmark(name.c_str(), BM_matmul, k, t, sh.ffn, sh.dim, tok, th)
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
+      for (const char* op : {"rms_norm", "softmax", "silu_mul", "rope", "quantize_q8_0", "quantize_q8_K"}) {
+        const int64_t n = std::string(op) == "silu_mul" ? sh.ffn : sh.dim;
+        benchmark::RegisterBenchmark((std::string("op/") + op + "/" + std::string(kernels::isa_name(isa)) + "/" +
+                                      sh.model + "/" + std::to_string(n)).c_str(),
+                                     BM_op, k, std::string(op), n)
+            ->Unit(benchmark::kNanosecond);
+      }
+    }
+  }
+
+  TableReporter rep(json);
+  benchmark::RunSpecifiedBenchmarks(&rep);
+
+  nlohmann::json out;
+  out["machine"] = {{"kernels", kernels::describe_isa()}, {"threads", nthreads},
+                    {"dram_read_gbs", {g_roof.dram_gbs[0], g_roof.dram_gbs[1]}},
+                    {"int8_gmacs", {g_roof.int8_gmacs[0], g_roof.int8_gmacs[1]}},
+                    {"fma_gflops", {g_roof.fma_gflops[0], g_roof.fma_gflops[1]}}};
+  out["results"] = nlohmann::json::array();
+  std::printf(json ? "" : "\nRoofline (medians of %s)\n%-48s %10s %9s %9s %7s  %s\n", reps.c_str() + 24, "benchmark",
+              "time_us", "GB/s", "GOP/s", "roof%", "bound");
+  for (auto& [name, runs] : rep.runs_) {
+    std::vector<double> us, gbs, gops, roof;
+    bool mem = false;
+    for (const auto& r : runs) {
+      const double s = r.real_accumulated_time / static_cast<double>(r.iterations);  // seconds per iteration
+      us.push_back(s * 1e6);
+      gbs.push_back(r.counters.count("GB/s") ? double(r.counters.at("GB/s")) : 0);
+      gops.push_back(r.counters.count("GOP/s") ? double(r.counters.at("GOP/s")) : 0);
+      if (r.counters.count("roof_s")) {
+        roof.push_back(100.0 * double(r.counters.at("roof_s")) / s);
+        mem = double(r.counters.at("mem_bound")) > 0;
+      }
+    }
+    const double m_roof = median(roof);
+    out["results"].push_back({{"name", name}, {"time_us", median(us)}, {"gbs", median(gbs)}, {"gops", median(gops)},
+                              {"roofline_pct", m_roof}, {"bound", roof.empty() ? "" : mem ? "memory" : "compute"}});
+    if (!json)
+      std::printf("%-48s %10.1f %9.2f %9.2f %7s  %s\n", name.c_str(), median(us), median(gbs), median(gops),
+                  roof.empty() ? "-" : (std::to_string(static_cast<int>(std::lround(m_roof))) + "%").c_str(),
+                  roof.empty() ? "" : mem ? "DRAM" : "compute");
+  }
+  if (json) std::printf("%s\n", out.dump(2).c_str());
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,69 @@
+// qrun: generate text with a llama-architecture GGUF model, llama.cpp's llama-cli flags.
+//   qrun -m model.gguf -p "The capital of France is" -n 32 --temp 0
+// stdout carries only the prompt and the generated text; logs and timings go to stderr.
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
+#include <exception>
+#include <new>
+
+#include "cli/qrun/options.h"
+
+int main(int argc, char** argv) {
+  qe::cli::RunOptions o;
+  CLI::App app{"qrun: text generation with a llama-architecture GGUF model"};
+  app.set_version_flag("--version", "qrun 0.1.0");
+  app.add_option("-m,--model", o.model, "model path (GGUF)")->required();
+  app.add_option("-p,--prompt", o.prompt, "prompt to start generation with");
+  app.add_option("-f,--file", o.prompt_file, "a file containing the prompt");
+  app.add_option("-n,--n-predict", o.n_predict, "number of tokens to predict (-1 = until end of generation)");
+  app.add_option("-c,--ctx-size", o.n_ctx, "size of the prompt context (0 = from model, at most 4096)");
+  app.add_option("-b,--batch-size", o.n_batch, "prompt tokens per forward pass")->check(CLI::PositiveNumber);
+  app.add_option("-t,--threads", o.n_threads, "number of threads (default: physical cores)");
+  app.add_option("-s,--seed", o.seed, "RNG seed (-1 = random)");
+  app.add_option("--temp", o.sampling.temp, "temperature (<= 0: greedy)")->capture_default_str();
+  app.add_option("--top-k", o.sampling.top_k, "top-k sampling (0 = disabled)")->capture_default_str();
+  app.add_option("--top-p", o.sampling.top_p, "top-p sampling (1.0 = disabled)")->capture_default_str();
+  app.add_option("--min-p", o.sampling.min_p, "min-p sampling (0.0 = disabled)")->capture_default_str();
+  app.add_option("--repeat-penalty", o.sampling.repeat_penalty,
+                 "penalize repeat sequence of tokens (1.0 = disabled)")
+      ->capture_default_str();
+  app.add_option("--repeat-last-n", o.sampling.repeat_last_n,
+                 "last n tokens to consider for penalize (0 = disabled, -1 = ctx_size)")
+      ->capture_default_str();
+  app.add_option("--isa", o.isa, "kernel level: ref, avx2, avx512, neon (default: best the CPU has)");
+  app.add_option("--cache-type", o.cache_type, "KV cache type: f16 or f32")->capture_default_str();
+  app.add_flag("-v,--verbose", o.verbose, "more logs on stderr");
+  // Development options for the tests (hidden: empty group).
+  app.add_option("--token-ids", o.token_ids, "prompt as token ids (no tokenization, no BOS)")
+      ->delimiter(',')
+      ->group("");
+  app.add_option("--dump-logits", o.dump_logits, "write the f32 logits of every prompt position to FILE")
+      ->group("");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "qrun: {}\n", e.what());
+    return 1;
+  }
+
+  try {
+    qe::Status s = qe::cli::run(o);
+    if (!s) {
+      fmt::print(stderr, "qrun: {}\n", s.error().message());
+      return 1;
+    }
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "qrun: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "qrun: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,211 @@
+// qrun's work: load, tokenize, prefill in batches, decode token by token, stream, report timings.
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+
+#include "cli/qrun/options.h"
+#include "formats/gguf_reader.h"
+#include "kernels/kernel_table.h"
+#include "kernels/threads.h"
+#include "model/config.h"
+#include "model/forward.h"
+#include "model/kv_cache.h"
+#include "model/run_state.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+#include "model/weights.h"
+
+namespace qe::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+Error usage(std::string reason) {
+  return Error{"", "", std::move(reason)};
+}
+
+Result<std::string> read_prompt_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{path, "", "cannot open the prompt file"};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  // llama.cpp drops the one trailing newline an editor adds.
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+
+void print_timing(const char* what, double ms, int64_t n, const char* unit) {
+  fmt::print(stderr,
+             "qrun: {:>16} = {:10.2f} ms / {:5} {} ({:8.2f} ms per token, {:8.2f} tokens per second)\n", what,
+             ms, n, unit, n > 0 ? ms / static_cast<double>(n) : 0.0,
+             ms > 0 ? 1e3 * static_cast<double>(n) / ms : 0.0);
+}
+
+// Writes text to stdout at once, so the stream is visible token by token.
+void emit(const std::string& text) {
+  if (text.empty()) return;
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+Status run(const RunOptions& o) {
+  const Clock::time_point t_load = Clock::now();
+  if (!o.isa.empty())
+    if (Status s = kernels::select_isa(o.isa); !s) return s;
+  if (!o.prompt.empty() && !o.prompt_file.empty()) return usage("-p and -f both give a prompt; use one");
+  if (o.cache_type != "f16" && o.cache_type != "f32")
+    return usage(fmt::format("--cache-type {} is not supported (f16, f32)", o.cache_type));
+  if (o.n_threads < 0) return usage(fmt::format("-t {} must be >= 0", o.n_threads));
+  if (o.n_ctx < 0) return usage(fmt::format("-c {} must be >= 0", o.n_ctx));
+  if (o.seed < -1 || o.seed > 0xFFFFFFFFLL)
+    return usage(fmt::format("-s {} is not a 32-bit seed or -1", o.seed));
+
+  Result<GgufFile> file = GgufFile::open(o.model);
+  if (!file) return file.error();
+  Result<model::Config> config = model::load_config(*file);
+  if (!config) return config.error();
+  const model::Config& c = *config;
+  Result<model::Weights> weights = model::load_weights(*file, c);
+  if (!weights) return weights.error();
+  Result<Tokenizer> tok = Tokenizer::from_gguf(*file);
+  if (!tok) return tok.error();
+  if (tok->n_vocab() != c.n_vocab)
+    return Error{o.model, "tokenizer.ggml.tokens",
+                 fmt::format("{} tokens, but token_embd.weight has {} rows", tok->n_vocab(), c.n_vocab)};
+
+  const int n_threads = o.n_threads > 0 ? o.n_threads : kernels::default_thread_count();
+  const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
+  if (n_ctx > (int64_t{1} << 24)) return usage(fmt::format("-c {} is too large", n_ctx));
+  const int64_t n_batch = std::min(o.n_batch, n_ctx);
+
+  // ---- Prompt
+  std::vector<int32_t> prompt = o.token_ids;
+  if (prompt.empty()) {
+    std::string text = o.prompt;
+    if (!o.prompt_file.empty()) {
+      Result<std::string> t = read_prompt_file(o.prompt_file);
+      if (!t) return t.error();
+      text = std::move(*t);
+    }
+    prompt = tok->tokenize(text, /*add_special=*/true, /*parse_special=*/true);
+  }
+  if (prompt.empty())
+    return usage("the prompt is empty (and the vocabulary adds no BOS token): give -p or -f");
+  for (int32_t id : prompt)
+    if (id < 0 || id >= c.n_vocab)
+      return usage(fmt::format("token id {} is outside the vocabulary of {}", id, c.n_vocab));
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+  if (n_prompt > n_ctx)
+    return usage(
+        fmt::format("the prompt is {} tokens, longer than the context of {} (raise -c)", n_prompt, n_ctx));
+
+  Result<model::KvCache> kv =
+      model::KvCache::create(c, n_ctx, o.cache_type == "f32" ? GgmlType::F32 : GgmlType::F16);
+  if (!kv) return kv.error();
+  const bool dump = !o.dump_logits.empty();
+  Result<model::RunState> state =
+      model::RunState::create(c, weights->rope_freqs, n_batch, n_ctx, n_threads, dump);
+  if (!state) return state.error();
+
+  model::SamplerParams sp = o.sampling;
+  sp.seed = o.seed >= 0 ? static_cast<uint32_t>(o.seed) : std::random_device{}();
+  model::Sampler sampler(sp);
+
+  const double load_ms = ms_since(t_load);
+  fmt::print(stderr, "qrun: model {} ({}): {} layers, dim {}, {} heads / {} kv heads, ff {}, vocab {}{}\n",
+             o.model, c.name.empty() ? "unnamed" : c.name, c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.n_ff,
+             c.n_vocab, c.tied_embeddings ? ", tied embeddings" : "");
+  fmt::print(stderr, "qrun: {}; {} threads\n", kernels::describe_isa(), n_threads);
+  fmt::print(stderr, "qrun: n_ctx = {}, n_batch = {}, kv cache {} ({:.1f} MiB), seed = {}\n", n_ctx, n_batch,
+             o.cache_type, static_cast<double>(kv->bytes()) / 1048576.0, sp.seed);
+  if (o.verbose) {
+    fmt::print(stderr, "qrun: rope: n_rot {}, freq_base {}, freq_scale {}{}; rms_eps {}\n", c.n_rot,
+               c.rope_freq_base, c.rope_freq_scale, c.has_rope_freqs ? ", rope_freqs factors" : "",
+               c.rms_eps);
+    fmt::print(stderr, "qrun: sampling: temp {}, top_k {}, top_p {}, min_p {}, repeat_penalty {} (last {})\n",
+               sp.temp, sp.top_k, sp.top_p, sp.min_p, sp.repeat_penalty, sp.repeat_last_n);
+    fmt::print(stderr, "qrun: prompt: {} tokens:", n_prompt);
+    for (int32_t id : prompt) fmt::print(stderr, " {}", id);
+    fmt::print(stderr, "\n");
+  }
+
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> dump_file(nullptr, &std::fclose);
+  if (dump) {
+    dump_file.reset(std::fopen(o.dump_logits.c_str(), "wb"));
+    if (!dump_file) return Error{o.dump_logits, "", "cannot open for writing"};
+  }
+
+  // ---- Echo the prompt, as llama-cli does (control tokens such as BOS render as nothing).
+  Utf8Stream out;
+  for (int32_t id : prompt) {
+    emit(out.push(tok->token_to_piece(id, /*special=*/false)));
+    sampler.accept(id);  // llama.cpp's penalties see the prompt too
+  }
+
+  // ---- Prefill in batches of n_batch tokens (GEMM).
+  const Clock::time_point t_prompt = Clock::now();
+  std::span<const float> logits;
+  for (int64_t p = 0; p < n_prompt; p += n_batch) {
+    const int64_t n = std::min(n_batch, n_prompt - p);
+    Result<std::span<const float>> r = model::forward(
+        c, *weights, *state, *kv,
+        std::span<const int32_t>(prompt).subspan(static_cast<size_t>(p), static_cast<size_t>(n)), p);
+    if (!r) return r.error();
+    logits = *r;
+    if (dump && std::fwrite(logits.data(), sizeof(float), logits.size(), dump_file.get()) != logits.size())
+      return Error{o.dump_logits, "", "write failed"};
+  }
+  const double prompt_ms = ms_since(t_prompt);
+  if (dump && std::fclose(dump_file.release()) != 0) return Error{o.dump_logits, "", "write failed"};
+  logits = logits.last(static_cast<size_t>(c.n_vocab));
+
+  // ---- Decode one token at a time (GEMV) until end of generation, -n or a full context.
+  const Clock::time_point t_gen = Clock::now();
+  double eval_ms = 0;
+  int64_t n_eval = 0, n_gen = 0, pos = n_prompt;
+  while (o.n_predict < 0 || n_gen < o.n_predict) {
+    const int32_t id = sampler.sample(logits);
+    sampler.accept(id);
+    if (tok->is_eog(id)) break;
+    emit(out.push(tok->token_to_piece(id, /*special=*/false)));
+    ++n_gen;
+    if (o.n_predict >= 0 && n_gen >= o.n_predict) break;
+    if (pos >= n_ctx) {
+      fmt::print(stderr, "\nqrun: context full ({} tokens), stopping\n", n_ctx);
+      break;
+    }
+    const Clock::time_point t_eval = Clock::now();
+    Result<std::span<const float>> r =
+        model::forward(c, *weights, *state, *kv, std::span<const int32_t>(&id, 1), pos);
+    if (!r) return r.error();
+    eval_ms += ms_since(t_eval);
+    ++n_eval;
+    ++pos;
+    logits = r->last(static_cast<size_t>(c.n_vocab));
+  }
+  emit(out.finish());
+  const double gen_ms = ms_since(t_gen);
+  emit("\n");
+
+  fmt::print(stderr, "\nqrun: {:>16} = {:10.2f} ms\n", "load time", load_ms);
+  print_timing("prompt eval time", prompt_ms, n_prompt, "tokens");
+  print_timing("eval time", eval_ms, n_eval, "runs  ");
+  fmt::print(stderr, "qrun: {:>16} = {:10.2f} ms / {:5} tokens generated\n", "total time",
+             load_ms + prompt_ms + gen_ms, n_gen);
+  return {};
+}
+
+}  // namespace qe::cli

@@ -1,0 +1,120 @@
+// Level selection: QE_ISA / select_isa() may only pick a level the CPU can run; anything else is an Error.
+#include <atomic>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <mutex>
+
+#include "kernels/kernel_tables.h"
+
+namespace qe::kernels {
+namespace {
+
+struct State {
+  std::atomic<const KernelTable*> active{nullptr};
+  std::once_flag once;
+  std::string how = "best available";
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+void init_default() {
+  State& s = state();
+  std::call_once(s.once, [&s] {
+    const KernelTable* t = kernel_table(best_isa());
+    if (const char* env = std::getenv("QE_ISA"); env && *env) {
+      const auto isa = isa_from_name(env);
+      // A bad QE_ISA must not crash nor silently run unsupported code: keep the best level and say so.
+      if (isa && isa_supported(*isa)) {
+        t = kernel_table(*isa);
+        s.how = "via QE_ISA";
+      } else {
+        s.how = std::string("QE_ISA=") + env + " ignored: " + (isa ? "not supported by this CPU" : "unknown");
+      }
+    }
+    s.active.store(t);
+  });
+}
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = detect_cpu_features();
+  return f;
+}
+
+bool isa_supported(Isa isa) { return table_for(isa) != nullptr && cpu_has_isa(cpu_features(), isa); }
+
+Isa best_isa() {
+  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::neon})
+    if (isa_supported(isa)) return isa;
+  return Isa::ref;
+}
+
+std::string_view isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::ref: return "ref";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+    case Isa::neon: return "neon";
+  }
+  return "?";
+}
+
+std::optional<Isa> isa_from_name(std::string_view name) {
+  std::string lower(name);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512, Isa::neon})
+    if (lower == isa_name(isa)) return isa;
+  if (lower == "scalar") return Isa::ref;
+  return std::nullopt;
+}
+
+const KernelTable* kernel_table(Isa isa) { return isa_supported(isa) ? table_for(isa) : nullptr; }
+
+const KernelTable& kernels() {
+  const KernelTable* t = state().active.load(std::memory_order_acquire);
+  if (t) return *t;
+  init_default();
+  return *state().active.load(std::memory_order_acquire);
+}
+
+Isa active_isa() { return kernels().isa; }
+
+Status select_isa(Isa isa) {
+  if (!isa_supported(isa)) {
+    return Error{"", "isa", std::string(isa_name(isa)) +
+                                " is not supported by this CPU/build (best: " + std::string(isa_name(best_isa())) + ")"};
+  }
+  init_default();
+  state().active.store(kernel_table(isa), std::memory_order_release);
+  state().how = "selected";
+  return {};
+}
+
+Status select_isa(std::string_view name) {
+  const auto isa = isa_from_name(name);
+  if (!isa) return Error{"", "isa", "unknown ISA '" + std::string(name) + "' (ref, avx2, avx512, neon)"};
+  return select_isa(*isa);
+}
+
+std::string describe_isa() {
+  const KernelTable& k = kernels();
+  return "kernels: " + std::string(isa_name(k.isa)) + " (best " + std::string(isa_name(best_isa())) +
+         "; cpu: " + cpu_features().brand + "; " + state().how + ")";
+}
+
+void rope_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float* cos, float* sin) {
+  const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
+  float theta = static_cast<float>(pos);
+  for (int64_t i = 0; i < n_rot / 2; ++i) {
+    cos[i] = std::cos(theta);
+    sin[i] = std::sin(theta);
+    theta *= theta_scale;
+  }
+}
+
+}  // namespace qe::kernels

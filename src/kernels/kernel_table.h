@@ -1,0 +1,72 @@
+// The dispatch table: one set of function pointers per ISA level, each over whole rows or tiles so the
+// indirect call is paid once per row/tile, never per block. Every level fills every entry (lower-level
+// kernels fill gaps), so callers never test for nullptr.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "formats/error.h"
+#include "kernels/cpu_features.h"
+
+namespace qe::kernels {
+
+// f32 row of n elements -> activation blocks (q8_0, q8_1 or q8_K); n is a multiple of the block size.
+using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
+
+// Tile product: y[c * ldy + r] = dot(W row r, A row c) for r < nr, c < nc, each row n elements long.
+// W rows are w_stride bytes apart, A rows (one per token) a_stride bytes apart. The result of each
+// (r, c) does not depend on nr, nc or the tile position, so GEMM equals GEMV column by column and any
+// split over threads gives identical bits.
+using MatmulTileFn = void (*)(int64_t n, const void* w, int64_t w_stride, int64_t nr, const void* a,
+                              int64_t a_stride, int64_t nc, float* y, int64_t ldy);
+
+struct KernelTable {
+  Isa isa = Isa::ref;
+
+  QuantizeRowFn quantize_q8_0 = nullptr;
+  QuantizeRowFn quantize_q8_1 = nullptr;
+  QuantizeRowFn quantize_q8_K = nullptr;
+
+  MatmulTileFn tile_q4_0_q8_0 = nullptr;
+  MatmulTileFn tile_q4_1_q8_1 = nullptr;
+  MatmulTileFn tile_q8_0_q8_0 = nullptr;
+  MatmulTileFn tile_q6_K_q8_K = nullptr;
+  MatmulTileFn tile_f16_f32 = nullptr;   // W f16, A f32
+  MatmulTileFn tile_bf16_f32 = nullptr;  // W bf16, A f32
+  MatmulTileFn tile_f32_f32 = nullptr;
+
+  // y = x / sqrt(mean(x^2) + eps) * w; y may alias x.
+  void (*rms_norm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
+  // In-place llama.cpp "norm" RoPE on n_heads heads of head_dim floats: pairs (2i, 2i+1) for 2i < n_rot
+  // are rotated by angle_i (cos[i], sin[i] from rope_cos_sin); the rest pass through.
+  void (*rope)(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cos,
+               const float* sin) = nullptr;
+  void (*softmax)(float* x, int64_t n) = nullptr;  // in place, max-subtracted
+  // y = silu(gate) * up; y may alias gate or up.
+  void (*silu_mul)(const float* gate, const float* up, float* y, int64_t n) = nullptr;
+  void (*add)(const float* a, const float* b, float* y, int64_t n) = nullptr;  // y may alias
+  void (*scale)(const float* x, float s, float* y, int64_t n) = nullptr;       // y may alias
+};
+
+// The table of the active level: chosen on first use from QE_ISA (if set) or the best the CPU has.
+const KernelTable& kernels();
+Isa active_isa();
+
+// Table for one level, or nullptr when this build lacks it or the CPU cannot run it (tests, qbench).
+const KernelTable* kernel_table(Isa isa);
+
+// Selects a level for all later kernels() calls. Not thread-safe against running kernels: call at
+// start-up (the --isa flag). Error when the name is unknown or the CPU lacks the level.
+Status select_isa(Isa isa);
+Status select_isa(std::string_view name);
+
+// One line for the log: "kernels: avx2 (best avx2; cpu: AMD EPYC ...; via QE_ISA)".
+std::string describe_isa();
+
+// RoPE angles for one position in llama.cpp's order: theta_i = pos * freq_base^(-2i/n_rot), computed by
+// repeated multiplication as ggml does so the angles match bit for bit. cos/sin hold n_rot/2 values.
+void rope_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float* cos, float* sin);
+
+}  // namespace qe::kernels

@@ -1,0 +1,17 @@
+// Internal: where each ISA's table comes from. Each *_ISA.cpp fills its table in its own namespace.
+#pragma once
+
+#include "kernels/kernel_table.h"
+
+namespace qe::kernels {
+
+// The compiled table of a level (x86: ref, avx2, avx512; arm64: ref, neon), nullptr when not in this
+// build or when the CPU lacks it. Defined in kernel_tables_<arch>.cpp.
+const KernelTable* table_for(Isa isa);
+
+namespace ref { void fill_table(KernelTable& t); }
+namespace avx2 { void fill_table(KernelTable& t); }
+namespace avx512 { void fill_table(KernelTable& t); }
+namespace neon { void fill_table(KernelTable& t); }
+
+}  // namespace qe::kernels

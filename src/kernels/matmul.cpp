@@ -1,0 +1,137 @@
+#include "kernels/matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <string>
+
+#include "formats/blocks.h"
+#include "kernels/threads.h"
+
+namespace qe::kernels {
+namespace {
+
+// Tokens per tile call: 64 q8_0 rows of 4096 are ~280 KB, which stays in a 512 KB-1 MB L2 while every
+// 4-row weight strip of the thread's range streams past it once.
+constexpr int64_t kTokenChunk = 64;
+// Rows per work unit: a multiple of every micro-kernel's row count, so threads never split a tile.
+constexpr int64_t kRowGrain = 16;
+
+Error shape_error(const std::string& what) { return Error{"", "matmul", what}; }
+
+}  // namespace
+
+std::optional<GgmlType> activation_type(GgmlType weight) {
+  switch (weight) {
+    case GgmlType::Q4_0:
+    case GgmlType::Q8_0: return GgmlType::Q8_0;
+    case GgmlType::Q4_1: return GgmlType::Q8_1;
+    case GgmlType::Q6_K: return GgmlType::Q8_K;
+    case GgmlType::F32:
+    case GgmlType::F16:
+    case GgmlType::BF16: return GgmlType::F32;
+    default: return std::nullopt;
+  }
+}
+
+MatmulTileFn tile_kernel(const KernelTable& k, GgmlType weight) {
+  switch (weight) {
+    case GgmlType::Q4_0: return k.tile_q4_0_q8_0;
+    case GgmlType::Q4_1: return k.tile_q4_1_q8_1;
+    case GgmlType::Q8_0: return k.tile_q8_0_q8_0;
+    case GgmlType::Q6_K: return k.tile_q6_K_q8_K;
+    case GgmlType::F16: return k.tile_f16_f32;
+    case GgmlType::BF16: return k.tile_bf16_f32;
+    case GgmlType::F32: return k.tile_f32_f32;
+    default: return nullptr;
+  }
+}
+
+Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
+                                 int n_threads, const KernelTable& k) {
+  if (n_tokens < 0 || cols <= 0 || x_stride < cols)
+    return shape_error("activation shape " + std::to_string(n_tokens) + " x " + std::to_string(cols));
+  type_ = type;
+  n_tokens_ = n_tokens;
+  cols_ = cols;
+  if (type == GgmlType::F32) {
+    data_ = x;
+    stride_ = x_stride * static_cast<int64_t>(sizeof(float));
+    return {};
+  }
+  QuantizeRowFn q = type == GgmlType::Q8_0 ? k.quantize_q8_0
+                    : type == GgmlType::Q8_1 ? k.quantize_q8_1
+                    : type == GgmlType::Q8_K ? k.quantize_q8_K
+                                             : nullptr;
+  if (!q) return shape_error("no activation quantizer for " + std::string(ggml_type_name(type)));
+  const auto info = ggml_type_info(type);
+  if (cols % info.block_size != 0)
+    return shape_error(std::to_string(cols) + " columns is not a multiple of " + std::to_string(info.block_size) +
+                       " (" + std::string(info.name) + ")");
+  stride_ = static_cast<int64_t>(ggml_row_bytes(type, static_cast<uint64_t>(cols)));
+  storage_.resize(static_cast<size_t>(stride_ * n_tokens));
+  data_ = storage_.data();
+  const int nt = static_cast<int>(std::min<int64_t>(n_threads > 0 ? n_threads : default_thread_count(), n_tokens));
+  uint8_t* out = storage_.data();
+  const int64_t stride = stride_;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t t = 0; t < n_tokens; ++t) q(x + t * x_stride, out + t * stride, cols);
+  return {};
+}
+
+Status matmul(const WeightView& w, const ActivationBuffer& a, float* y, int n_threads, const KernelTable& k) {
+  const MatmulJob job{w, y, w.rows};
+  return matmul_group(std::span<const MatmulJob>(&job, 1), a, n_threads, k);
+}
+
+Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, int n_threads, const KernelTable& k) {
+  int64_t total_rows = 0;
+  for (const MatmulJob& j : jobs) {
+    const auto at = activation_type(j.w.type);
+    if (!at || !tile_kernel(k, j.w.type))
+      return shape_error("no kernel for " + std::string(ggml_type_name(j.w.type)) + " weights");
+    if (*at != a.type())
+      return shape_error(std::string(ggml_type_name(j.w.type)) + " weights need " + std::string(ggml_type_name(*at)) +
+                         " activations, got " + std::string(ggml_type_name(a.type())));
+    if (j.w.cols != a.cols() || j.w.rows <= 0 || !j.w.data || !j.y || j.ldy < j.w.rows ||
+        j.w.row_stride < static_cast<int64_t>(ggml_row_bytes(j.w.type, static_cast<uint64_t>(j.w.cols))))
+      return shape_error("weight " + std::to_string(j.w.rows) + " x " + std::to_string(j.w.cols) +
+                         " does not fit input with " + std::to_string(a.cols()) + " columns");
+    total_rows += j.w.rows;
+  }
+  if (total_rows == 0 || a.n_tokens() == 0) return {};
+
+  const int64_t units = (total_rows + kRowGrain - 1) / kRowGrain;
+  const int nt = static_cast<int>(std::min<int64_t>(n_threads > 0 ? n_threads : default_thread_count(), units));
+  const int64_t n_tokens = a.n_tokens();
+
+  // Thread `ti` owns global rows [lo, hi) across the concatenated jobs and walks them job by job.
+  auto work = [&](int ti) {
+    const int64_t lo = std::min(total_rows, units * ti / nt * kRowGrain);
+    const int64_t hi = std::min(total_rows, units * (ti + 1) / nt * kRowGrain);
+    int64_t base = 0;
+    for (const MatmulJob& j : jobs) {
+      const int64_t r0 = std::max<int64_t>(lo - base, 0), r1 = std::min<int64_t>(hi - base, j.w.rows);
+      base += j.w.rows;
+      if (r0 >= r1) continue;
+      const MatmulTileFn fn = tile_kernel(k, j.w.type);
+      const auto* wrow = static_cast<const uint8_t*>(j.w.data) + r0 * j.w.row_stride;
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
+        const int64_t nc = std::min(kTokenChunk, n_tokens - t0);
+        fn(j.w.cols, wrow, j.w.row_stride, r1 - r0, a.row(t0), a.row_stride(), nc, j.y + t0 * j.ldy + r0, j.ldy);
+      }
+    }
+  };
+  if (nt <= 1) {
+    work(0);
+  } else {
+#pragma omp parallel num_threads(nt)
+    {
+      // The runtime may give fewer threads than asked (OMP_DYNAMIC, limits): cover every share anyway.
+      for (int ti = omp_get_thread_num(); ti < nt; ti += omp_get_num_threads()) work(ti);
+    }
+  }
+  return {};
+}
+
+}  // namespace qe::kernels

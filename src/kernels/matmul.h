@@ -1,0 +1,72 @@
+// Matmul drivers the forward pass calls: y[t * ldy + r] = sum_k W[r][k] * x[t][k].
+// The input is converted once (ActivationBuffer) into the type the weight's kernel reads, and can feed
+// every matmul that reads the same input (q/k/v, gate/up) in one parallel region (matmul_group).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "formats/error.h"
+#include "formats/ggml_type.h"
+#include "kernels/kernel_table.h"
+
+namespace qe::kernels {
+
+// Non-owning view of a 2-D weight: rows = output features, cols = input features (ggml ne[1], ne[0]).
+struct WeightView {
+  GgmlType type = GgmlType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const void* data = nullptr;
+  int64_t row_stride = 0;  // bytes between rows (ggml nb[1]); ggml_row_bytes(type, cols) when dense
+};
+
+// Activation type a weight type's kernel reads: q4_0, q8_0 -> q8_0; q4_1 -> q8_1; q6_K -> q8_K;
+// f32, f16, bf16 -> f32. nullopt when no kernel exists for the weight type.
+std::optional<GgmlType> activation_type(GgmlType weight);
+
+// n_tokens rows of f32 input, converted once. F32 keeps a pointer to the caller's data (no copy), so
+// the caller's buffer must outlive the matmuls.
+class ActivationBuffer {
+ public:
+  // x: n_tokens rows of cols floats, x_stride floats apart. type: q8_0, q8_1, q8_K or f32; cols must be a
+  // multiple of its block. Reuses its storage across calls (no allocation once warm).
+  Status prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
+                 int n_threads = 0, const KernelTable& k = kernels());
+
+  GgmlType type() const { return type_; }
+  int64_t n_tokens() const { return n_tokens_; }
+  int64_t cols() const { return cols_; }
+  int64_t row_stride() const { return stride_; }  // bytes between tokens
+  const void* row(int64_t t) const { return static_cast<const uint8_t*>(data_) + t * stride_; }
+
+ private:
+  GgmlType type_ = GgmlType::F32;
+  int64_t n_tokens_ = 0, cols_ = 0, stride_ = 0;
+  const void* data_ = nullptr;
+  std::vector<uint8_t> storage_;
+};
+
+// One matmul of a group: output y[t * ldy + r] for t < n_tokens, r < w.rows (ldy = w.rows when dense).
+struct MatmulJob {
+  WeightView w;
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
+// y = W x for every token in a (n_threads = 0: default_thread_count()). Error on a type or shape
+// mismatch. Rows are split over threads; each thread walks tokens in chunks that stay in L2.
+Status matmul(const WeightView& w, const ActivationBuffer& a, float* y, int n_threads = 0,
+              const KernelTable& k = kernels());
+
+// Several matmuls reading the same input in ONE parallel region (one barrier for q/k/v or gate/up):
+// the rows of all jobs are concatenated and split evenly over the threads.
+Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, int n_threads = 0,
+                    const KernelTable& k = kernels());
+
+// The tile kernel for a weight type in a table (nullptr when none).
+MatmulTileFn tile_kernel(const KernelTable& k, GgmlType weight);
+
+}  // namespace qe::kernels

@@ -1,0 +1,158 @@
+#include "model/forward.h"
+
+#include <fmt/core.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <initializer_list>
+
+#include "formats/blocks.h"
+#include "kernels/kernel_table.h"
+
+namespace qe::model {
+namespace {
+
+using kernels::MatmulJob;
+
+// y_j = x W_j^T for every job j reading the same input x (n_tokens rows of cols floats). x is converted
+// once per activation type (q8_0 / q8_1 / q8_K / f32) and the jobs that share it run in one parallel
+// region: q/k/v and gate/up are one quantization and one barrier in the usual case where their types agree.
+Status project(RunState& s, const float* x, int64_t n_tokens, int64_t cols,
+               std::initializer_list<MatmulJob> jobs) {
+  bool done[4] = {};
+  QE_CHECK(jobs.size() <= 4);
+  const MatmulJob* all = jobs.begin();
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (done[i]) continue;
+    const auto type = kernels::activation_type(all[i].w.type);
+    if (!type)
+      return Error{"", "matmul", fmt::format("no kernel for {} weights", ggml_type_name(all[i].w.type))};
+    MatmulJob group[4];
+    size_t n = 0;
+    for (size_t j = i; j < jobs.size(); ++j) {
+      if (!done[j] && kernels::activation_type(all[j].w.type) == type) {
+        group[n++] = all[j];
+        done[j] = true;
+      }
+    }
+    if (Status st = s.act.prepare(*type, x, n_tokens, cols, cols, s.n_threads); !st) return st;
+    if (Status st = kernels::matmul_group(std::span<const MatmulJob>(group, n), s.act, s.n_threads); !st)
+      return st;
+  }
+  return {};
+}
+
+// Causal multi-head attention with grouped KV heads for the n_tokens queries in s.q at positions
+// pos + t, over the cache (which already holds their own K/V):
+//   att[t, h] = softmax(K_g[0..pos+t] q[t, h] / sqrt(head_dim)) · V_g[0..pos+t],  g = h / (n_heads /
+//   n_kv_heads)
+// Each (token, head) pair is independent; pairs are dealt round-robin so the long rows of late tokens
+// in a prefill spread over the threads.
+void attention(const Config& c, const KvCache& kv, int64_t layer, RunState& s, int64_t n_tokens,
+               int64_t pos) {
+  const kernels::KernelTable& k = kernels::kernels();
+  const kernels::MatmulTileFn dot = kernels::tile_kernel(k, kv.type());
+  QE_CHECK(dot != nullptr);
+  const int64_t head_dim = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ctx = kv.n_ctx();
+  const int64_t group = c.n_heads / c.n_kv_heads;
+  const int64_t esz = kv.elem_bytes();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const uint8_t* k_cache = kv.k_layer(layer);  // (n_ctx, kv_dim)
+  const uint8_t* v_cache = kv.v_layer(layer);  // (kv_dim, n_ctx)
+  const int64_t n_work = n_tokens * c.n_heads;
+  const int nt = static_cast<int>(std::min<int64_t>(s.n_threads, n_work));
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float* scores = s.scores.data() + omp_get_thread_num() * s.n_ctx;  // (n_keys)
+#pragma omp for schedule(static, 1)
+    for (int64_t i = 0; i < n_work; ++i) {
+      const int64_t t = i / c.n_heads, h = i % c.n_heads, g = h / group;
+      const int64_t n_keys = pos + t + 1;
+      const float* q = s.q.data() + t * q_dim + h * head_dim;  // (head_dim)
+      // scores[p] = K[p, g] · q for p < n_keys: position rows of the head's slice of K
+      dot(head_dim, k_cache + g * head_dim * esz, kv_dim * esz, n_keys, q, head_dim * 4, 1, scores, n_keys);
+      k.scale(scores, scale, scores, n_keys);
+      k.softmax(scores, n_keys);
+      // att[t, h][j] = V^T[g * head_dim + j] · scores: feature rows of V^T over the first n_keys positions
+      float* out = s.att.data() + t * q_dim + h * head_dim;
+      dot(n_keys, v_cache + g * head_dim * n_ctx * esz, n_ctx * esz, head_dim, scores, n_keys * 4, 1, out,
+          head_dim);
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::span<const float>> forward(const Config& c, const Weights& w, RunState& s, KvCache& kv,
+                                       std::span<const int32_t> tokens, int64_t pos) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n < 1 || n > s.n_batch)
+    return Error{"", "forward", fmt::format("{} tokens in one batch (1 to {} allowed)", n, s.n_batch)};
+  if (pos < 0 || pos + n > std::min(kv.n_ctx(), s.n_ctx))
+    return Error{"", "forward",
+                 fmt::format("positions {}..{} are outside the context of {}", pos, pos + n - 1,
+                             std::min(kv.n_ctx(), s.n_ctx))};
+  for (int32_t id : tokens)
+    if (id < 0 || id >= c.n_vocab)
+      return Error{"", "forward", fmt::format("token id {} is outside the vocabulary of {}", id, c.n_vocab)};
+
+  const kernels::KernelTable& k = kernels::kernels();
+  const int64_t dim = c.dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
+  float* x = s.x.data();      // (n, dim)
+  float* xb = s.xb.data();    // (n, dim)
+  float* xb2 = s.xb2.data();  // (n, dim)
+
+  // Token embeddings: x[t] = token_embd[tokens[t]], dequantized row by row
+  const BlockTraits* embd = block_traits(w.token_embd.type);
+  if (!embd)
+    return Error{"", "token_embd.weight",
+                 fmt::format("cannot dequantize {}", ggml_type_name(w.token_embd.type))};
+  for (int64_t t = 0; t < n; ++t)
+    embd->to_float(static_cast<const uint8_t*>(w.token_embd.data) + tokens[t] * w.token_embd.row_stride,
+                   x + t * dim, dim);
+
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = w.layers[static_cast<size_t>(l)];
+
+    // ---- Attention block: x += Wo · attention(RoPE(Wq xb), RoPE(Wk xb), Wv xb), xb = rmsnorm(x) * attn_norm
+    for (int64_t t = 0; t < n; ++t) k.rms_norm(x + t * dim, L.attn_norm, xb + t * dim, dim, c.rms_eps);
+    // q (n, q_dim), k (n, kv_dim), v (n, kv_dim) from one quantized xb
+    if (Status st =
+            project(s, xb, n, dim,
+                    {{L.wq, s.q.data(), q_dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+        !st)
+      return st.error();
+      // RoPE on adjacent pairs of every head at position pos + t, then this token's k, v into the cache
+#pragma omp parallel for num_threads(s.n_threads) if (n > 1 && s.n_threads > 1)
+    for (int64_t t = 0; t < n; ++t) {
+      float* qt = s.q.data() + t * q_dim;
+      float* kt = s.k.data() + t * kv_dim;
+      k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
+      k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
+      kv.store(l, pos + t, kt, s.v.data() + t * kv_dim);
+    }
+    attention(c, kv, l, s, n, pos);  // s.att (n, q_dim)
+    if (Status st = project(s, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();
+    k.add(x, xb2, x, n * dim);
+
+    // ---- Feed-forward block (SwiGLU): x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm
+    for (int64_t t = 0; t < n; ++t) k.rms_norm(x + t * dim, L.ffn_norm, xb + t * dim, dim, c.rms_eps);
+    if (Status st = project(s, xb, n, dim, {{L.w_gate, s.hb.data(), n_ff}, {L.w_up, s.hb2.data(), n_ff}});
+        !st)
+      return st.error();
+    k.silu_mul(s.hb.data(), s.hb2.data(), s.hb.data(), n * n_ff);  // (n, n_ff)
+    if (Status st = project(s, s.hb.data(), n, n_ff, {{L.w_down, xb2, dim}}); !st) return st.error();
+    k.add(x, xb2, x, n * dim);
+  }
+
+  // ---- Final norm and the output projection: logits (n_out, n_vocab) for every token or only the last
+  const int64_t first = s.all_logits ? 0 : n - 1;
+  for (int64_t t = first; t < n; ++t) k.rms_norm(x + t * dim, w.output_norm, xb + t * dim, dim, c.rms_eps);
+  if (Status st = project(s, xb + first * dim, n - first, dim, {{w.output, s.logits.data(), c.n_vocab}}); !st)
+    return st.error();
+  return std::span<const float>(s.logits.data(), static_cast<size_t>((n - first) * c.n_vocab));
+}
+
+}  // namespace qe::model

@@ -1,0 +1,24 @@
+// The llama forward pass: token ids in, logits out, K/V appended to the cache. One plain function that
+// reads like the maths; a prefill batch and a single decode token take the same path (several tokens
+// per matmul = GEMM, one token = GEMV).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "formats/error.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/run_state.h"
+#include "model/weights.h"
+
+namespace qe::model {
+
+// Runs tokens (1 <= size <= s.n_batch) at positions [pos, pos + size) through the model, attending to
+// the cache's positions [0, pos) and to each other causally, and stores their K/V in the cache.
+// Returns the logits in s.logits: (size, n_vocab) when s.all_logits, else (1, n_vocab) of the last
+// token. Error on a token id outside the vocabulary or positions past the context.
+Result<std::span<const float>> forward(const Config& c, const Weights& w, RunState& s, KvCache& kv,
+                                       std::span<const int32_t> tokens, int64_t pos);
+
+}  // namespace qe::model

@@ -1,0 +1,33 @@
+// RoPE angles for every position of the context, computed once (llama.cpp's ggml_rope_cache_init per
+// position): theta_i(pos) = freq_scale * (pos * base^(-2i/n_rot)) / factor_i, where the power is built
+// by repeated multiplication in float exactly as ggml does, so the angles match its bits.
+// freq_scale is 1 / rope.scaling.factor ("linear"); factor_i are llama3's rope_freqs.weight (else 1).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+
+namespace qe::model {
+
+// cos/sin of n_rot/2 angles for one position, ggml's float arithmetic. freq_factors may be nullptr.
+void rope_angles(int64_t pos, int64_t n_rot, float freq_base, float freq_scale, const float* freq_factors,
+                 float* cos, float* sin);
+
+class RopeTable {
+ public:
+  RopeTable() = default;
+  // Fills positions [0, n_ctx). freq_factors: (n_rot / 2) or nullptr.
+  RopeTable(const Config& c, const float* freq_factors, int64_t n_ctx);
+
+  int64_t n_ctx() const { return n_ctx_; }
+  const float* cos(int64_t pos) const { return cos_.data() + pos * half_; }  // (n_rot / 2)
+  const float* sin(int64_t pos) const { return sin_.data() + pos * half_; }  // (n_rot / 2)
+
+ private:
+  int64_t n_ctx_ = 0, half_ = 0;
+  std::vector<float> cos_, sin_;  // (n_ctx, n_rot / 2)
+};
+
+}  // namespace qe::model

@@ -1,0 +1,50 @@
+#include "model/run_state.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <new>
+
+#include "formats/blocks.h"
+
+namespace qe::model {
+
+Result<RunState> RunState::create(const Config& c, const float* freq_factors, int64_t n_batch, int64_t n_ctx,
+                                  int n_threads, bool all_logits) {
+  if (n_batch <= 0 || n_ctx <= 0 || n_threads <= 0)
+    return Error{"", "run state", fmt::format("batch {}, context {}, threads {}", n_batch, n_ctx, n_threads)};
+  RunState s;
+  s.n_batch = n_batch;
+  s.n_ctx = n_ctx;
+  s.n_threads = n_threads;
+  s.all_logits = all_logits;
+  auto size = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
+  try {
+    s.x.resize(size(n_batch, c.dim));
+    s.xb.resize(size(n_batch, c.dim));
+    s.xb2.resize(size(n_batch, c.dim));
+    s.q.resize(size(n_batch, c.q_dim()));
+    s.k.resize(size(n_batch, c.kv_dim()));
+    s.v.resize(size(n_batch, c.kv_dim()));
+    s.att.resize(size(n_batch, c.q_dim()));
+    s.scores.resize(size(n_threads, n_ctx));
+    s.hb.resize(size(n_batch, c.n_ff));
+    s.hb2.resize(size(n_batch, c.n_ff));
+    s.logits.resize(size(all_logits ? n_batch : 1, c.n_vocab));
+    s.rope = RopeTable(c, freq_factors, n_ctx);
+    // Warm the activation buffer to its largest size (n_batch rows of the widest input, in the widest
+    // block type: q8_1 and q8_K are 36/32 and 292/256 bytes per value), so the token loop never grows it.
+    const int64_t widest = std::max(c.dim, std::max(c.q_dim(), c.n_ff));
+    const GgmlType warm = widest % QK_K == 0 ? GgmlType::Q8_K : GgmlType::Q8_1;
+    if (widest % QK8_1 == 0) {
+      const std::vector<float> zeros(size(n_batch, widest));
+      if (Status st = s.act.prepare(warm, zeros.data(), n_batch, widest, widest, n_threads); !st)
+        return st.error();
+    }
+  } catch (const std::bad_alloc&) {
+    return Error{"", "run state", fmt::format("cannot allocate buffers for a batch of {} tokens", n_batch)};
+  }
+  return s;
+}
+
+}  // namespace qe::model

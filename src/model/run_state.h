@@ -1,0 +1,41 @@
+// Every activation buffer of the forward pass, allocated once for a batch of up to n_batch tokens:
+// nothing is allocated in the token loop. Shapes are (tokens, features), row-major.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "formats/error.h"
+#include "kernels/matmul.h"
+#include "model/config.h"
+#include "model/rope_table.h"
+
+namespace qe::model {
+
+struct RunState {
+  int64_t n_batch = 0;  // most tokens one forward() call takes
+  int64_t n_ctx = 0;    // positions the RoPE table and the score scratch cover
+  int n_threads = 1;    // matmul threads and the attention team size
+  bool all_logits = false;
+
+  std::vector<float> x;           // (n_batch, dim) residual stream
+  std::vector<float> xb;          // (n_batch, dim) normalised input of a block
+  std::vector<float> xb2;         // (n_batch, dim) output of a block before the residual add
+  std::vector<float> q;           // (n_batch, n_heads * head_dim)
+  std::vector<float> k;           // (n_batch, n_kv_heads * head_dim)
+  std::vector<float> v;           // (n_batch, n_kv_heads * head_dim)
+  std::vector<float> att;         // (n_batch, n_heads * head_dim) attention output, heads side by side
+  std::vector<float> scores;      // (n_threads, n_ctx) one score row per attention thread
+  std::vector<float> hb;          // (n_batch, n_ff) gate, then silu(gate) * up
+  std::vector<float> hb2;         // (n_batch, n_ff) up
+  std::vector<float> logits;      // (n_batch, n_vocab) when all_logits, else (1, n_vocab)
+  kernels::ActivationBuffer act;  // the current matmul input, quantized once for every matmul that reads it
+  RopeTable rope;                 // cos/sin for positions [0, n_ctx)
+
+  // freq_factors: Weights::rope_freqs (or nullptr). all_logits: keep the logits of every token of a
+  // batch (perplexity, tests) instead of only the last one.
+  static Result<RunState> create(const Config& c, const float* freq_factors, int64_t n_batch, int64_t n_ctx,
+                                 int n_threads, bool all_logits);
+};
+
+}  // namespace qe::model

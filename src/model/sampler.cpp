@@ -1,0 +1,131 @@
+#include "model/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+#include "formats/error.h"
+
+namespace qe::model::sampling {
+
+void softmax(std::vector<Candidate>& c) {
+  if (c.empty()) return;
+  std::stable_sort(c.begin(), c.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.logit > b.logit; });
+  const float mx = c.front().logit;
+  double sum = 0;
+  for (Candidate& x : c) {
+    x.p = std::exp(x.logit - mx);
+    sum += x.p;
+  }
+  for (Candidate& x : c) x.p = static_cast<float>(x.p / sum);
+}
+
+void repeat_penalty(std::vector<Candidate>& c, std::span<const int32_t> recent, float penalty) {
+  if (recent.empty() || penalty == 1.0f) return;
+  // Candidates are usually the whole vocabulary in id order: look up by id when they still are.
+  const bool by_id = !c.empty() && c.front().id == 0 && c.back().id == static_cast<int32_t>(c.size()) - 1;
+  std::unordered_set<int32_t> seen;
+  for (int32_t id : recent) {
+    if (!seen.insert(id).second) continue;  // once per distinct token, however often it occurred
+    Candidate* x = nullptr;
+    if (by_id) {
+      if (id >= 0 && static_cast<size_t>(id) < c.size()) x = &c[static_cast<size_t>(id)];
+    } else {
+      auto it = std::find_if(c.begin(), c.end(), [id](const Candidate& y) { return y.id == id; });
+      if (it != c.end()) x = &*it;
+    }
+    if (x) x->logit = x->logit > 0 ? x->logit / penalty : x->logit * penalty;
+  }
+}
+
+void top_k(std::vector<Candidate>& c, int32_t k) {
+  if (k <= 0) return;
+  const size_t n = std::min(c.size(), static_cast<size_t>(k));
+  auto desc = [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
+  std::partial_sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(n), c.end(), desc);
+  c.resize(n);
+}
+
+void top_p(std::vector<Candidate>& c, float p) {
+  if (p >= 1.0f || c.empty()) return;
+  softmax(c);
+  double cum = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    cum += c[i].p;
+    if (cum >= p) {
+      c.resize(i + 1);
+      return;
+    }
+  }
+}
+
+void min_p(std::vector<Candidate>& c, float p) {
+  if (p <= 0.0f || c.empty()) return;
+  // p_i >= p * p_max  <=>  logit_i >= logit_max + log(p), llama.cpp's form.
+  float mx = c.front().logit;
+  for (const Candidate& x : c) mx = std::max(mx, x.logit);
+  const float threshold = mx + std::log(p);
+  std::erase_if(c, [threshold](const Candidate& x) { return x.logit < threshold; });
+}
+
+void temperature(std::vector<Candidate>& c, float temp) {
+  QE_CHECK(temp > 0.0f);
+  for (Candidate& x : c) x.logit /= temp;
+}
+
+size_t argmax(const std::vector<Candidate>& c) {
+  QE_CHECK(!c.empty());
+  size_t best = 0;
+  for (size_t i = 1; i < c.size(); ++i)
+    if (c[i].logit > c[best].logit) best = i;
+  return best;
+}
+
+size_t draw(std::vector<Candidate>& c, double u) {
+  QE_CHECK(!c.empty());
+  softmax(c);
+  double cum = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    cum += c[i].p;
+    if (u < cum) return i;
+  }
+  return c.size() - 1;  // u within rounding of 1
+}
+
+}  // namespace qe::model::sampling
+
+namespace qe::model {
+
+int32_t Sampler::sample(std::span<const float> logits) {
+  QE_CHECK(!logits.empty());
+  cands_.resize(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) cands_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
+
+  const SamplerParams& p = params_;
+  if (p.repeat_last_n != 0 && p.repeat_penalty != 1.0f) {
+    const size_t n = p.repeat_last_n < 0 ? history_.size()
+                                         : std::min(history_.size(), static_cast<size_t>(p.repeat_last_n));
+    sampling::repeat_penalty(cands_, std::span<const int32_t>(history_).last(n), p.repeat_penalty);
+  }
+  if (p.temp <= 0.0f) return cands_[sampling::argmax(cands_)].id;
+
+  sampling::top_k(cands_, p.top_k);
+  sampling::top_p(cands_, p.top_p);
+  sampling::min_p(cands_, p.min_p);
+  sampling::temperature(cands_, p.temp);
+  const double u = static_cast<double>(rng_()) / 4294967296.0;  // mt19937 yields 32 bits: u in [0, 1)
+  return cands_[sampling::draw(cands_, u)].id;
+}
+
+void Sampler::accept(int32_t id) {
+  history_.push_back(id);
+  // Keep the last repeat_last_n ids; trim in halves so the erase is amortised over many tokens.
+  const int32_t keep = params_.repeat_last_n;
+  if (keep >= 0 && history_.size() > 2 * static_cast<size_t>(keep) + 64)
+    history_.erase(history_.begin(), history_.end() - keep);
+}
+
+}  // namespace qe::model

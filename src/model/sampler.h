@@ -1,0 +1,71 @@
+// Picks the next token from logits with llama.cpp's sampler chain and flag meanings (common_sampler):
+//   repeat penalty -> top-k -> top-p -> min-p -> temperature -> draw from the softmax
+// temp <= 0 is greedy: argmax after the repeat penalty, as llama.cpp's temperature sampler keeps only
+// the largest logit. Each filter is a free function over a candidate list so it can be tested alone.
+//
+// Random numbers: std::mt19937 seeded with the 32-bit seed, one 32-bit draw per sampled token mapped to
+// u = draw / 2^32 in [0, 1), and the token is the first whose cumulative probability exceeds u. Both the
+// engine and the mapping are fixed by the standard / by this file (std::uniform_real_distribution is
+// not), so the same seed gives the same tokens on every platform and standard library.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <vector>
+
+namespace qe::model {
+
+struct SamplerParams {
+  float temp = 0.8f;            // --temp; <= 0: greedy
+  int32_t top_k = 40;           // --top-k; <= 0: off
+  float top_p = 0.95f;          // --top-p; >= 1: off
+  float min_p = 0.05f;          // --min-p; <= 0: off
+  float repeat_penalty = 1.0f;  // --repeat-penalty; 1: off
+  int32_t repeat_last_n = 64;   // --repeat-last-n; 0: off, -1: the whole history
+  uint32_t seed = 0;            // -s
+};
+
+struct Candidate {
+  int32_t id;
+  float logit;
+  float p;  // probability, valid after softmax()
+};
+
+namespace sampling {
+// Each keeps at least one candidate, as llama.cpp's samplers with min_keep = 0 do.
+// Sorts by logit, descending (stable: ties keep id order), and sets p = softmax(logit).
+void softmax(std::vector<Candidate>& c);
+// logit > 0 ? logit / penalty : logit * penalty, once for each distinct id in `recent`.
+void repeat_penalty(std::vector<Candidate>& c, std::span<const int32_t> recent, float penalty);
+// The k largest logits (k <= 0 or k >= size: unchanged), sorted descending.
+void top_k(std::vector<Candidate>& c, int32_t k);
+// The smallest prefix of the sorted candidates whose probability mass reaches p (p >= 1: unchanged).
+void top_p(std::vector<Candidate>& c, float p);
+// Candidates whose probability is at least p times the largest (p <= 0: unchanged).
+void min_p(std::vector<Candidate>& c, float p);
+void temperature(std::vector<Candidate>& c, float temp);  // logit / temp, temp > 0
+// Index of the largest logit (the first on ties).
+size_t argmax(const std::vector<Candidate>& c);
+// Draws from softmax(logits) with u in [0, 1): the first candidate whose cumulative p exceeds u.
+size_t draw(std::vector<Candidate>& c, double u);
+}  // namespace sampling
+
+class Sampler {
+ public:
+  explicit Sampler(SamplerParams params) : params_(params), rng_(params.seed) {}
+
+  // The next token id for a row of n_vocab logits. Does not record it: call accept().
+  int32_t sample(std::span<const float> logits);
+  // Records a token in the repeat-penalty history (llama.cpp accepts the prompt tokens too).
+  void accept(int32_t id);
+  const SamplerParams& params() const { return params_; }
+
+ private:
+  SamplerParams params_;
+  std::mt19937 rng_;
+  std::vector<int32_t> history_;  // accepted ids, the last max(repeat_last_n, 0) kept (all when -1)
+  std::vector<Candidate> cands_;  // reused: no allocation per token once warm
+};
+
+}  // namespace qe::model

@@ -1,0 +1,105 @@
+#include "model/weights.h"
+
+#include <fmt/core.h>
+
+#include <cstdint>
+#include <string>
+
+namespace qe::model {
+namespace {
+
+std::string shape_str(const std::vector<uint64_t>& dims) {
+  std::string out = "[";
+  for (size_t i = 0; i < dims.size(); ++i) out += fmt::format("{}{}", i ? ", " : "", dims[i]);
+  return out + "]";
+}
+
+Result<const GgufTensorInfo*> find_shaped(const GgufFile& f, const std::string& name,
+                                          std::vector<uint64_t> expected) {
+  const GgufTensorInfo* t = f.find_tensor(name);
+  if (!t) return Error{f.name(), "tensor " + name, "missing"};
+  if (t->dims != expected)
+    return Error{f.name(), "tensor " + name,
+                 fmt::format("shape {} does not match the config (expected {})", shape_str(t->dims), shape_str(expected))};
+  // Block structs hold fp16 fields and f32 rows are read as float: 4-byte alignment covers both.
+  if (reinterpret_cast<uintptr_t>(t->data.data()) % 4 != 0)
+    return Error{f.name(), "tensor " + name, fmt::format("data at file offset {} is not 4-byte aligned", t->file_offset)};
+  return t;
+}
+
+Result<const float*> norm_vector(const GgufFile& f, const std::string& name, int64_t n) {
+  auto t = find_shaped(f, name, {static_cast<uint64_t>(n)});
+  if (!t) return t.error();
+  if ((*t)->type != GgmlType::F32)
+    return Error{f.name(), "tensor " + name,
+                 fmt::format("type {} is not supported for a norm vector (f32 expected)", ggml_type_name((*t)->type))};
+  return reinterpret_cast<const float*>((*t)->data.data());
+}
+
+Result<WeightView> matrix(const GgufFile& f, const std::string& name, int64_t rows, int64_t cols) {
+  auto t = find_shaped(f, name, {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows)});
+  if (!t) return t.error();
+  const GgufTensorInfo& info = **t;
+  if (!kernels::activation_type(info.type))
+    return Error{f.name(), "tensor " + name,
+                 fmt::format("type {} is not supported (f32, f16, bf16, q8_0, q4_0, q4_1, q6_K are)",
+                             ggml_type_name(info.type))};
+  WeightView w;
+  w.type = info.type;
+  w.rows = rows;
+  w.cols = cols;
+  w.data = info.data.data();
+  w.row_stride = static_cast<int64_t>(ggml_row_bytes(info.type, static_cast<uint64_t>(cols)));
+  return w;
+}
+
+}  // namespace
+
+Result<Weights> load_weights(const GgufFile& f, const Config& c) {
+  Weights w;
+  auto embd = matrix(f, "token_embd.weight", c.n_vocab, c.dim);
+  if (!embd) return embd.error();
+  w.token_embd = *embd;
+  auto out_norm = norm_vector(f, "output_norm.weight", c.dim);
+  if (!out_norm) return out_norm.error();
+  w.output_norm = *out_norm;
+  if (c.tied_embeddings) {
+    w.output = w.token_embd;
+  } else {
+    auto out = matrix(f, "output.weight", c.n_vocab, c.dim);
+    if (!out) return out.error();
+    w.output = *out;
+  }
+  if (c.has_rope_freqs) {
+    auto freqs = norm_vector(f, "rope_freqs.weight", c.n_rot / 2);
+    if (!freqs) return freqs.error();
+    w.rope_freqs = *freqs;
+  }
+
+  w.layers.resize(static_cast<size_t>(c.n_layers));
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    LayerWeights& l = w.layers[static_cast<size_t>(i)];
+    const std::string p = fmt::format("blk.{}.", i);
+    struct Vec { const float** dst; const char* name; };
+    for (auto [dst, name] : {Vec{&l.attn_norm, "attn_norm.weight"}, Vec{&l.ffn_norm, "ffn_norm.weight"}}) {
+      auto v = norm_vector(f, p + name, c.dim);
+      if (!v) return v.error();
+      *dst = *v;
+    }
+    struct Mat { WeightView* dst; const char* name; int64_t rows, cols; };
+    for (auto [dst, name, rows, cols] : {Mat{&l.wq, "attn_q.weight", c.q_dim(), c.dim},
+                                         Mat{&l.wk, "attn_k.weight", c.kv_dim(), c.dim},
+                                         Mat{&l.wv, "attn_v.weight", c.kv_dim(), c.dim},
+                                         Mat{&l.wo, "attn_output.weight", c.dim, c.q_dim()},
+                                         Mat{&l.w_gate, "ffn_gate.weight", c.n_ff, c.dim},
+                                         Mat{&l.w_up, "ffn_up.weight", c.n_ff, c.dim},
+                                         Mat{&l.w_down, "ffn_down.weight", c.dim, c.n_ff}}) {
+      auto m = matrix(f, p + name, rows, cols);
+      if (!m) return m.error();
+      *dst = *m;
+    }
+  }
+  return w;
+}
+
+}  // namespace qe::model

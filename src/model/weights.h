@@ -1,0 +1,40 @@
+// The weights of a llama model as non-owning views into the mapped GGUF file (zero copy). Shapes in
+// the comments are (rows, cols) = (output features, input features), i.e. ggml's (ne[1], ne[0]).
+#pragma once
+
+#include <vector>
+
+#include "formats/error.h"
+#include "formats/gguf_reader.h"
+#include "kernels/matmul.h"
+#include "model/config.h"
+
+namespace qe::model {
+
+using kernels::WeightView;
+
+struct LayerWeights {
+  const float* attn_norm = nullptr;  // (dim)
+  WeightView wq;                     // (n_heads * head_dim, dim), rows permuted per head for pair RoPE
+  WeightView wk;                     // (n_kv_heads * head_dim, dim), likewise
+  WeightView wv;                     // (n_kv_heads * head_dim, dim)
+  WeightView wo;                     // (dim, n_heads * head_dim)
+  const float* ffn_norm = nullptr;   // (dim)
+  WeightView w_gate;                 // (n_ff, dim)
+  WeightView w_up;                   // (n_ff, dim)
+  WeightView w_down;                 // (dim, n_ff)
+};
+
+struct Weights {
+  WeightView token_embd;                // (n_vocab, dim): rows are looked up, one per token
+  const float* output_norm = nullptr;   // (dim)
+  WeightView output;                    // (n_vocab, dim): token_embd itself when embeddings are tied
+  const float* rope_freqs = nullptr;    // (n_rot / 2) llama3 frequency factors, or nullptr
+  std::vector<LayerWeights> layers;     // n_layers
+};
+
+// Every tensor present, of the shape the config implies, of a type we have kernels for, and aligned
+// for its element type; otherwise an Error naming the tensor.
+Result<Weights> load_weights(const GgufFile& file, const Config& config);
+
+}  // namespace qe::model

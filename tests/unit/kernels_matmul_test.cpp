@@ -1,0 +1,156 @@
+// Matmul drivers: thread counts 1 and 2 give identical bits, GEMM equals GEMV token by token, a fused
+// group equals separate calls, and every level stays within an input-derived tolerance of the reference.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "formats/blocks.h"
+#include "kernels/matmul.h"
+
+namespace qe::kernels {
+namespace {
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  std::vector<float> deq;  // rows x cols
+  WeightView view;
+};
+
+Weights make_weights(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.5f);
+  Weights w;
+  const int64_t stride = static_cast<int64_t>(ggml_row_bytes(t, static_cast<uint64_t>(cols)));
+  w.bytes.resize(static_cast<size_t>(stride * rows));
+  w.deq.resize(static_cast<size_t>(rows * cols));
+  std::vector<float> f(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t* row = w.bytes.data() + r * stride;
+    if (t == GgmlType::Q6_K) {  // no q6_K quantizer here: random quants, sane scales
+      std::uniform_int_distribution<int> byte(0, 255);
+      for (int64_t i = 0; i < stride; ++i) row[i] = static_cast<uint8_t>(byte(rng));
+      for (int64_t b = 0; b < cols / QK_K; ++b) reinterpret_cast<BlockQ6_K*>(row)[b].d = fp32_to_fp16(1e-4f);
+    } else {
+      for (float& v : f) v = nd(rng);
+      if (t == GgmlType::F32) std::memcpy(row, f.data(), f.size() * 4);
+      else block_traits(t)->from_float(f.data(), row, cols);
+    }
+    if (t == GgmlType::F32) std::memcpy(w.deq.data() + r * cols, row, static_cast<size_t>(cols) * 4);
+    else block_traits(t)->to_float(row, w.deq.data() + r * cols, cols);
+  }
+  w.view = WeightView{t, rows, cols, w.bytes.data(), stride};
+  return w;
+}
+
+std::vector<float> make_input(int64_t n_tokens, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n_tokens * cols));
+  for (float& v : x) v = nd(rng);
+  return x;
+}
+
+constexpr GgmlType kTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q6_K,
+                               GgmlType::F16,  GgmlType::BF16, GgmlType::F32};
+
+class MatmulIsa : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    k_ = kernel_table(GetParam());
+    if (!k_) GTEST_SKIP() << "skipping " << isa_name(GetParam()) << ": this CPU/build lacks it";
+  }
+  const KernelTable* k_ = nullptr;
+};
+
+TEST_P(MatmulIsa, ThreadsGemvGemmAndReferenceAgree) {
+  const KernelTable& ref = *kernel_table(Isa::ref);
+  for (GgmlType t : kTypes) {
+    const int64_t blk = t == GgmlType::Q6_K ? QK_K : 32;
+    for (int64_t rows : {1, 3, 17, 67, 129}) {
+      for (int64_t n_tokens : {1, 2, 7, 67}) {
+        const int64_t cols = blk * (t == GgmlType::Q6_K ? 2 : 5);
+        const uint32_t seed = static_cast<uint32_t>(rows * 1000 + n_tokens * 10 + static_cast<int>(t));
+        SCOPED_TRACE(::testing::Message() << ggml_type_name(t) << " rows=" << rows << " tokens=" << n_tokens
+                                          << " cols=" << cols << " seed=" << seed);
+        const Weights w = make_weights(t, rows, cols, seed);
+        const auto x = make_input(n_tokens, cols, seed + 1);
+        ActivationBuffer a;
+        ASSERT_TRUE(a.prepare(*activation_type(t), x.data(), n_tokens, cols, cols, 1, *k_).ok());
+        std::vector<float> y1(static_cast<size_t>(n_tokens * rows)), y2(y1.size()), yr(y1.size());
+        ASSERT_TRUE(matmul(w.view, a, y1.data(), 1, *k_).ok());
+        ASSERT_TRUE(matmul(w.view, a, y2.data(), 2, *k_).ok());
+        ASSERT_EQ(y1, y2) << "1 vs 2 threads";
+        for (int64_t tok = 0; tok < n_tokens; ++tok) {  // GEMV per token
+          ActivationBuffer a1;
+          ASSERT_TRUE(a1.prepare(*activation_type(t), x.data() + tok * cols, 1, cols, cols, 1, *k_).ok());
+          std::vector<float> yv(static_cast<size_t>(rows));
+          ASSERT_TRUE(matmul(w.view, a1, yv.data(), 2, *k_).ok());
+          for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(yv[r], y1[tok * rows + r]) << "GEMV != GEMM tok=" << tok;
+        }
+        ActivationBuffer ar;
+        ASSERT_TRUE(ar.prepare(*activation_type(t), x.data(), n_tokens, cols, cols, 1, ref).ok());
+        ASSERT_TRUE(matmul(w.view, ar, yr.data(), 1, ref).ok());
+        // Quantizers are byte-identical, so both sides see the same activations: dequantize them once.
+        std::vector<float> af(static_cast<size_t>(cols));
+        for (int64_t tok = 0; tok < n_tokens; ++tok) {
+          if (t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16)
+            std::memcpy(af.data(), x.data() + tok * cols, af.size() * 4);
+          else if (t == GgmlType::Q4_1) dequantize_row_q8_1(static_cast<const BlockQ8_1*>(ar.row(tok)), af.data(), cols);
+          else if (t == GgmlType::Q6_K) dequantize_row_q8_K(static_cast<const BlockQ8_K*>(ar.row(tok)), af.data(), cols);
+          else dequantize_row_q8_0(static_cast<const BlockQ8_0*>(ar.row(tok)), af.data(), cols);
+          for (int64_t r = 0; r < rows; ++r) {
+            double mag = 0;
+            for (int64_t i = 0; i < cols; ++i) mag += std::fabs(static_cast<double>(w.deq[r * cols + i]) * af[i]);
+            ASSERT_NEAR(y1[tok * rows + r], yr[tok * rows + r], 20 * mag * FLT_EPSILON) << "r=" << r << " tok=" << tok;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MatmulIsa, FusedGroupEqualsSeparateCalls) {
+  const int64_t cols = 256, n_tokens = 9;
+  const auto x = make_input(n_tokens, cols, 5);
+  const Weights q = make_weights(GgmlType::Q4_0, 67, cols, 1), kk = make_weights(GgmlType::Q8_0, 17, cols, 2),
+                v = make_weights(GgmlType::Q4_0, 33, cols, 3);
+  ActivationBuffer a;
+  ASSERT_TRUE(a.prepare(GgmlType::Q8_0, x.data(), n_tokens, cols, cols, 2, *k_).ok());
+  std::vector<float> yq(67 * n_tokens), yk(17 * n_tokens), yv(33 * n_tokens);
+  const MatmulJob jobs[] = {{q.view, yq.data(), 67}, {kk.view, yk.data(), 17}, {v.view, yv.data(), 33}};
+  ASSERT_TRUE(matmul_group(jobs, a, 2, *k_).ok());
+  std::vector<float> sq(yq.size()), sk(yk.size()), sv(yv.size());
+  ASSERT_TRUE(matmul(q.view, a, sq.data(), 1, *k_).ok());
+  ASSERT_TRUE(matmul(kk.view, a, sk.data(), 1, *k_).ok());
+  ASSERT_TRUE(matmul(v.view, a, sv.data(), 1, *k_).ok());
+  EXPECT_EQ(yq, sq);
+  EXPECT_EQ(yk, sk);
+  EXPECT_EQ(yv, sv);
+}
+
+TEST(Matmul, MismatchesAreErrors) {
+  const Weights w = make_weights(GgmlType::Q4_1, 4, 64, 9);
+  const auto x = make_input(2, 64, 1);
+  ActivationBuffer a;
+  ASSERT_TRUE(a.prepare(GgmlType::Q8_0, x.data(), 2, 64, 64).ok());
+  std::vector<float> y(8);
+  const Status wrong_type = matmul(w.view, a, y.data());
+  ASSERT_FALSE(wrong_type.ok());
+  EXPECT_NE(wrong_type.error().message().find("q8_1"), std::string::npos) << wrong_type.error().message();
+  ActivationBuffer b;
+  ASSERT_TRUE(b.prepare(GgmlType::Q8_1, x.data(), 2, 32, 64).ok());
+  EXPECT_FALSE(matmul(w.view, b, y.data()).ok());                           // cols differ
+  EXPECT_FALSE(a.prepare(GgmlType::Q8_0, x.data(), 1, 48, 48).ok());        // not a block multiple
+  EXPECT_FALSE(a.prepare(GgmlType::Q4_0, x.data(), 1, 64, 64).ok());        // not an activation type
+  EXPECT_FALSE(activation_type(GgmlType::Q5_0).has_value());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllLevels, MatmulIsa, ::testing::Values(Isa::ref, Isa::avx2, Isa::avx512, Isa::neon),
+                         [](const auto& p) { return std::string(isa_name(p.param)); });
+
+}  // namespace
+}  // namespace qe::kernels

@@ -1,0 +1,183 @@
+// The sampler's filters on hand-made logits (llama.cpp's semantics), greedy = argmax, and determinism
+// under a seed.
+#include "model/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <vector>
+
+namespace qe::model {
+namespace {
+
+std::vector<Candidate> cands(std::vector<float> logits) {
+  std::vector<Candidate> c;
+  for (size_t i = 0; i < logits.size(); ++i) c.push_back({static_cast<int32_t>(i), logits[i], 0.0f});
+  return c;
+}
+
+std::vector<int32_t> ids(const std::vector<Candidate>& c) {
+  std::vector<int32_t> out;
+  for (const Candidate& x : c) out.push_back(x.id);
+  return out;
+}
+
+TEST(Sampling, SoftmaxSortsAndNormalises) {
+  auto c = cands({0.0f, 2.0f, 1.0f});
+  sampling::softmax(c);
+  EXPECT_EQ(ids(c), (std::vector<int32_t>{1, 2, 0}));
+  const double z = std::exp(0.0) + std::exp(2.0) + std::exp(1.0);
+  EXPECT_NEAR(c[0].p, std::exp(2.0) / z, 1e-6);
+  EXPECT_NEAR(c[2].p, 1.0 / z, 1e-6);
+}
+
+TEST(Sampling, TopK) {
+  auto c = cands({0.1f, 3.0f, -1.0f, 2.0f, 2.5f});
+  sampling::top_k(c, 3);
+  EXPECT_EQ(ids(c), (std::vector<int32_t>{1, 4, 3}));
+  auto all = cands({1.0f, 2.0f});
+  sampling::top_k(all, 0);  // disabled
+  EXPECT_EQ(all.size(), 2u);
+  sampling::top_k(all, 10);  // k past the size keeps everything
+  EXPECT_EQ(all.size(), 2u);
+}
+
+TEST(Sampling, TopPKeepsTheSmallestPrefixReachingP) {
+  // probabilities 0.5, 0.25, 0.125, 0.125 (logits are their logs)
+  auto make = [] { return cands({std::log(0.125f), std::log(0.5f), std::log(0.25f), std::log(0.125f)}); };
+  auto c = make();
+  sampling::top_p(c, 0.7f);  // 0.5 < 0.7 <= 0.75
+  EXPECT_EQ(ids(c), (std::vector<int32_t>{1, 2}));
+  c = make();
+  sampling::top_p(c, 0.5f);  // the first already reaches p
+  EXPECT_EQ(ids(c), (std::vector<int32_t>{1}));
+  c = make();
+  sampling::top_p(c, 0.01f);  // at least one is kept
+  EXPECT_EQ(c.size(), 1u);
+  c = make();
+  sampling::top_p(c, 1.0f);  // disabled
+  EXPECT_EQ(c.size(), 4u);
+}
+
+TEST(Sampling, MinPKeepsTokensAtLeastPTimesTheMostLikely) {
+  auto c = cands({std::log(0.5f), std::log(0.3f), std::log(0.1f), std::log(0.04f)});
+  sampling::min_p(c, 0.2f);  // threshold 0.1: 0.1 stays (>=), 0.04 goes
+  std::vector<int32_t> kept = ids(c);
+  std::sort(kept.begin(), kept.end());
+  EXPECT_EQ(kept, (std::vector<int32_t>{0, 1, 2}));
+  auto d = cands({1.0f, 0.0f});
+  sampling::min_p(d, 0.0f);  // disabled
+  EXPECT_EQ(d.size(), 2u);
+}
+
+TEST(Sampling, RepeatPenaltyDividesPositiveAndMultipliesNegative) {
+  auto c = cands({2.0f, -2.0f, 1.0f, 0.0f});
+  const std::vector<int32_t> recent = {0, 1, 1, 1, 3};  // token 1 three times: penalised once
+  sampling::repeat_penalty(c, recent, 2.0f);
+  EXPECT_FLOAT_EQ(c[0].logit, 1.0f);
+  EXPECT_FLOAT_EQ(c[1].logit, -4.0f);
+  EXPECT_FLOAT_EQ(c[2].logit, 1.0f);  // not recent
+  EXPECT_FLOAT_EQ(c[3].logit, 0.0f);
+}
+
+TEST(Sampling, TemperatureScalesLogits) {
+  auto c = cands({2.0f, -1.0f});
+  sampling::temperature(c, 0.5f);
+  EXPECT_FLOAT_EQ(c[0].logit, 4.0f);
+  EXPECT_FLOAT_EQ(c[1].logit, -2.0f);
+}
+
+TEST(Sampling, DrawWalksTheCumulativeDistribution) {
+  auto make = [] { return cands({std::log(0.25f), std::log(0.75f)}); };
+  auto c = make();
+  EXPECT_EQ(c[sampling::draw(c, 0.0)].id, 1);
+  c = make();
+  EXPECT_EQ(c[sampling::draw(c, 0.74)].id, 1);
+  c = make();
+  EXPECT_EQ(c[sampling::draw(c, 0.76)].id, 0);
+  c = make();
+  EXPECT_EQ(c[sampling::draw(c, 0.999999)].id, 0);
+}
+
+TEST(Sampler, GreedyIsArgmax) {
+  SamplerParams p;
+  p.temp = 0.0f;
+  Sampler s(p);
+  const std::vector<float> logits = {0.5f, -3.0f, 7.25f, 7.0f, 1.0f};
+  EXPECT_EQ(s.sample(logits), 2);
+  p.temp = -1.0f;
+  Sampler s2(p);
+  EXPECT_EQ(s2.sample(logits), 2);
+}
+
+TEST(Sampler, GreedyAppliesTheRepeatPenaltyFirst) {
+  SamplerParams p;
+  p.temp = 0.0f;
+  p.repeat_penalty = 2.0f;
+  p.repeat_last_n = 2;
+  Sampler s(p);
+  const std::vector<float> logits = {4.0f, 3.0f, 0.0f};
+  s.accept(0);
+  EXPECT_EQ(s.sample(logits), 1);  // 4 / 2 < 3
+  s.accept(2);
+  s.accept(2);  // token 0 is now older than the last 2
+  EXPECT_EQ(s.sample(logits), 0);
+}
+
+TEST(Sampler, SameSeedSameTokens) {
+  const uint32_t seed = 1234;
+  SamplerParams p;
+  p.temp = 1.0f;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  p.seed = seed;
+  std::vector<float> logits(64);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = std::sin(static_cast<float>(i)) * 2.0f;
+  auto run = [&](SamplerParams q) {
+    Sampler s(q);
+    std::vector<int32_t> out;
+    for (int i = 0; i < 200; ++i) out.push_back(s.sample(logits));
+    return out;
+  };
+  const auto a = run(p), b = run(p);
+  EXPECT_EQ(a, b) << "seed " << seed;
+  p.seed = seed + 1;
+  EXPECT_NE(a, run(p)) << "seed " << seed + 1;
+}
+
+TEST(Sampler, DrawsFollowTheDistribution) {
+  // Two tokens with p = 0.25 / 0.75: 4000 draws land within 5 sigma of 1000 / 3000.
+  const uint32_t seed = 42;
+  SamplerParams p;
+  p.temp = 1.0f;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  p.seed = seed;
+  Sampler s(p);
+  const std::vector<float> logits = {std::log(0.25f), std::log(0.75f)};
+  int ones = 0;
+  const int n = 4000;
+  for (int i = 0; i < n; ++i) ones += s.sample(logits) == 1;
+  const double sigma = std::sqrt(n * 0.25 * 0.75);
+  EXPECT_NEAR(ones, 0.75 * n, 5 * sigma) << "seed " << seed;
+}
+
+TEST(Sampler, FiltersComposeInLlamaCppOrder) {
+  // top-k 2 leaves {3, 0}; min-p 0.5 of the best then drops id 0 (p ratio e^-1 < 0.5): always id 3.
+  SamplerParams p;
+  p.temp = 1.0f;
+  p.top_k = 2;
+  p.top_p = 1.0f;
+  p.min_p = 0.5f;
+  p.seed = 7;
+  Sampler s(p);
+  const std::vector<float> logits = {1.0f, -5.0f, 0.5f, 2.0f};
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(s.sample(logits), 3);
+}
+
+}  // namespace
+}  // namespace qe::model
