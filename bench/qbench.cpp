@@ -3,6 +3,7 @@
 //   qbench --full          135M / 1.1B / 8B shapes, 1/8/64/512 tokens, every supported ISA
 //   qbench --json          results + roofline as one JSON document on stdout
 //   qbench --isa=avx2      restrict to one level; other --benchmark_* flags go to Google Benchmark
+//   qbench --threads=N     the multi-threaded runs use N threads (default: physical cores)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "formats/blocks.h"
+#include "kernels/interleaved.h"
 #include "kernels/kernel_table.h"
 #include "kernels/matmul.h"
 #include "kernels/threads.h"
@@ -35,8 +37,9 @@ Roofline g_roof;
 struct Shape { const char* model; int64_t dim, ffn; };
 constexpr Shape kShapes[] = {{"135M", 576, 1536}, {"1.1B", 2048, 5632}, {"8B", 4096, 14336}};
 
-// Weights for one (type, rows, cols), in enough copies that a sweep over them exceeds the L3 (as a real
-// model's layers do): GEMV then streams from DRAM, not from a warm cache.
+// Weights for one (type, rows, cols), in enough copies that a sweep over them exceeds the last-level
+// cache twice over (as a real model's layers do): GEMV then streams from DRAM, not from a warm cache.
+// q4_0 / q4_1 / q8_0 are in the x16 layout the engine loads them in (kernels/interleaved.h).
 struct WeightSet {
   std::vector<std::vector<uint8_t>> copies;
   WeightView view;
@@ -49,7 +52,7 @@ WeightSet& weights(GgmlType t, int64_t rows, int64_t cols) {
   slot = std::make_unique<WeightSet>();
   const int64_t stride = static_cast<int64_t>(ggml_row_bytes(t, static_cast<uint64_t>(cols)));
   const int64_t bytes = stride * rows;
-  const int64_t n_copies = std::max<int64_t>(1, (128ll << 20) / bytes + 1);
+  const int64_t n_copies = std::max<int64_t>(1, static_cast<int64_t>(2 * g_roof.l3_bytes + (64 << 20)) / bytes + 1);
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0.0f, 0.02f);
   std::vector<float> f(static_cast<size_t>(cols));
@@ -59,8 +62,13 @@ WeightSet& weights(GgmlType t, int64_t rows, int64_t cols) {
     if (t == GgmlType::F32) std::memcpy(first.data() + r * stride, f.data(), f.size() * 4);
     else block_traits(t)->from_float(f.data(), first.data() + r * stride, cols);
   }
+  slot->view = WeightView{t, rows, cols, first.data(), stride};
+  if (kernels::can_interleave(slot->view)) {
+    std::vector<uint8_t> packed(first.size());
+    slot->view = *kernels::interleave_rows(slot->view, packed);
+    first.swap(packed);
+  }
   for (int64_t c = 0; c < n_copies; ++c) slot->copies.push_back(first);
-  slot->view = WeightView{t, rows, cols, nullptr, stride};
   return *slot;
 }
 
@@ -146,6 +154,7 @@ int main(int argc, char** argv) {
   using namespace qe;
   using namespace qe::bench;
   bool full = false, json = false;
+  int n_threads_flag = 0;
   std::string only_isa;
   std::vector<char*> rest{argv[0]};
   bool has_min_time = false, has_reps = false;
@@ -154,6 +163,7 @@ int main(int argc, char** argv) {
     if (a == "--full") full = true;
     else if (a == "--json") json = true;
     else if (a.rfind("--isa=", 0) == 0) only_isa = a.substr(6);
+    else if (a.rfind("--threads=", 0) == 0) n_threads_flag = std::atoi(a.c_str() + 10);
     else {
       has_min_time |= a.rfind("--benchmark_min_time", 0) == 0;
       has_reps |= a.rfind("--benchmark_repetitions", 0) == 0;
@@ -167,10 +177,11 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&rargc, rest.data());
   if (benchmark::ReportUnrecognizedArguments(rargc, rest.data())) return 2;
 
-  const int nthreads = kernels::default_thread_count();
+  const int nthreads = n_threads_flag > 0 ? n_threads_flag : kernels::default_thread_count();
   std::fprintf(stderr, "%s; threads: %d physical cores\nmeasuring roofline...\n", kernels::describe_isa().c_str(),
                nthreads);
   g_roof = measure_roofline(nthreads);
+  std::fprintf(stderr, "peaks use %s; last-level cache %.0f MiB\n", g_roof.peak_isa, g_roof.l3_bytes / (1 << 20));
   std::fprintf(stderr, "roofline: DRAM read %.1f / %.1f GB/s, int8 %.1f / %.1f GMAC/s, f32 FMA %.1f / %.1f GFLOP/s (1 / %d threads)\n",
                g_roof.dram_gbs[0], g_roof.dram_gbs[1], g_roof.int8_gmacs[0], g_roof.int8_gmacs[1],
                g_roof.fma_gflops[0], g_roof.fma_gflops[1], nthreads);
@@ -226,7 +237,8 @@ int main(int argc, char** argv) {
   out["machine"] = {{"kernels", kernels::describe_isa()}, {"threads", nthreads},
                     {"dram_read_gbs", {g_roof.dram_gbs[0], g_roof.dram_gbs[1]}},
                     {"int8_gmacs", {g_roof.int8_gmacs[0], g_roof.int8_gmacs[1]}},
-                    {"fma_gflops", {g_roof.fma_gflops[0], g_roof.fma_gflops[1]}}};
+                    {"fma_gflops", {g_roof.fma_gflops[0], g_roof.fma_gflops[1]}},
+                    {"peak_isa", g_roof.peak_isa}, {"last_level_cache_bytes", g_roof.l3_bytes}};
   out["results"] = nlohmann::json::array();
   std::printf(json ? "" : "\nRoofline (medians of %s)\n%-48s %10s %9s %9s %7s  %s\n", reps.c_str() + 24, "benchmark",
               "time_us", "GB/s", "GOP/s", "roof%", "bound");

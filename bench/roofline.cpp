@@ -5,7 +5,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <string>
+#include <unistd.h>
+
+#include "kernels/kernel_table.h"
 
 namespace qe::bench {
 namespace {
@@ -28,16 +33,46 @@ double best_rate(int threads, int reps, F f) {
 
 }  // namespace
 
+double last_level_cache_bytes() {
+  double best = 0;
+  for (int idx = 0; idx < 8; ++idx) {  // cpu0's caches: "32K", "1024K", "32768K", "300M"
+    std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(idx) + "/size");
+    std::string v;
+    if (!(in >> v) || v.empty()) continue;
+    double x = std::atof(v.c_str());
+    if (v.back() == 'K') x *= 1024;
+    if (v.back() == 'M') x *= 1024 * 1024;
+    best = std::max(best, x);
+  }
+#ifdef _SC_LEVEL3_CACHE_SIZE
+  best = std::max(best, static_cast<double>(sysconf(_SC_LEVEL3_CACHE_SIZE)));
+#endif
+  return std::max(best, 32.0 * 1024 * 1024);
+}
+
 Roofline measure_roofline(int n_threads) {
   Roofline rf;
   rf.threads = n_threads;
-  // 512 MiB: 16x a 32 MiB L3, so the read comes from DRAM; pages touched first so no faults are timed.
-  const long n = 512L << 18;
+  rf.l3_bytes = last_level_cache_bytes();
+  // At least 512 MiB and 4x the last-level cache, so the read comes from DRAM; pages are touched
+  // first so no faults are timed.
+  const long n = static_cast<long>(std::max(512.0 * (1 << 20), 4 * rf.l3_bytes) / sizeof(float)) & ~255L;
   std::unique_ptr<float, decltype(&std::free)> buf(static_cast<float*>(std::aligned_alloc(64, n * sizeof(float))), &std::free);
   float* p = buf.get();
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (long i = 0; i < n; ++i) p[i] = 1.0f;
   volatile double sink = 0;
+  // The peaks use the best level's instructions: a kernel's roof% is against what this CPU can do.
+  double (*int8_loop)(long) = int8_peak_loop;
+  double (*fma_loop)(long) = fma_peak_loop;
+#if defined(__x86_64__)
+  rf.peak_isa = "avx2 (maddubs+madd+add, 256-bit FMA)";
+  if (kernels::isa_supported(kernels::Isa::avx512)) {
+    int8_loop = int8_peak_loop_avx512;
+    fma_loop = fma_peak_loop_avx512;
+    rf.peak_isa = "avx512 (vpdpbusd zmm, 512-bit FMA)";
+  }
+#endif
   for (int k = 0; k < 2; ++k) {
     const int t = k == 0 ? 1 : n_threads;
     rf.dram_gbs[k] = best_rate(t, 3, [&](int i, int nt) {
@@ -45,8 +80,8 @@ Roofline measure_roofline(int n_threads) {
                        sink = sink + read_bandwidth_loop(p + lo, hi - lo);
                        return static_cast<double>(hi - lo) * sizeof(float);
                      }) / 1e9;
-    rf.int8_gmacs[k] = best_rate(t, 3, [](int, int) { return int8_peak_loop(20'000'000); }) / 1e9;
-    rf.fma_gflops[k] = best_rate(t, 3, [](int, int) { return fma_peak_loop(20'000'000); }) / 1e9;
+    rf.int8_gmacs[k] = best_rate(t, 3, [&](int, int) { return int8_loop(10'000'000); }) / 1e9;
+    rf.fma_gflops[k] = best_rate(t, 3, [&](int, int) { return fma_loop(10'000'000); }) / 1e9;
   }
   return rf;
 }

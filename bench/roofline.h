@@ -8,6 +8,8 @@ struct Roofline {
   double int8_gmacs[2] = {0, 0};     // int8 multiply-accumulates per second (1e9), best level's dot
   double fma_gflops[2] = {0, 0};     // f32 FMA, counted as 2 flops
   int threads = 1;
+  const char* peak_isa = "portable";  // whose instructions the peaks use (the best level the CPU has)
+  double l3_bytes = 0;                // the last-level cache the DRAM figures must exceed
 };
 
 // Measures with 1 and n_threads threads (about 2 s).
@@ -17,5 +19,12 @@ Roofline measure_roofline(int n_threads);
 double read_bandwidth_loop(const float* p, long n);  // returns a checksum; reads n floats once
 double int8_peak_loop(long iters);                   // returns MACs done
 double fma_peak_loop(long iters);                    // returns flops done
+// AVX-512 (vpdpbusd / 512-bit FMA) versions, in peak_avx512.cpp; only called on a CPU that has them.
+double int8_peak_loop_avx512(long iters);
+double fma_peak_loop_avx512(long iters);
+
+// Size of the largest cache level in bytes (sysfs / sysconf), at least 32 MiB when unknown. Buffers
+// that must come from DRAM are made several times larger.
+double last_level_cache_bytes();
 
 }  // namespace qe::bench

@@ -64,3 +64,15 @@ MappedFile::~MappedFile() {
 }
 
 }  // namespace qe
+
+namespace qe {
+
+void release_mapped_pages(std::span<const std::byte> range) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto lo = (reinterpret_cast<uintptr_t>(range.data()) + page - 1) & ~(page - 1);
+  const auto hi = (reinterpret_cast<uintptr_t>(range.data()) + range.size()) & ~(page - 1);
+  // Advice only: a failure leaves the pages resident, which is harmless.
+  if (hi > lo) (void)::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
+}  // namespace qe

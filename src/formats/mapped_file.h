@@ -33,4 +33,9 @@ class MappedFile {
   uint64_t size_ = 0;
 };
 
+// Hands the pages wholly inside `range` (part of a read-only file map) back to the kernel: the process's
+// RSS drops, and a later read simply faults them in again from the file. Used after a tensor has been
+// copied into another layout. A no-op where the OS has no madvise.
+void release_mapped_pages(std::span<const std::byte> range);
+
 }  // namespace qe

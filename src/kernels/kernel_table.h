@@ -22,6 +22,12 @@ using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
 using MatmulTileFn = void (*)(int64_t n, const void* w, int64_t w_stride, int64_t nr, const void* a,
                               int64_t a_stride, int64_t nc, float* y, int64_t ldy);
 
+// x16 product (kernels/interleaved.h): y[c * ldy + 16 * g + r] = dot(row r of group g, A row c) for
+// g < n_groups, r < 16, c < nc. Groups are contiguous (16 row-lengths of blocks each). A rows are q8_0
+// rows with their block sums (q8_0_row_bytes_with_sums) or q8_1 rows, a_stride bytes apart.
+using MatmulX16Fn = void (*)(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t a_stride,
+                             int64_t nc, float* y, int64_t ldy);
+
 struct KernelTable {
   Isa isa = Isa::ref;
 
@@ -36,6 +42,10 @@ struct KernelTable {
   MatmulTileFn tile_f16_f32 = nullptr;   // W f16, A f32
   MatmulTileFn tile_bf16_f32 = nullptr;  // W bf16, A f32
   MatmulTileFn tile_f32_f32 = nullptr;
+
+  MatmulX16Fn x16_q4_0_q8_0 = nullptr;
+  MatmulX16Fn x16_q4_1_q8_1 = nullptr;
+  MatmulX16Fn x16_q8_0_q8_0 = nullptr;
 
   // y = x / sqrt(mean(x^2) + eps) * w; y may alias x.
   void (*rms_norm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;

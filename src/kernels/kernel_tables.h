@@ -9,9 +9,13 @@ namespace qe::kernels {
 // build or when the CPU lacks it. Defined in kernel_tables_<arch>.cpp.
 const KernelTable* table_for(Isa isa);
 
-namespace ref { void fill_table(KernelTable& t); }
-namespace avx2 { void fill_table(KernelTable& t); }
-namespace avx512 { void fill_table(KernelTable& t); }
-namespace neon { void fill_table(KernelTable& t); }
+namespace ref { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
+namespace avx2 { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
+namespace avx512 {
+void fill_table(KernelTable& t);
+void fill_x16(KernelTable& t);
+void fill_float_tiles(KernelTable& t);  // 512-bit f32/f16/bf16 tiles (matmul_float_avx512.cpp)
+}  // namespace avx512
+namespace neon { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
 
 }  // namespace qe::kernels

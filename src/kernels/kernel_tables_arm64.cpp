@@ -10,8 +10,12 @@ struct Tables {
   bool has_neon = false;
   Tables() {
     kernels::ref::fill_table(ref);
+    kernels::ref::fill_x16(ref);
     neon = ref;
-    if ((has_neon = cpu_has_isa(cpu_features(), Isa::neon))) kernels::neon::fill_table(neon);
+    if ((has_neon = cpu_has_isa(cpu_features(), Isa::neon))) {
+      kernels::neon::fill_table(neon);
+      kernels::neon::fill_x16(neon);
+    }
   }
 };
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "formats/blocks.h"
+#include "kernels/interleaved.h"
 #include "kernels/threads.h"
 
 namespace qe::kernels {
@@ -31,6 +32,15 @@ std::optional<GgmlType> activation_type(GgmlType weight) {
     case GgmlType::F16:
     case GgmlType::BF16: return GgmlType::F32;
     default: return std::nullopt;
+  }
+}
+
+MatmulX16Fn x16_kernel(const KernelTable& k, GgmlType weight) {
+  switch (weight) {
+    case GgmlType::Q4_0: return k.x16_q4_0_q8_0;
+    case GgmlType::Q4_1: return k.x16_q4_1_q8_1;
+    case GgmlType::Q8_0: return k.x16_q8_0_q8_0;
+    default: return nullptr;
   }
 }
 
@@ -68,14 +78,28 @@ Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens
   if (cols % info.block_size != 0)
     return shape_error(std::to_string(cols) + " columns is not a multiple of " + std::to_string(info.block_size) +
                        " (" + std::string(info.name) + ")");
-  stride_ = static_cast<int64_t>(ggml_row_bytes(type, static_cast<uint64_t>(cols)));
+  // q8_0 rows also carry their block sums for the x16 kernels (kernels/interleaved.h).
+  const bool sums = type == GgmlType::Q8_0;
+  stride_ = sums ? q8_0_row_bytes_with_sums(cols) : static_cast<int64_t>(ggml_row_bytes(type, static_cast<uint64_t>(cols)));
   storage_.resize(static_cast<size_t>(stride_ * n_tokens));
   data_ = storage_.data();
   const int nt = static_cast<int>(std::min<int64_t>(n_threads > 0 ? n_threads : default_thread_count(), n_tokens));
   uint8_t* out = storage_.data();
-  const int64_t stride = stride_;
+  const int64_t stride = stride_, sums_off = q8_0_sums_offset(cols), nb = cols / QK8_0;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t t = 0; t < n_tokens; ++t) q(x + t * x_stride, out + t * stride, cols);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    uint8_t* row = out + t * stride;
+    q(x + t * x_stride, row, cols);
+    if (sums) {
+      const auto* blocks = reinterpret_cast<const BlockQ8_0*>(row);
+      auto* s = reinterpret_cast<int32_t*>(row + sums_off);
+      for (int64_t b = 0; b < nb; ++b) {
+        int32_t sum = 0;
+        for (int i = 0; i < QK8_0; ++i) sum += blocks[b].qs[i];
+        s[b] = sum;
+      }
+    }
+  }
   return {};
 }
 
@@ -85,11 +109,13 @@ Status matmul(const WeightView& w, const ActivationBuffer& a, float* y, int n_th
 }
 
 Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, int n_threads, const KernelTable& k) {
-  int64_t total_rows = 0;
+  // Work units of kRowGrain rows, counted per job so an x16 job's units are whole 16-row groups.
+  int64_t units = 0;
   for (const MatmulJob& j : jobs) {
     const auto at = activation_type(j.w.type);
-    if (!at || !tile_kernel(k, j.w.type))
-      return shape_error("no kernel for " + std::string(ggml_type_name(j.w.type)) + " weights");
+    const bool x16 = j.w.interleave == kInterleave;
+    if (!at || (x16 ? !x16_kernel(k, j.w.type) : !tile_kernel(k, j.w.type)))
+      return shape_error("no kernel for " + std::string(ggml_type_name(j.w.type)) + (x16 ? " x16" : "") + " weights");
     if (*at != a.type())
       return shape_error(std::string(ggml_type_name(j.w.type)) + " weights need " + std::string(ggml_type_name(*at)) +
                          " activations, got " + std::string(ggml_type_name(a.type())));
@@ -97,28 +123,40 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
         j.w.row_stride < static_cast<int64_t>(ggml_row_bytes(j.w.type, static_cast<uint64_t>(j.w.cols))))
       return shape_error("weight " + std::to_string(j.w.rows) + " x " + std::to_string(j.w.cols) +
                          " does not fit input with " + std::to_string(a.cols()) + " columns");
-    total_rows += j.w.rows;
+    if ((j.w.interleave != 1 && !x16) || (x16 && j.w.rows % kInterleave != 0))
+      return shape_error("weight interleave " + std::to_string(j.w.interleave) + " with " + std::to_string(j.w.rows) +
+                         " rows");
+    units += (j.w.rows + kRowGrain - 1) / kRowGrain;
   }
-  if (total_rows == 0 || a.n_tokens() == 0) return {};
+  if (units == 0 || a.n_tokens() == 0) return {};
 
-  const int64_t units = (total_rows + kRowGrain - 1) / kRowGrain;
   const int nt = static_cast<int>(std::min<int64_t>(n_threads > 0 ? n_threads : default_thread_count(), units));
   const int64_t n_tokens = a.n_tokens();
 
-  // Thread `ti` owns global rows [lo, hi) across the concatenated jobs and walks them job by job.
+  // Thread `ti` owns units [u_lo, u_hi) of the concatenated jobs and walks them job by job; within a
+  // job, for each chunk of tokens that stays in L2, its rows stream past once.
   auto work = [&](int ti) {
-    const int64_t lo = std::min(total_rows, units * ti / nt * kRowGrain);
-    const int64_t hi = std::min(total_rows, units * (ti + 1) / nt * kRowGrain);
-    int64_t base = 0;
+    const int64_t u_lo = units * ti / nt, u_hi = units * (ti + 1) / nt;
+    int64_t base = 0;  // first unit of the current job
     for (const MatmulJob& j : jobs) {
-      const int64_t r0 = std::max<int64_t>(lo - base, 0), r1 = std::min<int64_t>(hi - base, j.w.rows);
-      base += j.w.rows;
+      const int64_t ju = (j.w.rows + kRowGrain - 1) / kRowGrain;
+      const int64_t r0 = std::max<int64_t>(u_lo - base, 0) * kRowGrain;
+      const int64_t r1 = std::min<int64_t>(std::min<int64_t>(u_hi - base, ju) * kRowGrain, j.w.rows);
+      base += ju;
       if (r0 >= r1) continue;
-      const MatmulTileFn fn = tile_kernel(k, j.w.type);
       const auto* wrow = static_cast<const uint8_t*>(j.w.data) + r0 * j.w.row_stride;
-      for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
-        const int64_t nc = std::min(kTokenChunk, n_tokens - t0);
-        fn(j.w.cols, wrow, j.w.row_stride, r1 - r0, a.row(t0), a.row_stride(), nc, j.y + t0 * j.ldy + r0, j.ldy);
+      if (j.w.interleave == kInterleave) {
+        const MatmulX16Fn fn = x16_kernel(k, j.w.type);
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
+          const int64_t nc = std::min(kTokenChunk, n_tokens - t0);
+          fn(j.w.cols, wrow, (r1 - r0) / kInterleave, a.row(t0), a.row_stride(), nc, j.y + t0 * j.ldy + r0, j.ldy);
+        }
+      } else {
+        const MatmulTileFn fn = tile_kernel(k, j.w.type);
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
+          const int64_t nc = std::min(kTokenChunk, n_tokens - t0);
+          fn(j.w.cols, wrow, j.w.row_stride, r1 - r0, a.row(t0), a.row_stride(), nc, j.y + t0 * j.ldy + r0, j.ldy);
+        }
       }
     }
   };

@@ -21,6 +21,9 @@ struct WeightView {
   int64_t cols = 0;
   const void* data = nullptr;
   int64_t row_stride = 0;  // bytes between rows (ggml nb[1]); ggml_row_bytes(type, cols) when dense
+  // 1: plain rows. 16: the x16 layout of kernels/interleaved.h (dense; 16-row groups of
+  // 16 * row_stride bytes), made by interleave_rows at load time.
+  int32_t interleave = 1;
 };
 
 // Activation type a weight type's kernel reads: q4_0, q8_0 -> q8_0; q4_1 -> q8_1; q6_K -> q8_K;
@@ -68,5 +71,7 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
 
 // The tile kernel for a weight type in a table (nullptr when none).
 MatmulTileFn tile_kernel(const KernelTable& k, GgmlType weight);
+// The x16 kernel for an interleaved weight type (q4_0, q4_1, q8_0), nullptr for others.
+MatmulX16Fn x16_kernel(const KernelTable& k, GgmlType weight);
 
 }  // namespace qe::kernels

@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <string>
 
+#include "formats/mapped_file.h"
+#include "kernels/interleaved.h"
+
 namespace qe::model {
 namespace {
 
@@ -53,9 +56,37 @@ Result<WeightView> matrix(const GgufFile& f, const std::string& name, int64_t ro
   return w;
 }
 
+// Moves every interleavable matrix into one x16 buffer (64-byte aligned slices), releasing the file
+// pages of each source tensor right after its copy.
+Status interleave_all(const GgufFile& f, Weights& w, int n_threads) {
+  std::vector<WeightView*> views;
+  for (LayerWeights& l : w.layers)
+    for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) views.push_back(v);
+  if (w.output.data != w.token_embd.data) views.push_back(&w.output);
+  std::erase_if(views, [](const WeightView* v) { return !kernels::can_interleave(*v); });
+  if (views.empty()) return {};
+  auto slice = [](const WeightView* v) { return (v->rows * v->row_stride + 63) & ~int64_t{63}; };
+  int64_t total = 0;
+  for (const WeightView* v : views) total += slice(v);
+  auto raw = std::make_shared<uint8_t[]>(static_cast<size_t>(total + 64));
+  uint8_t* base = raw.get() + (64 - reinterpret_cast<uintptr_t>(raw.get()) % 64) % 64;
+  for (WeightView* v : views) {
+    const auto src = std::span<const std::byte>(static_cast<const std::byte*>(v->data),
+                                                static_cast<size_t>(v->rows * v->row_stride));
+    auto packed = kernels::interleave_rows(*v, std::span<uint8_t>(base, src.size()), n_threads);
+    if (!packed) return Error{f.name(), "interleave", packed.error().reason};
+    *v = *packed;
+    release_mapped_pages(src);
+    base += slice(v);
+  }
+  w.interleaved = std::move(raw);
+  w.interleaved_bytes = total;
+  return {};
+}
+
 }  // namespace
 
-Result<Weights> load_weights(const GgufFile& f, const Config& c) {
+Result<Weights> load_weights(const GgufFile& f, const Config& c, bool interleave, int n_threads) {
   Weights w;
   auto embd = matrix(f, "token_embd.weight", c.n_vocab, c.dim);
   if (!embd) return embd.error();
@@ -99,6 +130,8 @@ Result<Weights> load_weights(const GgufFile& f, const Config& c) {
       *dst = *m;
     }
   }
+  if (interleave)
+    if (Status st = interleave_all(f, w, n_threads); !st) return st.error();
   return w;
 }
 

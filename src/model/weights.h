@@ -2,6 +2,7 @@
 // the comments are (rows, cols) = (output features, input features), i.e. ggml's (ne[1], ne[0]).
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "formats/error.h"
@@ -31,10 +32,17 @@ struct Weights {
   WeightView output;                    // (n_vocab, dim): token_embd itself when embeddings are tied
   const float* rope_freqs = nullptr;    // (n_rot / 2) llama3 frequency factors, or nullptr
   std::vector<LayerWeights> layers;     // n_layers
+  // The x16 copies of the interleaved matrices (kernels/interleaved.h), shared so a copy of Weights
+  // stays valid; the views above point into it. Empty when nothing was interleaved.
+  std::shared_ptr<uint8_t[]> interleaved;
+  int64_t interleaved_bytes = 0;
 };
 
 // Every tensor present, of the shape the config implies, of a type we have kernels for, and aligned
 // for its element type; otherwise an Error naming the tensor.
-Result<Weights> load_weights(const GgufFile& file, const Config& config);
+// interleave: q4_0 / q4_1 / q8_0 layer matrices (and an untied output) whose rows are a multiple of 16
+// are copied into the x16 layout, one tensor at a time, and the file pages they came from are released,
+// so memory stays about one model's size. token_embd stays in the map: its rows are looked up.
+Result<Weights> load_weights(const GgufFile& file, const Config& config, bool interleave = true, int n_threads = 0);
 
 }  // namespace qe::model

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "formats/blocks.h"
+#include "kernels/interleaved.h"
 #include "kernels/matmul.h"
 
 namespace qe::kernels {
@@ -117,11 +118,15 @@ TEST_P(MatmulIsa, FusedGroupEqualsSeparateCalls) {
   const int64_t cols = 256, n_tokens = 9;
   const auto x = make_input(n_tokens, cols, 5);
   const Weights q = make_weights(GgmlType::Q4_0, 67, cols, 1), kk = make_weights(GgmlType::Q8_0, 17, cols, 2),
-                v = make_weights(GgmlType::Q4_0, 33, cols, 3);
+                v0 = make_weights(GgmlType::Q4_0, 48, cols, 3);
+  // One x16 job after two plain ones whose row counts are not multiples of 16.
+  std::vector<uint8_t> packed(v0.bytes.size());
+  Weights v = v0;
+  v.view = *interleave_rows(v0.view, packed);
   ActivationBuffer a;
   ASSERT_TRUE(a.prepare(GgmlType::Q8_0, x.data(), n_tokens, cols, cols, 2, *k_).ok());
-  std::vector<float> yq(67 * n_tokens), yk(17 * n_tokens), yv(33 * n_tokens);
-  const MatmulJob jobs[] = {{q.view, yq.data(), 67}, {kk.view, yk.data(), 17}, {v.view, yv.data(), 33}};
+  std::vector<float> yq(67 * n_tokens), yk(17 * n_tokens), yv(48 * n_tokens);
+  const MatmulJob jobs[] = {{q.view, yq.data(), 67}, {kk.view, yk.data(), 17}, {v.view, yv.data(), 48}};
   ASSERT_TRUE(matmul_group(jobs, a, 2, *k_).ok());
   std::vector<float> sq(yq.size()), sk(yk.size()), sv(yv.size());
   ASSERT_TRUE(matmul(q.view, a, sq.data(), 1, *k_).ok());
@@ -130,6 +135,66 @@ TEST_P(MatmulIsa, FusedGroupEqualsSeparateCalls) {
   EXPECT_EQ(yq, sq);
   EXPECT_EQ(yk, sk);
   EXPECT_EQ(yv, sv);
+}
+
+// The x16 layout: every level's kernel equals the scalar x16 reference bit for bit (same integer dots,
+// same fma sequence), GEMM equals GEMV, 1 and 2 threads agree, and the result stays within the
+// input-derived tolerance of the plain row-major product.
+TEST_P(MatmulIsa, InterleavedMatchesReferenceBitForBit) {
+  const KernelTable& ref = *kernel_table(Isa::ref);
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0}) {
+    for (int64_t rows : {16, 48, 128}) {
+      for (int64_t cols : {32, 96, 4096}) {
+        for (int64_t n_tokens : {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 67}) {
+          // Long rows once per shape family: the scalar reference is slow (and CI also runs this under qemu).
+          if (cols == 4096 && (rows != 16 || (n_tokens != 1 && n_tokens != 9))) continue;
+          const uint32_t seed = static_cast<uint32_t>(rows * 7919 + cols * 31 + n_tokens * 3 + static_cast<int>(t));
+          SCOPED_TRACE(::testing::Message() << ggml_type_name(t) << " rows=" << rows << " cols=" << cols
+                                            << " tokens=" << n_tokens << " seed=" << seed);
+          const Weights w = make_weights(t, rows, cols, seed);
+          ASSERT_TRUE(can_interleave(w.view));
+          std::vector<uint8_t> packed(w.bytes.size());
+          const Result<WeightView> wx = interleave_rows(w.view, packed, 2);
+          ASSERT_TRUE(wx.ok()) << wx.error().message();
+          const auto x = make_input(n_tokens, cols, seed + 1);
+          ActivationBuffer a;
+          ASSERT_TRUE(a.prepare(*activation_type(t), x.data(), n_tokens, cols, cols, 1, *k_).ok());
+          std::vector<float> y(static_cast<size_t>(n_tokens * rows)), y2(y.size()), yr(y.size()), yp(y.size());
+          ASSERT_TRUE(matmul(*wx, a, y.data(), 1, *k_).ok());
+          ASSERT_TRUE(matmul(*wx, a, y2.data(), 2, *k_).ok());
+          ASSERT_EQ(y, y2) << "1 vs 2 threads";
+          ASSERT_TRUE(matmul(*wx, a, yr.data(), 1, ref).ok());
+          ASSERT_EQ(y, yr) << "level vs scalar x16 reference";
+          ActivationBuffer a1;
+          ASSERT_TRUE(a1.prepare(*activation_type(t), x.data() + (n_tokens - 1) * cols, 1, cols, cols, 1, *k_).ok());
+          std::vector<float> yv(static_cast<size_t>(rows));
+          ASSERT_TRUE(matmul(*wx, a1, yv.data(), 1, *k_).ok());
+          for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(yv[r], y[(n_tokens - 1) * rows + r]) << "GEMV != GEMM";
+          ASSERT_TRUE(matmul(w.view, a, yp.data(), 1, ref).ok());  // plain layout, ggml's order
+          for (int64_t tok = 0; tok < n_tokens; ++tok)
+            for (int64_t r = 0; r < rows; ++r) {
+              double mag = 0;
+              for (int64_t i = 0; i < cols; ++i) mag += std::fabs(static_cast<double>(w.deq[r * cols + i]) * x[tok * cols + i]);
+              ASSERT_NEAR(y[tok * rows + r], yp[tok * rows + r], 2 * mag * FLT_EPSILON * std::sqrt(cols / 32.0) + 1e-6)
+                  << "x16 vs plain, r=" << r << " tok=" << tok;
+            }
+        }
+      }
+    }
+  }
+}
+
+TEST(Matmul, InterleaveRefusesWhatItCannotDo) {
+  const Weights odd = make_weights(GgmlType::Q4_0, 17, 64, 1), f16 = make_weights(GgmlType::F16, 16, 64, 2);
+  EXPECT_FALSE(can_interleave(odd.view));
+  EXPECT_FALSE(can_interleave(f16.view));
+  std::vector<uint8_t> dst(odd.bytes.size());
+  EXPECT_FALSE(interleave_rows(odd.view, dst).ok());
+  const Weights ok = make_weights(GgmlType::Q8_0, 16, 64, 3);
+  std::vector<uint8_t> small(ok.bytes.size() - 1);
+  const Result<WeightView> r = interleave_rows(ok.view, small);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("destination"), std::string::npos) << r.error().message();
 }
 
 TEST(Matmul, MismatchesAreErrors) {
