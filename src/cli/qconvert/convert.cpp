@@ -1,0 +1,166 @@
+#include "cli/qconvert/convert.h"
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "cli/qconvert/convert_report.h"
+#include "formats/atomic_file.h"
+#include "kernels/kernel_table.h"
+#include "kernels/threads.h"
+#include "model/convert_run.h"
+
+namespace qe::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string mb(uint64_t bytes) { return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6); }
+
+// Terminal: one bar line redrawn at most 10 times a second. Otherwise (logs, CI): one line per tensor.
+class Progress {
+ public:
+  explicit Progress(bool verbose) : tty_(::isatty(STDERR_FILENO) != 0), verbose_(verbose), t0_(Clock::now()) {}
+
+  void tensor(const model::TensorPlan& p, size_t i, size_t n) {
+    name_ = p.name;
+    index_ = i;
+    count_ = n;
+    if (!tty_) {
+      std::string note = p.copy ? " (copied)" : p.reason.empty() ? "" : " (" + p.reason + ")";
+      fmt::print(stderr, "[{:>4}/{}] {:<32} {:>5} -> {:<5} {}{}\n", i + 1, n, p.name, ggml_type_name(p.computed.empty() ? p.src_type : GgmlType::F32),
+                 ggml_type_name(p.out_type), mb(p.out_bytes()), note);
+    } else if (verbose_ && !p.reason.empty()) {
+      clear();
+      fmt::print(stderr, "qconvert: {}: {}\n", p.name, p.reason);
+    }
+  }
+
+  void bytes(uint64_t done, uint64_t total) {
+    if (!tty_) return;
+    const auto now = Clock::now();
+    if (done < total && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double s = std::chrono::duration<double>(now - t0_).count();
+    const double frac = total ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
+    const double eta = frac > 0 ? s * (1.0 - frac) / frac : 0.0;
+    constexpr int kWidth = 24;
+    const int fill = static_cast<int>(frac * kWidth);
+    fmt::print(stderr, "\r\033[K[{}{}] {:3.0f}% {:>4}/{} {:<28.28} {}/{} ETA {:.0f}s", std::string(fill, '#'),
+               std::string(kWidth - fill, '.'), frac * 100, index_ + 1, count_, name_, mb(done), mb(total), eta);
+    drawn_ = true;
+  }
+
+  void clear() {
+    if (tty_ && drawn_) fmt::print(stderr, "\r\033[K");
+    drawn_ = false;
+  }
+
+ private:
+  bool tty_, verbose_;
+  bool drawn_ = false;
+  Clock::time_point t0_, last_{};
+  std::string name_;
+  size_t index_ = 0, count_ = 0;
+};
+
+Status write_text(const std::string& path, const std::string& text, bool overwrite) {
+  Result<AtomicFile> f = AtomicFile::create(path, overwrite);
+  if (!f) return f.error();
+  if (Status s = f->write(text.data(), text.size()); !s) return s;
+  return f->commit();
+}
+
+std::string card_path(const ConvertOptions& opt) {
+  if (!opt.to_hf.empty()) return opt.to_hf + "/README.md";
+  fs::path p(opt.output);
+  return (p.extension() == ".gguf" ? p.replace_extension(".md") : fs::path(opt.output + ".md")).string();
+}
+
+}  // namespace
+
+Status run_conversion(const ConvertOptions& opt) {
+  if (!opt.isa.empty())
+    if (Status s = kernels::select_isa(opt.isa); !s) return s;
+  if (opt.output.empty() == opt.to_hf.empty())
+    return Error{opt.input, "", opt.output.empty() ? "give an output: -o OUT.gguf or --to-hf DIR"
+                                                   : "-o and --to-hf exclude each other"};
+
+  model::ConvertJob job;
+  job.input = opt.input;
+  job.output = opt.to_hf.empty() ? opt.output : opt.to_hf;
+  job.to_hf = !opt.to_hf.empty();
+  job.allow_requantize = opt.allow_requantize;
+  job.force = opt.force;
+  job.n_threads = opt.n_threads > 0 ? opt.n_threads : kernels::default_thread_count();
+  job.policy.pure = opt.pure;
+  Result<model::ConvertMode> mode = model::detect_mode(job);
+  if (!mode) return mode.error();
+
+  std::string type = opt.type;
+  if (type.empty()) {
+    if (*mode == model::ConvertMode::kRequantize)
+      return Error{opt.input, "--type", fmt::format("required to convert a GGUF ({})", model::output_type_names())};
+    type = *mode == model::ConvertMode::kGgufToHf ? "f32" : "f16";
+  }
+  std::optional<GgmlType> t = model::parse_output_type(type);
+  if (!t) return Error{"", "--type", fmt::format("'{}' is not one of {}", type, model::output_type_names())};
+  if (*mode == model::ConvertMode::kGgufToHf) {
+    if (model::is_quantized(*t)) return Error{"", "--type", fmt::format("--to-hf writes f32, f16 or bf16, not {}", type)};
+    if (!opt.tensor_types.empty() || opt.pure) return Error{"", "--to-hf", "--tensor-type and --pure apply to GGUF outputs"};
+    job.export_type = *t;
+  }
+  job.policy.target = *t;
+  for (const std::string& spec : opt.tensor_types) {
+    Result<model::TensorTypeOverride> o = model::parse_tensor_type_override(spec);
+    if (!o) return o.error();
+    job.policy.overrides.push_back(std::move(*o));
+  }
+  const std::string card = opt.card ? card_path(opt) : "";
+  if (!card.empty()) job.extra_outputs.push_back(card);
+  if (!opt.report.empty()) job.extra_outputs.push_back(opt.report);
+  for (const std::string& extra : job.extra_outputs)
+    if (!opt.force && fs::exists(extra)) return Error{extra, "", "exists (use --force to replace it)"};
+
+  if (opt.verbose) {
+    fmt::print(stderr, "qconvert: {}\n", kernels::describe_isa());
+    fmt::print(stderr, "qconvert: {} threads, target {}{}\n", job.n_threads, type, opt.pure ? " (pure)" : "");
+  }
+  Progress progress(opt.verbose);
+  model::ConvertObserver obs;
+  obs.tensor = [&](const model::TensorPlan& p, size_t i, size_t n) { progress.tensor(p, i, n); };
+  obs.progress = [&](uint64_t done, uint64_t total) { progress.bytes(done, total); };
+  Result<model::ConvertResult> res = model::run_convert(job, obs);
+  progress.clear();
+  if (!res) return res.error();
+
+  for (const std::string& w : res->warnings) fmt::print(stderr, "qconvert: warning: {}\n", w);
+  // One line per distinct reason, so a fallback or the q6_K stand-in is never silent.
+  std::map<std::string, int> reasons;
+  for (const model::TensorReport& x : res->tensors)
+    if (!x.reason.empty() && x.reason != "1-D: kept f32") ++reasons[x.reason];
+  for (const auto& [why, n] : reasons) fmt::print(stderr, "qconvert: {} tensor{}: {}\n", n, n == 1 ? "" : "s", why);
+
+  const ConvertTotals tot = totals_of(*res);
+  fmt::print(stderr, "qconvert: wrote {}: {} tensors, {} weights, {} threads\n", job.output, res->tensors.size(),
+             res->n_weights, job.n_threads);
+  fmt::print(stderr,
+             "qconvert: source {} -> output {} (file {}), ratio {:.2f}x, {:.2f} bits/weight, {:.2f} s ({:.0f} MB/s)\n",
+             mb(res->src_bytes), mb(res->out_bytes), mb(res->output_file_bytes), tot.ratio, tot.bits_per_weight,
+             res->seconds, tot.mb_per_s);
+
+  if (!opt.report.empty()) {
+    const std::string text = report_json(opt, type, *res).dump(2) + "\n";
+    if (Status s = write_text(opt.report, text, opt.force); !s) return s;
+  }
+  if (!card.empty())
+    if (Status s = write_text(card, model_card(opt, type, job.output, *res), opt.force); !s) return s;
+  return {};
+}
+
+}  // namespace qe::cli
