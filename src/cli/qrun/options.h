@@ -25,9 +25,22 @@ struct RunOptions {
   std::string cache_type = "f16";  // --cache-type
   std::string dump_logits;         // --dump-logits (dev): raw f32 logits of every prompt position
   bool verbose = false;            // --verbose
+
+  // Chat (llama-cli's conversation mode)
+  bool conversation = false;  // -cnv: user turns from stdin, replies to stdout
+  std::string system_prompt;  // -sys
+  std::string chat_template;  // --chat-template NAME ("" = the model's, else chatml)
+
+  // llama-perplexity
+  bool perplexity = false;     // --perplexity: score -f's text
+  bool kl_divergence = false;  // --kl-divergence: compare with --kl-divergence-base's saved logits
+  std::string
+      kl_divergence_base;  // --kl-divergence-base FILE: written by --perplexity, read by --kl-divergence
+  int32_t n_chunks = -1;   // --chunks: at most this many chunks (-1 = all)
 };
 
-// Loads the model and generates, streaming the prompt and the text to stdout and logs to stderr.
+// Loads the model and runs the mode the options ask for: completion (the default: the prompt and the
+// generated text to stdout), chat, perplexity or KL divergence. Logs go to stderr.
 Status run(const RunOptions& o);
 
 }  // namespace qe::cli

@@ -1,18 +1,16 @@
-// qrun's work: load, tokenize, prefill in batches, decode token by token, stream, report timings.
+// qrun's entry: checks the flags, loads the model, and runs a mode. Completion lives here: tokenize,
+// prefill in batches, decode token by token, stream, report timings.
 #include <fmt/core.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <random>
-#include <sstream>
 
 #include "cli/qrun/options.h"
-#include "formats/gguf_reader.h"
+#include "cli/qrun/session.h"
 #include "kernels/kernel_table.h"
-#include "kernels/threads.h"
 #include "model/config.h"
 #include "model/forward.h"
 #include "model/kv_cache.h"
@@ -24,71 +22,60 @@
 namespace qe::cli {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+// Flags that belong to one mode only are refused in the others, so nothing is silently ignored.
+Status check_modes(const RunOptions& o) {
+  const bool ppl = o.perplexity || o.kl_divergence;
+  if (ppl && o.conversation)
+    return usage("--perplexity / --kl-divergence and -cnv are separate modes; use one");
+  if (o.kl_divergence && o.kl_divergence_base.empty())
+    return usage("--kl-divergence needs --kl-divergence-base FILE (written by an earlier --perplexity run)");
+  if (!ppl && !o.kl_divergence_base.empty())
+    return usage("--kl-divergence-base needs --perplexity (to write it) or --kl-divergence (to read it)");
+  if (!ppl && o.n_chunks != -1) return usage("--chunks needs --perplexity or --kl-divergence");
+  if (o.n_chunks < -1 || o.n_chunks == 0)
+    return usage(fmt::format("--chunks {} must be > 0 (or -1 = all)", o.n_chunks));
+  if ((ppl || o.conversation) && (!o.token_ids.empty() || !o.dump_logits.empty()))
+    return usage("--token-ids and --dump-logits are for completion mode only");
+  if (!o.conversation && (!o.system_prompt.empty() || !o.chat_template.empty()))
+    return usage("-sys and --chat-template need -cnv (chat mode)");
+  if (o.kl_divergence && (!o.prompt.empty() || !o.prompt_file.empty()))
+    return usage("--kl-divergence reads its tokens from --kl-divergence-base; drop -p / -f");
+  return {};
 }
 
-Error usage(std::string reason) {
-  return Error{"", "", std::move(reason)};
-}
-
-Result<std::string> read_prompt_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{path, "", "cannot open the prompt file"};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  // llama.cpp drops the one trailing newline an editor adds.
-  if (!text.empty() && text.back() == '\n') text.pop_back();
-  return text;
-}
-
-void print_timing(const char* what, double ms, int64_t n, const char* unit) {
-  fmt::print(stderr,
-             "qrun: {:>16} = {:10.2f} ms / {:5} {} ({:8.2f} ms per token, {:8.2f} tokens per second)\n", what,
-             ms, n, unit, n > 0 ? ms / static_cast<double>(n) : 0.0,
-             ms > 0 ? 1e3 * static_cast<double>(n) / ms : 0.0);
-}
-
-// Writes text to stdout at once, so the stream is visible token by token.
-void emit(const std::string& text) {
-  if (text.empty()) return;
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  std::fflush(stdout);
-}
+Status run_completion(const RunOptions& o, Session& s);
 
 }  // namespace
 
 Status run(const RunOptions& o) {
   const Clock::time_point t_load = Clock::now();
   if (!o.isa.empty())
-    if (Status s = kernels::select_isa(o.isa); !s) return s;
+    if (Status st = kernels::select_isa(o.isa); !st) return st;
   if (!o.prompt.empty() && !o.prompt_file.empty()) return usage("-p and -f both give a prompt; use one");
   if (o.cache_type != "f16" && o.cache_type != "f32")
     return usage(fmt::format("--cache-type {} is not supported (f16, f32)", o.cache_type));
   if (o.n_threads < 0) return usage(fmt::format("-t {} must be >= 0", o.n_threads));
   if (o.n_ctx < 0) return usage(fmt::format("-c {} must be >= 0", o.n_ctx));
+  if (o.n_ctx > (int64_t{1} << 24)) return usage(fmt::format("-c {} is too large", o.n_ctx));
   if (o.seed < -1 || o.seed > 0xFFFFFFFFLL)
     return usage(fmt::format("-s {} is not a 32-bit seed or -1", o.seed));
+  if (Status st = check_modes(o); !st) return st;
 
-  Result<GgufFile> file = GgufFile::open(o.model);
-  if (!file) return file.error();
-  Result<model::Config> config = model::load_config(*file);
-  if (!config) return config.error();
-  const model::Config& c = *config;
-  Result<model::Weights> weights = model::load_weights(*file, c);
-  if (!weights) return weights.error();
-  Result<Tokenizer> tok = Tokenizer::from_gguf(*file);
-  if (!tok) return tok.error();
-  if (tok->n_vocab() != c.n_vocab)
-    return Error{o.model, "tokenizer.ggml.tokens",
-                 fmt::format("{} tokens, but token_embd.weight has {} rows", tok->n_vocab(), c.n_vocab)};
+  Result<std::unique_ptr<Session>> s = open_session(o, t_load);
+  if (!s) return s.error();
+  if (o.perplexity || o.kl_divergence) return run_perplexity(o, **s);
+  if (o.conversation) return run_chat(o, **s);
+  return run_completion(o, **s);
+}
 
-  const int n_threads = o.n_threads > 0 ? o.n_threads : kernels::default_thread_count();
+namespace {
+
+Status run_completion(const RunOptions& o, Session& s) {
+  const model::Config& c = s.config;
+  const Tokenizer& tok = s.tok;
+  const model::Weights& weights = s.weights;
+  const int n_threads = s.n_threads;
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
-  if (n_ctx > (int64_t{1} << 24)) return usage(fmt::format("-c {} is too large", n_ctx));
   const int64_t n_batch = std::min(o.n_batch, n_ctx);
 
   // ---- Prompt
@@ -100,7 +87,7 @@ Status run(const RunOptions& o) {
       if (!t) return t.error();
       text = std::move(*t);
     }
-    prompt = tok->tokenize(text, /*add_special=*/true, /*parse_special=*/true);
+    prompt = tok.tokenize(text, /*add_special=*/true, /*parse_special=*/true);
   }
   if (prompt.empty())
     return usage("the prompt is empty (and the vocabulary adds no BOS token): give -p or -f");
@@ -108,33 +95,29 @@ Status run(const RunOptions& o) {
     if (id < 0 || id >= c.n_vocab)
       return usage(fmt::format("token id {} is outside the vocabulary of {}", id, c.n_vocab));
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+  // Named by where the prompt came from: the -f file, else the model whose tokenizer counted it.
   if (n_prompt > n_ctx)
-    return usage(
-        fmt::format("the prompt is {} tokens, longer than the context of {} (raise -c)", n_prompt, n_ctx));
+    return Error{
+        o.prompt_file.empty() ? o.model : o.prompt_file, "",
+        fmt::format("the prompt is {} tokens, longer than the context of {} (raise -c)", n_prompt, n_ctx)};
 
   Result<model::KvCache> kv =
       model::KvCache::create(c, n_ctx, o.cache_type == "f32" ? GgmlType::F32 : GgmlType::F16);
   if (!kv) return kv.error();
   const bool dump = !o.dump_logits.empty();
   Result<model::RunState> state =
-      model::RunState::create(c, weights->rope_freqs, n_batch, n_ctx, n_threads, dump);
+      model::RunState::create(c, weights.rope_freqs, n_batch, n_ctx, n_threads, dump);
   if (!state) return state.error();
 
   model::SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint32_t>(o.seed) : std::random_device{}();
   model::Sampler sampler(sp);
 
-  const double load_ms = ms_since(t_load);
-  fmt::print(stderr, "qrun: model {} ({}): {} layers, dim {}, {} heads / {} kv heads, ff {}, vocab {}{}\n",
-             o.model, c.name.empty() ? "unnamed" : c.name, c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.n_ff,
-             c.n_vocab, c.tied_embeddings ? ", tied embeddings" : "");
-  fmt::print(stderr, "qrun: {}; {} threads\n", kernels::describe_isa(), n_threads);
+  const double load_ms = s.load_ms;
+  log_session(o, s);
   fmt::print(stderr, "qrun: n_ctx = {}, n_batch = {}, kv cache {} ({:.1f} MiB), seed = {}\n", n_ctx, n_batch,
              o.cache_type, static_cast<double>(kv->bytes()) / 1048576.0, sp.seed);
   if (o.verbose) {
-    fmt::print(stderr, "qrun: rope: n_rot {}, freq_base {}, freq_scale {}{}; rms_eps {}\n", c.n_rot,
-               c.rope_freq_base, c.rope_freq_scale, c.has_rope_freqs ? ", rope_freqs factors" : "",
-               c.rms_eps);
     fmt::print(stderr, "qrun: sampling: temp {}, top_k {}, top_p {}, min_p {}, repeat_penalty {} (last {})\n",
                sp.temp, sp.top_k, sp.top_p, sp.min_p, sp.repeat_penalty, sp.repeat_last_n);
     fmt::print(stderr, "qrun: prompt: {} tokens:", n_prompt);
@@ -151,7 +134,7 @@ Status run(const RunOptions& o) {
   // ---- Echo the prompt, as llama-cli does (control tokens such as BOS render as nothing).
   Utf8Stream out;
   for (int32_t id : prompt) {
-    emit(out.push(tok->token_to_piece(id, /*special=*/false)));
+    emit(out.push(tok.token_to_piece(id, /*special=*/false)));
     sampler.accept(id);  // llama.cpp's penalties see the prompt too
   }
 
@@ -161,7 +144,7 @@ Status run(const RunOptions& o) {
   for (int64_t p = 0; p < n_prompt; p += n_batch) {
     const int64_t n = std::min(n_batch, n_prompt - p);
     Result<std::span<const float>> r = model::forward(
-        c, *weights, *state, *kv,
+        c, weights, *state, *kv,
         std::span<const int32_t>(prompt).subspan(static_cast<size_t>(p), static_cast<size_t>(n)), p);
     if (!r) return r.error();
     logits = *r;
@@ -179,8 +162,8 @@ Status run(const RunOptions& o) {
   while (o.n_predict < 0 || n_gen < o.n_predict) {
     const int32_t id = sampler.sample(logits);
     sampler.accept(id);
-    if (tok->is_eog(id)) break;
-    emit(out.push(tok->token_to_piece(id, /*special=*/false)));
+    if (tok.is_eog(id)) break;
+    emit(out.push(tok.token_to_piece(id, /*special=*/false)));
     ++n_gen;
     if (o.n_predict >= 0 && n_gen >= o.n_predict) break;
     if (pos >= n_ctx) {
@@ -189,7 +172,7 @@ Status run(const RunOptions& o) {
     }
     const Clock::time_point t_eval = Clock::now();
     Result<std::span<const float>> r =
-        model::forward(c, *weights, *state, *kv, std::span<const int32_t>(&id, 1), pos);
+        model::forward(c, weights, *state, *kv, std::span<const int32_t>(&id, 1), pos);
     if (!r) return r.error();
     eval_ms += ms_since(t_eval);
     ++n_eval;
@@ -208,4 +191,5 @@ Status run(const RunOptions& o) {
   return {};
 }
 
+}  // namespace
 }  // namespace qe::cli

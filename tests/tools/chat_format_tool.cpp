@@ -1,0 +1,39 @@
+// chat_format_tool: our chat template detection and formatting, for tests/python/test_chat_template.py.
+// Reads one JSON object on stdin:
+//   {"template": "<Jinja string or llama.cpp name>", "messages": [{"role": ..., "content": ...}, ...],
+//    "add_generation_prompt": true}
+// and writes {"name": "<detected family>", "prompt": "<formatted>"} or {"error": "<message>"} to stdout.
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "model/chat_template.h"
+
+int main() {
+  using nlohmann::json;
+  const std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  json in;
+  try {
+    in = json::parse(input);
+  } catch (const json::exception& e) {
+    std::fprintf(stderr, "chat_format_tool: bad JSON on stdin: %s\n", e.what());
+    return 2;
+  }
+  json out;
+  qe::Result<qe::model::ChatTemplate> t =
+      qe::model::detect_chat_template(in.value("template", std::string()));
+  if (!t) {
+    out["error"] = t.error().message();
+  } else {
+    std::vector<qe::model::ChatMessage> messages;
+    for (const json& m : in.value("messages", json::array()))
+      messages.push_back({m.at("role").get<std::string>(), m.at("content").get<std::string>()});
+    out["name"] = std::string(qe::model::chat_template_name(*t));
+    out["prompt"] = qe::model::format_chat(*t, messages, in.value("add_generation_prompt", true));
+  }
+  std::cout << out.dump() << "\n";
+  return 0;
+}
