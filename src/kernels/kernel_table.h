@@ -28,6 +28,17 @@ using MatmulTileFn = void (*)(int64_t n, const void* w, int64_t w_stride, int64_
 using MatmulX16Fn = void (*)(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t a_stride,
                              int64_t nc, float* y, int64_t ldy);
 
+// Row of n elements of a stored type (f16, bf16, q4_0, ...) -> f32; n a multiple of the block size.
+using RowToF32Fn = void (*)(const void* x, float* y, int64_t n);
+
+// Error of a written row against its source: sum over i of (out[i] - src[i])^2, each difference rounded
+// to float and squared in double; max |out[i] - src[i]| with NaN differences skipped.
+struct RowError {
+  double sum_sq = 0.0;
+  float max_abs = 0.0f;
+};
+using RowErrorFn = RowError (*)(const float* src, const float* out, int64_t n);
+
 struct KernelTable {
   Isa isa = Isa::ref;
 
@@ -58,6 +69,20 @@ struct KernelTable {
   void (*silu_mul)(const float* gate, const float* up, float* y, int64_t n) = nullptr;
   void (*add)(const float* a, const float* b, float* y, int64_t n) = nullptr;  // y may alias
   void (*scale)(const float* x, float s, float* y, int64_t n) = nullptr;       // y may alias
+
+  // Weight conversion (qconvert): byte-identical to the reference routines in formats/blocks.h on every
+  // input (NaN, Inf, -0, subnormals, ties) at every level; kernels/convert_<isa>.cpp.
+  RowToF32Fn to_f32_f16 = nullptr;
+  RowToF32Fn to_f32_bf16 = nullptr;
+  RowToF32Fn to_f32_q4_0 = nullptr;
+  RowToF32Fn to_f32_q4_1 = nullptr;
+  RowToF32Fn to_f32_q8_0 = nullptr;
+  QuantizeRowFn quantize_row_q4_0 = nullptr;
+  QuantizeRowFn quantize_row_q4_1 = nullptr;
+  QuantizeRowFn quantize_row_q8_0 = nullptr;  // weights: same bytes as quantize_q8_0, NaN blocks included
+  QuantizeRowFn from_f32_f16 = nullptr;
+  QuantizeRowFn from_f32_bf16 = nullptr;
+  RowErrorFn error_stats = nullptr;  // sum order differs by level (sum_sq within n * DBL_EPSILON)
 };
 
 // The table of the active level: chosen on first use from QE_ISA (if set) or the best the CPU has.

@@ -18,4 +18,10 @@ void fill_float_tiles(KernelTable& t);  // 512-bit f32/f16/bf16 tiles (matmul_fl
 }  // namespace avx512
 namespace neon { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
 
+// Weight conversion kernels (convert_<isa>.cpp), filled after each level's other entries.
+namespace ref { void fill_convert(KernelTable& t); }
+namespace avx2 { void fill_convert(KernelTable& t); }
+namespace avx512 { void fill_convert(KernelTable& t); }
+namespace neon { void fill_convert(KernelTable& t); }
+
 }  // namespace qe::kernels

@@ -11,10 +11,12 @@ struct Tables {
   Tables() {
     kernels::ref::fill_table(ref);
     kernels::ref::fill_x16(ref);
+    kernels::ref::fill_convert(ref);
     neon = ref;
     if ((has_neon = cpu_has_isa(cpu_features(), Isa::neon))) {
       kernels::neon::fill_table(neon);
       kernels::neon::fill_x16(neon);
+      kernels::neon::fill_convert(neon);
     }
   }
 };

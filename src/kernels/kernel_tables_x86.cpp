@@ -13,16 +13,19 @@ struct Tables {
     const CpuFeatures& f = cpu_features();
     kernels::ref::fill_table(ref);
     kernels::ref::fill_x16(ref);
+    kernels::ref::fill_convert(ref);
     avx2 = ref;
     if ((has_avx2 = cpu_has_isa(f, Isa::avx2))) {
       kernels::avx2::fill_table(avx2);
       kernels::avx2::fill_x16(avx2);
+      kernels::avx2::fill_convert(avx2);
     }
     avx512 = avx2;
     if ((has_avx512 = cpu_has_isa(f, Isa::avx512))) {
       kernels::avx512::fill_table(avx512);
       kernels::avx512::fill_x16(avx512);
       kernels::avx512::fill_float_tiles(avx512);
+      kernels::avx512::fill_convert(avx512);
     }
   }
 };

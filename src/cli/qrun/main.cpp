@@ -17,15 +17,16 @@
 #include "model/chat_template.h"
 
 int main(int argc, char** argv) {
-  // llama.cpp spells two long options with one dash; CLI11 would read "-cnv" as -c "nv" and "-sys" as
-  // -s "ys", so they are renamed before parsing.
+  // llama.cpp spells three long options with one dash; CLI11 would read "-cnv" as -c "nv", "-sys" as
+  // -s "ys" and "-nr" as -n "r", so they are renamed before parsing.
   std::vector<char*> args(argv, argv + argc);
-  static char kConversation[] = "--conversation", kSystemPrompt[] = "--system-prompt";
+  static char kConversation[] = "--conversation", kSystemPrompt[] = "--system-prompt", kNoRepack[] = "--no-repack";
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string_view a = args[i];
     if (a == "--") break;
     if (a == "-cnv") args[i] = kConversation;
     if (a == "-sys") args[i] = kSystemPrompt;
+    if (a == "-nr") args[i] = kNoRepack;
   }
 
   qe::cli::RunOptions o;
@@ -52,6 +53,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--isa", o.isa, "kernel level: ref, avx2, avx512, neon (default: best the CPU has)");
   app.add_option("--cache-type", o.cache_type, "KV cache type: f16 or f32")->capture_default_str();
+  app.add_flag("--no-repack", o.no_repack,
+               "-nr: keep q4_0/q4_1/q8_0 weights in the file's layout (no x16 interleaving): slower prompts, "
+               "ggml's summation order");
   app.add_flag("-v,--verbose", o.verbose, "more logs on stderr");
   // Chat (llama-cli)
   app.add_flag("--conversation", o.conversation,

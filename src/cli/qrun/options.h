@@ -25,6 +25,7 @@ struct RunOptions {
   std::string cache_type = "f16";  // --cache-type
   std::string dump_logits;         // --dump-logits (dev): raw f32 logits of every prompt position
   bool verbose = false;            // --verbose
+  bool no_repack = false;          // -nr, --no-repack: weights stay in the file's layout
 
   // Chat (llama-cli's conversation mode)
   bool conversation = false;  // -cnv: user turns from stdin, replies to stdout

@@ -49,7 +49,7 @@ Result<std::unique_ptr<Session>> open_session(const RunOptions& o, Clock::time_p
   if (!file) return file.error();
   Result<model::Config> config = model::load_config(*file);
   if (!config) return config.error();
-  Result<model::Weights> weights = model::load_weights(*file, *config);
+  Result<model::Weights> weights = model::load_weights(*file, *config, /*interleave=*/!o.no_repack);
   if (!weights) return weights.error();
   Result<Tokenizer> tok = Tokenizer::from_gguf(*file);
   if (!tok) return tok.error();

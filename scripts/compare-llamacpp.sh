@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# qrun against llama.cpp on the default model (SmolLM2-135M-Instruct Q4_1): prompt tokens, greedy
+# 128-token continuations of 16 prompts, last-position logits (top-10, max |Δ| <= 1% of the range) and
+# perplexity (within 0.5%, -c 512, ~24k tokens). llama.cpp is llama-cpp-python, built here from source
+# (CPU only) into .venv, once. Prints a Markdown table and "N passed, N failed"; non-zero exit on any
+# failure.
+#
+#   scripts/compare-llamacpp.sh [--out FILE]
+#
+# Env: QE_BUILD_DIR (default build), QE_PARITY_THREADS (default 2, both engines).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LLAMA_CPP_PYTHON_VERSION=0.3.16  # vendors llama.cpp b6xxx: knows tokenizer.ggml.pre = smollm
+BUILD_DIR=${QE_BUILD_DIR:-build}
+PY=.venv/bin/python
+OUT=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --out) OUT=$2; shift 2 ;;
+    --out=*) OUT=${1#--out=}; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "compare-llamacpp.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+[[ -x $PY ]] || { echo "compare-llamacpp.sh: $PY missing: run scripts/setup.sh first" >&2; exit 1; }
+
+# ---- llama-cpp-python, from source, CPU only (no CUDA/Metal, no curl): the wheel on PyPI is an sdist
+# anyway; --no-binary makes sure no foreign prebuilt wheel is picked up.
+have=$($PY -c 'import llama_cpp; print(llama_cpp.__version__)' 2>/dev/null || true)
+if [[ $have != "$LLAMA_CPP_PYTHON_VERSION" ]]; then
+  echo "compare-llamacpp.sh: building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION from source (several minutes)" >&2
+  t0=$(date +%s)
+  CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF" \
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    $PY -m pip install --quiet --no-binary llama-cpp-python "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
+  echo "compare-llamacpp.sh: llama-cpp-python built in $(( $(date +%s) - t0 )) s" >&2
+fi
+
+# ---- Model and qrun
+[[ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]] || scripts/get-model.sh
+if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
+fi
+cmake --build "$BUILD_DIR" --target qrun
+
+# ---- The comparison: one pytest run (each check is a test), the table from its fixture.
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
+rc=0
+QE_BIN="$PWD/$BUILD_DIR/bin" QE_PARITY_TABLE="$table" \
+  $PY -m pytest -q -p no:cacheprovider tests/python/test_llamacpp_parity.py || rc=$?
+echo
+if [[ -s $table ]]; then
+  cat "$table"
+  [[ -n $OUT ]] && cp "$table" "$OUT"
+else
+  echo "compare-llamacpp.sh: the comparison did not run (see pytest's output above)"
+  echo "0 passed, 1 failed"
+  rc=1
+fi
+exit $rc
