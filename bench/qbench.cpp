@@ -171,6 +171,9 @@ int main(int argc, char** argv) {
     }
   }
   std::string min_time = "--benchmark_min_time=0.1", reps = "--benchmark_repetitions=3";
+  int n_reps = 3;
+  for (char* r : rest)
+    if (std::string(r).rfind("--benchmark_repetitions=", 0) == 0) n_reps = std::atoi(r + 24);
   if (!has_min_time) rest.push_back(min_time.data());
   if (!has_reps) rest.push_back(reps.data());
   int rargc = static_cast<int>(rest.size());
@@ -240,7 +243,7 @@ int main(int argc, char** argv) {
                     {"fma_gflops", {g_roof.fma_gflops[0], g_roof.fma_gflops[1]}},
                     {"peak_isa", g_roof.peak_isa}, {"last_level_cache_bytes", g_roof.l3_bytes}};
   out["results"] = nlohmann::json::array();
-  std::printf(json ? "" : "\nRoofline (medians of %s)\n%-48s %10s %9s %9s %7s  %s\n", reps.c_str() + 24, "benchmark",
+  std::printf(json ? "" : "\nRoofline (medians of %d)\n%-48s %10s %9s %9s %7s  %s\n", n_reps, "benchmark",
               "time_us", "GB/s", "GOP/s", "roof%", "bound");
   for (auto& [name, runs] : rep.runs_) {
     std::vector<double> us, gbs, gops, roof;

@@ -1,7 +1,6 @@
 #include "model/convert_run.h"
 
 #include <fmt/core.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,12 +9,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "formats/atomic_file.h"
 #include "formats/gguf_writer.h"
 #include "formats/hf_model_dir.h"
+#include "formats/mapped_file.h"
 #include "formats/safetensors_writer.h"
 #include "model/hf_tokenizer.h"
 
@@ -29,16 +30,6 @@ using Sink = std::function<Status(std::span<const std::byte>)>;
 // small enough that the chunk's input and output stay in L2/L3 on their way to the writer.
 constexpr uint64_t kChunkElements = uint64_t{1} << 20;
 constexpr uint64_t kCopyChunkBytes = uint64_t{16} << 20;
-
-// Drops a finished tensor's pages of the read-only input mapping from this process (they are re-read
-// from the file if touched again), so resident memory stays at one tensor, not the whole input.
-void release_pages(std::span<const std::byte> s) {
-  if (s.empty()) return;
-  static const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto begin = reinterpret_cast<uintptr_t>(s.data()) & ~(page - 1);
-  const auto end = (reinterpret_cast<uintptr_t>(s.data()) + s.size()) & ~(page - 1);
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
 
 Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, TensorReport& rep,
                      const std::function<void(uint64_t)>& advance) {
@@ -59,7 +50,7 @@ Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, Tenso
       if (Status s = sink(p.src.subspan(off, n)); !s) return s;
       advance(n);
     }
-    release_pages(p.src);
+    release_mapped_pages(p.src);  // resident memory stays at one tensor, not the whole input
     return {};
   }
 
@@ -74,16 +65,30 @@ Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, Tenso
   const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(kChunkElements) / row_len);
   const uint64_t src_row_bytes = ggml_row_bytes(src_type, p.dims[0]);
   const uint64_t out_row_bytes = ggml_row_bytes(p.out_type, p.dims[0]);
-  std::vector<std::byte> out(static_cast<size_t>(out_row_bytes * static_cast<uint64_t>(std::min(chunk, rows))));
+  // Two output buffers: chunk k is written (on another thread) while chunk k + 1 is converted, so the
+  // cores never wait for the disk and the disk never waits for the cores.
+  const auto buf_bytes = static_cast<size_t>(out_row_bytes * static_cast<uint64_t>(std::min(chunk, rows)));
+  std::vector<std::byte> out[2] = {std::vector<std::byte>(buf_bytes), std::vector<std::byte>(buf_bytes)};
   ErrorStats stats;
-  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+  std::future<Status> pending;  // declared after `out`: destroyed (joined) before the buffers go
+  int64_t pending_rows = 0;
+  auto finish_pending = [&]() -> Status {
+    if (!pending.valid()) return {};
+    Status s = pending.get();
+    if (s) advance(src_row_bytes * static_cast<uint64_t>(pending_rows));
+    return s;
+  };
+  for (int64_t r0 = 0, k = 0; r0 < rows; r0 += chunk, ++k) {
     const int64_t r1 = std::min(rows, r0 + chunk);
-    convert_rows(src_type, src.data(), p.out_type, out.data(), row_len, r0, r1, p.order, n_threads, stats);
-    if (Status s = sink(std::span<const std::byte>(out.data(), static_cast<size_t>(out_row_bytes) * (r1 - r0))); !s)
-      return s;
-    advance(src_row_bytes * static_cast<uint64_t>(r1 - r0));
+    std::vector<std::byte>& buf = out[k & 1];
+    convert_rows(src_type, src.data(), p.out_type, buf.data(), row_len, r0, r1, p.order, n_threads, stats);
+    if (Status s = finish_pending(); !s) return s;
+    const auto bytes = std::span<const std::byte>(buf.data(), static_cast<size_t>(out_row_bytes) * (r1 - r0));
+    pending = std::async(std::launch::async, [&sink, bytes] { return sink(bytes); });
+    pending_rows = r1 - r0;
   }
-  if (p.computed.empty()) release_pages(p.src);
+  if (Status s = finish_pending(); !s) return s;
+  if (p.computed.empty()) release_mapped_pages(p.src);
   rep.rmse = stats.rmse();
   rep.max_abs_error = stats.max_abs;
   return {};
