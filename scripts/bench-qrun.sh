@@ -4,7 +4,8 @@
 # interleaved. Prints medians of prompt-eval and decode tokens/s for both, their ratios, qrun's peak RSS
 # (/usr/bin/time -v) and the load average, since a busy machine moves every number.
 #
-#   scripts/bench-qrun.sh [RUNS]          (default 5; env QE_BUILD_DIR, default build; QE_BENCH_THREADS="1 2")
+#   scripts/bench-qrun.sh [RUNS]          (default 5; env QE_BUILD_DIR, default build; QE_BENCH_THREADS="1 2";
+#                                          QE_QRUN_ARGS: more qrun flags, e.g. "--numerics llama.cpp")
 #
 # qrun's numbers are its own stderr timings (prompt eval time, eval time); llama.cpp's are wall-clock
 # times of Llama.eval() (llama_perf_context's counters are unreliable after a reset in 0.3.16): both
@@ -44,7 +45,8 @@ RSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
 
 def run_qrun(t):
     p = subprocess.run(["/usr/bin/time", "-v", QRUN, "-m", MODEL, "-p", PROMPT, "-n", str(N_PREDICT),
-                        "--temp", "0", "-t", str(t), "-c", "512"], capture_output=True, text=True, timeout=600)
+                        "--temp", "0", "-t", str(t), "-c", "512", *os.environ.get("QE_QRUN_ARGS", "").split()],
+                       capture_output=True, text=True, timeout=600)
     if p.returncode != 0:
         sys.exit(f"qrun failed: {p.stderr[-1000:]}")
     tm = {k: (float(ms), int(n)) for k, ms, n in TIMING.findall(p.stderr)}

@@ -39,6 +39,35 @@ struct RowError {
 };
 using RowErrorFn = RowError (*)(const float* src, const float* out, int64_t n);
 
+// llama.cpp's numerics (kernels/llamacpp_<isa>.cpp): the bits llama.cpp's CPU backend computes when
+// built for AVX2 (ggml-cpu's x86 quantize_row / vec_dot, tinyBLAS, ggml_v_expf, its RoPE and softmax),
+// reproduced operation for operation so that qrun --numerics llama.cpp gives llama.cpp's logits and greedy
+// tokens exactly. Every level computes the same bits (the scalar reference emulates the vector lanes).
+// f16 dots take n real elements; [n, n_pad) count as zeros (ggml's padded KV cache).
+using F16DotFn = float (*)(int64_t n, int64_t n_pad, const uint16_t* a, const uint16_t* b);
+struct LlamacppKernels {
+  QuantizeRowFn quantize_q8_0 = nullptr;  // quantize_row_q8_0 (AVX2): id = 127 / amax, round to even
+  QuantizeRowFn quantize_q8_1 = nullptr;  // quantize_row_q8_1 (AVX2): s = fp16(d * sum(q))
+  MatmulTileFn tile_q4_1_q8_1 = nullptr;  // ggml_vec_dot_q4_1_q8_1 per (row, token)
+  MatmulTileFn tile_q8_0_q8_0 = nullptr;  // ggml_vec_dot_q8_0_q8_0 = tinyBLAS_Q0_AVX per (row, token)
+  MatmulTileFn tile_q4_0_q8_0 = nullptr;  // the repacked q4_0_8x8 GEMV/GEMM (weights with rows % 8 == 0)
+  // f16 weights; the f32 activations are rounded to f16 first, as ggml converts them to vec_dot_type.
+  MatmulTileFn tile_f16_batch = nullptr;   // tinyBLAS<8> (llama.cpp takes it for 2 or more tokens)
+  MatmulTileFn tile_f16_single = nullptr;  // ggml_vec_dot_f16 (one token)
+  F16DotFn dot_f16_batch = nullptr;        // tinyBLAS<8>: one 8-lane accumulator
+  F16DotFn dot_f16_single = nullptr;       // ggml_vec_dot_f16: four 8-lane accumulators, double tail
+  // x[i] = softmax(x * scale)[i] over n values (ggml_compute_forward_soft_max_f32, 8-lane exp sums)
+  void (*softmax)(float* x, int64_t n, float scale) = nullptr;
+  // y = silu(gate) * up (ggml_vec_swiglu_f32); y may alias gate or up.
+  void (*silu_mul)(const float* gate, const float* up, float* y, int64_t n) = nullptr;
+  // ggml_compute_forward_rms_norm_f32 then ggml_mul: the reference level's rms_norm (double sum of
+  // float squares, y = (x * scale) * w), which is already llama.cpp's order.
+  void (*rms_norm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
+  // As KernelTable::rope, with ggml's contracted products: x0' = fma(x0, c, -(x1 s)), x1' = fma(x0, s, x1 c)
+  void (*rope)(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cos,
+               const float* sin) = nullptr;
+};
+
 struct KernelTable {
   Isa isa = Isa::ref;
 
@@ -83,7 +112,15 @@ struct KernelTable {
   QuantizeRowFn from_f32_f16 = nullptr;
   QuantizeRowFn from_f32_bf16 = nullptr;
   RowErrorFn error_stats = nullptr;  // sum order differs by level (sum_sq within n * DBL_EPSILON)
+
+  LlamacppKernels llamacpp;
 };
+
+// A table for the matmul drivers (matmul, matmul_group, ActivationBuffer) that computes llama.cpp's bits:
+// its activation quantizers and tiles are k.llamacpp's, every other matmul entry is empty (weight types
+// llama.cpp numerics do not cover fail with "no kernel"). single_token: the one-token (GEMV) variant,
+// since llama.cpp takes other f16 paths for one token than for a batch.
+KernelTable llamacpp_matmul_table(const KernelTable& k, bool single_token);
 
 // The table of the active level: chosen on first use from QE_ISA (if set) or the best the CPU has.
 const KernelTable& kernels();

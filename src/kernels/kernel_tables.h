@@ -24,4 +24,8 @@ namespace avx2 { void fill_convert(KernelTable& t); }
 namespace avx512 { void fill_convert(KernelTable& t); }
 namespace neon { void fill_convert(KernelTable& t); }
 
+// llama.cpp's numerics (llamacpp_<isa>.cpp): ref everywhere, AVX2 on x86 (AVX-512 keeps AVX2's).
+namespace ref { void fill_llamacpp(KernelTable& t); }
+namespace avx2 { void fill_llamacpp(KernelTable& t); }
+
 }  // namespace qe::kernels

@@ -12,6 +12,7 @@ struct Tables {
     kernels::ref::fill_table(ref);
     kernels::ref::fill_x16(ref);
     kernels::ref::fill_convert(ref);
+    kernels::ref::fill_llamacpp(ref);
     neon = ref;
     if ((has_neon = cpu_has_isa(cpu_features(), Isa::neon))) {
       kernels::neon::fill_table(neon);

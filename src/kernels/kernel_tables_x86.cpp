@@ -14,11 +14,13 @@ struct Tables {
     kernels::ref::fill_table(ref);
     kernels::ref::fill_x16(ref);
     kernels::ref::fill_convert(ref);
+    kernels::ref::fill_llamacpp(ref);
     avx2 = ref;
     if ((has_avx2 = cpu_has_isa(f, Isa::avx2))) {
       kernels::avx2::fill_table(avx2);
       kernels::avx2::fill_x16(avx2);
       kernels::avx2::fill_convert(avx2);
+      kernels::avx2::fill_llamacpp(avx2);
     }
     avx512 = avx2;
     if ((has_avx512 = cpu_has_isa(f, Isa::avx512))) {

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <string>
+#include <utility>
 
 #include "formats/blocks.h"
 #include "kernels/kernel_table.h"
@@ -18,7 +20,7 @@ using kernels::MatmulJob;
 // y_j = x W_j^T for every job j reading the same input x (n_tokens rows of cols floats). x is converted
 // once per activation type (q8_0 / q8_1 / q8_K / f32) and the jobs that share it run in one parallel
 // region: q/k/v and gate/up are one quantization and one barrier in the usual case where their types agree.
-Status project(RunState& s, const float* x, int64_t n_tokens, int64_t cols,
+Status project(RunState& s, const kernels::KernelTable& k, const float* x, int64_t n_tokens, int64_t cols,
                std::initializer_list<MatmulJob> jobs) {
   bool done[4] = {};
   QE_CHECK(jobs.size() <= 4);
@@ -36,8 +38,8 @@ Status project(RunState& s, const float* x, int64_t n_tokens, int64_t cols,
         done[j] = true;
       }
     }
-    if (Status st = s.act.prepare(*type, x, n_tokens, cols, cols, s.n_threads); !st) return st;
-    if (Status st = kernels::matmul_group(std::span<const MatmulJob>(group, n), s.act, s.n_threads); !st)
+    if (Status st = s.act.prepare(*type, x, n_tokens, cols, cols, s.n_threads, k); !st) return st;
+    if (Status st = kernels::matmul_group(std::span<const MatmulJob>(group, n), s.act, s.n_threads, k); !st)
       return st;
   }
   return {};
@@ -83,7 +85,75 @@ void attention(const Config& c, const KvCache& kv, int64_t layer, RunState& s, i
   }
 }
 
+// attention() with llama.cpp's numerics (f16 cache): q rounded to f16; scores by tinyBLAS's f16 dot for
+// a batch of 2 or more tokens, ggml_vec_dot_f16 for one; ggml's scaled softmax; the weights rounded to
+// f16 and dotted with V^T the same way, over llama.cpp's KV length (positions padded to 32, zeros past
+// the last one).
+void attention_llamacpp(const Config& c, const KvCache& kv, int64_t layer, RunState& s, int64_t n_tokens,
+                        int64_t pos) {
+  const kernels::LlamacppKernels& k = kernels::kernels().llamacpp;
+  const int64_t head_dim = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ctx = kv.n_ctx();
+  const int64_t group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const auto* k_cache = reinterpret_cast<const uint16_t*>(kv.k_layer(layer));  // (n_ctx, kv_dim)
+  const auto* v_cache = reinterpret_cast<const uint16_t*>(kv.v_layer(layer));  // (kv_dim, n_ctx)
+  // llama.cpp's tinyBLAS takes a batch when the dot length is a multiple of 8 and the rows a multiple of 4
+  const bool batch = n_tokens >= 2;
+  const kernels::F16DotFn kq_dot = batch && head_dim % 8 == 0 ? k.dot_f16_batch : k.dot_f16_single;
+  const kernels::F16DotFn kqv_dot = batch && head_dim % 4 == 0 ? k.dot_f16_batch : k.dot_f16_single;
+  const int64_t n_work = n_tokens * c.n_heads;
+  const int nt = static_cast<int>(std::min<int64_t>(s.n_threads, n_work));
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float* scores = s.scores.data() + omp_get_thread_num() * s.n_ctx;                   // (n_keys)
+    uint16_t* p16 = s.scores16.data() + omp_get_thread_num() * (s.n_ctx + head_dim);  // (n_keys) in f16
+    uint16_t* q16 = p16 + s.n_ctx;                                                      // (head_dim) in f16
+#pragma omp for schedule(static, 1)
+    for (int64_t i = 0; i < n_work; ++i) {
+      const int64_t t = i / c.n_heads, h = i % c.n_heads, g = h / group;
+      const int64_t n_keys = pos + t + 1, n_pad = (n_keys + 31) / 32 * 32;
+      const float* q = s.q.data() + t * q_dim + h * head_dim;
+      for (int64_t j = 0; j < head_dim; ++j) q16[j] = fp32_to_fp16(q[j]);
+      for (int64_t p = 0; p < n_keys; ++p)
+        scores[p] = kq_dot(head_dim, head_dim, k_cache + p * kv_dim + g * head_dim, q16);
+      k.softmax(scores, n_keys, scale);
+      for (int64_t p = 0; p < n_keys; ++p) p16[p] = fp32_to_fp16(scores[p]);
+      float* out = s.att.data() + t * q_dim + h * head_dim;
+      for (int64_t j = 0; j < head_dim; ++j)
+        out[j] = kqv_dot(n_keys, n_pad, v_cache + (g * head_dim + j) * n_ctx, p16);
+    }
+  }
+}
+
 }  // namespace
+
+Status check_numerics(const Weights& w, Numerics numerics, GgmlType cache_type) {
+  if (numerics == Numerics::fast) return {};
+  if (cache_type != GgmlType::F16)
+    return Error{"", "--cache-type", "llama.cpp numerics need the f16 KV cache (llama.cpp's default)"};
+  // q4_0 only as llama.cpp repacks it (rows % 8 == 0); its other q4_0 path is not reproduced.
+  auto covered = [](const WeightView& v) {
+    return v.interleave == 1 && (v.type == GgmlType::Q4_1 || v.type == GgmlType::Q8_0 || v.type == GgmlType::F16 ||
+                                 (v.type == GgmlType::Q4_0 && v.rows % 8 == 0));
+  };
+  auto reject = [](const std::string& name, const WeightView& v) {
+    return Error{"", name,
+                 fmt::format("{} matrices{} are not covered by llama.cpp numerics (q4_0 with rows % 8 == 0, q4_1, "
+                             "q8_0, f16); use --numerics fast",
+                             ggml_type_name(v.type), v.type == GgmlType::Q4_0 ? " of " + std::to_string(v.rows) + " rows" : "")};
+  };
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& L = w.layers[l];
+    const std::pair<const char*, const WeightView*> mats[] = {
+        {"attn_q", &L.wq},     {"attn_k", &L.wk},   {"attn_v", &L.wv},      {"attn_output", &L.wo},
+        {"ffn_gate", &L.w_gate}, {"ffn_up", &L.w_up}, {"ffn_down", &L.w_down}};
+    for (const auto& [name, v] : mats)
+      if (!covered(*v)) return reject(fmt::format("blk.{}.{}.weight", l, name), *v);
+  }
+  if (!covered(w.output)) return reject("output.weight", w.output);
+  return {};
+}
 
 Result<std::span<const float>> forward(const Config& c, const Weights& w, RunState& s, KvCache& kv,
                                        std::span<const int32_t> tokens, int64_t pos) {
@@ -98,7 +168,15 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     if (id < 0 || id >= c.n_vocab)
       return Error{"", "forward", fmt::format("token id {} is outside the vocabulary of {}", id, c.n_vocab)};
 
+  // The kernels: this engine's, or llama.cpp's numerics (its matmul tiles and activation quantizers,
+  // the one-token variants for a single token as llama.cpp chooses them, and its elementwise ops).
   const kernels::KernelTable& k = kernels::kernels();
+  const bool lc = s.numerics == Numerics::llamacpp;
+  const kernels::KernelTable lc_matmul = lc ? kernels::llamacpp_matmul_table(k, n == 1) : kernels::KernelTable{};
+  const kernels::KernelTable& mm = lc ? lc_matmul : k;
+  const auto rms_norm = lc ? k.llamacpp.rms_norm : k.rms_norm;
+  const auto rope = lc ? k.llamacpp.rope : k.rope;
+  const auto silu_mul = lc ? k.llamacpp.silu_mul : k.silu_mul;
   const int64_t dim = c.dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
   float* x = s.x.data();      // (n, dim)
   float* xb = s.xb.data();    // (n, dim)
@@ -117,10 +195,10 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
 
     // ---- Attention block: x += Wo · attention(RoPE(Wq xb), RoPE(Wk xb), Wv xb), xb = rmsnorm(x) * attn_norm
-    for (int64_t t = 0; t < n; ++t) k.rms_norm(x + t * dim, L.attn_norm, xb + t * dim, dim, c.rms_eps);
+    for (int64_t t = 0; t < n; ++t) rms_norm(x + t * dim, L.attn_norm, xb + t * dim, dim, c.rms_eps);
     // q (n, q_dim), k (n, kv_dim), v (n, kv_dim) from one quantized xb
     if (Status st =
-            project(s, xb, n, dim,
+            project(s, mm, xb, n, dim,
                     {{L.wq, s.q.data(), q_dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
         !st)
       return st.error();
@@ -129,28 +207,31 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     for (int64_t t = 0; t < n; ++t) {
       float* qt = s.q.data() + t * q_dim;
       float* kt = s.k.data() + t * kv_dim;
-      k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
-      k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
+      rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
+      rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
       kv.store(l, pos + t, kt, s.v.data() + t * kv_dim);
     }
-    attention(c, kv, l, s, n, pos);  // s.att (n, q_dim)
-    if (Status st = project(s, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();
+    if (lc)
+      attention_llamacpp(c, kv, l, s, n, pos);  // s.att (n, q_dim)
+    else
+      attention(c, kv, l, s, n, pos);
+    if (Status st = project(s, mm, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();
     k.add(x, xb2, x, n * dim);
 
     // ---- Feed-forward block (SwiGLU): x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm
-    for (int64_t t = 0; t < n; ++t) k.rms_norm(x + t * dim, L.ffn_norm, xb + t * dim, dim, c.rms_eps);
-    if (Status st = project(s, xb, n, dim, {{L.w_gate, s.hb.data(), n_ff}, {L.w_up, s.hb2.data(), n_ff}});
+    for (int64_t t = 0; t < n; ++t) rms_norm(x + t * dim, L.ffn_norm, xb + t * dim, dim, c.rms_eps);
+    if (Status st = project(s, mm, xb, n, dim, {{L.w_gate, s.hb.data(), n_ff}, {L.w_up, s.hb2.data(), n_ff}});
         !st)
       return st.error();
-    k.silu_mul(s.hb.data(), s.hb2.data(), s.hb.data(), n * n_ff);  // (n, n_ff)
-    if (Status st = project(s, s.hb.data(), n, n_ff, {{L.w_down, xb2, dim}}); !st) return st.error();
+    silu_mul(s.hb.data(), s.hb2.data(), s.hb.data(), n * n_ff);  // (n, n_ff)
+    if (Status st = project(s, mm, s.hb.data(), n, n_ff, {{L.w_down, xb2, dim}}); !st) return st.error();
     k.add(x, xb2, x, n * dim);
   }
 
   // ---- Final norm and the output projection: logits (n_out, n_vocab) for every token or only the last
   const int64_t first = s.all_logits ? 0 : n - 1;
-  for (int64_t t = first; t < n; ++t) k.rms_norm(x + t * dim, w.output_norm, xb + t * dim, dim, c.rms_eps);
-  if (Status st = project(s, xb + first * dim, n - first, dim, {{w.output, s.logits.data(), c.n_vocab}}); !st)
+  for (int64_t t = first; t < n; ++t) rms_norm(x + t * dim, w.output_norm, xb + t * dim, dim, c.rms_eps);
+  if (Status st = project(s, mm, xb + first * dim, n - first, dim, {{w.output, s.logits.data(), c.n_vocab}}); !st)
     return st.error();
   return std::span<const float>(s.logits.data(), static_cast<size_t>((n - first) * c.n_vocab));
 }

@@ -18,6 +18,11 @@ namespace qe::model {
 // the cache's positions [0, pos) and to each other causally, and stores their K/V in the cache.
 // Returns the logits in s.logits: (size, n_vocab) when s.all_logits, else (1, n_vocab) of the last
 // token. Error on a token id outside the vocabulary or positions past the context.
+// Error unless the weights and the cache can run with these numerics: llama.cpp's cover q4_0 (rows % 8
+// == 0, which llama.cpp repacks), q4_1, q8_0 and f16 matrices with an f16 cache; names the first tensor
+// that falls outside.
+Status check_numerics(const Weights& w, Numerics numerics, GgmlType cache_type);
+
 Result<std::span<const float>> forward(const Config& c, const Weights& w, RunState& s, KvCache& kv,
                                        std::span<const int32_t> tokens, int64_t pos);
 

@@ -28,6 +28,7 @@ Result<RunState> RunState::create(const Config& c, const float* freq_factors, in
     s.v.resize(size(n_batch, c.kv_dim()));
     s.att.resize(size(n_batch, c.q_dim()));
     s.scores.resize(size(n_threads, n_ctx));
+    s.scores16.resize(size(n_threads, n_ctx + c.head_dim));
     s.hb.resize(size(n_batch, c.n_ff));
     s.hb2.resize(size(n_batch, c.n_ff));
     s.logits.resize(size(all_logits ? n_batch : 1, c.n_vocab));

@@ -12,11 +12,16 @@
 
 namespace qe::model {
 
+// fast: this engine's kernels (x16 layouts, its own summation orders). llamacpp: the bits llama.cpp's
+// AVX2 CPU backend computes (kernels::LlamacppKernels), for token-for-token agreement with it.
+enum class Numerics { fast, llamacpp };
+
 struct RunState {
   int64_t n_batch = 0;  // most tokens one forward() call takes
   int64_t n_ctx = 0;    // positions the RoPE table and the score scratch cover
   int n_threads = 1;    // matmul threads and the attention team size
   bool all_logits = false;
+  Numerics numerics = Numerics::fast;
 
   std::vector<float> x;           // (n_batch, dim) residual stream
   std::vector<float> xb;          // (n_batch, dim) normalised input of a block
@@ -26,6 +31,7 @@ struct RunState {
   std::vector<float> v;           // (n_batch, n_kv_heads * head_dim)
   std::vector<float> att;         // (n_batch, n_heads * head_dim) attention output, heads side by side
   std::vector<float> scores;      // (n_threads, n_ctx) one score row per attention thread
+  std::vector<uint16_t> scores16; // (n_threads, n_ctx + head_dim) f16 weights and query (llama.cpp numerics)
   std::vector<float> hb;          // (n_batch, n_ff) gate, then silu(gate) * up
   std::vector<float> hb2;         // (n_batch, n_ff) up
   std::vector<float> logits;      // (n_batch, n_vocab) when all_logits, else (1, n_vocab)

@@ -11,12 +11,12 @@ How each side is driven:
   vocabulary says (add_bos=True only adds it when tokenizer.ggml.add_bos_token is true) and
   special=False; greedy = eval() then argmax of the last row, token by token, until an end-of-generation
   token or n_predict tokens.
-- qrun: `qrun -m M -p PROMPT -n N --temp 0 --verbose --dump-logits F`: stdout is the detokenized prompt
-  and continuation, --verbose logs the prompt's token ids, F holds the logits of every prompt position.
-  qrun does not print its generated ids, so they are checked two ways: the text must equal llama.cpp's
-  prompt + continuation detokenized piece by piece (exact bytes), and, teacher-forced, qrun's argmax at
-  every position of llama.cpp's sequence (`--token-ids prompt+continuation -n 0 --dump-logits`) must be
-  llama.cpp's next token; together these pin the ids, and the second gives the first diverging token.
+- qrun: `qrun -m M -p PROMPT -n N --temp 0 --numerics llama.cpp --verbose --dump-logits F`: stdout is the
+  detokenized prompt and continuation (must equal llama.cpp's pieces byte for byte), --verbose logs the
+  prompt's and the generated token ids (must equal llama.cpp's), F holds the logits of every prompt
+  position. --numerics llama.cpp computes llama.cpp's bits (QE_PARITY_NUMERICS=fast measures this engine's
+  own kernels instead). Where the ids part, a teacher-forced run (`--token-ids prompt+continuation`) points
+  at the first position whose argmax differs.
 - perplexity: llama.cpp's tools/perplexity method re-done in Python on llama.cpp's logits (chunks of
   n_ctx tokens, BOS as first token of each chunk when the vocabulary adds BOS, score the second half,
   -log softmax accumulated in double), against `qrun --perplexity -f TEXT -c N`'s last line
@@ -45,6 +45,9 @@ DEFAULT_BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
 N_PREDICT = 128
 N_CTX = 512          # generation context (prompt + 128 fits) and perplexity chunk size
 N_THREADS = int(os.environ.get("QE_PARITY_THREADS", "2"))  # both sides; results do not depend on it
+# qrun's --numerics for the token and logit checks: llama.cpp (its bits, the acceptance line) or fast (this
+# engine's own kernels, to see how far they are). Perplexity always runs with the default, fast.
+NUMERICS = os.environ.get("QE_PARITY_NUMERICS", "llama.cpp")
 TOP_K = 10
 LOGIT_TOL = 0.01     # max |Δ| as a fraction of llama.cpp's logit range (max - min)
 PPL_TOL = 0.005      # relative
@@ -89,7 +92,7 @@ class PromptResult:
     n_prompt: int = 0
     tokens_equal: bool = False       # prompt tokenization
     text_equal: bool = False         # qrun's stdout == llama.cpp's prompt + continuation
-    forced_equal: bool = False       # qrun's teacher-forced argmax == llama.cpp's tokens
+    ids_equal: bool = False          # qrun's generated ids (--verbose) == llama.cpp's
     n_gen: int = 0
     first_divergence: str = "-"
     top10_equal: bool = False
@@ -99,7 +102,7 @@ class PromptResult:
 
     @property
     def gen_equal(self) -> bool:
-        return self.text_equal and self.forced_equal
+        return self.text_equal and self.ids_equal
 
 
 @dataclasses.dataclass
@@ -135,7 +138,7 @@ class Report:
     def table(self) -> str:
         yn = lambda b: "y" if b else "**n**"  # noqa: E731
         lines = [f"qrun vs llama.cpp (llama-cpp-python {self.llama_version}) on {self.model}: greedy "
-                 f"{N_PREDICT}-token continuations, n_ctx {N_CTX}, {N_THREADS} threads", "",
+                 f"{N_PREDICT}-token continuations, n_ctx {N_CTX}, {N_THREADS} threads, qrun --numerics {NUMERICS}", "",
                  "| # | prompt | prompt tokens equal | generated tokens equal | first divergence | "
                  "top-10 equal | max\\|Δ\\|/range |",
                  "|---|---|---|---|---|---|---|"]
@@ -144,7 +147,7 @@ class Report:
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
             gen = f"{yn(r.gen_equal)} ({r.n_gen})"
             if not r.gen_equal:
-                gen += f" text {yn(r.text_equal)}, ids {yn(r.forced_equal)}"
+                gen += f" text {yn(r.text_equal)}, ids {yn(r.ids_equal)}"
             top = yn(r.top10_equal) + ("" if r.top10_order_equal or not r.top10_equal else " (order differs)")
             lines.append(f"| {i} | `{shown}` | {yn(r.tokens_equal)} ({r.n_prompt}) | {gen} | {r.first_divergence} | "
                          f"{top} | {r.rel_max_diff:.5f} |")
@@ -272,24 +275,26 @@ def read_logits(path: pathlib.Path, n_vocab: int) -> np.ndarray:
 
 
 def qrun_generate(qrun, model, prompt: str, n_predict: int, tmp: pathlib.Path, n_vocab: int):
-    """(stdout bytes, prompt ids from --verbose, logits of every prompt position)."""
+    """(stdout bytes, prompt ids and generated ids from --verbose, logits of every prompt position)."""
     dump = tmp / "prompt_logits.f32"
     p = run_qrun(qrun, "-m", model, "-p", prompt, "-n", n_predict, "--temp", "0", "-t", N_THREADS,
-                 "-c", N_CTX, "--verbose", "--dump-logits", dump)
+                 "-c", N_CTX, "--numerics", NUMERICS, "--verbose", "--dump-logits", dump)
     if p.returncode != 0:
         raise RuntimeError(f"qrun exited {p.returncode}: {p.stderr.decode(errors='replace')[-800:]}")
     m = re.search(r"^qrun: prompt: (\d+) tokens:([ \d]*)$", p.stderr.decode(errors="replace"), re.M)
     ids = [int(t) for t in m.group(2).split()] if m else []
+    g = re.search(r"^qrun: generated: (\d+) tokens:([ \d]*)$", p.stderr.decode(errors="replace"), re.M)
+    gen = [int(t) for t in g.group(2).split()] if g else None
     logits = read_logits(dump, n_vocab)
     dump.unlink()
-    return p.stdout, ids, logits
+    return p.stdout, ids, gen, logits
 
 
 def qrun_forced_logits(qrun, model, ids: list[int], tmp: pathlib.Path, n_vocab: int) -> np.ndarray:
     """qrun's logits at every position of a given token sequence (no tokenization, no BOS)."""
     dump = tmp / "forced_logits.f32"
     p = run_qrun(qrun, "-m", model, "--token-ids", ",".join(map(str, ids)), "-n", 0, "-t", N_THREADS,
-                 "-c", max(N_CTX, len(ids)), "--dump-logits", dump)
+                 "-c", max(N_CTX, len(ids)), "--numerics", NUMERICS, "--dump-logits", dump)
     if p.returncode != 0:
         raise RuntimeError(f"qrun --token-ids exited {p.returncode}: {p.stderr.decode(errors='replace')[-800:]}")
     logits = read_logits(dump, n_vocab)
@@ -321,7 +326,7 @@ def compare_prompt(llm, qrun, model, prompt: str, n_predict: int, tmp: pathlib.P
     gen, ref_last, eog = llama_greedy(llm, ids, n_predict)
     r.n_gen = len(gen)
 
-    stdout, our_ids, our_prompt_logits = qrun_generate(qrun, model, prompt, n_predict, tmp, n_vocab)
+    stdout, our_ids, our_gen, our_prompt_logits = qrun_generate(qrun, model, prompt, n_predict, tmp, n_vocab)
     r.tokens_equal = our_ids == ids
     if not r.tokens_equal:
         r.note = f"prompt ids: ours {our_ids} llama.cpp {ids}"
@@ -332,27 +337,29 @@ def compare_prompt(llm, qrun, model, prompt: str, n_predict: int, tmp: pathlib.P
     got = stdout.decode("utf-8", errors="replace")
     r.text_equal = got == want
 
-    # Ids, teacher-forced along llama.cpp's sequence.
-    seq = ids + gen
-    forced = qrun_forced_logits(qrun, model, seq, tmp, n_vocab)
-    ours_next = forced[len(ids) - 1:].argmax(axis=1)
-    want_next = gen + ([eog] if eog is not None else [])
-    diverge = next((i for i, (a, b) in enumerate(zip(ours_next, want_next)) if int(a) != b), None)
-    r.forced_equal = diverge is None and len(ours_next) >= len(want_next)
-    if diverge is not None:
-        r.first_divergence = (f"token {diverge}: ours {int(ours_next[diverge])} "
-                              f"{llm.detokenize([int(ours_next[diverge])])!r}, llama.cpp {want_next[diverge]} "
-                              f"{llm.detokenize([want_next[diverge]])!r}")
+    # Ids: qrun's --verbose log of what it generated. Where they part, teacher-forcing qrun along llama.cpp's
+    # sequence names the first position whose argmax differs (a batch, so only a pointer: llama.cpp
+    # decoded those positions one at a time).
+    r.ids_equal = our_gen == gen
+    if our_gen is None:
+        r.first_divergence = "qrun did not log its generated ids"
+    elif not r.ids_equal:
+        k = next((i for i, (a, b) in enumerate(zip(our_gen, gen)) if a != b), min(len(our_gen), len(gen)))
+        r.first_divergence = f"token {k}: ours {our_gen[k:k + 1]}, llama.cpp {gen[k:k + 1]}"
+        forced = qrun_forced_logits(qrun, model, ids + gen, tmp, n_vocab)
+        ours_next = forced[len(ids) - 1:].argmax(axis=1)
+        want_next = gen + ([eog] if eog is not None else [])
+        d = next((i for i, (a, b) in enumerate(zip(ours_next, want_next)) if int(a) != b), None)
+        if d is not None:
+            r.first_divergence += f" (teacher-forced: first argmax difference at token {d})"
     elif not r.text_equal:
         k = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
         r.first_divergence = f"text char {k}: ours {got[k:k + 20]!r}, llama.cpp {want[k:k + 20]!r}"
 
     # Last prompt position: top-10 and max |Δ| relative to llama.cpp's range.
-    if our_prompt_logits.shape[0] == len(ids):
-        ours = our_prompt_logits[-1]
-    else:
-        ours = forced[len(ids) - 1]
-        r.note += f" (qrun dumped {our_prompt_logits.shape[0]} rows for {len(ids)} prompt tokens)"
+    if our_prompt_logits.shape[0] != len(ids):
+        raise RuntimeError(f"qrun dumped {our_prompt_logits.shape[0]} logit rows for {len(ids)} prompt tokens")
+    ours = our_prompt_logits[-1]
     top_ref = np.argsort(-ref_last, kind="stable")[:TOP_K]
     top_ours = np.argsort(-ours, kind="stable")[:TOP_K]
     r.top10_equal = set(top_ref.tolist()) == set(top_ours.tolist())
@@ -393,13 +400,13 @@ def compare(model: pathlib.Path = DEFAULT_MODEL, bin_dir: pathlib.Path = DEFAULT
         tmp = pathlib.Path(d)
         for i, prompt in enumerate(PROMPTS if prompts is None else prompts):
             r = compare_prompt(llm, qrun, model, prompt, n_predict, tmp)
-            log(f"prompt {i}: tokens {r.tokens_equal}, generation text {r.text_equal} ids {r.forced_equal} "
+            log(f"prompt {i}: tokens {r.tokens_equal}, generation text {r.text_equal} ids {r.ids_equal} "
                 f"({r.n_gen} tokens) {r.first_divergence}, top-10 {r.top10_equal}, max|Δ|/range "
                 f"{r.rel_max_diff:.5f} {r.note}")
             results.append(r)
             checks += [Check(f"tokenize[{i}]", r.tokens_equal, r.note),
                        Check(f"greedy[{i}]", r.gen_equal,
-                             f"{r.first_divergence}; text equal {r.text_equal}, ids equal {r.forced_equal}"),
+                             f"{r.first_divergence}; text equal {r.text_equal}, ids equal {r.ids_equal}"),
                        Check(f"logits[{i}]", r.top10_equal and r.rel_max_diff <= LOGIT_TOL,
                              f"top-10 equal {r.top10_equal}, max|Δ|/range {r.rel_max_diff:.5f} (limit {LOGIT_TOL})")]
         p = None

@@ -1,5 +1,5 @@
 """Our q4_0 and q8_0 conversions of the SmolLM2 HF export load in llama.cpp (llama-cpp-python) and give
-the same greedy 64-token continuations as qrun on the same files. The HF directory is qconvert's own
+the same greedy 64-token continuations as qrun (--numerics llama.cpp) on the same files. The HF directory is qconvert's own
 --to-hf export of the SmolLM2 GGUF (real trained weights), so this is HF -> GGUF as a user runs it.
 
 Skips only when llama_cpp is not importable (scripts/compare-llamacpp.sh installs it)."""
@@ -49,10 +49,6 @@ def test_llamacpp_loads_our_file(reports, qtype):
     assert all(r.n_gen > 0 for r in rep.prompts), "llama.cpp generated nothing"
 
 
-# Known gap (see test_llamacpp_parity.py): on this 30-layer model, rounding-order differences of a few
-# ulps are amplified to ~1-4% of the logit range (our own AVX2 and scalar paths differ as much), so a
-# near-tie can flip a greedy token. Reported, not hidden: xfail until the arithmetic follows ggml's order.
-@pytest.mark.xfail(reason="known numeric gap to llama.cpp", strict=False)
 @pytest.mark.parametrize("qtype", ["q8_0", "q4_0"])
 def test_greedy_64_tokens_equal(reports, qtype):
     bad = [f"{i}: {r.first_divergence}" for i, r in enumerate(reports[qtype].prompts) if not r.gen_equal]

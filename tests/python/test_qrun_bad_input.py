@@ -504,3 +504,21 @@ def test_prompt_longer_than_context_from_file(good, tmp_path):
     proc = run_qrun("-m", str(model), "-f", str(prompt), "-c", "16", "-n", "4", "-t", "1")
     line = check_one_error_line(proc, str(prompt), "prompt file longer than -c 16")
     assert "context" in line
+
+
+def test_llamacpp_numerics_uncovered_type(good, tmp_path):
+    """--numerics llama.cpp on f32 matrices (a path it does not reproduce) names the first such tensor
+    and the way out, before any work."""
+    model = tmp_path / "good.gguf"
+    model.write_bytes(good.to_bytes())
+    proc = run_qrun("-m", str(model), "-p", "hi", "-n", "1", "-t", "1", "--numerics", "llama.cpp")
+    line = check_one_error_line(proc, str(model), "f32 matrices under --numerics llama.cpp")
+    assert "blk.0.attn_q.weight" in line and "--numerics fast" in line
+
+
+def test_llamacpp_numerics_needs_f16_cache(good, tmp_path):
+    model = tmp_path / "good.gguf"
+    model.write_bytes(good.to_bytes())
+    proc = run_qrun("-m", str(model), "-p", "hi", "-n", "1", "-t", "1", "--numerics", "llama.cpp",
+                    "--cache-type", "f32")
+    assert "--cache-type" in check_one_error_line(proc, str(model), "f32 cache under --numerics llama.cpp")

@@ -96,6 +96,7 @@ Status run_chat(const RunOptions& o, Session& s) {
   Result<model::RunState> state =
       model::RunState::create(c, s.weights.rope_freqs, n_batch, n_ctx, s.n_threads, false);
   if (!state) return state.error();
+  state->numerics = numerics(o);
   Chat chat{s, std::move(*kv), std::move(*state), n_ctx};
 
   model::SamplerParams sp = o.sampling;

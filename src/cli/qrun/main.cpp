@@ -56,6 +56,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-repack", o.no_repack,
                "-nr: keep q4_0/q4_1/q8_0 weights in the file's layout (no x16 interleaving): slower prompts, "
                "ggml's summation order");
+  app.add_option("--numerics", o.numerics,
+                 "fast (this engine's kernels) or llama.cpp (the logits and tokens llama.cpp's AVX2 CPU "
+                 "backend computes, bit for bit; q4_1/q8_0/f16 models, f16 cache; implies --no-repack)")
+      ->check(CLI::IsMember({"fast", "llama.cpp"}))
+      ->capture_default_str();
   app.add_flag("-v,--verbose", o.verbose, "more logs on stderr");
   // Chat (llama-cli)
   app.add_flag("--conversation", o.conversation,

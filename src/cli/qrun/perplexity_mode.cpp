@@ -195,6 +195,7 @@ Status run_perplexity(const RunOptions& o, Session& s) {
   Result<model::RunState> state =
       model::RunState::create(c, s.weights.rope_freqs, n_batch, n_ctx, s.n_threads, true);
   if (!state) return state.error();
+  state->numerics = numerics(o);
   std::vector<float> logits(static_cast<size_t>(n_ctx - first) * n_vocab);  // rows for positions first..
   std::vector<uint16_t> rows(save || kl ? static_cast<size_t>(n_scored) * nv : 0);
 

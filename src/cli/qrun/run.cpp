@@ -108,6 +108,7 @@ Status run_completion(const RunOptions& o, Session& s) {
   Result<model::RunState> state =
       model::RunState::create(c, weights.rope_freqs, n_batch, n_ctx, n_threads, dump);
   if (!state) return state.error();
+  state->numerics = numerics(o);
 
   model::SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint32_t>(o.seed) : std::random_device{}();
@@ -159,11 +160,14 @@ Status run_completion(const RunOptions& o, Session& s) {
   const Clock::time_point t_gen = Clock::now();
   double eval_ms = 0;
   int64_t n_eval = 0, n_gen = 0, pos = n_prompt;
+  std::vector<int32_t> generated;  // for --verbose's log of the ids
+  if (o.verbose) generated.reserve(static_cast<size_t>(n_ctx - n_prompt + 1));
   while (o.n_predict < 0 || n_gen < o.n_predict) {
     const int32_t id = sampler.sample(logits);
     sampler.accept(id);
     if (tok.is_eog(id)) break;
     emit(out.push(tok.token_to_piece(id, /*special=*/false)));
+    if (o.verbose) generated.push_back(id);
     ++n_gen;
     if (o.n_predict >= 0 && n_gen >= o.n_predict) break;
     if (pos >= n_ctx) {
@@ -183,6 +187,10 @@ Status run_completion(const RunOptions& o, Session& s) {
   const double gen_ms = ms_since(t_gen);
   emit("\n");
 
+  if (o.verbose) {
+    fmt::print(stderr, "\nqrun: generated: {} tokens:", generated.size());
+    for (int32_t id : generated) fmt::print(stderr, " {}", id);
+  }
   fmt::print(stderr, "\nqrun: {:>16} = {:10.2f} ms\n", "load time", load_ms);
   print_timing("prompt eval time", prompt_ms, n_prompt, "tokens");
   print_timing("eval time", eval_ms, n_eval, "runs  ");

@@ -9,6 +9,7 @@
 #include "kernels/kernel_table.h"
 #include "kernels/threads.h"
 #include "model/config.h"
+#include "model/forward.h"
 
 namespace qe::cli {
 
@@ -44,13 +45,21 @@ void print_timing(const char* what, double ms, int64_t n, const char* unit) {
              ms > 0 ? 1e3 * static_cast<double>(n) / ms : 0.0);
 }
 
+model::Numerics numerics(const RunOptions& o) {
+  return o.numerics == "llama.cpp" ? model::Numerics::llamacpp : model::Numerics::fast;
+}
+
 Result<std::unique_ptr<Session>> open_session(const RunOptions& o, Clock::time_point t_start) {
   Result<GgufFile> file = GgufFile::open(o.model);
   if (!file) return file.error();
   Result<model::Config> config = model::load_config(*file);
   if (!config) return config.error();
-  Result<model::Weights> weights = model::load_weights(*file, *config, /*interleave=*/!o.no_repack);
+  const bool repack = !o.no_repack && o.numerics == "fast";
+  Result<model::Weights> weights = model::load_weights(*file, *config, /*interleave=*/repack);
   if (!weights) return weights.error();
+  if (Status st = model::check_numerics(*weights, numerics(o), o.cache_type == "f32" ? GgmlType::F32 : GgmlType::F16);
+      !st)
+    return Error{o.model, st.error().field, st.error().reason};
   Result<Tokenizer> tok = Tokenizer::from_gguf(*file);
   if (!tok) return tok.error();
   if (tok->n_vocab() != config->n_vocab)

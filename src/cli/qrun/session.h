@@ -12,6 +12,7 @@
 #include "formats/error.h"
 #include "formats/gguf_reader.h"
 #include "model/config.h"
+#include "model/run_state.h"
 #include "model/tokenizer.h"
 #include "model/weights.h"
 
@@ -29,6 +30,9 @@ struct Session {
 };
 
 // Opens and checks the model and its tokenizer. Held by pointer so the weight views never move.
+// --numerics as the forward pass's setting.
+model::Numerics numerics(const RunOptions& o);
+
 Result<std::unique_ptr<Session>> open_session(const RunOptions& o, Clock::time_point t_start);
 
 // The model line, the kernel/thread line and, with --verbose, the hyperparameters, on stderr.
