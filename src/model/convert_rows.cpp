@@ -71,7 +71,8 @@ void ErrorStats::merge(const ErrorStats& o) {
 }
 
 void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, std::byte* out, int64_t row_len,
-                  int64_t r0, int64_t r1, const RowOrder& order, int n_threads, ErrorStats& stats) {
+                  int64_t r0, int64_t r1, const RowOrder& order, int n_threads, ErrorStats& stats,
+                  const std::function<void()>& side_task) {
   const BlockTraits* in = block_traits(src_type);
   const BlockTraits* to = block_traits(out_type);
   QE_CHECK(in != nullptr && to != nullptr && to->from_float != nullptr);
@@ -89,16 +90,21 @@ void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, st
   const kernels::QuantizeRowFn quantize = from_f32_fn(k, out_type, *to);
   const kernels::RowToF32Fn dequantize = to_f32_fn(k, out_type, *to);
 
-  ErrorStats total;
-#pragma omp parallel num_threads(std::max(1, n_threads))
+  std::vector<kernels::RowError> errors(static_cast<size_t>(r1 - r0));  // per row, summed in row order below
+  const int nt = std::max(1, n_threads);
+  const int64_t grab = std::max<int64_t>(1, (r1 - r0) / (16 * nt));  // rows per dynamic grab
+#pragma omp parallel num_threads(nt)
   {
     thread_local Scratch scratch;
     Scratch& w = scratch;
     if (w.x.size() < n) w.x.resize(n);
     if (w.y.size() < n) w.y.resize(n);
     if (!src_aligned && w.staged.size() < src_stride) w.staged.resize(src_stride);
-    ErrorStats local;
-#pragma omp for schedule(static)
+    if (side_task) {
+#pragma omp single nowait
+      side_task();
+    }
+#pragma omp for schedule(dynamic, grab)
     for (int64_t r = r0; r < r1; ++r) {
       const std::byte* s = src + static_cast<size_t>(order.source_row(r)) * src_stride;
       if (!src_aligned) {
@@ -113,15 +119,14 @@ void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, st
       std::byte* o = out + static_cast<size_t>(r - r0) * out_stride;
       quantize(x, o, row_len);
       dequantize(o, w.y.data(), row_len);
-      const kernels::RowError e = k.error_stats(x, w.y.data(), row_len);
-      local.sum_sq += e.sum_sq;
-      local.max_abs = std::max(local.max_abs, static_cast<double>(e.max_abs));
-      local.n += n;
+      errors[static_cast<size_t>(r - r0)] = k.error_stats(x, w.y.data(), row_len);
     }
-#pragma omp critical
-    total.merge(local);
   }
-  stats.merge(total);
+  for (const kernels::RowError& e : errors) {
+    stats.sum_sq += e.sum_sq;
+    stats.max_abs = std::max(stats.max_abs, static_cast<double>(e.max_abs));
+    stats.n += n;
+  }
 }
 
 }  // namespace qe::model

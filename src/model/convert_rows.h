@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "formats/ggml_type.h"
 
@@ -38,8 +39,13 @@ struct RowOrder {
 // Writes output rows [r0, r1) to `out` (contiguous, out_type), row r taken from source row
 // order.source_row(r) of `src` (rows of row_len elements of src_type, contiguous from row 0).
 // Both types must have block traits (to_float for src, from_float and to_float for out) and row_len
-// must be a multiple of both block sizes (checked). Adds the error of the written rows to `stats`.
+// must be a multiple of both block sizes (checked). Adds the error of the written rows to `stats`, summed
+// in row order (the same bits for any thread count).
+// side_task (may be empty) runs once, on one of the n_threads threads, while the others start on the rows
+// (which are dealt out dynamically, so that thread joins them when done): qconvert writes the previous
+// chunk this way, inside the team, instead of on an extra thread that would compete with it for cores.
 void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, std::byte* out, int64_t row_len,
-                  int64_t r0, int64_t r1, const RowOrder& order, int n_threads, ErrorStats& stats);
+                  int64_t r0, int64_t r1, const RowOrder& order, int n_threads, ErrorStats& stats,
+                  const std::function<void()>& side_task = {});
 
 }  // namespace qe::model

@@ -9,7 +9,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -65,29 +64,30 @@ Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, Tenso
   const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(kChunkElements) / row_len);
   const uint64_t src_row_bytes = ggml_row_bytes(src_type, p.dims[0]);
   const uint64_t out_row_bytes = ggml_row_bytes(p.out_type, p.dims[0]);
-  // Two output buffers: chunk k is written (on another thread) while chunk k + 1 is converted, so the
-  // cores never wait for the disk and the disk never waits for the cores.
+  // Two output buffers: chunk k is written while chunk k + 1 is converted (by one thread of the converting
+  // team, convert_rows' side task), so the cores never wait for the disk and the disk never waits for
+  // the cores.
   const auto buf_bytes = static_cast<size_t>(out_row_bytes * static_cast<uint64_t>(std::min(chunk, rows)));
   std::vector<std::byte> out[2] = {std::vector<std::byte>(buf_bytes), std::vector<std::byte>(buf_bytes)};
   ErrorStats stats;
-  std::future<Status> pending;  // declared after `out`: destroyed (joined) before the buffers go
+  std::span<const std::byte> pending;  // the converted chunk not yet written
   int64_t pending_rows = 0;
-  auto finish_pending = [&]() -> Status {
-    if (!pending.valid()) return {};
-    Status s = pending.get();
-    if (s) advance(src_row_bytes * static_cast<uint64_t>(pending_rows));
-    return s;
+  Status written;
+  auto write_pending = [&] {
+    written = sink(pending);
+    if (written) advance(src_row_bytes * static_cast<uint64_t>(pending_rows));
   };
   for (int64_t r0 = 0, k = 0; r0 < rows; r0 += chunk, ++k) {
     const int64_t r1 = std::min(rows, r0 + chunk);
     std::vector<std::byte>& buf = out[k & 1];
-    convert_rows(src_type, src.data(), p.out_type, buf.data(), row_len, r0, r1, p.order, n_threads, stats);
-    if (Status s = finish_pending(); !s) return s;
-    const auto bytes = std::span<const std::byte>(buf.data(), static_cast<size_t>(out_row_bytes) * (r1 - r0));
-    pending = std::async(std::launch::async, [&sink, bytes] { return sink(bytes); });
+    convert_rows(src_type, src.data(), p.out_type, buf.data(), row_len, r0, r1, p.order, n_threads, stats,
+                 pending.empty() ? std::function<void()>{} : std::function<void()>(write_pending));
+    if (!written) return written;
+    pending = std::span<const std::byte>(buf.data(), static_cast<size_t>(out_row_bytes) * (r1 - r0));
     pending_rows = r1 - r0;
   }
-  if (Status s = finish_pending(); !s) return s;
+  write_pending();
+  if (!written) return written;
   if (p.computed.empty()) release_mapped_pages(p.src);
   rep.rmse = stats.rmse();
   rep.max_abs_error = stats.max_abs;
