@@ -15,7 +15,9 @@
 namespace qe::kernels::avx2 {
 namespace {
 
-const uint8_t* bytes(const void* p) { return static_cast<const uint8_t*>(p); }
+const uint8_t* bytes(const void* p) {
+  return static_cast<const uint8_t*>(p);
+}
 
 #include "kernels/llamacpp_scalar.inc"
 
@@ -27,7 +29,9 @@ inline float hsum8_ps(__m256 v) {
   return _mm_cvtss_f32(r);
 }
 
-inline float half(uint16_t h) { return _cvtsh_ss(h); }
+inline float half(uint16_t h) {
+  return _cvtsh_ss(h);
+}
 
 // 8 lanes of 4-byte dot products of unsigned x and signed y, as floats (maddubs, madd by ones, convert).
 inline __m256 dot_us8(__m256i x, __m256i y) {
@@ -73,8 +77,12 @@ void quantize_q8_avx2(const float* x, void* vy, int64_t n) {
   }
 }
 
-void quantize_q8_0_avx2(const float* x, void* y, int64_t n) { quantize_q8_avx2<false>(x, y, n); }
-void quantize_q8_1_avx2(const float* x, void* y, int64_t n) { quantize_q8_avx2<true>(x, y, n); }
+void quantize_q8_0_avx2(const float* x, void* y, int64_t n) {
+  quantize_q8_avx2<false>(x, y, n);
+}
+void quantize_q8_1_avx2(const float* x, void* y, int64_t n) {
+  quantize_q8_avx2<true>(x, y, n);
+}
 
 // Four q4_1 rows against one q8_1 activation row: ggml_vec_dot_q4_1_q8_1 for each.
 void dot4_q4_1_q8_1(int64_t nb, const BlockQ4_1* const* w, const BlockQ8_1* a, float* out, int nr) {
@@ -120,9 +128,10 @@ void dot4_q4_0_q8_0(int64_t nb, const BlockQ4_0* const* w, const BlockQ8_0* a, f
     const float da = half(a[b].d);
     for (int r = 0; r < nr; ++r) {
       const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r][b].qs));
-      const __m256i qx = _mm256_sub_epi8(_mm256_and_si256(low, _mm256_set_m128i(_mm_srli_epi16(t, 4), t)), eight);
-      const __m256i p = _mm256_madd_epi16(_mm256_set1_epi16(1),
-                                          _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx)));
+      const __m256i qx =
+          _mm256_sub_epi8(_mm256_and_si256(low, _mm256_set_m128i(_mm_srli_epi16(t, 4), t)), eight);
+      const __m256i p = _mm256_madd_epi16(
+          _mm256_set1_epi16(1), _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx)));
       __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
       s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
       s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
@@ -133,8 +142,8 @@ void dot4_q4_0_q8_0(int64_t nb, const BlockQ4_0* const* w, const BlockQ8_0* a, f
 }
 
 template <typename W, typename A, void (*kDot4)(int64_t, const W* const*, const A*, float*, int)>
-void tile4(int64_t n, const void* w, int64_t w_stride, int64_t nr, const void* a, int64_t a_stride, int64_t nc,
-           float* y, int64_t ldy) {
+void tile4(int64_t n, const void* w, int64_t w_stride, int64_t nr, const void* a, int64_t a_stride,
+           int64_t nc, float* y, int64_t ldy) {
   for (int64_t r0 = 0; r0 < nr; r0 += 4) {
     const int m = static_cast<int>(nr - r0 < 4 ? nr - r0 : 4);
     const W* rows[4];

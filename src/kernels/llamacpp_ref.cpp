@@ -10,7 +10,9 @@
 namespace qe::kernels::ref {
 namespace {
 
-const uint8_t* bytes(const void* p) { return static_cast<const uint8_t*>(p); }
+const uint8_t* bytes(const void* p) {
+  return static_cast<const uint8_t*>(p);
+}
 
 #include "kernels/llamacpp_scalar.inc"
 

@@ -141,7 +141,8 @@ Status check_numerics(const Weights& w, Numerics numerics, GgmlType cache_type) 
     return Error{"", name,
                  fmt::format("{} matrices{} are not covered by llama.cpp numerics (q4_0 with rows % 8 == 0, q4_1, "
                              "q8_0, f16); use --numerics fast",
-                             ggml_type_name(v.type), v.type == GgmlType::Q4_0 ? " of " + std::to_string(v.rows) + " rows" : "")};
+                             ggml_type_name(v.type),
+                             v.type == GgmlType::Q4_0 ? " of " + std::to_string(v.rows) + " rows" : "")};
   };
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& L = w.layers[l];

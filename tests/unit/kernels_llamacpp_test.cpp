@@ -18,7 +18,8 @@
 namespace qe::kernels {
 namespace {
 
-constexpr int64_t kSizes[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 129, 255, 1023, 4096};
+constexpr int64_t kSizes[] = {1,  2,  3,  5,  7,  8,   9,   15,  16,   17,  31,
+                              32, 33, 63, 64, 65, 127, 129, 255, 1023, 4096};
 constexpr int64_t kRowLengths[] = {32, 64, 96, 576, 1536};
 
 std::vector<float> randv(uint32_t seed, int64_t n, float lo, float hi) {
@@ -36,8 +37,10 @@ std::vector<Block> weight_rows(uint32_t seed, int64_t rows, int64_t n) {
   std::vector<Block> w(static_cast<size_t>(rows * n / 32));
   for (Block& b : w) {
     for (auto& q : b.qs) q = static_cast<std::remove_reference_t<decltype(q)>>(rng());
-    b.d = fp32_to_fp16(std::ldexp(static_cast<float>(rng() % 1000 + 1) / 1000.0f, -static_cast<int>(rng() % 10)));
-    if constexpr (requires { b.m; }) b.m = fp32_to_fp16((static_cast<float>(rng() % 2001) - 1000.0f) / 4000.0f);
+    b.d = fp32_to_fp16(
+        std::ldexp(static_cast<float>(rng() % 1000 + 1) / 1000.0f, -static_cast<int>(rng() % 10)));
+    if constexpr (requires { b.m; })
+      b.m = fp32_to_fp16((static_cast<float>(rng() % 2001) - 1000.0f) / 4000.0f);
   }
   return w;
 }
@@ -85,7 +88,8 @@ void check_tile(MatmulTileFn ref_fn, MatmulTileFn simd_fn, QuantizeRowFn quantiz
         const std::vector<float> x = randv(seed + 1, nc * n, -2.0f, 2.0f);
         std::vector<A> a(static_cast<size_t>(nc * n / 32));
         for (int64_t c = 0; c < nc; ++c) quantize(x.data() + c * n, a.data() + c * n / 32, n);
-        const int64_t w_stride = n / 32 * static_cast<int64_t>(sizeof(W)), a_stride = n / 32 * static_cast<int64_t>(sizeof(A));
+        const int64_t w_stride = n / 32 * static_cast<int64_t>(sizeof(W));
+        const int64_t a_stride = n / 32 * static_cast<int64_t>(sizeof(A));
         std::vector<float> yr(static_cast<size_t>(nc * nr), -1.0f), ys(yr.size(), -2.0f);
         ref_fn(n, w.data(), w_stride, nr, a.data(), a_stride, nc, yr.data(), nr);
         simd_fn(n, w.data(), w_stride, nr, a.data(), a_stride, nc, ys.data(), nr);
@@ -112,8 +116,10 @@ TEST_P(LlamacppIsa, F16DotsAndTilesAreBitIdentical) {
       const float s1 = simd().dot_f16_batch(n, n_pad, a.data(), b.data());
       const float r2 = ref().dot_f16_single(n, n_pad, a.data(), b.data());
       const float s2 = simd().dot_f16_single(n, n_pad, a.data(), b.data());
-      ASSERT_EQ(std::memcmp(&r1, &s1, 4), 0) << "batch n=" << n << " pad=" << n_pad << ": " << r1 << " vs " << s1;
-      ASSERT_EQ(std::memcmp(&r2, &s2, 4), 0) << "single n=" << n << " pad=" << n_pad << ": " << r2 << " vs " << s2;
+      ASSERT_EQ(std::memcmp(&r1, &s1, 4), 0)
+          << "batch n=" << n << " pad=" << n_pad << ": " << r1 << " vs " << s1;
+      ASSERT_EQ(std::memcmp(&r2, &s2, 4), 0)
+          << "single n=" << n << " pad=" << n_pad << ": " << r2 << " vs " << s2;
       double exact = 0;
       for (int64_t i = 0; i < n; ++i) exact += static_cast<double>(fp16_to_fp32(a[i])) * fp16_to_fp32(b[i]);
       ASSERT_NEAR(r1, exact, 1e-5 * static_cast<double>(n));
@@ -127,9 +133,12 @@ TEST_P(LlamacppIsa, F16DotsAndTilesAreBitIdentical) {
     for (size_t i = 0; i < w.size(); ++i) w[i] = fp32_to_fp16(fw[i]);
     for (bool single : {false, true}) {
       std::vector<float> yr(static_cast<size_t>(nr * nc)), ys(yr.size());
-      (single ? ref().tile_f16_single : ref().tile_f16_batch)(n, w.data(), n * 2, nr, x.data(), n * 4, nc, yr.data(), nr);
-      (single ? simd().tile_f16_single : simd().tile_f16_batch)(n, w.data(), n * 2, nr, x.data(), n * 4, nc, ys.data(), nr);
-      ASSERT_EQ(0, std::memcmp(yr.data(), ys.data(), yr.size() * 4)) << "f16 tile n=" << n << " single=" << single;
+      const MatmulTileFn r = single ? ref().tile_f16_single : ref().tile_f16_batch;
+      const MatmulTileFn v = single ? simd().tile_f16_single : simd().tile_f16_batch;
+      r(n, w.data(), n * 2, nr, x.data(), n * 4, nc, yr.data(), nr);
+      v(n, w.data(), n * 2, nr, x.data(), n * 4, nc, ys.data(), nr);
+      ASSERT_EQ(0, std::memcmp(yr.data(), ys.data(), yr.size() * 4))
+          << "f16 tile n=" << n << " single=" << single;
     }
   }
 }
@@ -166,7 +175,8 @@ TEST_P(LlamacppIsa, SoftmaxSiluRopeAreBitIdentical) {
 }
 
 TEST_P(LlamacppIsa, MatmulTableTakesTheLlamacppEntries) {
-  const KernelTable batch = llamacpp_matmul_table(*simd_, false), single = llamacpp_matmul_table(*simd_, true);
+  const KernelTable batch = llamacpp_matmul_table(*simd_, false),
+                    single = llamacpp_matmul_table(*simd_, true);
   EXPECT_EQ(batch.tile_q4_1_q8_1, simd().tile_q4_1_q8_1);
   EXPECT_EQ(batch.quantize_q8_1, simd().quantize_q8_1);
   EXPECT_EQ(batch.tile_f16_f32, simd().tile_f16_batch);
@@ -175,7 +185,8 @@ TEST_P(LlamacppIsa, MatmulTableTakesTheLlamacppEntries) {
   EXPECT_EQ(batch.x16_q4_1_q8_1, nullptr);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllLevels, LlamacppIsa, ::testing::Values(Isa::ref, Isa::avx2, Isa::avx512, Isa::neon),
+INSTANTIATE_TEST_SUITE_P(AllLevels, LlamacppIsa,
+                         ::testing::Values(Isa::ref, Isa::avx2, Isa::avx512, Isa::neon),
                          [](const auto& p) { return std::string(isa_name(p.param)); });
 
 }  // namespace
