@@ -13,29 +13,29 @@
 #include "kernels/kernel_tables.h"
 
 namespace qe::kernels::avx2 {
-namespace {
 
-const uint8_t* bytes(const void* p) {
-  return static_cast<const uint8_t*>(p);
-}
+#include "kernels/x86_simd_common.inc"  // bytes, hsum_ps (hsum_float_8's order), half_to_float, pack_i32x32_to_i8
+
+namespace {
 
 #include "kernels/llamacpp_scalar.inc"
 
-// (high half + low half), then (0 + 2) + (1 + 3): hsum_float_8.
-inline float hsum8_ps(__m256 v) {
-  __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-  r = _mm_add_ss(r, _mm_movehdup_ps(r));
-  return _mm_cvtss_f32(r);
+// Sum of 8 int32 lanes (exact, any order).
+inline int hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
 }
 
-inline float half(uint16_t h) {
-  return _cvtsh_ss(h);
+// 8 x int32, lane i = sum of u[4i..4i+3] * s[4i..4i+3], unsigned u and signed s (maddubs, madd by ones;
+// exact for these operands, see x86_simd_common.inc).
+inline __m256i dot_u8s8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_set1_epi16(1), _mm256_maddubs_epi16(u, s));
 }
-
-// 8 lanes of 4-byte dot products of unsigned x and signed y, as floats (maddubs, madd by ones, convert).
-inline __m256 dot_us8(__m256i x, __m256i y) {
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), _mm256_maddubs_epi16(x, y)));
+// The same for signed x and y, by ggml's sign trick: |x| times y with x's sign.
+inline __m256i dot_s8s8(__m256i x, __m256i y) {
+  return dot_u8s8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
 }
 
 template <bool kSum>
@@ -57,17 +57,12 @@ void quantize_q8_avx2(const float* x, void* vy, int64_t n) {
     const __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), kRound));
     const __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), kRound));
     const __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), kRound));
-    // int32 -> int8 by two packs (lane-wise), then the dwords back in order
-    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-    const __m256i q = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    const __m256i q = pack_i32x32_to_i8(i0, i1, i2, i3);
     if constexpr (kSum) {
       auto* y = static_cast<BlockQ8_1*>(vy) + b;
       y->d = fp32_to_fp16(d);
-      const __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
-      s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
-      y->s = fp32_to_fp16(d * static_cast<float>(_mm_cvtsi128_si32(s4)));
+      const int sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+      y->s = fp32_to_fp16(d * static_cast<float>(sum));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->qs), q);
     } else {
       auto* y = static_cast<BlockQ8_0*>(vy) + b;
@@ -91,16 +86,17 @@ void dot4_q4_1_q8_1(int64_t nb, const BlockQ4_1* const* w, const BlockQ8_1* a, f
   const __m256i low = _mm256_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
     const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const float da = half(a[b].d), sa = half(a[b].s);
+    const float da = half_to_float(a[b].d), sa = half_to_float(a[b].s);
     for (int r = 0; r < nr; ++r) {
       const BlockQ4_1& x = w[r][b];
-      summs[r] = std::fma(half(x.m), sa, summs[r]);
+      summs[r] = std::fma(half_to_float(x.m), sa, summs[r]);
       const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs));
       const __m256i qx = _mm256_and_si256(low, _mm256_set_m128i(_mm_srli_epi16(t, 4), t));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(half(x.d) * da), dot_us8(qx, qy), acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x.d) * da), _mm256_cvtepi32_ps(dot_u8s8(qx, qy)),
+                               acc[r]);
     }
   }
-  for (int r = 0; r < nr; ++r) out[r] = hsum8_ps(acc[r]) + summs[r];
+  for (int r = 0; r < nr; ++r) out[r] = hsum_ps(acc[r]) + summs[r];
 }
 
 // Four q8_0 rows against one q8_0 activation row: |w| times sign-adjusted a (maddubs is unsigned x signed).
@@ -108,14 +104,14 @@ void dot4_q8_0_q8_0(int64_t nb, const BlockQ8_0* const* w, const BlockQ8_0* a, f
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t b = 0; b < nb; ++b) {
     const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const float da = half(a[b].d);
+    const float da = half_to_float(a[b].d);
     for (int r = 0; r < nr; ++r) {
       const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r][b].qs));
-      const __m256 p = dot_us8(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(half(w[r][b].d) * da), p, acc[r]);
+      const __m256 p = _mm256_cvtepi32_ps(dot_s8s8(qx, qy));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w[r][b].d) * da), p, acc[r]);
     }
   }
-  for (int r = 0; r < nr; ++r) out[r] = hsum8_ps(acc[r]);
+  for (int r = 0; r < nr; ++r) out[r] = hsum_ps(acc[r]);
 }
 
 // Four q4_0 rows against one q8_0 activation row, the repacked kernels' order: each block's integer dot
@@ -125,17 +121,13 @@ void dot4_q4_0_q8_0(int64_t nb, const BlockQ4_0* const* w, const BlockQ8_0* a, f
   const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
   for (int64_t b = 0; b < nb; ++b) {
     const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const float da = half(a[b].d);
+    const float da = half_to_float(a[b].d);
     for (int r = 0; r < nr; ++r) {
       const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r][b].qs));
       const __m256i qx =
           _mm256_sub_epi8(_mm256_and_si256(low, _mm256_set_m128i(_mm_srli_epi16(t, 4), t)), eight);
-      const __m256i p = _mm256_madd_epi16(
-          _mm256_set1_epi16(1), _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx)));
-      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-      s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
-      acc[r] = std::fma(static_cast<float>(_mm_cvtsi128_si32(s4)), half(w[r][b].d) * da, acc[r]);
+      const int isum = hsum_epi32(dot_s8s8(qx, qy));
+      acc[r] = std::fma(static_cast<float>(isum), half_to_float(w[r][b].d) * da, acc[r]);
     }
   }
   for (int r = 0; r < nr; ++r) out[r] = acc[r];
@@ -163,10 +155,10 @@ float dot_f16_batch_avx2(int64_t n, int64_t n_pad, const uint16_t* a, const uint
   __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(load_f16(a + i), load_f16(b + i), acc);
-  if (i == n) return hsum8_ps(acc);
+  if (i == n) return hsum_ps(acc);
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, acc);
-  for (; i < n; ++i) lanes[i % 8] = std::fma(half(a[i]), half(b[i]), lanes[i % 8]);
+  for (; i < n; ++i) lanes[i % 8] = std::fma(half_to_float(a[i]), half_to_float(b[i]), lanes[i % 8]);
   (void)n_pad;
   return hsum8(lanes);
 }
@@ -196,26 +188,8 @@ float dot_f16_single_avx2(int64_t n, int64_t n_pad, const uint16_t* a, const uin
   const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
   const __m128 t1 = _mm_hadd_ps(t0, t0);
   double sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
-  for (int64_t k = np; k < n; ++k) sum += static_cast<double>(half(a[k]) * half(b[k]));
+  for (int64_t k = np; k < n; ++k) sum += static_cast<double>(half_to_float(a[k]) * half_to_float(b[k]));
   return static_cast<float>(sum);
-}
-
-template <F16DotFn kDot>
-void tile_f16_avx2(int64_t n, const void* w, int64_t w_stride, int64_t nr, const void* a, int64_t a_stride,
-                   int64_t nc, float* y, int64_t ldy) {
-  uint16_t stack[8192];
-  std::unique_ptr<uint16_t[]> heap(n > 8192 ? new uint16_t[static_cast<size_t>(n)] : nullptr);
-  uint16_t* a16 = heap ? heap.get() : stack;
-  for (int64_t c = 0; c < nc; ++c) {
-    const float* ac = reinterpret_cast<const float*>(bytes(a) + c * a_stride);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(a16 + i),
-                       _mm256_cvtps_ph(_mm256_loadu_ps(ac + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; ++i) a16[i] = fp32_to_fp16(ac[i]);
-    for (int64_t r = 0; r < nr; ++r)
-      y[c * ldy + r] = kDot(n, n, reinterpret_cast<const uint16_t*>(bytes(w) + r * w_stride), a16);
-  }
 }
 
 // ggml_v_expf, 8 lanes (the scalar expf_lane is its one-lane form).
@@ -257,7 +231,7 @@ void softmax_avx2(float* x, int64_t n, float scale) {
   for (; i + 8 <= n; i += 8) {
     const __m256 e = expf8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
     _mm256_storeu_ps(x + i, e);
-    sum += static_cast<double>(hsum8_ps(e));
+    sum += static_cast<double>(hsum_ps(e));
   }
   if (i < n) {  // the last group: the padded cache's masked scores (-inf) give zeros
     alignas(32) float g[8];
@@ -265,7 +239,7 @@ void softmax_avx2(float* x, int64_t n, float scale) {
     const __m256 e = expf8(_mm256_sub_ps(_mm256_load_ps(g), vmax));
     _mm256_store_ps(g, e);
     for (int64_t l = 0; i + l < n; ++l) x[i + l] = g[l];
-    sum += static_cast<double>(hsum8_ps(e));
+    sum += static_cast<double>(hsum_ps(e));
   }
   const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
   i = 0;
@@ -294,8 +268,8 @@ void fill_llamacpp(KernelTable& t) {
   l.tile_q4_1_q8_1 = tile4<BlockQ4_1, BlockQ8_1, dot4_q4_1_q8_1>;
   l.tile_q8_0_q8_0 = tile4<BlockQ8_0, BlockQ8_0, dot4_q8_0_q8_0>;
   l.tile_q4_0_q8_0 = tile4<BlockQ4_0, BlockQ8_0, dot4_q4_0_q8_0>;
-  l.tile_f16_batch = tile_f16_avx2<dot_f16_batch_avx2>;
-  l.tile_f16_single = tile_f16_avx2<dot_f16_single_avx2>;
+  l.tile_f16_batch = tile_f16<dot_f16_batch_avx2>;  // the scalar driver: converting a row is cheap
+  l.tile_f16_single = tile_f16<dot_f16_single_avx2>;
   l.dot_f16_batch = dot_f16_batch_avx2;
   l.dot_f16_single = dot_f16_single_avx2;
   l.softmax = softmax_avx2;

@@ -64,12 +64,6 @@ double ErrorStats::rmse() const {
   return n == 0 ? 0.0 : std::sqrt(sum_sq / static_cast<double>(n));
 }
 
-void ErrorStats::merge(const ErrorStats& o) {
-  sum_sq += o.sum_sq;
-  max_abs = std::max(max_abs, o.max_abs);
-  n += o.n;
-}
-
 void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, std::byte* out, int64_t row_len,
                   int64_t r0, int64_t r1, const RowOrder& order, int n_threads, ErrorStats& stats,
                   const std::function<void()>& side_task) {

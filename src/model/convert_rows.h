@@ -17,7 +17,6 @@ struct ErrorStats {
   uint64_t n = 0;        // elements compared
 
   double rmse() const;
-  void merge(const ErrorStats& o);
 };
 
 // HF stores each q/k head as two halves (rows i and i + head_dim/2 are a RoPE pair); llama.cpp's
