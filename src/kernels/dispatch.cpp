@@ -1,8 +1,8 @@
-// Level selection: QE_ISA / select_isa() may only pick a level the CPU can run; anything else is an Error.
+// Level selection: select_isa() may only pick a level the CPU can run; anything else is an Error. Where the
+// choice comes from (a flag, an environment variable) is the front end's business: it passes a note for the log.
 #include <atomic>
 #include <cctype>
 #include <cmath>
-#include <cstdlib>
 #include <mutex>
 
 #include "kernels/kernel_tables.h"
@@ -23,20 +23,7 @@ State& state() {
 
 void init_default() {
   State& s = state();
-  std::call_once(s.once, [&s] {
-    const KernelTable* t = kernel_table(best_isa());
-    if (const char* env = std::getenv("QE_ISA"); env && *env) {
-      const auto isa = isa_from_name(env);
-      // A bad QE_ISA must not crash nor silently run unsupported code: keep the best level and say so.
-      if (isa && isa_supported(*isa)) {
-        t = kernel_table(*isa);
-        s.how = "via QE_ISA";
-      } else {
-        s.how = std::string("QE_ISA=") + env + " ignored: " + (isa ? "not supported by this CPU" : "unknown");
-      }
-    }
-    s.active.store(t);
-  });
+  std::call_once(s.once, [&s] { s.active.store(kernel_table(best_isa())); });
 }
 
 }  // namespace
@@ -84,21 +71,26 @@ const KernelTable& kernels() {
 
 Isa active_isa() { return kernels().isa; }
 
-Status select_isa(Isa isa) {
+Status select_isa(Isa isa, std::string_view how) {
   if (!isa_supported(isa)) {
     return Error{"", "isa", std::string(isa_name(isa)) +
                                 " is not supported by this CPU/build (best: " + std::string(isa_name(best_isa())) + ")"};
   }
   init_default();
   state().active.store(kernel_table(isa), std::memory_order_release);
-  state().how = "selected";
+  state().how = how;
   return {};
 }
 
-Status select_isa(std::string_view name) {
+Status select_isa(std::string_view name, std::string_view how) {
   const auto isa = isa_from_name(name);
   if (!isa) return Error{"", "isa", "unknown ISA '" + std::string(name) + "' (ref, avx2, avx512, neon)"};
-  return select_isa(*isa);
+  return select_isa(*isa, how);
+}
+
+void note_isa_choice(std::string_view how) {
+  init_default();
+  state().how = how;
 }
 
 std::string describe_isa() {

@@ -122,7 +122,7 @@ struct KernelTable {
 // since llama.cpp takes other f16 paths for one token than for a batch.
 KernelTable llamacpp_matmul_table(const KernelTable& k, bool single_token);
 
-// The table of the active level: chosen on first use from QE_ISA (if set) or the best the CPU has.
+// The table of the active level: the best the CPU has unless select_isa() chose another.
 const KernelTable& kernels();
 Isa active_isa();
 
@@ -130,11 +130,14 @@ Isa active_isa();
 const KernelTable* kernel_table(Isa isa);
 
 // Selects a level for all later kernels() calls. Not thread-safe against running kernels: call at
-// start-up (the --isa flag). Error when the name is unknown or the CPU lacks the level.
-Status select_isa(Isa isa);
-Status select_isa(std::string_view name);
+// start-up. Error when the name is unknown or the CPU lacks the level. `how` says where the choice came
+// from, for describe_isa()'s line.
+Status select_isa(Isa isa, std::string_view how = "selected");
+Status select_isa(std::string_view name, std::string_view how = "selected");
+// Keeps the active level and replaces the "how" of describe_isa()'s line (e.g. why a request was ignored).
+void note_isa_choice(std::string_view how);
 
-// One line for the log: "kernels: avx2 (best avx2; cpu: AMD EPYC ...; via QE_ISA)".
+// One line for the log: "kernels: avx2 (best avx2; cpu: AMD EPYC ...; selected)".
 std::string describe_isa();
 
 // RoPE angles for one position in llama.cpp's order: theta_i = pos * freq_base^(-2i/n_rot), computed by

@@ -1,4 +1,4 @@
-"""Our chat formatting (src/model/chat_template.cpp, driven through tests/tools/chat_format_tool) against
+"""Our chat formatting (src/tokenizer/chat_template.cpp, driven through tests/tools/chat_format_tool) against
 HF transformers rendering the real Jinja templates (transformers.utils.chat_template_utils, the code behind
 tokenizer.apply_chat_template, on jinja2).
 

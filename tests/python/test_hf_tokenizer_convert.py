@@ -1,4 +1,4 @@
-"""Tokenizer conversion between Hugging Face files and GGUF (src/model/hf_tokenizer.h), checked against
+"""Tokenizer conversion between Hugging Face files and GGUF (src/tokenizer/hf_tokenizer.h), checked against
 HF `tokenizers`, `sentencepiece` and the `gguf` package, on tokenizer_corpus.py's 2,400 lines.
 
 - export: the SmolLM2 GGUF's vocabulary -> tokenizer.json that HF loads to the same ids as our GGUF

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "model/chat_template.h"
+#include "tokenizer/chat_template.h"
 
 int main() {
   using nlohmann::json;
@@ -23,16 +23,16 @@ int main() {
     return 2;
   }
   json out;
-  qe::Result<qe::model::ChatTemplate> t =
-      qe::model::detect_chat_template(in.value("template", std::string()));
+  qe::Result<qe::tokenizer::ChatTemplate> t =
+      qe::tokenizer::detect_chat_template(in.value("template", std::string()));
   if (!t) {
     out["error"] = t.error().message();
   } else {
-    std::vector<qe::model::ChatMessage> messages;
+    std::vector<qe::tokenizer::ChatMessage> messages;
     for (const json& m : in.value("messages", json::array()))
       messages.push_back({m.at("role").get<std::string>(), m.at("content").get<std::string>()});
-    out["name"] = std::string(qe::model::chat_template_name(*t));
-    out["prompt"] = qe::model::format_chat(*t, messages, in.value("add_generation_prompt", true));
+    out["name"] = std::string(qe::tokenizer::chat_template_name(*t));
+    out["prompt"] = qe::tokenizer::format_chat(*t, messages, in.value("add_generation_prompt", true));
   }
   std::cout << out.dump() << "\n";
   return 0;

@@ -20,8 +20,8 @@
 
 #include "formats/gguf_reader.h"
 #include "formats/gguf_writer.h"
-#include "model/hf_tokenizer.h"
-#include "model/tokenizer.h"
+#include "tokenizer/hf_tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace {
 
@@ -38,7 +38,7 @@ bool write_text(const std::string& path, const std::string& text) {
 
 int do_import(const std::string& dir, const std::string& out) {
   std::vector<std::string> warnings;
-  qe::Result<std::vector<qe::GgufKv>> kvs = qe::model::hf_tokenizer_to_gguf(dir, warnings);
+  qe::Result<std::vector<qe::GgufKv>> kvs = qe::tokenizer::hf_tokenizer_to_gguf(dir, warnings);
   for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   if (!kvs) return fail(kvs.error().message());
   qe::GgufWriter w;
@@ -56,7 +56,7 @@ int do_import(const std::string& dir, const std::string& out) {
 int do_export(const std::string& in, const std::string& dir) {
   qe::Result<qe::GgufFile> gguf = qe::GgufFile::open(in);
   if (!gguf) return fail(gguf.error().message());
-  qe::Result<qe::model::HfTokenizerFiles> files = qe::model::gguf_tokenizer_to_hf(*gguf);
+  qe::Result<qe::tokenizer::HfTokenizerFiles> files = qe::tokenizer::gguf_tokenizer_to_hf(*gguf);
   if (!files) return fail(files.error().message());
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -71,7 +71,7 @@ int do_export(const std::string& in, const std::string& dir) {
 int do_tokenize(const std::string& in, const std::string& lines_path) {
   qe::Result<qe::GgufFile> gguf = qe::GgufFile::open(in);
   if (!gguf) return fail(gguf.error().message());
-  qe::Result<qe::Tokenizer> tok = qe::Tokenizer::from_gguf(*gguf);
+  qe::Result<qe::tokenizer::Tokenizer> tok = qe::tokenizer::Tokenizer::from_gguf(*gguf);
   if (!tok) return fail(tok.error().message());
   std::ifstream f(lines_path, std::ios::binary);
   if (!f) return fail("cannot read " + lines_path);

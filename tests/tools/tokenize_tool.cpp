@@ -21,7 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/gguf_reader.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace {
 
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   }
   qe::Result<qe::GgufFile> gguf = qe::GgufFile::open(argv[1]);
   if (!gguf) return fail(gguf.error().message());
-  qe::Result<qe::Tokenizer> tok = qe::Tokenizer::from_gguf(*gguf);
+  qe::Result<qe::tokenizer::Tokenizer> tok = qe::tokenizer::Tokenizer::from_gguf(*gguf);
   if (!tok) return fail(tok.error().message());
 
   const std::string mode = argv[2];
@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
       if (mode == "--detok") {
         text = tok->detokenize(ids, false, true);
       } else {
-        qe::Utf8Stream stream;
+        qe::tokenizer::Utf8Stream stream;
         for (int32_t id : ids) text += stream.push(tok->token_to_piece(id, true));
         text += stream.finish();
       }

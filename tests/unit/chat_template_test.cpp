@@ -2,14 +2,14 @@
 // in llama.cpp: system, user, assistant, user, an assistant reply padded with spaces, user, and the
 // assistant prompt), detection from real Jinja strings, and the errors. The expected strings are the
 // "expected_output" llama.cpp pins for its non-Jinja formatter, which is what we implement.
-#include "model/chat_template.h"
+#include "tokenizer/chat_template.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-namespace qe::model {
+namespace qe::tokenizer {
 namespace {
 
 const std::vector<ChatMessage> kConversation = {
@@ -242,4 +242,4 @@ TEST(ChatTemplate, AssistantTurnTailIsTheEndMarker) {
 }
 
 }  // namespace
-}  // namespace qe::model
+}  // namespace qe::tokenizer

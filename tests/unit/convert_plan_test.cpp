@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "formats/blocks.h"
-#include "model/convert_llama_config.h"
-#include "model/convert_rows.h"
-#include "model/convert_types.h"
+#include "convert/llama_config.h"
+#include "convert/rows.h"
+#include "convert/types.h"
 
-namespace qe::model {
+namespace qe::convert {
 namespace {
 
 TEST(ConvertPermute, MatchesReshapeSwapaxes) {
@@ -119,4 +119,4 @@ TEST(ConvertRows, ErrorStatsMatchDequantized) {
 }
 
 }  // namespace
-}  // namespace qe::model
+}  // namespace qe::convert

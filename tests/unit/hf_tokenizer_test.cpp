@@ -1,6 +1,6 @@
 // hf_tokenizer_to_gguf / gguf_tokenizer_to_hf on small synthetic tokenizers and on broken inputs: every
 // error is one line naming the file and the field.
-#include "model/hf_tokenizer.h"
+#include "tokenizer/hf_tokenizer.h"
 
 #include <gtest/gtest.h>
 
@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "formats/gguf_writer.h"
-#include "model/hf_tokenizer_pre.h"
-#include "model/pretokenize.h"
-#include "model/sentencepiece_model.h"
-#include "model/tokenizer.h"
+#include "tokenizer/hf_tokenizer_pre.h"
+#include "tokenizer/pretokenize.h"
+#include "tokenizer/sentencepiece_model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace {
 
@@ -48,7 +48,7 @@ class HfTokenizerTest : public ::testing::Test {
   }
   Result<std::vector<GgufKv>> import() {
     warnings_.clear();
-    return qe::model::hf_tokenizer_to_gguf(dir_, warnings_);
+    return qe::tokenizer::hf_tokenizer_to_gguf(dir_, warnings_);
   }
   static const GgufValue* find(const std::vector<GgufKv>& kvs, std::string_view key) {
     for (const GgufKv& kv : kvs) {
@@ -61,11 +61,11 @@ class HfTokenizerTest : public ::testing::Test {
 };
 
 TEST_F(HfTokenizerTest, Sha256MatchesKnownVectors) {
-  EXPECT_EQ(qe::model::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(qe::model::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(qe::model::sha256_hex(std::string(1000, 'a')),
+  EXPECT_EQ(qe::tokenizer::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(qe::tokenizer::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(qe::tokenizer::sha256_hex(std::string(1000, 'a')),
             "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
-  EXPECT_EQ(qe::model::pre_check_text().size(), 431u);  // llama.cpp's chktxt in UTF-8
+  EXPECT_EQ(qe::tokenizer::pre_check_text().size(), 431u);  // llama.cpp's chktxt in UTF-8
 }
 
 TEST_F(HfTokenizerTest, ImportsSmallBpe) {
@@ -105,8 +105,8 @@ TEST_F(HfTokenizerTest, RecognisesPreTokenizerFamilies) {
   std::string why;
   bool prefix = false;
   auto names = [&](const char* json, bool ignore_merges) {
-    auto p = qe::model::hf_pre_tokenizer_patterns(Json::parse(json), why, prefix);
-    return p ? qe::model::pre_names_for_patterns(*p, ignore_merges) : std::vector<std::string>{};
+    auto p = qe::tokenizer::hf_pre_tokenizer_patterns(Json::parse(json), why, prefix);
+    return p ? qe::tokenizer::pre_names_for_patterns(*p, ignore_merges) : std::vector<std::string>{};
   };
   EXPECT_EQ(names(R"({"type":"ByteLevel","add_prefix_space":false,"use_regex":true})", false).front(), "gpt-2");
   EXPECT_EQ(names(R"({"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},
@@ -120,15 +120,15 @@ TEST_F(HfTokenizerTest, RecognisesPreTokenizerFamilies) {
       "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
       "behavior":"Isolated","invert":false},{"type":"ByteLevel","use_regex":false}]})";
   EXPECT_EQ(names(qwen, false).front(), "qwen2");
-  EXPECT_FALSE(qe::model::hf_pre_tokenizer_patterns(Json::parse(R"({"type":"Whitespace"})"), why, prefix));
+  EXPECT_FALSE(qe::tokenizer::hf_pre_tokenizer_patterns(Json::parse(R"({"type":"Whitespace"})"), why, prefix));
   EXPECT_NE(why.find("Whitespace"), std::string::npos);
   // Export spells every runtime name back so that import recognises it.
   for (const char* pre : {"gpt-2", "smollm", "llama-bpe", "qwen2", "default", "falcon"}) {
-    auto j = qe::model::hf_pre_tokenizer_for(pre);
+    auto j = qe::tokenizer::hf_pre_tokenizer_for(pre);
     ASSERT_TRUE(j) << pre;
-    auto p = qe::model::hf_pre_tokenizer_patterns(*j, why, prefix);
+    auto p = qe::tokenizer::hf_pre_tokenizer_patterns(*j, why, prefix);
     ASSERT_TRUE(p) << pre << ": " << why;
-    EXPECT_EQ(*p, qe::find_pre_tokenizer(pre)->patterns) << pre;
+    EXPECT_EQ(*p, qe::tokenizer::find_pre_tokenizer(pre)->patterns) << pre;
   }
 }
 
@@ -225,7 +225,7 @@ TEST_F(HfTokenizerTest, ExportRoundTripsSmallBpe) {
   ASSERT_TRUE(w.finish().ok());
   Result<qe::GgufFile> g = qe::GgufFile::open(path);
   ASSERT_TRUE(g.ok()) << g.error().message();
-  Result<qe::model::HfTokenizerFiles> hf = qe::model::gguf_tokenizer_to_hf(*g);
+  Result<qe::tokenizer::HfTokenizerFiles> hf = qe::tokenizer::gguf_tokenizer_to_hf(*g);
   ASSERT_TRUE(hf.ok()) << hf.error().message();
   const Json& tj = hf->tokenizer_json;
   EXPECT_EQ(tj["model"]["merges"], Json::parse(R"([["a", "b"]])"));

@@ -1,21 +1,11 @@
 // Detection and selection: the override may only pick a level the CPU runs; anything else is an Error.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-
 #include "kernels/kernel_table.h"
 #include "kernels/threads.h"
 
 namespace qe::kernels {
 namespace {
-
-// Runs first in this binary (declaration order): QE_ISA is read once, on the first kernels() call.
-TEST(Dispatch, BadEnvironmentOverrideIsIgnoredNotFatal) {
-  setenv("QE_ISA", "no-such-isa", 1);
-  EXPECT_EQ(kernels().isa, best_isa());
-  EXPECT_NE(describe_isa().find("ignored"), std::string::npos) << describe_isa();
-  unsetenv("QE_ISA");
-}
 
 TEST(Dispatch, NamesRoundTrip) {
   for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512, Isa::neon}) EXPECT_EQ(isa_from_name(isa_name(isa)), isa);

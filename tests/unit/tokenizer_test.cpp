@@ -10,12 +10,12 @@
 
 #include "formats/gguf_reader.h"
 #include "formats/gguf_writer.h"
-#include "model/pretokenize.h"
-#include "model/tokenizer.h"
-#include "model/utf8.h"
-#include "model/vocab.h"
+#include "tokenizer/pretokenize.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+#include "tokenizer/vocab.h"
 
-namespace qe {
+namespace qe::tokenizer {
 namespace {
 
 using Ids = std::vector<int32_t>;
@@ -260,4 +260,4 @@ TEST(TokenizerErrors, BadMetadataNamesTheKey) {
 }
 
 }  // namespace
-}  // namespace qe
+}  // namespace qe::tokenizer

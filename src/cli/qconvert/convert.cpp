@@ -8,11 +8,12 @@
 #include <map>
 #include <set>
 
+#include "cli/isa_choice.h"
 #include "cli/qconvert/convert_report.h"
 #include "formats/atomic_file.h"
 #include "kernels/kernel_table.h"
 #include "kernels/threads.h"
-#include "model/convert_run.h"
+#include "convert/run.h"
 
 namespace qe::cli {
 namespace {
@@ -27,7 +28,7 @@ class Progress {
  public:
   explicit Progress(bool verbose) : tty_(::isatty(STDERR_FILENO) != 0), verbose_(verbose), t0_(Clock::now()) {}
 
-  void tensor(const model::TensorPlan& p, size_t i, size_t n) {
+  void tensor(const convert::TensorPlan& p, size_t i, size_t n) {
     name_ = p.name;
     index_ = i;
     count_ = n;
@@ -85,13 +86,12 @@ std::string card_path(const ConvertOptions& opt) {
 }  // namespace
 
 Status run_conversion(const ConvertOptions& opt) {
-  if (!opt.isa.empty())
-    if (Status s = kernels::select_isa(opt.isa); !s) return s;
+  if (Status s = choose_isa(opt.isa); !s) return s;
   if (opt.output.empty() == opt.to_hf.empty())
     return Error{opt.input, "", opt.output.empty() ? "give an output: -o OUT.gguf or --to-hf DIR"
                                                    : "-o and --to-hf exclude each other"};
 
-  model::ConvertJob job;
+  convert::ConvertJob job;
   job.input = opt.input;
   job.output = opt.to_hf.empty() ? opt.output : opt.to_hf;
   job.to_hf = !opt.to_hf.empty();
@@ -99,25 +99,25 @@ Status run_conversion(const ConvertOptions& opt) {
   job.force = opt.force;
   job.n_threads = opt.n_threads > 0 ? opt.n_threads : kernels::default_thread_count();
   job.policy.pure = opt.pure;
-  Result<model::ConvertMode> mode = model::detect_mode(job);
+  Result<convert::ConvertMode> mode = convert::detect_mode(job);
   if (!mode) return mode.error();
 
   std::string type = opt.type;
   if (type.empty()) {
-    if (*mode == model::ConvertMode::kRequantize)
-      return Error{opt.input, "--type", fmt::format("required to convert a GGUF ({})", model::output_type_names())};
-    type = *mode == model::ConvertMode::kGgufToHf ? "f32" : "f16";
+    if (*mode == convert::ConvertMode::kRequantize)
+      return Error{opt.input, "--type", fmt::format("required to convert a GGUF ({})", convert::output_type_names())};
+    type = *mode == convert::ConvertMode::kGgufToHf ? "f32" : "f16";
   }
-  std::optional<GgmlType> t = model::parse_output_type(type);
-  if (!t) return Error{"", "--type", fmt::format("'{}' is not one of {}", type, model::output_type_names())};
-  if (*mode == model::ConvertMode::kGgufToHf) {
-    if (model::is_quantized(*t)) return Error{"", "--type", fmt::format("--to-hf writes f32, f16 or bf16, not {}", type)};
+  std::optional<GgmlType> t = convert::parse_output_type(type);
+  if (!t) return Error{"", "--type", fmt::format("'{}' is not one of {}", type, convert::output_type_names())};
+  if (*mode == convert::ConvertMode::kGgufToHf) {
+    if (convert::is_quantized(*t)) return Error{"", "--type", fmt::format("--to-hf writes f32, f16 or bf16, not {}", type)};
     if (!opt.tensor_types.empty() || opt.pure) return Error{"", "--to-hf", "--tensor-type and --pure apply to GGUF outputs"};
     job.export_type = *t;
   }
   job.policy.target = *t;
   for (const std::string& spec : opt.tensor_types) {
-    Result<model::TensorTypeOverride> o = model::parse_tensor_type_override(spec);
+    Result<convert::TensorTypeOverride> o = convert::parse_tensor_type_override(spec);
     if (!o) return o.error();
     job.policy.overrides.push_back(std::move(*o));
   }
@@ -132,17 +132,17 @@ Status run_conversion(const ConvertOptions& opt) {
     fmt::print(stderr, "qconvert: {} threads, target {}{}\n", job.n_threads, type, opt.pure ? " (pure)" : "");
   }
   Progress progress(opt.verbose);
-  model::ConvertObserver obs;
-  obs.tensor = [&](const model::TensorPlan& p, size_t i, size_t n) { progress.tensor(p, i, n); };
+  convert::ConvertObserver obs;
+  obs.tensor = [&](const convert::TensorPlan& p, size_t i, size_t n) { progress.tensor(p, i, n); };
   obs.progress = [&](uint64_t done, uint64_t total) { progress.bytes(done, total); };
-  Result<model::ConvertResult> res = model::run_convert(job, obs);
+  Result<convert::ConvertResult> res = convert::run_convert(job, obs);
   progress.clear();
   if (!res) return res.error();
 
   for (const std::string& w : res->warnings) fmt::print(stderr, "qconvert: warning: {}\n", w);
   // One line per distinct reason, so a fallback or the q6_K stand-in is never silent.
   std::map<std::string, int> reasons;
-  for (const model::TensorReport& x : res->tensors)
+  for (const convert::TensorReport& x : res->tensors)
     if (!x.reason.empty() && x.reason != "1-D: kept f32") ++reasons[x.reason];
   for (const auto& [why, n] : reasons) fmt::print(stderr, "qconvert: {} tensor{}: {}\n", n, n == 1 ? "" : "s", why);
 

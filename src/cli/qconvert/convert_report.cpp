@@ -9,11 +9,11 @@
 namespace qe::cli {
 namespace {
 
-std::string_view mode_name(model::ConvertMode m) {
+std::string_view mode_name(convert::ConvertMode m) {
   switch (m) {
-    case model::ConvertMode::kHfToGguf: return "hf-to-gguf";
-    case model::ConvertMode::kRequantize: return "requantize";
-    case model::ConvertMode::kGgufToHf: return "gguf-to-hf";
+    case convert::ConvertMode::kHfToGguf: return "hf-to-gguf";
+    case convert::ConvertMode::kRequantize: return "requantize";
+    case convert::ConvertMode::kGgufToHf: return "gguf-to-hf";
   }
   return "";
 }
@@ -22,7 +22,7 @@ std::string mb(uint64_t bytes) { return fmt::format("{:.1f} MB", static_cast<dou
 
 }  // namespace
 
-ConvertTotals totals_of(const model::ConvertResult& r) {
+ConvertTotals totals_of(const convert::ConvertResult& r) {
   ConvertTotals t;
   if (r.out_bytes) t.ratio = static_cast<double>(r.src_bytes) / static_cast<double>(r.out_bytes);
   if (r.n_weights) t.bits_per_weight = 8.0 * static_cast<double>(r.out_bytes) / static_cast<double>(r.n_weights);
@@ -30,7 +30,7 @@ ConvertTotals totals_of(const model::ConvertResult& r) {
   return t;
 }
 
-nlohmann::ordered_json report_json(const ConvertOptions& opt, const std::string& type, const model::ConvertResult& r) {
+nlohmann::ordered_json report_json(const ConvertOptions& opt, const std::string& type, const convert::ConvertResult& r) {
   const ConvertTotals t = totals_of(r);
   nlohmann::ordered_json j;
   j["input"] = opt.input;
@@ -48,7 +48,7 @@ nlohmann::ordered_json report_json(const ConvertOptions& opt, const std::string&
   j["bits_per_weight"] = t.bits_per_weight;
   j["warnings"] = r.warnings;
   auto& tensors = j["tensors"] = nlohmann::ordered_json::array();
-  for (const model::TensorReport& x : r.tensors) {
+  for (const convert::TensorReport& x : r.tensors) {
     nlohmann::ordered_json e;
     e["name"] = x.name;
     e["shape"] = x.dims;
@@ -67,7 +67,7 @@ nlohmann::ordered_json report_json(const ConvertOptions& opt, const std::string&
 }
 
 std::string model_card(const ConvertOptions& opt, const std::string& type, const std::string& output,
-                       const model::ConvertResult& r) {
+                       const convert::ConvertResult& r) {
   const ConvertTotals t = totals_of(r);
   std::string md;
   md += fmt::format("# {}\n\n", r.model_name.empty() ? output : r.model_name);
@@ -81,7 +81,7 @@ std::string model_card(const ConvertOptions& opt, const std::string& type, const
   md += fmt::format("- Conversion time: {:.2f} s\n\n", r.seconds);
 
   std::map<std::string, std::pair<int, uint64_t>> by_type;
-  for (const model::TensorReport& x : r.tensors) {
+  for (const convert::TensorReport& x : r.tensors) {
     auto& [n, bytes] = by_type[std::string(ggml_type_name(x.out_type))];
     ++n;
     bytes += x.out_bytes;
@@ -91,7 +91,7 @@ std::string model_card(const ConvertOptions& opt, const std::string& type, const
 
   md += "\n## Tensors\n\nError of the written tensor against the source, measured by dequantizing it.\n\n"
         "| tensor | shape | source | type | bytes | rmse | max abs error | note |\n|---|---|---|---|---:|---:|---:|---|\n";
-  for (const model::TensorReport& x : r.tensors) {
+  for (const convert::TensorReport& x : r.tensors) {
     std::string shape;
     for (size_t i = 0; i < x.dims.size(); ++i) shape += fmt::format("{}{}", i ? "×" : "", x.dims[i]);
     md += fmt::format("| {} | {} | {} | {} | {} | {:.3g} | {:.3g} | {} |\n", x.name, shape, ggml_type_name(x.src_type),

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "cli/qconvert/convert.h"
-#include "model/convert_run.h"
+#include "convert/run.h"
 
 namespace qe::cli {
 
@@ -15,10 +15,10 @@ struct ConvertTotals {
   double bits_per_weight = 0.0;  // output tensor bits / weights
   double mb_per_s = 0.0;         // source MB (1e6 bytes) per second
 };
-ConvertTotals totals_of(const model::ConvertResult& r);
+ConvertTotals totals_of(const convert::ConvertResult& r);
 
-nlohmann::ordered_json report_json(const ConvertOptions& opt, const std::string& type, const model::ConvertResult& r);
+nlohmann::ordered_json report_json(const ConvertOptions& opt, const std::string& type, const convert::ConvertResult& r);
 std::string model_card(const ConvertOptions& opt, const std::string& type, const std::string& output,
-                       const model::ConvertResult& r);
+                       const convert::ConvertResult& r);
 
 }  // namespace qe::cli

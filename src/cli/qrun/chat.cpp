@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "cli/qrun/session.h"
-#include "model/chat_template.h"
+#include "tokenizer/chat_template.h"
 #include "model/forward.h"
 #include "model/kv_cache.h"
 #include "model/run_state.h"
@@ -78,14 +78,14 @@ std::optional<std::string> next_user_turn(const RunOptions& o, bool first, bool 
 
 Status run_chat(const RunOptions& o, Session& s) {
   const model::Config& c = s.config;
-  const Tokenizer& tok = s.tok;
+  const tokenizer::Tokenizer& tok = s.tok;
   if (!o.prompt_file.empty())
     return usage("-f is not used in chat mode: give the first message with -p or stdin");
 
   std::optional<std::string_view> gguf_template;
   Result<std::string> jinja = s.file.get_string("tokenizer.chat_template");
   if (jinja) gguf_template = *jinja;
-  Result<model::ChatTemplate> tmpl = model::resolve_chat_template(o.chat_template, gguf_template);
+  Result<tokenizer::ChatTemplate> tmpl = tokenizer::resolve_chat_template(o.chat_template, gguf_template);
   if (!tmpl) return Error{o.chat_template.empty() ? o.model : "", tmpl.error().field, tmpl.error().reason};
 
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
@@ -106,14 +106,14 @@ Status run_chat(const RunOptions& o, Session& s) {
   log_session(o, s);
   fmt::print(stderr,
              "qrun: chat template {} ({}), n_ctx = {}, n_batch = {}, kv cache {} ({:.1f} MiB), seed = {}\n",
-             model::chat_template_name(*tmpl),
+             tokenizer::chat_template_name(*tmpl),
              !o.chat_template.empty() ? "--chat-template"
              : gguf_template          ? "from the model"
                                       : "default: the model has none",
              n_ctx, n_batch, o.cache_type, static_cast<double>(chat.kv.bytes()) / 1048576.0, sp.seed);
   fmt::print(stderr, "qrun: chat mode: one message per line on stdin, EOF (Ctrl-D) ends\n");
 
-  std::vector<model::ChatMessage> messages;
+  std::vector<tokenizer::ChatMessage> messages;
   if (!o.system_prompt.empty()) messages.push_back({"system", o.system_prompt});
   const bool echo = isatty(STDIN_FILENO) == 0;
   std::string pending;  // text the history holds but the cache does not yet: the reply's end marker
@@ -124,9 +124,9 @@ Status run_chat(const RunOptions& o, Session& s) {
     ++turn;
     // The new turn's text: what format_chat adds to the history already in the cache (llama.cpp's
     // common_chat_format_single), after the end marker of the previous reply.
-    const std::string before = turn == 1 ? std::string() : model::format_chat(*tmpl, messages, false);
+    const std::string before = turn == 1 ? std::string() : tokenizer::format_chat(*tmpl, messages, false);
     messages.push_back({"user", std::move(*user)});
-    const std::string prompt = model::format_chat(*tmpl, messages, /*add_assistant_prompt=*/true);
+    const std::string prompt = tokenizer::format_chat(*tmpl, messages, /*add_assistant_prompt=*/true);
     size_t common = 0;
     while (common < before.size() && common < prompt.size() && before[common] == prompt[common]) ++common;
     const std::string text = pending + prompt.substr(common);
@@ -147,7 +147,7 @@ Status run_chat(const RunOptions& o, Session& s) {
 
     // ---- The reply: sample until an end-of-generation token, -n tokens or a full context.
     std::string reply;
-    Utf8Stream out;
+    tokenizer::Utf8Stream out;
     int64_t n_gen = 0;
     while (o.n_predict < 0 || n_gen < o.n_predict) {
       const int32_t id = sampler.sample(*logits);
@@ -169,7 +169,7 @@ Status run_chat(const RunOptions& o, Session& s) {
     emit(out.finish());
     emit("\n");
     n_gen_total += n_gen;
-    pending = model::assistant_turn_tail(*tmpl, messages, reply);
+    pending = tokenizer::assistant_turn_tail(*tmpl, messages, reply);
     messages.push_back({"assistant", std::move(reply)});
     if (o.verbose)
       fmt::print(stderr, "qrun: turn {}: {} tokens generated, cache at {} of {}\n", turn, n_gen, chat.n_past,

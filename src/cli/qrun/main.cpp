@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "cli/qrun/options.h"
-#include "model/chat_template.h"
+#include "tokenizer/chat_template.h"
 
 int main(int argc, char** argv) {
   // llama.cpp spells three long options with one dash; CLI11 would read "-cnv" as -c "nv", "-sys" as
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   app.add_option("--system-prompt", o.system_prompt, "-sys: system message of the chat");
   app.add_option("--chat-template", o.chat_template,
                  "chat template by llama.cpp's name (default: the model's, chatml without one): " +
-                     qe::model::chat_template_name_list());
+                     qe::tokenizer::chat_template_name_list());
   // Perplexity (llama-perplexity)
   app.add_flag("--perplexity", o.perplexity,
                "score the text of -f (llama-perplexity's method; -c default 512)");

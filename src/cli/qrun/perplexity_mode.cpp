@@ -135,7 +135,7 @@ void print_kl_summary(const model::ppl::KlStats& k, std::vector<float> kld_value
 
 Status run_perplexity(const RunOptions& o, Session& s) {
   const model::Config& c = s.config;
-  const Tokenizer& tok = s.tok;
+  const tokenizer::Tokenizer& tok = s.tok;
   const bool kl = o.kl_divergence;
   const bool save = !kl && !o.kl_divergence_base.empty();
   if (tok.add_eos())

@@ -8,6 +8,7 @@
 #include <memory>
 #include <random>
 
+#include "cli/isa_choice.h"
 #include "cli/qrun/options.h"
 #include "cli/qrun/session.h"
 #include "kernels/kernel_table.h"
@@ -16,7 +17,7 @@
 #include "model/kv_cache.h"
 #include "model/run_state.h"
 #include "model/sampler.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "model/weights.h"
 
 namespace qe::cli {
@@ -49,8 +50,7 @@ Status run_completion(const RunOptions& o, Session& s);
 
 Status run(const RunOptions& o) {
   const Clock::time_point t_load = Clock::now();
-  if (!o.isa.empty())
-    if (Status st = kernels::select_isa(o.isa); !st) return st;
+  if (Status st = choose_isa(o.isa); !st) return st;
   if (!o.prompt.empty() && !o.prompt_file.empty()) return usage("-p and -f both give a prompt; use one");
   if (o.cache_type != "f16" && o.cache_type != "f32")
     return usage(fmt::format("--cache-type {} is not supported (f16, f32)", o.cache_type));
@@ -72,7 +72,7 @@ namespace {
 
 Status run_completion(const RunOptions& o, Session& s) {
   const model::Config& c = s.config;
-  const Tokenizer& tok = s.tok;
+  const tokenizer::Tokenizer& tok = s.tok;
   const model::Weights& weights = s.weights;
   const int n_threads = s.n_threads;
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
@@ -133,7 +133,7 @@ Status run_completion(const RunOptions& o, Session& s) {
   }
 
   // ---- Echo the prompt, as llama-cli does (control tokens such as BOS render as nothing).
-  Utf8Stream out;
+  tokenizer::Utf8Stream out;
   for (int32_t id : prompt) {
     emit(out.push(tok.token_to_piece(id, /*special=*/false)));
     sampler.accept(id);  // llama.cpp's penalties see the prompt too

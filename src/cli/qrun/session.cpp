@@ -60,7 +60,7 @@ Result<std::unique_ptr<Session>> open_session(const RunOptions& o, Clock::time_p
   if (Status st = model::check_numerics(*weights, numerics(o), o.cache_type == "f32" ? GgmlType::F32 : GgmlType::F16);
       !st)
     return Error{o.model, st.error().field, st.error().reason};
-  Result<Tokenizer> tok = Tokenizer::from_gguf(*file);
+  Result<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::from_gguf(*file);
   if (!tok) return tok.error();
   if (tok->n_vocab() != config->n_vocab)
     return Error{

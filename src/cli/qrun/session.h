@@ -13,7 +13,7 @@
 #include "formats/gguf_reader.h"
 #include "model/config.h"
 #include "model/run_state.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "model/weights.h"
 
 namespace qe::cli {
@@ -24,7 +24,7 @@ struct Session {
   GgufFile file;  // the mapping the weight views point into: lives as long as the session
   model::Config config;
   model::Weights weights;
-  Tokenizer tok;
+  tokenizer::Tokenizer tok;
   int n_threads = 1;
   double load_ms = 0;
 };

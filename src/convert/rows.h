@@ -1,0 +1,50 @@
+// The inner loop of qconvert: source rows (any type we can dequantize) -> f32 -> output type, in
+// parallel over rows, with the q/k RoPE row reordering applied on the way and the error of what was
+// written measured by dequantizing it again in the same pass (the report's rmse / max_abs_error).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include "formats/ggml_type.h"
+
+namespace qe::convert {
+
+struct ErrorStats {
+  double sum_sq = 0.0;   // sum of (written - source)^2
+  double max_abs = 0.0;  // largest |written - source|
+  uint64_t n = 0;        // elements compared
+
+  double rmse() const;
+};
+
+// HF stores each q/k head as two halves (rows i and i + head_dim/2 are a RoPE pair); llama.cpp's
+// `llama` arch rotates adjacent rows (2i, 2i+1), so convert_hf_to_gguf.py permutes the rows per head:
+// reshape(heads, 2, head_dim/2, in).swapaxes(1, 2). GGUF row h*hd + 2i + j comes from HF row
+// h*hd + j*hd/2 + i. head_dim = 0 is the identity; to_hf undoes the permutation.
+struct RowOrder {
+  int64_t head_dim = 0;
+  bool to_hf = false;
+
+  int64_t source_row(int64_t out_row) const {
+    if (head_dim == 0) return out_row;
+    const int64_t h = out_row / head_dim, r = out_row % head_dim, half = head_dim / 2;
+    if (!to_hf) return h * head_dim + (r % 2) * half + r / 2;  // out (i, j) <- in (j, i)
+    return h * head_dim + (r % half) * 2 + r / half;           // out (j, i) <- in (i, j)
+  }
+};
+
+// Writes output rows [r0, r1) to `out` (contiguous, out_type), row r taken from source row
+// order.source_row(r) of `src` (rows of row_len elements of src_type, contiguous from row 0).
+// Both types must have block traits (to_float for src, from_float and to_float for out) and row_len
+// must be a multiple of both block sizes (checked). Adds the error of the written rows to `stats`, summed
+// in row order (the same bits for any thread count).
+// side_task (may be empty) runs once, on one of the n_threads threads, while the others start on the rows
+// (which are dealt out dynamically, so that thread joins them when done): qconvert writes the previous
+// chunk this way, inside the team, instead of on an extra thread that would compete with it for cores.
+void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, std::byte* out, int64_t row_len,
+                  int64_t r0, int64_t r1, const RowOrder& order, int n_threads, ErrorStats& stats,
+                  const std::function<void()>& side_task = {});
+
+}  // namespace qe::convert

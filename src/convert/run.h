@@ -1,0 +1,68 @@
+// qconvert's three conversions, end to end: HF directory -> GGUF, GGUF -> GGUF (requantization) and
+// GGUF -> HF directory. Tensors stream one at a time through convert_rows (never the whole model in
+// memory; source pages are released after use), outputs go through temp file + rename, and the input
+// is only ever opened read-only and never named as an output.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "formats/error.h"
+#include "convert/plan.h"
+#include "convert/types.h"
+
+namespace qe::convert {
+
+enum class ConvertMode { kHfToGguf, kRequantize, kGgufToHf };
+
+struct ConvertJob {
+  std::string input;              // HF directory or GGUF file
+  std::string output;             // GGUF path, or the HF directory with to_hf
+  bool to_hf = false;
+  TypePolicy policy;              // GGUF outputs
+  GgmlType export_type = GgmlType::F32;  // to_hf: f32, f16 or bf16
+  bool allow_requantize = false;
+  bool force = false;             // replace an existing output
+  int n_threads = 1;
+  std::vector<std::string> extra_outputs;  // more paths we will write (the card): checked against the inputs
+};
+
+struct TensorReport {
+  std::string name;
+  std::vector<uint64_t> dims;  // output order (GGUF: innermost first)
+  GgmlType src_type = GgmlType::F32, out_type = GgmlType::F32;
+  uint64_t src_bytes = 0, out_bytes = 0, n_elements = 0;
+  double rmse = 0.0, max_abs_error = 0.0;
+  bool copied = false;
+  std::string reason;
+  bool fallback = false;
+};
+
+struct ConvertResult {
+  ConvertMode mode = ConvertMode::kHfToGguf;
+  std::vector<TensorReport> tensors;
+  std::vector<std::string> files_written;
+  uint64_t src_bytes = 0;     // tensor bytes read
+  uint64_t out_bytes = 0;     // tensor bytes written
+  uint64_t output_file_bytes = 0;
+  uint64_t n_weights = 0;
+  double seconds = 0.0;
+  std::vector<std::string> warnings;
+  std::string license;        // from the input (config/README front matter, general.license), may be empty
+  std::string model_name;
+};
+
+struct ConvertObserver {
+  std::function<void(const std::string&)> log;                                 // one line, no newline
+  std::function<void(const TensorPlan&, size_t index, size_t count)> tensor;   // a tensor starts
+  std::function<void(uint64_t done, uint64_t total)> progress;                 // source bytes overall
+};
+
+Result<ConvertResult> run_convert(const ConvertJob& job, const ConvertObserver& obs);
+
+// Which mode a job is (inspects the input: a directory is HF, a file must start with the GGUF magic).
+Result<ConvertMode> detect_mode(const ConvertJob& job);
+
+}  // namespace qe::convert
