@@ -18,6 +18,10 @@ struct Error {
   std::string file;    // the path (or "<memory>") the problem is in
   std::string field;   // the key, tensor, JSON field or "offset N" that is wrong
   std::string reason;  // what is wrong with it, in words
+  // The caller's setting this error is about, or that would change the outcome, as the library's API
+  // names it ("overwrite", "numerics", "cache_type", ...). The library knows no command line: a front
+  // end maps the option to its own flag (cli/flag_errors.h). Not part of message().
+  std::string option = {};
 
   // "file: field: reason" (parts that are empty are left out), one line.
   std::string message() const;
