@@ -115,7 +115,7 @@ void BM_op(benchmark::State& state, const KernelTable* k, const std::string& op,
   kernels::rope_cos_sin(17, 128, 10000.0f, c.data(), s.data());
   for (auto _ : state) {
     if (op == "rms_norm") k->rms_norm(x.data(), w.data(), y.data(), n, 1e-5f);
-    else if (op == "softmax") { std::copy(x.begin(), x.end(), y.begin()); k->softmax(y.data(), n); }
+    else if (op == "softmax") { std::copy(x.begin(), x.end(), y.begin()); k->softmax(y.data(), n, 0.125f); }
     else if (op == "silu_mul") k->silu_mul(x.data(), w.data(), y.data(), n);
     else if (op == "rope") k->rope(y.data(), n / 128, 128, 128, c.data(), s.data());
     else if (op == "quantize_q8_0") k->quantize_q8_0(x.data(), q.data(), n);

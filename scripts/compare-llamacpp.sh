@@ -27,14 +27,30 @@ done
 [[ -x $PY ]] || { echo "compare-llamacpp.sh: $PY missing: run scripts/setup.sh first" >&2; exit 1; }
 
 # ---- llama-cpp-python, from source, CPU only (no CUDA/Metal, no curl): the wheel on PyPI is an sdist
-# anyway; --no-binary makes sure no foreign prebuilt wheel is picked up.
-have=$($PY -c 'import llama_cpp; print(llama_cpp.__version__)' 2>/dev/null || true)
-if [[ $have != "$LLAMA_CPP_PYTHON_VERSION" ]]; then
-  echo "compare-llamacpp.sh: building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION from source (several minutes)" >&2
+# anyway; --no-binary makes sure no foreign prebuilt wheel is picked up. On x86-64 it is built for the
+# AVX2 level (GGML_NATIVE=OFF), whatever the CPU: `qrun --numerics llama.cpp` reproduces llama.cpp's AVX2
+# backend bit for bit, and a native build on an AVX-512 CPU takes other kernels (other bits). A build of
+# another flavour (e.g. an earlier native one) is replaced; --no-cache-dir keeps pip from reusing a wheel
+# it cached from a build with other flags.
+if [[ $(uname -m) == x86_64 ]]; then
+  GGML_LEVEL="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF"
+  want_info="AVX2 = 1"
+else
+  GGML_LEVEL="-DGGML_NATIVE=ON"
+  want_info=""
+fi
+have=$($PY - <<'PY' 2>/dev/null || true
+import llama_cpp
+print(llama_cpp.__version__, "|", llama_cpp.llama_print_system_info().decode())
+PY
+)
+if [[ ${have%% |*} != "$LLAMA_CPP_PYTHON_VERSION" || $have != *"$want_info"* || $have == *"AVX512 = 1"* ]]; then
+  echo "compare-llamacpp.sh: building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION from source, $GGML_LEVEL (several minutes)" >&2
   t0=$(date +%s)
-  CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF" \
+  CMAKE_ARGS="$GGML_LEVEL -DGGML_OPENMP=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF" \
   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-    $PY -m pip install --quiet --no-binary llama-cpp-python "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
+    bash -c "$PY -m pip uninstall --quiet -y llama-cpp-python 2>/dev/null; $PY -m pip install --quiet --no-cache-dir \
+      --no-binary llama-cpp-python llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
   echo "compare-llamacpp.sh: llama-cpp-python built in $(( $(date +%s) - t0 )) s" >&2
 fi
 

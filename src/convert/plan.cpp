@@ -43,6 +43,16 @@ void finish_plan(TensorPlan& p) {
   p.copy = p.out_type == p.src_type && p.order.head_dim == 0 && p.computed.empty();
 }
 
+// The policy's choice for p (its name and dims set), then finish_plan.
+void choose_type(TensorPlan& p, const TypePolicy& policy, bool has_output) {
+  TypeChoice c = choose_tensor_type(policy, p.name, p.dims, has_output);
+  p.out_type = c.type;
+  p.reason = std::move(c.reason);
+  p.fallback = c.fallback;
+  p.override_index = c.override_index;
+  finish_plan(p);
+}
+
 }  // namespace
 
 uint64_t TensorPlan::n_elements() const {
@@ -102,11 +112,7 @@ Result<std::vector<TensorPlan>> plan_hf_to_gguf(const HfModelDir& dir, const Lla
     p.src = view->data;
     const int rope = rope_of[name];
     if (rope != 0) p.order.head_dim = hp.head_dim;
-    TypeChoice c = choose_tensor_type(policy, name, p.dims, has_output);
-    p.out_type = c.type;
-    p.reason = std::move(c.reason);
-    p.fallback = c.fallback;
-    finish_plan(p);
+    choose_type(p, policy, has_output);
     plans.push_back(std::move(p));
     by_gguf.erase(it);
   }
@@ -129,11 +135,7 @@ Result<std::vector<TensorPlan>> plan_requantize(const GgufFile& g, const TypePol
     p.dims = t.dims;
     p.src_type = t.type;
     p.src = t.data;
-    TypeChoice c = choose_tensor_type(policy, t.name, t.dims, has_output);
-    p.out_type = c.type;
-    p.reason = std::move(c.reason);
-    p.fallback = c.fallback;
-    finish_plan(p);
+    choose_type(p, policy, has_output);
     if (!p.copy) {
       if (!dequantizable(t.type))
         return Error{g.name(), "tensor " + t.name,
@@ -141,8 +143,9 @@ Result<std::vector<TensorPlan>> plan_requantize(const GgufFile& g, const TypePol
                                  ggml_type_name(t.type))};
       if (!high_precision(t.type) && !allow_requantize)
         return Error{g.name(), "tensor " + t.name,
-                     fmt::format("is already {}; requantizing it to {} compounds the error (use --allow-requantize)",
-                                 ggml_type_name(t.type), ggml_type_name(p.out_type))};
+                     fmt::format("is already {}; requantizing it to {} compounds the error",
+                                 ggml_type_name(t.type), ggml_type_name(p.out_type)),
+                     "allow_requantize"};
     }
     plans.push_back(std::move(p));
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -29,8 +30,9 @@ struct TensorPlan {
   std::vector<float> computed;      // the values of a computed tensor (src is empty then)
   RowOrder order;                   // q/k RoPE row permutation (identity for other tensors)
   bool copy = false;                // same type, same order: the bytes are copied unchanged
-  std::string reason;               // why out_type, when it is not simply the target type
+  std::string reason;               // why out_type, when a rule (not the target type or an override) chose it
   bool fallback = false;            // out_type is a fallback for rows the preferred type cannot hold
+  std::optional<size_t> override_index;  // the TypePolicy::overrides entry that chose out_type
 
   uint64_t n_elements() const;
   uint64_t src_bytes() const;

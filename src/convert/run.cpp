@@ -41,6 +41,7 @@ Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, Tenso
   rep.n_elements = p.n_elements();
   rep.reason = p.reason;
   rep.fallback = p.fallback;
+  rep.override_index = p.override_index;
   rep.copied = p.copy;
 
   if (p.copy) {
@@ -184,7 +185,7 @@ Status write_gguf(const ConvertJob& job, const std::vector<GgufKv>& kvs, const s
     if (Status s = w.set(kv.key, kv.value); !s) return s;
   for (const TensorPlan& p : plans)
     if (Status s = w.add_tensor(p.name, p.out_type, p.dims); !s) return s;
-  if (Status s = w.open(job.output, job.force); !s) return s;
+  if (Status s = w.open(job.output, job.overwrite); !s) return s;
   Status s = stream_all(plans, job.n_threads,
                         [&](const TensorPlan& p) -> Sink {
                           return [&w, &p](std::span<const std::byte> b) { return w.write_tensor_chunk(p.name, b); };
@@ -274,12 +275,12 @@ class ExportDir {
     for (const std::string& f : committed_) fs::remove(f, ec);
     if (created_) fs::remove(dir_, ec);
   }
-  Status open(const std::string& dir, bool force) {
+  Status open(const std::string& dir, bool overwrite) {
     dir_ = dir;
     std::error_code ec;
     if (fs::exists(dir, ec)) {
       if (!fs::is_directory(dir, ec)) return Error{dir, "", "exists and is not a directory"};
-      if (!fs::is_empty(dir, ec) && !force) return Error{dir, "", "exists and is not empty (use --force to replace its files)"};
+      if (!fs::is_empty(dir, ec) && !overwrite) return Error{dir, "", "exists and is not empty", "overwrite"};
       return {};
     }
     if (!fs::create_directory(dir, ec)) return Error{dir, "", "cannot create directory: " + ec.message()};
@@ -310,14 +311,14 @@ Result<ConvertResult> gguf_to_hf(const ConvertJob& job, const GgufFile& g, const
   if (auto l = g.get_string("general.license")) res.license = *l;
 
   ExportDir dir;
-  if (Status s = dir.open(job.output, job.force); !s) return s.error();
+  if (Status s = dir.open(job.output, job.overwrite); !s) return s.error();
   const std::string st_path = dir.path(kHfSingleFile);
   std::vector<SafetensorsDecl> decls;
   for (const TensorPlan& p : *plans)
     decls.push_back({p.name, std::string(ggml_type_name(p.out_type)), std::vector<uint64_t>(p.dims.rbegin(), p.dims.rend())});
   for (SafetensorsDecl& d : decls)
     std::transform(d.dtype.begin(), d.dtype.end(), d.dtype.begin(), [](unsigned char c) { return std::toupper(c); });
-  Result<SafetensorsWriter> st = SafetensorsWriter::create(st_path, decls, {{"format", "pt"}}, job.force);
+  Result<SafetensorsWriter> st = SafetensorsWriter::create(st_path, decls, {{"format", "pt"}}, job.overwrite);
   if (!st) return st.error();
   Status s = stream_all(*plans, job.n_threads,
                         [&](const TensorPlan&) -> Sink { return [&st](std::span<const std::byte> b) { return st->write(b); }; },
@@ -340,7 +341,7 @@ Result<ConvertResult> gguf_to_hf(const ConvertJob& job, const GgufFile& g, const
   const nlohmann::ordered_json config = hf_config_json(*hp, torch_dtype(job.export_type));
   for (auto [name, json] : files) {
     const std::string path = dir.path(name);
-    if (Status w = write_json_file(path, json ? *json : config, job.force); !w) return w.error();
+    if (Status w = write_json_file(path, json ? *json : config, job.overwrite); !w) return w.error();
     dir.committed(path);
     res.output_file_bytes += file_size_or_zero(path);
   }
@@ -361,7 +362,7 @@ Result<ConvertMode> detect_mode(const ConvertJob& job) {
   std::error_code ec;
   if (!fs::exists(job.input, ec)) return Error{job.input, "", "no such file or directory"};
   if (fs::is_directory(job.input, ec)) {
-    if (job.to_hf) return Error{job.input, "--to-hf", "needs a GGUF file as input, not a directory"};
+    if (job.to_hf) return Error{job.input, "to_hf", "needs a GGUF file as input, not a directory", "to_hf"};
     return ConvertMode::kHfToGguf;
   }
   if (!starts_with_gguf_magic(job.input))
@@ -385,8 +386,8 @@ Result<ConvertResult> run_convert(const ConvertJob& job, const ConvertObserver& 
     outputs.push_back(job.output);
   }
   if (Status s = refuse_input_as_output(inputs, outputs); !s) return s.error();
-  if (*mode != ConvertMode::kGgufToHf && !job.force && fs::exists(job.output))
-    return Error{job.output, "", "exists (use --force to replace it)"};
+  if (*mode != ConvertMode::kGgufToHf && !job.overwrite && fs::exists(job.output))
+    return Error{job.output, "", "already exists", "overwrite"};  // fail fast; the writer checks again
 
   Result<ConvertResult> res = Error{};
   if (*mode == ConvertMode::kHfToGguf) {

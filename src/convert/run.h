@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,7 @@ struct ConvertJob {
   TypePolicy policy;              // GGUF outputs
   GgmlType export_type = GgmlType::F32;  // to_hf: f32, f16 or bf16
   bool allow_requantize = false;
-  bool force = false;             // replace an existing output
+  bool overwrite = false;         // replace existing output files
   int n_threads = 1;
   std::vector<std::string> extra_outputs;  // more paths we will write (the card): checked against the inputs
 };
@@ -36,8 +37,9 @@ struct TensorReport {
   uint64_t src_bytes = 0, out_bytes = 0, n_elements = 0;
   double rmse = 0.0, max_abs_error = 0.0;
   bool copied = false;
-  std::string reason;
+  std::string reason;                    // TensorPlan::reason
   bool fallback = false;
+  std::optional<size_t> override_index;  // TensorPlan::override_index
 };
 
 struct ConvertResult {

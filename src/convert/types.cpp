@@ -63,18 +63,24 @@ std::optional<GgmlType> type_of_llama_file_type(uint32_t ftype) {
 Result<TensorTypeOverride> parse_tensor_type_override(std::string_view spec) {
   const size_t eq = spec.rfind('=');
   if (eq == std::string_view::npos || eq == 0)
-    return Error{"", "--tensor-type", fmt::format("'{}' is not REGEX=TYPE", spec)};
+    return Error{"", "tensor_type", fmt::format("'{}' is not REGEX=TYPE", spec), "tensor_type"};
   std::string_view pattern = spec.substr(0, eq), type_name = spec.substr(eq + 1);
   std::optional<GgmlType> type = parse_output_type(type_name);
   if (!type)
-    return Error{"", "--tensor-type",
-                 fmt::format("'{}': type '{}' is not one of {}", spec, type_name, output_type_names())};
+    return Error{"", "tensor_type",
+                 fmt::format("'{}': type '{}' is not one of {}", spec, type_name, output_type_names()),
+                 "tensor_type"};
   try {
     return TensorTypeOverride{std::string(pattern), std::regex(std::string(pattern), std::regex::ECMAScript),
                               *type};
   } catch (const std::regex_error& e) {
-    return Error{"", "--tensor-type", fmt::format("'{}': bad regular expression: {}", pattern, e.what())};
+    return Error{"", "tensor_type", fmt::format("'{}': bad regular expression: {}", pattern, e.what()),
+                 "tensor_type"};
   }
+}
+
+std::string tensor_type_override_spec(const TensorTypeOverride& o) {
+  return fmt::format("{}={}", o.pattern, ggml_type_name(o.type));
 }
 
 bool is_quantized(GgmlType type) { return ggml_type_info(type).block_size > 1; }
@@ -84,9 +90,10 @@ TypeChoice choose_tensor_type(const TypePolicy& policy, std::string_view name, s
   QE_CHECK(!dims.empty());
   if (dims.size() == 1) return {GgmlType::F32, "1-D: kept f32"};
   const std::string n(name);
-  for (const TensorTypeOverride& o : policy.overrides)
-    if (std::regex_search(n, o.regex))
-      return fit_rows({o.type, fmt::format("--tensor-type {}={}", o.pattern, ggml_type_name(o.type))}, dims);
+  for (size_t i = 0; i < policy.overrides.size(); ++i) {
+    const TensorTypeOverride& o = policy.overrides[i];
+    if (std::regex_search(n, o.regex)) return fit_rows({o.type, "", false, i}, dims);
+  }
   if (policy.pure) return fit_rows({policy.target, ""}, dims);
 
   const bool is_output = name == "output.weight" || (!model_has_output && name == "token_embd.weight");

@@ -2,8 +2,8 @@
 // llama-quantize (llama_tensor_get_type in src/llama-quant.cpp) so our files look like its files:
 //   - 1-D tensors (norms, rope_freqs) stay f32: ggml's norm and rope kernels read f32, and llama.cpp's
 //     quantize skips every tensor with fewer than 2 dims.
-//   - --tensor-type REGEX=TYPE overrides, first match wins (llama-quantize's flag of the same name).
-//   - --pure: the target type everywhere else.
+//   - TypePolicy::overrides (REGEX=TYPE, llama-quantize's --tensor-type): first match wins.
+//   - TypePolicy::pure: the target type everywhere else.
 //   - otherwise, for a quantized target, the output projection (output.weight, or token_embd.weight when
 //     the embeddings are tied and it doubles as the output) gets llama.cpp's choice: q6_K for q4_0/q4_1,
 //     q8_0 kept for q8_0. We do not write q6_K, so q8_0 stands in for it (more bits, never fewer).
@@ -41,8 +41,10 @@ struct TensorTypeOverride {
   GgmlType type;
 };
 
-// "REGEX=TYPE" (the last '=' splits, so a pattern may hold '='). Errors name the flag.
+// "REGEX=TYPE" (the last '=' splits, so a pattern may hold '='). Errors carry option "tensor_type".
 Result<TensorTypeOverride> parse_tensor_type_override(std::string_view spec);
+// "REGEX=type" as an override reads once parsed (the type's lower-case name), for logs and reports.
+std::string tensor_type_override_spec(const TensorTypeOverride& o);
 
 struct TypePolicy {
   GgmlType target = GgmlType::F16;
@@ -52,8 +54,9 @@ struct TypePolicy {
 
 struct TypeChoice {
   GgmlType type;
-  std::string reason;  // empty when the tensor simply gets the target type
+  std::string reason;  // a rule's (1-D, output, fallback); empty for the target type or an override
   bool fallback = false;  // the preferred type could not hold this tensor's rows
+  std::optional<size_t> override_index = {};  // the TypePolicy::overrides entry that chose the type
 };
 
 // `dims` innermost first (GGUF order). `model_has_output` is false for tied embeddings.

@@ -26,6 +26,9 @@ std::string base_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// The `overwrite` argument decides this one: the front end says how to set it.
+Error exists_error(const std::string& path) { return Error{path, "", "already exists", "overwrite"}; }
+
 }  // namespace
 
 Result<AtomicFile> AtomicFile::create(const std::string& path, bool overwrite) {
@@ -33,7 +36,7 @@ Result<AtomicFile> AtomicFile::create(const std::string& path, bool overwrite) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) return Error{path, "", "is a directory, expected a file path"};
-    if (!overwrite) return Error{path, "", "already exists (use --force to overwrite)"};
+    if (!overwrite) return exists_error(path);
   }
   AtomicFile f;
   f.path_ = path;
@@ -137,8 +140,7 @@ Status AtomicFile::commit() {
   int rc = overwrite_ ? ::rename(tmp_path_.c_str(), path_.c_str())
                       : ::renameat2(AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE);
   if (rc != 0) {
-    Error e = errno == EEXIST ? Error{path_, "", "already exists (use --force to overwrite)"}
-                              : io_error("rename failed", errno);
+    Error e = errno == EEXIST ? exists_error(path_) : io_error("rename failed", errno);
     discard();
     return e;
   }

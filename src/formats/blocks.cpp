@@ -52,6 +52,20 @@ inline void check_row(int64_t n, int64_t block) {
   QE_CHECK(n >= 0 && n % block == 0);
 }
 
+// The signed value of largest magnitude in x[0..n), the first one on ties (0 when all are zero; a NaN
+// never wins): q4_0 and q8_K map it to the exact end of their range.
+inline float signed_absmax(const float* x, int64_t n) {
+  float amax = 0.0f;
+  float max = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  }
+  return max;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
@@ -124,17 +138,9 @@ void quantize_row_q4_0_ref(const float* x, BlockQ4_0* y, int64_t n) {
   check_row(n, QK4_0);
   const int64_t nb = n / QK4_0;
   for (int64_t i = 0; i < nb; ++i, x += QK4_0) {
-    // The signed value of largest magnitude (first one on ties) maps to q = 0, i.e. d * -8: that side of
-    // the range is exact and the other side clips at q = 15.
-    float amax = 0.0f;
-    float max = 0.0f;
-    for (int64_t j = 0; j < QK4_0; ++j) {
-      if (amax < std::fabs(x[j])) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
-    }
-    const float d = max / -8;
+    // The signed value of largest magnitude maps to q = 0, i.e. d * -8: that side of the range is exact
+    // and the other side clips at q = 15.
+    const float d = signed_absmax(x, QK4_0) / -8;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y[i].d = fp32_to_fp16(d);
     for (int64_t j = 0; j < QK4_0 / 2; ++j) {
@@ -171,34 +177,36 @@ void quantize_row_q4_1_ref(const float* x, BlockQ4_1* y, int64_t n) {
   }
 }
 
+namespace {
+
+// q8_0 and q8_1 share ggml's int8 block (d = amax / 127, qs rounded); returns the unrounded f32 d.
+template <int64_t QK, class Block>
+float quantize_block_int8(const float* x, Block& b) {
+  float amax = 0.0f;
+  for (int64_t j = 0; j < QK; ++j) amax = ggml_max(amax, std::fabs(x[j]));
+  const float d = amax / 127;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  b.d = fp32_to_fp16(d);
+  // roundf: halves away from zero (not the FPU's nearest-even).
+  for (int64_t j = 0; j < QK; ++j) b.qs[j] = trunc_to_i8(std::round(x[j] * id));
+  return d;
+}
+
+}  // namespace
+
 void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n) {
   check_row(n, QK8_0);
   const int64_t nb = n / QK8_0;
-  for (int64_t i = 0; i < nb; ++i, x += QK8_0) {
-    float amax = 0.0f;
-    for (int64_t j = 0; j < QK8_0; ++j) amax = ggml_max(amax, std::fabs(x[j]));
-    const float d = amax / 127;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = fp32_to_fp16(d);
-    // roundf: halves away from zero (not the FPU's nearest-even).
-    for (int64_t j = 0; j < QK8_0; ++j) y[i].qs[j] = trunc_to_i8(std::round(x[j] * id));
-  }
+  for (int64_t i = 0; i < nb; ++i, x += QK8_0) quantize_block_int8<QK8_0>(x, y[i]);
 }
 
 void quantize_row_q8_1_ref(const float* x, BlockQ8_1* y, int64_t n) {
   check_row(n, QK8_1);
   const int64_t nb = n / QK8_1;
   for (int64_t i = 0; i < nb; ++i, x += QK8_1) {
-    float amax = 0.0f;
-    for (int64_t j = 0; j < QK8_1; ++j) amax = ggml_max(amax, std::fabs(x[j]));
-    const float d = amax / 127;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = fp32_to_fp16(d);
+    const float d = quantize_block_int8<QK8_1>(x, y[i]);
     int sum = 0;
-    for (int64_t j = 0; j < QK8_1; ++j) {
-      y[i].qs[j] = trunc_to_i8(std::round(x[j] * id));
-      sum += y[i].qs[j];
-    }
+    for (int64_t j = 0; j < QK8_1; ++j) sum += y[i].qs[j];
     // s uses the unrounded f32 d, as ggml does (|sum| <= 4064, so the int -> float is exact).
     y[i].s = fp32_to_fp16(static_cast<float>(sum) * d);
   }
@@ -208,16 +216,8 @@ void quantize_row_q8_K_ref(const float* x, BlockQ8_K* y, int64_t n) {
   check_row(n, QK_K);
   const int64_t nb = n / QK_K;
   for (int64_t i = 0; i < nb; ++i, x += QK_K) {
-    float amax = 0.0f;
-    float max = 0.0f;
-    for (int64_t j = 0; j < QK_K; ++j) {
-      const float ax = std::fabs(x[j]);
-      if (ax > amax) {
-        amax = ax;
-        max = x[j];
-      }
-    }
-    if (amax == 0.0f) {
+    const float max = signed_absmax(x, QK_K);
+    if (max == 0.0f) {
       // ggml leaves bsums unwritten here; zero them so the block is fully defined.
       std::memset(&y[i], 0, sizeof(BlockQ8_K));
       continue;
@@ -273,23 +273,24 @@ void dequantize_row_q4_1(const BlockQ4_1* x, float* y, int64_t n) {
   }
 }
 
-void dequantize_row_q8_0(const BlockQ8_0* x, float* y, int64_t n) {
-  check_row(n, QK8_0);
-  const int64_t nb = n / QK8_0;
-  for (int64_t i = 0; i < nb; ++i, y += QK8_0) {
+namespace {
+
+// x = d * q for q8_0 and q8_1 alike (q8_1's s is only for dot products).
+template <int64_t QK, class Block>
+void dequantize_row_int8(const Block* x, float* y, int64_t n) {
+  check_row(n, QK);
+  const int64_t nb = n / QK;
+  for (int64_t i = 0; i < nb; ++i, y += QK) {
     const float d = fp16_to_fp32(x[i].d);
-    for (int64_t j = 0; j < QK8_0; ++j) y[j] = static_cast<float>(x[i].qs[j]) * d;
+    for (int64_t j = 0; j < QK; ++j) y[j] = static_cast<float>(x[i].qs[j]) * d;
   }
 }
 
-void dequantize_row_q8_1(const BlockQ8_1* x, float* y, int64_t n) {
-  check_row(n, QK8_1);
-  const int64_t nb = n / QK8_1;
-  for (int64_t i = 0; i < nb; ++i, y += QK8_1) {
-    const float d = fp16_to_fp32(x[i].d);
-    for (int64_t j = 0; j < QK8_1; ++j) y[j] = static_cast<float>(x[i].qs[j]) * d;
-  }
-}
+}  // namespace
+
+void dequantize_row_q8_0(const BlockQ8_0* x, float* y, int64_t n) { dequantize_row_int8<QK8_0>(x, y, n); }
+
+void dequantize_row_q8_1(const BlockQ8_1* x, float* y, int64_t n) { dequantize_row_int8<QK8_1>(x, y, n); }
 
 void dequantize_row_q8_K(const BlockQ8_K* x, float* y, int64_t n) {
   check_row(n, QK_K);

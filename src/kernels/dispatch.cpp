@@ -2,7 +2,6 @@
 // choice comes from (a flag, an environment variable) is the front end's business: it passes a note for the log.
 #include <atomic>
 #include <cctype>
-#include <cmath>
 #include <mutex>
 
 #include "kernels/kernel_tables.h"
@@ -11,7 +10,7 @@ namespace qe::kernels {
 namespace {
 
 struct State {
-  std::atomic<const KernelTable*> active{nullptr};
+  std::atomic<const LevelTables*> active{nullptr};
   std::once_flag once;
   std::string how = "best available";
 };
@@ -23,7 +22,20 @@ State& state() {
 
 void init_default() {
   State& s = state();
-  std::call_once(s.once, [&s] { s.active.store(kernel_table(best_isa())); });
+  std::call_once(s.once, [&s] { s.active.store(tables_for(best_isa())); });
+}
+
+const LevelTables& active_tables() {
+  const LevelTables* t = state().active.load(std::memory_order_acquire);
+  if (t) return *t;
+  init_default();
+  return *state().active.load(std::memory_order_acquire);
+}
+
+// llama.cpp takes its GEMV paths for one token (ggml_vec_dot_f16), tinyBLAS for a batch.
+const KernelTable& numerics_table(const LevelTables& t, Numerics numerics, int64_t n_tokens) {
+  if (numerics == Numerics::fast) return t.fast;
+  return n_tokens == 1 ? t.llamacpp_single : t.llamacpp_batch;
 }
 
 }  // namespace
@@ -33,7 +45,7 @@ const CpuFeatures& cpu_features() {
   return f;
 }
 
-bool isa_supported(Isa isa) { return table_for(isa) != nullptr && cpu_has_isa(cpu_features(), isa); }
+bool isa_supported(Isa isa) { return tables_for(isa) != nullptr && cpu_has_isa(cpu_features(), isa); }
 
 Isa best_isa() {
   for (Isa isa : {Isa::avx512, Isa::avx2, Isa::neon})
@@ -60,13 +72,16 @@ std::optional<Isa> isa_from_name(std::string_view name) {
   return std::nullopt;
 }
 
-const KernelTable* kernel_table(Isa isa) { return isa_supported(isa) ? table_for(isa) : nullptr; }
+const KernelTable* kernel_table(Isa isa) { return kernel_table(isa, Numerics::fast, 1); }
 
-const KernelTable& kernels() {
-  const KernelTable* t = state().active.load(std::memory_order_acquire);
-  if (t) return *t;
-  init_default();
-  return *state().active.load(std::memory_order_acquire);
+const KernelTable* kernel_table(Isa isa, Numerics numerics, int64_t n_tokens) {
+  return isa_supported(isa) ? &numerics_table(*tables_for(isa), numerics, n_tokens) : nullptr;
+}
+
+const KernelTable& kernels() { return active_tables().fast; }
+
+const KernelTable& kernels(Numerics numerics, int64_t n_tokens) {
+  return numerics_table(active_tables(), numerics, n_tokens);
 }
 
 Isa active_isa() { return kernels().isa; }
@@ -77,7 +92,7 @@ Status select_isa(Isa isa, std::string_view how) {
                                 " is not supported by this CPU/build (best: " + std::string(isa_name(best_isa())) + ")"};
   }
   init_default();
-  state().active.store(kernel_table(isa), std::memory_order_release);
+  state().active.store(tables_for(isa), std::memory_order_release);
   state().how = how;
   return {};
 }
@@ -97,16 +112,6 @@ std::string describe_isa() {
   const KernelTable& k = kernels();
   return "kernels: " + std::string(isa_name(k.isa)) + " (best " + std::string(isa_name(best_isa())) +
          "; cpu: " + cpu_features().brand + "; " + state().how + ")";
-}
-
-void rope_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float* cos, float* sin) {
-  const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
-  float theta = static_cast<float>(pos);
-  for (int64_t i = 0; i < n_rot / 2; ++i) {
-    cos[i] = std::cos(theta);
-    sin[i] = std::sin(theta);
-    theta *= theta_scale;
-  }
 }
 
 }  // namespace qe::kernels

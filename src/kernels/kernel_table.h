@@ -1,6 +1,7 @@
-// The dispatch table: one set of function pointers per ISA level, each over whole rows or tiles so the
-// indirect call is paid once per row/tile, never per block. Every level fills every entry (lower-level
-// kernels fill gaps), so callers never test for nullptr.
+// The dispatch tables: one set of function pointers per (ISA level, numerics), each over whole rows or
+// tiles so the indirect call is paid once per row/tile, never per block. Every level fills every entry
+// its numerics cover (lower-level kernels fill gaps), so callers of a covered entry never test for
+// nullptr.
 #pragma once
 
 #include <cstdint>
@@ -39,42 +40,35 @@ struct RowError {
 };
 using RowErrorFn = RowError (*)(const float* src, const float* out, int64_t n);
 
-// llama.cpp's numerics (kernels/llamacpp_<isa>.cpp): the bits llama.cpp's CPU backend computes when
-// built for AVX2 (ggml-cpu's x86 quantize_row / vec_dot, tinyBLAS, ggml_v_expf, its RoPE and softmax),
-// reproduced operation for operation so that qrun --numerics llama.cpp gives llama.cpp's logits and greedy
-// tokens exactly. Every level computes the same bits (the scalar reference emulates the vector lanes).
-// f16 dots take n real elements; [n, n_pad) count as zeros (ggml's padded KV cache).
+// f16 x f16 dot of n real elements; [n, n_pad) count as zeros (ggml's padded KV cache), which changes
+// the lanes (and so the bits) of some of llama.cpp's dots.
 using F16DotFn = float (*)(int64_t n, int64_t n_pad, const uint16_t* a, const uint16_t* b);
-struct LlamacppKernels {
-  QuantizeRowFn quantize_q8_0 = nullptr;  // quantize_row_q8_0 (AVX2): id = 127 / amax, round to even
-  QuantizeRowFn quantize_q8_1 = nullptr;  // quantize_row_q8_1 (AVX2): s = fp16(d * sum(q))
-  MatmulTileFn tile_q4_1_q8_1 = nullptr;  // ggml_vec_dot_q4_1_q8_1 per (row, token)
-  MatmulTileFn tile_q8_0_q8_0 = nullptr;  // ggml_vec_dot_q8_0_q8_0 = tinyBLAS_Q0_AVX per (row, token)
-  MatmulTileFn tile_q4_0_q8_0 = nullptr;  // the repacked q4_0_8x8 GEMV/GEMM (weights with rows % 8 == 0)
-  // f16 weights; the f32 activations are rounded to f16 first, as ggml converts them to vec_dot_type.
-  MatmulTileFn tile_f16_batch = nullptr;   // tinyBLAS<8> (llama.cpp takes it for 2 or more tokens)
-  MatmulTileFn tile_f16_single = nullptr;  // ggml_vec_dot_f16 (one token)
-  F16DotFn dot_f16_batch = nullptr;        // tinyBLAS<8>: one 8-lane accumulator
-  F16DotFn dot_f16_single = nullptr;       // ggml_vec_dot_f16: four 8-lane accumulators, double tail
-  // x[i] = softmax(x * scale)[i] over n values (ggml_compute_forward_soft_max_f32, 8-lane exp sums)
-  void (*softmax)(float* x, int64_t n, float scale) = nullptr;
-  // y = silu(gate) * up (ggml_vec_swiglu_f32); y may alias gate or up.
-  void (*silu_mul)(const float* gate, const float* up, float* y, int64_t n) = nullptr;
-  // ggml_compute_forward_rms_norm_f32 then ggml_mul: the reference level's rms_norm (double sum of
-  // float squares, y = (x * scale) * w), which is already llama.cpp's order.
-  void (*rms_norm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
-  // As KernelTable::rope, with ggml's contracted products: x0' = fma(x0, c, -(x1 s)), x1' = fma(x0, s, x1 c)
-  void (*rope)(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cos,
-               const float* sin) = nullptr;
-};
 
+// Whose numerics a table computes. fast: this engine's kernels (x16 layouts, its own summation orders).
+// llamacpp: the bits llama.cpp's CPU backend computes when built for AVX2 (ggml-cpu's x86 quantize_row /
+// vec_dot, tinyBLAS, its repacked q4_0 GEMV/GEMM, ggml_v_expf, its RoPE, softmax and rms_norm),
+// reproduced operation for operation (kernels/llamacpp_<isa>.cpp) so that the forward pass gives
+// llama.cpp's logits and greedy tokens exactly. Every level computes the same llama.cpp bits (the
+// scalar reference emulates the vector lanes; AVX-512 keeps AVX2's).
+enum class Numerics { fast, llamacpp };
+
+// A llama.cpp table leaves empty what llama.cpp's numerics do not cover (q6_K, bf16 and f32 weights,
+// the x16 layouts, q8_K activations), so the matmul drivers report "no kernel" for them; a fast table
+// leaves only the f16 attention dots empty (fast attention reads the cache through the tiles).
 struct KernelTable {
   Isa isa = Isa::ref;
+  Numerics numerics = Numerics::fast;
 
+  // Activation quantizers. llama.cpp: its x86 quantize_row_q8_0 / q8_1 (id = 127 / amax, round half to
+  // even, q8_1's s = fp16(d * sum(q))).
   QuantizeRowFn quantize_q8_0 = nullptr;
   QuantizeRowFn quantize_q8_1 = nullptr;
   QuantizeRowFn quantize_q8_K = nullptr;
 
+  // llama.cpp: ggml_vec_dot_q4_1_q8_1; ggml_vec_dot_q8_0_q8_0 (= tinyBLAS_Q0_AVX per (row, token)); q4_0
+  // as its repacked q4_0_8x8 GEMV/GEMM (weights with rows % 8 == 0); f16 with the activations rounded
+  // to f16 first (ggml converts them to vec_dot_type), by tinyBLAS<8> in a batch table and by
+  // ggml_vec_dot_f16 in the single-token table, as llama.cpp chooses.
   MatmulTileFn tile_q4_0_q8_0 = nullptr;
   MatmulTileFn tile_q4_1_q8_1 = nullptr;
   MatmulTileFn tile_q8_0_q8_0 = nullptr;
@@ -87,20 +81,34 @@ struct KernelTable {
   MatmulX16Fn x16_q4_1_q8_1 = nullptr;
   MatmulX16Fn x16_q8_0_q8_0 = nullptr;
 
-  // y = x / sqrt(mean(x^2) + eps) * w; y may alias x.
+  // llama.cpp's attention products on the f16 cache (llama.cpp tables only). dot_f16: the path of this
+  // table's batch size (tinyBLAS<8>, one 8-lane accumulator, in a batch table; ggml_vec_dot_f16 in the
+  // single-token table); dot_f16_gemv: ggml_vec_dot_f16 (four 8-lane accumulators, double tail), which
+  // llama.cpp also takes in a batch where tinyBLAS refuses the shape.
+  F16DotFn dot_f16 = nullptr;
+  F16DotFn dot_f16_gemv = nullptr;
+
+  // y = x / sqrt(mean(x^2) + eps) * w; y may alias x. llama.cpp: ggml_compute_forward_rms_norm_f32 then
+  // ggml_mul, which is the reference level's order (double sum of float squares, y = (x * scale) * w).
   void (*rms_norm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
   // In-place llama.cpp "norm" RoPE on n_heads heads of head_dim floats: pairs (2i, 2i+1) for 2i < n_rot
-  // are rotated by angle_i (cos[i], sin[i] from rope_cos_sin); the rest pass through.
+  // are rotated by angle_i (cos[i], sin[i] from rope_cos_sin); the rest pass through. llama.cpp: with
+  // ggml's contracted products, x0' = fma(x0, c, -(x1 s)), x1' = fma(x0, s, x1 c).
   void (*rope)(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cos,
                const float* sin) = nullptr;
-  void (*softmax)(float* x, int64_t n) = nullptr;  // in place, max-subtracted
-  // y = silu(gate) * up; y may alias gate or up.
+  // In place: x = softmax(x * scale), max-subtracted; the product x * scale is rounded once, as a
+  // separate scale pass would. llama.cpp: ggml_compute_forward_soft_max_f32 with a zero mask (8-lane
+  // ggml_v_expf, group sums in double).
+  void (*softmax)(float* x, int64_t n, float scale) = nullptr;
+  // y = silu(gate) * up; y may alias gate or up. llama.cpp: ggml_vec_swiglu_f32.
   void (*silu_mul)(const float* gate, const float* up, float* y, int64_t n) = nullptr;
+  // Exact at every level and in both numerics (one rounding per element).
   void (*add)(const float* a, const float* b, float* y, int64_t n) = nullptr;  // y may alias
   void (*scale)(const float* x, float s, float* y, int64_t n) = nullptr;       // y may alias
 
   // Weight conversion (qconvert): byte-identical to the reference routines in formats/blocks.h on every
-  // input (NaN, Inf, -0, subnormals, ties) at every level; kernels/convert_<isa>.cpp.
+  // input (NaN, Inf, -0, subnormals, ties) at every level, so both numerics share them;
+  // kernels/convert_<isa>.cpp.
   RowToF32Fn to_f32_f16 = nullptr;
   RowToF32Fn to_f32_bf16 = nullptr;
   RowToF32Fn to_f32_q4_0 = nullptr;
@@ -112,22 +120,21 @@ struct KernelTable {
   QuantizeRowFn from_f32_f16 = nullptr;
   QuantizeRowFn from_f32_bf16 = nullptr;
   RowErrorFn error_stats = nullptr;  // sum order differs by level (sum_sq within n * DBL_EPSILON)
-
-  LlamacppKernels llamacpp;
 };
 
-// A table for the matmul drivers (matmul, matmul_group, ActivationBuffer) that computes llama.cpp's bits:
-// its activation quantizers and tiles are k.llamacpp's, every other matmul entry is empty (weight types
-// llama.cpp numerics do not cover fail with "no kernel"). single_token: the one-token (GEMV) variant,
-// since llama.cpp takes other f16 paths for one token than for a batch.
-KernelTable llamacpp_matmul_table(const KernelTable& k, bool single_token);
-
-// The table of the active level: the best the CPU has unless select_isa() chose another.
+// The fast table of the active level: the best the CPU has unless select_isa() chose another.
 const KernelTable& kernels();
 Isa active_isa();
 
-// Table for one level, or nullptr when this build lacks it or the CPU cannot run it (tests, qbench).
+// The active level's table for a numerics and a forward step of n_tokens tokens. llama.cpp takes other
+// f16 paths for one token (GEMV) than for a batch, so its numerics have a single-token table (n_tokens
+// == 1) and a batch table; the fast numerics have one table for every batch size.
+const KernelTable& kernels(Numerics numerics, int64_t n_tokens);
+
+// The fast table of one level (or its table for a numerics and batch size, as kernels() picks them), or
+// nullptr when this build lacks the level or the CPU cannot run it (tests, qbench).
 const KernelTable* kernel_table(Isa isa);
+const KernelTable* kernel_table(Isa isa, Numerics numerics, int64_t n_tokens);
 
 // Selects a level for all later kernels() calls. Not thread-safe against running kernels: call at
 // start-up. Error when the name is unknown or the CPU lacks the level. `how` says where the choice came
@@ -140,8 +147,16 @@ void note_isa_choice(std::string_view how);
 // One line for the log: "kernels: avx2 (best avx2; cpu: AMD EPYC ...; selected)".
 std::string describe_isa();
 
-// RoPE angles for one position in llama.cpp's order: theta_i = pos * freq_base^(-2i/n_rot), computed by
-// repeated multiplication as ggml does so the angles match bit for bit. cos/sin hold n_rot/2 values.
-void rope_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float* cos, float* sin);
+// RoPE angles for one position, llama.cpp's ggml_rope_cache_init: theta_i = pos * freq_base^(-2i/n_rot)
+// by repeated multiplication in float as ggml does (so the angles match bit for bit), then the
+// rope_yarn angle with ext_factor 0 (llama, linear scaling): freq_scale * (theta_i / factor_i), mscale 1.
+// freq_scale is 1 / rope.scaling.factor; freq_factors are llama3's rope_freqs.weight (nullptr: all 1).
+// cos/sin hold n_rot/2 values. kernels/rope_angles.cpp.
+void rope_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float freq_scale, const float* freq_factors,
+                  float* cos, float* sin);
+// Unscaled angles (freq_scale 1, no factors): the same bits, since x * 1 and x / 1 are exact.
+inline void rope_cos_sin(int64_t pos, int64_t n_rot, float freq_base, float* cos, float* sin) {
+  rope_cos_sin(pos, n_rot, freq_base, 1.0f, nullptr, cos, sin);
+}
 
 }  // namespace qe::kernels

@@ -1,13 +1,30 @@
-// Internal: where each ISA's table comes from. Each *_ISA.cpp fills its table in its own namespace.
+// Internal: where each level's tables come from. Each *_ISA.cpp fills its entries in its own namespace.
 #pragma once
 
 #include "kernels/kernel_table.h"
 
 namespace qe::kernels {
 
-// The compiled table of a level (x86: ref, avx2, avx512; arm64: ref, neon), nullptr when not in this
+// The tables of one level: its fast numerics, and llama.cpp's for a batch and for one token.
+struct LevelTables {
+  KernelTable fast;
+  KernelTable llamacpp_batch;
+  KernelTable llamacpp_single;
+};
+
+// The compiled tables of a level (x86: ref, avx2, avx512; arm64: ref, neon), nullptr when not in this
 // build or when the CPU lacks it. Defined in kernel_tables_<arch>.cpp.
-const KernelTable* table_for(Isa isa);
+const LevelTables* tables_for(Isa isa);
+
+// Fills the llama.cpp entries of a level (kernels/llamacpp_<isa>.cpp) over the level below's; the
+// single-token table differs in its f16 paths.
+using FillLlamacppFn = void (*)(KernelTable& t, bool single_token);
+
+// Completes a level's tables after its fast entries are filled: runs fill_llamacpp (nullptr: the level
+// keeps the llama.cpp kernels of the level below, already in t) on both llama.cpp tables, stamps them
+// with the level and numerics, and gives them the fast table's exact ops (add, scale, weight
+// conversion), which compute the same bits in both numerics. kernel_tables.cpp.
+void finish_level(LevelTables& t, Isa isa, FillLlamacppFn fill_llamacpp);
 
 namespace ref { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
 namespace avx2 { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
@@ -25,7 +42,12 @@ namespace avx512 { void fill_convert(KernelTable& t); }
 namespace neon { void fill_convert(KernelTable& t); }
 
 // llama.cpp's numerics (llamacpp_<isa>.cpp): ref everywhere, AVX2 on x86 (AVX-512 keeps AVX2's).
-namespace ref { void fill_llamacpp(KernelTable& t); }
-namespace avx2 { void fill_llamacpp(KernelTable& t); }
+namespace ref {
+void fill_llamacpp(KernelTable& t, bool single_token);
+// The reference rms_norm (kernels_ref.cpp): double sum of float squares, y = (x * scale) * w, which is
+// llama.cpp's order as well.
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
+}  // namespace ref
+namespace avx2 { void fill_llamacpp(KernelTable& t, bool single_token); }
 
 }  // namespace qe::kernels

@@ -1,30 +1,31 @@
-// arm64 builds carry ref and neon (armv8.2 dotprod + fp16) tables; neon's fill_table is compiled for
-// armv8.2 and so only runs on a CPU that has it.
+// arm64 builds carry ref and neon (armv8.2 dotprod + fp16) tables; neon's fill functions are compiled
+// for armv8.2 and so only run on a CPU that has it.
 #include "kernels/kernel_tables.h"
 
 namespace qe::kernels {
 namespace {
 
 struct Tables {
-  KernelTable ref, neon;
+  LevelTables ref, neon;
   bool has_neon = false;
   Tables() {
-    kernels::ref::fill_table(ref);
-    kernels::ref::fill_x16(ref);
-    kernels::ref::fill_convert(ref);
-    kernels::ref::fill_llamacpp(ref);
+    kernels::ref::fill_table(ref.fast);
+    kernels::ref::fill_x16(ref.fast);
+    kernels::ref::fill_convert(ref.fast);
+    finish_level(ref, Isa::ref, kernels::ref::fill_llamacpp);
     neon = ref;
     if ((has_neon = cpu_has_isa(cpu_features(), Isa::neon))) {
-      kernels::neon::fill_table(neon);
-      kernels::neon::fill_x16(neon);
-      kernels::neon::fill_convert(neon);
+      kernels::neon::fill_table(neon.fast);
+      kernels::neon::fill_x16(neon.fast);
+      kernels::neon::fill_convert(neon.fast);
+      finish_level(neon, Isa::neon, nullptr);  // llama.cpp's bits by the scalar reference
     }
   }
 };
 
 }  // namespace
 
-const KernelTable* table_for(Isa isa) {
+const LevelTables* tables_for(Isa isa) {
   static const Tables t;
   switch (isa) {
     case Isa::ref: return &t.ref;

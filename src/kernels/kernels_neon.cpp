@@ -228,12 +228,7 @@ struct F16W {
 struct BF16W {
   using T = uint16_t;
   static float32x4_t load(const T* p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
-  static float scalar(T v) {
-    const uint32_t u = static_cast<uint32_t>(v) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
+  static float scalar(T v) { return bf16_to_fp32(v); }
 };
 
 template <class P, int R, int C>
@@ -363,15 +358,23 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const floa
   }
 }
 
-void softmax(float* x, int64_t n) {
+// The scale pass is fused into the max pass: each x * scale is still one rounded product.
+void softmax(float* x, int64_t n, float scale) {
   float mx = -INFINITY;
   int64_t i = 0;
   if (n >= 4) {
     float32x4_t vm = vdupq_n_f32(-INFINITY);
-    for (; i + 4 <= n; i += 4) vm = vmaxq_f32(vm, vld1q_f32(x + i));
+    for (; i + 4 <= n; i += 4) {
+      const float32x4_t v = vmulq_n_f32(vld1q_f32(x + i), scale);
+      vst1q_f32(x + i, v);
+      vm = vmaxq_f32(vm, v);
+    }
     mx = vmaxvq_f32(vm);
   }
-  for (; i < n; ++i) mx = std::fmax(mx, x[i]);
+  for (; i < n; ++i) {
+    x[i] *= scale;
+    mx = std::fmax(mx, x[i]);
+  }
   float32x4_t vs = vdupq_n_f32(0);
   for (i = 0; i + 4 <= n; i += 4) {
     const float32x4_t e = exp_ps(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(mx)));

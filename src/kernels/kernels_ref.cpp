@@ -105,14 +105,6 @@ void quantize_q8_0(const float* x, void* y, int64_t n) { quantize_row_q8_0_ref(x
 void quantize_q8_1(const float* x, void* y, int64_t n) { quantize_row_q8_1_ref(x, static_cast<BlockQ8_1*>(y), n); }
 void quantize_q8_K(const float* x, void* y, int64_t n) { quantize_row_q8_K_ref(x, static_cast<BlockQ8_K*>(y), n); }
 
-void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
-  const float mean = static_cast<float>(sum / static_cast<double>(n));
-  const float scale = 1.0f / std::sqrt(mean + eps);
-  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
-}
-
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cos, const float* sin) {
   for (int64_t h = 0; h < n_heads; ++h) {
     float* v = x + h * head_dim;
@@ -124,9 +116,12 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const floa
   }
 }
 
-void softmax(float* x, int64_t n) {
+void softmax(float* x, int64_t n, float scale) {
   float mx = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) mx = std::fmax(mx, x[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] *= scale;
+    mx = std::fmax(mx, x[i]);
+  }
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) {
     x[i] = std::exp(x[i] - mx);
@@ -149,6 +144,15 @@ void scale(const float* x, float s, float* y, int64_t n) {
 }
 
 }  // namespace
+
+// ggml_compute_forward_rms_norm_f32's order, so llama.cpp's tables use it too (llamacpp_ref.cpp).
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
+}
 
 void fill_table(KernelTable& t) {
   t.isa = Isa::ref;

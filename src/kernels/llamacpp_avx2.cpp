@@ -260,20 +260,17 @@ void silu_mul_avx2(const float* gate, const float* up, float* y, int64_t n) {
 
 }  // namespace
 
-void fill_llamacpp(KernelTable& t) {
-  LlamacppKernels& l = t.llamacpp;
-  fill_scalar(l);  // rope and the generic paths, compiled for this level (same bits)
-  l.quantize_q8_0 = quantize_q8_0_avx2;
-  l.quantize_q8_1 = quantize_q8_1_avx2;
-  l.tile_q4_1_q8_1 = tile4<BlockQ4_1, BlockQ8_1, dot4_q4_1_q8_1>;
-  l.tile_q8_0_q8_0 = tile4<BlockQ8_0, BlockQ8_0, dot4_q8_0_q8_0>;
-  l.tile_q4_0_q8_0 = tile4<BlockQ4_0, BlockQ8_0, dot4_q4_0_q8_0>;
-  l.tile_f16_batch = tile_f16<dot_f16_batch_avx2>;  // the scalar driver: converting a row is cheap
-  l.tile_f16_single = tile_f16<dot_f16_single_avx2>;
-  l.dot_f16_batch = dot_f16_batch_avx2;
-  l.dot_f16_single = dot_f16_single_avx2;
-  l.softmax = softmax_avx2;
-  l.silu_mul = silu_mul_avx2;
+void fill_llamacpp(KernelTable& t, bool single_token) {
+  fill_scalar(t, single_token);  // rope and the generic paths, compiled for this level (same bits)
+  t.quantize_q8_0 = quantize_q8_0_avx2;
+  t.quantize_q8_1 = quantize_q8_1_avx2;
+  t.tile_q4_1_q8_1 = tile4<BlockQ4_1, BlockQ8_1, dot4_q4_1_q8_1>;
+  t.tile_q8_0_q8_0 = tile4<BlockQ8_0, BlockQ8_0, dot4_q8_0_q8_0>;
+  t.tile_q4_0_q8_0 = tile4<BlockQ4_0, BlockQ8_0, dot4_q4_0_q8_0>;
+  // the scalar tile driver around the AVX2 dots: converting a row is cheap
+  fill_f16<dot_f16_batch_avx2, dot_f16_single_avx2>(t, single_token);
+  t.softmax = softmax_avx2;
+  t.silu_mul = silu_mul_avx2;
 }
 
 }  // namespace qe::kernels::avx2

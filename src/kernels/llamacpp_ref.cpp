@@ -18,9 +18,9 @@ const uint8_t* bytes(const void* p) {
 
 }  // namespace
 
-void fill_llamacpp(KernelTable& t) {
-  fill_scalar(t.llamacpp);
-  t.llamacpp.rms_norm = t.rms_norm;  // this level's, filled before; later levels copy this table
+void fill_llamacpp(KernelTable& t, bool single_token) {
+  fill_scalar(t, single_token);
+  t.rms_norm = rms_norm;  // kernels_ref.cpp's order is llama.cpp's; later levels keep it
 }
 
 }  // namespace qe::kernels::ref

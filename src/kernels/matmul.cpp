@@ -44,19 +44,6 @@ MatmulX16Fn x16_kernel(const KernelTable& k, GgmlType weight) {
   }
 }
 
-KernelTable llamacpp_matmul_table(const KernelTable& k, bool single_token) {
-  KernelTable t;
-  t.isa = k.isa;
-  t.llamacpp = k.llamacpp;
-  t.quantize_q8_0 = k.llamacpp.quantize_q8_0;
-  t.quantize_q8_1 = k.llamacpp.quantize_q8_1;
-  t.tile_q4_1_q8_1 = k.llamacpp.tile_q4_1_q8_1;
-  t.tile_q8_0_q8_0 = k.llamacpp.tile_q8_0_q8_0;
-  t.tile_q4_0_q8_0 = k.llamacpp.tile_q4_0_q8_0;
-  t.tile_f16_f32 = single_token ? k.llamacpp.tile_f16_single : k.llamacpp.tile_f16_batch;
-  return t;
-}
-
 MatmulTileFn tile_kernel(const KernelTable& k, GgmlType weight) {
   switch (weight) {
     case GgmlType::Q4_0: return k.tile_q4_0_q8_0;

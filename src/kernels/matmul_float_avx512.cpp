@@ -5,8 +5,6 @@
 // the tile shape, so GEMM equals GEMV bit for bit.
 #include <immintrin.h>
 
-#include <cstring>
-
 #include "formats/blocks.h"
 #include "kernels/kernel_tables.h"
 
@@ -36,12 +34,7 @@ struct BF16W {  // bf16 is the top half of an f32: widen by a 16-bit shift
     const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
   }
-  static float scalar(T v) {
-    const uint32_t u = static_cast<uint32_t>(v) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
+  static float scalar(T v) { return bf16_to_fp32(v); }
 };
 
 template <class P, int R, int C>

@@ -24,12 +24,14 @@ inline __m256i bcast_dword(const int8_t* p) {
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
-struct Q4_0 {
-  using W = BlockQ4_0x16;
-  using A = BlockQ8_0;
-  static constexpr bool kSums = true;
+// Q4 (q4_0 with kMin = false: the -8 offset is taken off through the activation's block sums; q4_1
+// with kMin = true: the m * s term is a second FMA per block).
+template <class WBlock, class ABlock, bool kMin>
+struct Q4 {
+  using W = WBlock;
+  static constexpr bool kSums = !kMin;
   template <int C>
-  static void half(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const* sums, float* y,
+  static void part(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const* sums, float* y,
                    int64_t ldy) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     __m256 acc[C];
@@ -41,50 +43,18 @@ struct Q4_0 {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * h));
         const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         for (int c = 0; c < C; ++c) {
-          const int8_t* q = reinterpret_cast<const A*>(ar[c])[b].qs;
+          const int8_t* q = reinterpret_cast<const ABlock*>(ar[c])[b].qs;
           s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(lo, bcast_dword(q + 4 * j)));
           s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(hi, bcast_dword(q + 16 + 4 * j)));
         }
       }
       const __m256 dw = h2f8(wg[b].d + 8 * h);
       for (int c = 0; c < C; ++c) {
-        const __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(s16[c], ones), _mm256_set1_epi32(8 * sums[c][b]));
-        const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(h2f(reinterpret_cast<const A*>(ar[c])[b].d)));
-        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[c]);
-      }
-    }
-    for (int c = 0; c < C; ++c) _mm256_storeu_ps(y + c * ldy, acc[c]);
-  }
-};
-
-struct Q4_1 {
-  using W = BlockQ4_1x16;
-  using A = BlockQ8_1;
-  static constexpr bool kSums = false;
-  template <int C>
-  static void half(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const*, float* y,
-                   int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    __m256 acc[C];
-    for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      __m256i s16[C];
-      for (int c = 0; c < C; ++c) s16[c] = _mm256_setzero_si256();
-      for (int j = 0; j < 4; ++j) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * h));
-        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        for (int c = 0; c < C; ++c) {
-          const int8_t* q = reinterpret_cast<const A*>(ar[c])[b].qs;
-          s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(lo, bcast_dword(q + 4 * j)));
-          s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(hi, bcast_dword(q + 16 + 4 * j)));
-        }
-      }
-      const __m256 dw = h2f8(wg[b].d + 8 * h), mw = h2f8(wg[b].m + 8 * h);
-      for (int c = 0; c < C; ++c) {
-        const A& ab = reinterpret_cast<const A*>(ar[c])[b];
-        const __m256i isum = _mm256_madd_epi16(s16[c], ones);
+        const ABlock& ab = reinterpret_cast<const ABlock*>(ar[c])[b];
+        __m256i isum = _mm256_madd_epi16(s16[c], ones);
+        if constexpr (!kMin) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * sums[c][b]));
         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(h2f(ab.d))), acc[c]);
-        acc[c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(h2f(ab.s)), acc[c]);
+        if constexpr (kMin) acc[c] = _mm256_fmadd_ps(h2f8(wg[b].m + 8 * h), _mm256_set1_ps(h2f(ab.s)), acc[c]);
       }
     }
     for (int c = 0; c < C; ++c) _mm256_storeu_ps(y + c * ldy, acc[c]);
@@ -96,7 +66,7 @@ struct Q8_0 {
   using A = BlockQ8_0;
   static constexpr bool kSums = false;
   template <int C>
-  static void half(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const*, float* y,
+  static void part(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const*, float* y,
                    int64_t ldy) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[C];
@@ -123,46 +93,15 @@ struct Q8_0 {
   }
 };
 
-// Calls the C-token micro-kernel for exactly `c` tokens (c <= C).
-template <class K, int C>
-void cols_tail(int c, int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar,
-               const int32_t* const* sums, float* y, int64_t ldy) {
-  if constexpr (C > 0) {
-    if (c == C) K::template half<C>(nb, wg, h, ar, sums, y, ldy);
-    else cols_tail<K, C - 1>(c, nb, wg, h, ar, sums, y, ldy);
-  }
-}
-
-template <class K>
-void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
-  const int64_t nb = n / QK8_0;
-  const int64_t sums_off = q8_0_sums_offset(n);
-  const auto* ab = static_cast<const uint8_t*>(a);
-  for (int64_t g = 0; g < n_groups; ++g) {
-    const auto* wg = static_cast<const typename K::W*>(w) + g * nb;
-    for (int64_t c0 = 0; c0 < nc; c0 += kCols) {
-      const int cn = static_cast<int>(std::min<int64_t>(kCols, nc - c0));
-      const uint8_t* ar[kCols];
-      const int32_t* sums[kCols];
-      for (int c = 0; c < cn; ++c) {
-        ar[c] = ab + (c0 + c) * as;
-        sums[c] = K::kSums ? reinterpret_cast<const int32_t*>(ar[c] + sums_off) : nullptr;
-      }
-      for (int h = 0; h < 2; ++h) {
-        float* yo = y + c0 * ldy + g * kInterleave + 8 * h;
-        if (cn == kCols) K::template half<kCols>(nb, wg, h, ar, sums, yo, ldy);
-        else cols_tail<K, kCols - 1>(cn, nb, wg, h, ar, sums, yo, ldy);
-      }
-    }
-  }
-}
-
 }  // namespace
 
+#include "kernels/x16_driver.inc"
+
+// C = 4 tokens x 2 halves of 8 rows.
 void fill_x16(KernelTable& t) {
-  t.x16_q4_0_q8_0 = x16<Q4_0>;
-  t.x16_q4_1_q8_1 = x16<Q4_1>;
-  t.x16_q8_0_q8_0 = x16<Q8_0>;
+  t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>, kCols, 2>;
+  t.x16_q4_1_q8_1 = x16<Q4<BlockQ4_1x16, BlockQ8_1, true>, kCols, 2>;
+  t.x16_q8_0_q8_0 = x16<Q8_0, kCols, 2>;
 }
 
 }  // namespace qe::kernels::avx2

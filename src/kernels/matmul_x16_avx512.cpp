@@ -40,8 +40,8 @@ struct Q4 {
   using W = WBlock;
   static constexpr bool kSums = !kMin;
   template <int C>
-  static void group(int64_t nb, const W* wg, const uint8_t* const* ar, const int32_t* const* sums, float* y,
-                    int64_t ldy) {
+  static void part(int64_t nb, const W* wg, int /*p: the whole group*/, const uint8_t* const* ar,
+                   const int32_t* const* sums, float* y, int64_t ldy) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
@@ -72,8 +72,8 @@ struct Q8_0 {
   using W = BlockQ8_0x16;
   static constexpr bool kSums = true;
   template <int C>
-  static void group(int64_t nb, const W* wg, const uint8_t* const* ar, const int32_t* const* sums, float* y,
-                    int64_t ldy) {
+  static void part(int64_t nb, const W* wg, int /*p: the whole group*/, const uint8_t* const* ar,
+                   const int32_t* const* sums, float* y, int64_t ldy) {
     const __m512i sign = _mm512_set1_epi8(static_cast<char>(0x80));
     __m512 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
@@ -95,43 +95,15 @@ struct Q8_0 {
   }
 };
 
-template <class K, int C>
-void cols_tail(int c, int64_t nb, const typename K::W* wg, const uint8_t* const* ar, const int32_t* const* sums,
-               float* y, int64_t ldy) {
-  if constexpr (C > 0) {
-    if (c == C) K::template group<C>(nb, wg, ar, sums, y, ldy);
-    else cols_tail<K, C - 1>(c, nb, wg, ar, sums, y, ldy);
-  }
-}
-
-template <class K>
-void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
-  const int64_t nb = n / QK8_0;
-  const int64_t sums_off = q8_0_sums_offset(n);
-  const auto* ab = static_cast<const uint8_t*>(a);
-  for (int64_t g = 0; g < n_groups; ++g) {
-    const auto* wg = static_cast<const typename K::W*>(w) + g * nb;
-    for (int64_t c0 = 0; c0 < nc; c0 += kCols) {
-      const int cn = static_cast<int>(std::min<int64_t>(kCols, nc - c0));
-      const uint8_t* ar[kCols];
-      const int32_t* sums[kCols];
-      for (int c = 0; c < cn; ++c) {
-        ar[c] = ab + (c0 + c) * as;
-        sums[c] = K::kSums ? reinterpret_cast<const int32_t*>(ar[c] + sums_off) : nullptr;
-      }
-      float* yo = y + c0 * ldy + g * kInterleave;
-      if (cn == kCols) K::template group<kCols>(nb, wg, ar, sums, yo, ldy);
-      else cols_tail<K, kCols - 1>(cn, nb, wg, ar, sums, yo, ldy);
-    }
-  }
-}
-
 }  // namespace
 
+#include "kernels/x16_driver.inc"
+
+// C = 8 tokens x the whole 16-row group in one zmm.
 void fill_x16(KernelTable& t) {
-  t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>>;
-  t.x16_q4_1_q8_1 = x16<Q4<BlockQ4_1x16, BlockQ8_1, true>>;
-  t.x16_q8_0_q8_0 = x16<Q8_0>;
+  t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>, kCols, 1>;
+  t.x16_q4_1_q8_1 = x16<Q4<BlockQ4_1x16, BlockQ8_1, true>, kCols, 1>;
+  t.x16_q8_0_q8_0 = x16<Q8_0, kCols, 1>;
 }
 
 }  // namespace qe::kernels::avx512

@@ -47,13 +47,13 @@ void load_q4(const W& blk, int q, int8x16_t* w) {
   }
 }
 
-template <class W, class A, bool kMin, bool kQ8>
+template <class WBlock, class A, bool kMin, bool kQ8>
 struct Kernel {
-  using WB = W;
+  using W = WBlock;
   static constexpr bool kSums = !kMin && !kQ8;
   template <int C>
-  static void quarter(int64_t nb, const W* wg, int q, const uint8_t* const* ar, const int32_t* const* sums, float* y,
-                      int64_t ldy) {
+  static void part(int64_t nb, const W* wg, int q, const uint8_t* const* ar, const int32_t* const* sums, float* y,
+                   int64_t ldy) {
     float32x4_t acc[C];
     for (int c = 0; c < C; ++c) acc[c] = vdupq_n_f32(0.0f);
     for (int64_t b = 0; b < nb; ++b) {
@@ -76,45 +76,15 @@ struct Kernel {
   }
 };
 
-template <class K, int C>
-void cols_tail(int c, int64_t nb, const typename K::WB* wg, int q, const uint8_t* const* ar,
-               const int32_t* const* sums, float* y, int64_t ldy) {
-  if constexpr (C > 0) {
-    if (c == C) K::template quarter<C>(nb, wg, q, ar, sums, y, ldy);
-    else cols_tail<K, C - 1>(c, nb, wg, q, ar, sums, y, ldy);
-  }
-}
-
-template <class K>
-void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
-  const int64_t nb = n / QK8_0;
-  const int64_t sums_off = q8_0_sums_offset(n);
-  const auto* ab = static_cast<const uint8_t*>(a);
-  for (int64_t g = 0; g < n_groups; ++g) {
-    const auto* wg = static_cast<const typename K::WB*>(w) + g * nb;
-    for (int64_t c0 = 0; c0 < nc; c0 += kCols) {
-      const int cn = static_cast<int>(std::min<int64_t>(kCols, nc - c0));
-      const uint8_t* ar[kCols];
-      const int32_t* sums[kCols];
-      for (int c = 0; c < cn; ++c) {
-        ar[c] = ab + (c0 + c) * as;
-        sums[c] = K::kSums ? reinterpret_cast<const int32_t*>(ar[c] + sums_off) : nullptr;
-      }
-      for (int q = 0; q < 4; ++q) {
-        float* yo = y + c0 * ldy + g * kInterleave + 4 * q;
-        if (cn == kCols) K::template quarter<kCols>(nb, wg, q, ar, sums, yo, ldy);
-        else cols_tail<K, kCols - 1>(cn, nb, wg, q, ar, sums, yo, ldy);
-      }
-    }
-  }
-}
-
 }  // namespace
 
+#include "kernels/x16_driver.inc"
+
+// C = 4 tokens x 4 quarters of 4 rows.
 void fill_x16(KernelTable& t) {
-  t.x16_q4_0_q8_0 = x16<Kernel<BlockQ4_0x16, BlockQ8_0, false, false>>;
-  t.x16_q4_1_q8_1 = x16<Kernel<BlockQ4_1x16, BlockQ8_1, true, false>>;
-  t.x16_q8_0_q8_0 = x16<Kernel<BlockQ8_0x16, BlockQ8_0, false, true>>;
+  t.x16_q4_0_q8_0 = x16<Kernel<BlockQ4_0x16, BlockQ8_0, false, false>, kCols, 4>;
+  t.x16_q4_1_q8_1 = x16<Kernel<BlockQ4_1x16, BlockQ8_1, true, false>, kCols, 4>;
+  t.x16_q8_0_q8_0 = x16<Kernel<BlockQ8_0x16, BlockQ8_0, false, true>, kCols, 4>;
 }
 
 }  // namespace qe::kernels::neon

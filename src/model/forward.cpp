@@ -51,9 +51,8 @@ Status project(RunState& s, const kernels::KernelTable& k, const float* x, int64
 //   n_kv_heads)
 // Each (token, head) pair is independent; pairs are dealt round-robin so the long rows of late tokens
 // in a prefill spread over the threads.
-void attention(const Config& c, const KvCache& kv, int64_t layer, RunState& s, int64_t n_tokens,
-               int64_t pos) {
-  const kernels::KernelTable& k = kernels::kernels();
+void attention(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer, RunState& s,
+               int64_t n_tokens, int64_t pos) {
   const kernels::MatmulTileFn dot = kernels::tile_kernel(k, kv.type());
   QE_CHECK(dot != nullptr);
   const int64_t head_dim = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ctx = kv.n_ctx();
@@ -75,8 +74,7 @@ void attention(const Config& c, const KvCache& kv, int64_t layer, RunState& s, i
       const float* q = s.q.data() + t * q_dim + h * head_dim;  // (head_dim)
       // scores[p] = K[p, g] · q for p < n_keys: position rows of the head's slice of K
       dot(head_dim, k_cache + g * head_dim * esz, kv_dim * esz, n_keys, q, head_dim * 4, 1, scores, n_keys);
-      k.scale(scores, scale, scores, n_keys);
-      k.softmax(scores, n_keys);
+      k.softmax(scores, n_keys, scale);
       // att[t, h][j] = V^T[g * head_dim + j] · scores: feature rows of V^T over the first n_keys positions
       float* out = s.att.data() + t * q_dim + h * head_dim;
       dot(n_keys, v_cache + g * head_dim * n_ctx * esz, n_ctx * esz, head_dim, scores, n_keys * 4, 1, out,
@@ -85,22 +83,21 @@ void attention(const Config& c, const KvCache& kv, int64_t layer, RunState& s, i
   }
 }
 
-// attention() with llama.cpp's numerics (f16 cache): q rounded to f16; scores by tinyBLAS's f16 dot for
-// a batch of 2 or more tokens, ggml_vec_dot_f16 for one; ggml's scaled softmax; the weights rounded to
-// f16 and dotted with V^T the same way, over llama.cpp's KV length (positions padded to 32, zeros past
-// the last one).
-void attention_llamacpp(const Config& c, const KvCache& kv, int64_t layer, RunState& s, int64_t n_tokens,
-                        int64_t pos) {
-  const kernels::LlamacppKernels& k = kernels::kernels().llamacpp;
+// attention() with llama.cpp's numerics (f16 cache): q rounded to f16; scores by the table's f16 dot
+// (tinyBLAS's for a batch, ggml_vec_dot_f16 for one token); ggml's scaled softmax; the weights rounded
+// to f16 and dotted with V^T the same way, over llama.cpp's KV length (positions padded to 32, zeros
+// past the last one).
+void attention_llamacpp(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer,
+                        RunState& s, int64_t n_tokens, int64_t pos) {
   const int64_t head_dim = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ctx = kv.n_ctx();
   const int64_t group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const auto* k_cache = reinterpret_cast<const uint16_t*>(kv.k_layer(layer));  // (n_ctx, kv_dim)
   const auto* v_cache = reinterpret_cast<const uint16_t*>(kv.v_layer(layer));  // (kv_dim, n_ctx)
-  // llama.cpp's tinyBLAS takes a batch when the dot length is a multiple of 8 and the rows a multiple of 4
-  const bool batch = n_tokens >= 2;
-  const kernels::F16DotFn kq_dot = batch && head_dim % 8 == 0 ? k.dot_f16_batch : k.dot_f16_single;
-  const kernels::F16DotFn kqv_dot = batch && head_dim % 4 == 0 ? k.dot_f16_batch : k.dot_f16_single;
+  // tinyBLAS takes a batch only when the dot length is a multiple of 8 (K q: head_dim) and the rows a
+  // multiple of 4 (V^T p: head_dim); llama.cpp falls back to ggml_vec_dot_f16 for other shapes.
+  const kernels::F16DotFn kq_dot = head_dim % 8 == 0 ? k.dot_f16 : k.dot_f16_gemv;
+  const kernels::F16DotFn kqv_dot = head_dim % 4 == 0 ? k.dot_f16 : k.dot_f16_gemv;
   const int64_t n_work = n_tokens * c.n_heads;
   const int nt = static_cast<int>(std::min<int64_t>(s.n_threads, n_work));
 
@@ -131,18 +128,19 @@ void attention_llamacpp(const Config& c, const KvCache& kv, int64_t layer, RunSt
 Status check_numerics(const Weights& w, Numerics numerics, GgmlType cache_type) {
   if (numerics == Numerics::fast) return {};
   if (cache_type != GgmlType::F16)
-    return Error{"", "--cache-type", "llama.cpp numerics need the f16 KV cache (llama.cpp's default)"};
+    return Error{"", "cache type", "llama.cpp numerics need the f16 KV cache (llama.cpp's default)",
+                 "cache_type"};
   // q4_0 only as llama.cpp repacks it (rows % 8 == 0); its other q4_0 path is not reproduced.
   auto covered = [](const WeightView& v) {
     return v.interleave == 1 && (v.type == GgmlType::Q4_1 || v.type == GgmlType::Q8_0 || v.type == GgmlType::F16 ||
                                  (v.type == GgmlType::Q4_0 && v.rows % 8 == 0));
   };
   auto reject = [](const std::string& name, const WeightView& v) {
-    return Error{"", name,
-                 fmt::format("{} matrices{} are not covered by llama.cpp numerics (q4_0 with rows % 8 == 0, q4_1, "
-                             "q8_0, f16); use --numerics fast",
-                             ggml_type_name(v.type),
-                             v.type == GgmlType::Q4_0 ? " of " + std::to_string(v.rows) + " rows" : "")};
+    return Error{
+        "", name,
+        fmt::format("{} matrices{} are not covered by llama.cpp numerics (q4_0 with rows % 8 == 0, q4_1, q8_0, f16)",
+                    ggml_type_name(v.type), v.type == GgmlType::Q4_0 ? " of " + std::to_string(v.rows) + " rows" : ""),
+        "numerics"};
   };
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& L = w.layers[l];
@@ -169,15 +167,12 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     if (id < 0 || id >= c.n_vocab)
       return Error{"", "forward", fmt::format("token id {} is outside the vocabulary of {}", id, c.n_vocab)};
 
-  // The kernels: this engine's, or llama.cpp's numerics (its matmul tiles and activation quantizers,
-  // the one-token variants for a single token as llama.cpp chooses them, and its elementwise ops).
-  const kernels::KernelTable& k = kernels::kernels();
-  const bool lc = s.numerics == Numerics::llamacpp;
-  const kernels::KernelTable lc_matmul = lc ? kernels::llamacpp_matmul_table(k, n == 1) : kernels::KernelTable{};
-  const kernels::KernelTable& mm = lc ? lc_matmul : k;
-  const auto rms_norm = lc ? k.llamacpp.rms_norm : k.rms_norm;
-  const auto rope = lc ? k.llamacpp.rope : k.rope;
-  const auto silu_mul = lc ? k.llamacpp.silu_mul : k.silu_mul;
+  // The kernels, chosen once: this engine's numerics, or llama.cpp's (its activation quantizers, matmul
+  // tiles and elementwise ops, with its one-token f16 paths when n == 1, as llama.cpp chooses them).
+  // Their attention differs in data flow too: llama.cpp's rounds q and the weights to f16 and dots them
+  // over its padded cache.
+  const kernels::KernelTable& k = kernels::kernels(s.numerics, n);
+  const auto attention_fn = k.numerics == Numerics::llamacpp ? attention_llamacpp : attention;
   const int64_t dim = c.dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
   float* x = s.x.data();      // (n, dim)
   float* xb = s.xb.data();    // (n, dim)
@@ -196,10 +191,10 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
 
     // ---- Attention block: x += Wo · attention(RoPE(Wq xb), RoPE(Wk xb), Wv xb), xb = rmsnorm(x) * attn_norm
-    for (int64_t t = 0; t < n; ++t) rms_norm(x + t * dim, L.attn_norm, xb + t * dim, dim, c.rms_eps);
+    for (int64_t t = 0; t < n; ++t) k.rms_norm(x + t * dim, L.attn_norm, xb + t * dim, dim, c.rms_eps);
     // q (n, q_dim), k (n, kv_dim), v (n, kv_dim) from one quantized xb
     if (Status st =
-            project(s, mm, xb, n, dim,
+            project(s, k, xb, n, dim,
                     {{L.wq, s.q.data(), q_dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
         !st)
       return st.error();
@@ -208,31 +203,28 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     for (int64_t t = 0; t < n; ++t) {
       float* qt = s.q.data() + t * q_dim;
       float* kt = s.k.data() + t * kv_dim;
-      rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
-      rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
+      k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
+      k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
       kv.store(l, pos + t, kt, s.v.data() + t * kv_dim);
     }
-    if (lc)
-      attention_llamacpp(c, kv, l, s, n, pos);  // s.att (n, q_dim)
-    else
-      attention(c, kv, l, s, n, pos);
-    if (Status st = project(s, mm, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();
+    attention_fn(k, c, kv, l, s, n, pos);  // s.att (n, q_dim)
+    if (Status st = project(s, k, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();
     k.add(x, xb2, x, n * dim);
 
     // ---- Feed-forward block (SwiGLU): x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm
-    for (int64_t t = 0; t < n; ++t) rms_norm(x + t * dim, L.ffn_norm, xb + t * dim, dim, c.rms_eps);
-    if (Status st = project(s, mm, xb, n, dim, {{L.w_gate, s.hb.data(), n_ff}, {L.w_up, s.hb2.data(), n_ff}});
+    for (int64_t t = 0; t < n; ++t) k.rms_norm(x + t * dim, L.ffn_norm, xb + t * dim, dim, c.rms_eps);
+    if (Status st = project(s, k, xb, n, dim, {{L.w_gate, s.hb.data(), n_ff}, {L.w_up, s.hb2.data(), n_ff}});
         !st)
       return st.error();
-    silu_mul(s.hb.data(), s.hb2.data(), s.hb.data(), n * n_ff);  // (n, n_ff)
-    if (Status st = project(s, mm, s.hb.data(), n, n_ff, {{L.w_down, xb2, dim}}); !st) return st.error();
+    k.silu_mul(s.hb.data(), s.hb2.data(), s.hb.data(), n * n_ff);  // (n, n_ff)
+    if (Status st = project(s, k, s.hb.data(), n, n_ff, {{L.w_down, xb2, dim}}); !st) return st.error();
     k.add(x, xb2, x, n * dim);
   }
 
   // ---- Final norm and the output projection: logits (n_out, n_vocab) for every token or only the last
   const int64_t first = s.all_logits ? 0 : n - 1;
-  for (int64_t t = first; t < n; ++t) rms_norm(x + t * dim, w.output_norm, xb + t * dim, dim, c.rms_eps);
-  if (Status st = project(s, mm, xb + first * dim, n - first, dim, {{w.output, s.logits.data(), c.n_vocab}}); !st)
+  for (int64_t t = first; t < n; ++t) k.rms_norm(x + t * dim, w.output_norm, xb + t * dim, dim, c.rms_eps);
+  if (Status st = project(s, k, xb + first * dim, n - first, dim, {{w.output, s.logits.data(), c.n_vocab}}); !st)
     return st.error();
   return std::span<const float>(s.logits.data(), static_cast<size_t>((n - first) * c.n_vocab));
 }

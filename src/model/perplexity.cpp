@@ -191,4 +191,10 @@ float percentile(std::span<const float> sorted, float fraction) {
   return (1 - p) * sorted[ip] + p * sorted[std::min(ip + 1, sorted.size() - 1)];
 }
 
+float median(std::span<const float> sorted) {
+  QE_CHECK(!sorted.empty());
+  const size_t n = sorted.size();
+  return n % 2 == 0 ? 0.5f * (sorted[n / 2] + sorted[n / 2 - 1]) : sorted[n / 2];
+}
+
 }  // namespace qe::model::ppl

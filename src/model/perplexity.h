@@ -80,5 +80,7 @@ KlSummary summarize(const KlStats& s);
 
 // llama.cpp's percentile: linear interpolation between the sorted values around fraction*(n-1).
 float percentile(std::span<const float> sorted, float fraction);
+// The middle value (the mean of the two middle ones for an even count), as llama.cpp's.
+float median(std::span<const float> sorted);
 
 }  // namespace qe::model::ppl

@@ -1,7 +1,7 @@
 // RoPE angles for every position of the context, computed once (llama.cpp's ggml_rope_cache_init per
-// position): theta_i(pos) = freq_scale * (pos * base^(-2i/n_rot)) / factor_i, where the power is built
-// by repeated multiplication in float exactly as ggml does, so the angles match its bits.
-// freq_scale is 1 / rope.scaling.factor ("linear"); factor_i are llama3's rope_freqs.weight (else 1).
+// position, kernels::rope_cos_sin): theta_i(pos) = freq_scale * (pos * base^(-2i/n_rot)) / factor_i, where
+// the power is built by repeated multiplication in float exactly as ggml does, so the angles match its
+// bits. freq_scale is 1 / rope.scaling.factor ("linear"); factor_i are llama3's rope_freqs.weight (else 1).
 #pragma once
 
 #include <cstdint>
@@ -10,10 +10,6 @@
 #include "model/config.h"
 
 namespace qe::model {
-
-// cos/sin of n_rot/2 angles for one position, ggml's float arithmetic. freq_factors may be nullptr.
-void rope_angles(int64_t pos, int64_t n_rot, float freq_base, float freq_scale, const float* freq_factors,
-                 float* cos, float* sin);
 
 class RopeTable {
  public:

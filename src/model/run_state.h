@@ -13,8 +13,9 @@
 namespace qe::model {
 
 // fast: this engine's kernels (x16 layouts, its own summation orders). llamacpp: the bits llama.cpp's
-// AVX2 CPU backend computes (kernels::LlamacppKernels), for token-for-token agreement with it.
-enum class Numerics { fast, llamacpp };
+// AVX2 CPU backend computes, for token-for-token agreement with it. The kernels own the choice (one
+// table per numerics, kernels::kernels(numerics, n_tokens)); the model names it here too.
+using Numerics = kernels::Numerics;
 
 struct RunState {
   int64_t n_batch = 0;  // most tokens one forward() call takes

@@ -236,20 +236,21 @@ Result<ChatTemplate> detect_chat_template(std::string_view jinja) {
   if (std::optional<ChatTemplate> t = chat_template_from_name(jinja)) return *t;
   const auto [t, family] = detect(jinja);
   if (t) return *t;
-  const std::string choose = fmt::format("choose one with --chat-template ({})", chat_template_name_list());
+  // The caller's chat_template setting (a name) gets past this: the front end says how to give it.
   if (!family.empty())
     return Error{"", "tokenizer.chat_template",
-                 fmt::format("recognised as llama.cpp's \"{}\" template, which qrun does not render; {}",
-                             family, choose)};
-  return Error{"", "tokenizer.chat_template", fmt::format("not a chat template qrun recognises; {}", choose)};
+                 fmt::format("recognised as llama.cpp's \"{}\" template, which qrun does not render", family),
+                 "chat_template"};
+  return Error{"", "tokenizer.chat_template", "not a chat template qrun recognises", "chat_template"};
 }
 
 Result<ChatTemplate> resolve_chat_template(std::string_view name,
                                            std::optional<std::string_view> gguf_template) {
   if (!name.empty()) {
     if (std::optional<ChatTemplate> t = chat_template_from_name(name)) return *t;
-    return Error{"", "--chat-template",
-                 fmt::format("\"{}\" is not a template name ({})", name, chat_template_name_list())};
+    return Error{"", "chat_template",
+                 fmt::format("\"{}\" is not a template name ({})", name, chat_template_name_list()),
+                 "chat_template"};
   }
   if (!gguf_template || gguf_template->empty()) return ChatTemplate::kChatml;
   return detect_chat_template(*gguf_template);

@@ -24,7 +24,7 @@ struct ChatMessage {
   std::string content;
 };
 
-// The families we render, by llama.cpp's names (--chat-template NAME).
+// The families we render, by llama.cpp's names (llama.cpp's --chat-template NAME).
 enum class ChatTemplate {
   kChatml,           // <|im_start|>role\n...<|im_end|>\n  (SmolLM2, Qwen, OpenHermes)
   kLlama2,           // [INST] ... [/INST]; a system message is prepended to the first user turn
@@ -51,12 +51,13 @@ std::optional<ChatTemplate> chat_template_from_name(std::string_view name);
 
 // llm_chat_detect_template: a template given by name, or a Jinja string recognised by its substrings.
 // Error when the string matches none of our families; when it matches a family llama.cpp knows but we
-// do not render (phi4, deepseek, command-r, ...), the reason names that family.
+// do not render (phi4, deepseek, command-r, ...), the reason names that family. Either error has field
+// "tokenizer.chat_template" and option "chat_template": naming a template is the way past it.
 Result<ChatTemplate> detect_chat_template(std::string_view jinja);
 
-// What qrun uses: `name` (--chat-template) when not empty, else the GGUF's template, else chatml (as
-// llama.cpp does for a model without one). The error says to choose one with --chat-template and lists
-// the names.
+// What a chat uses: `name` (the chat_template setting) when not empty, else the GGUF's template, else
+// chatml (as llama.cpp does for a model without one). An unknown name is an error with field and option
+// "chat_template" whose reason lists the names; the GGUF's template can fail as detect_chat_template.
 Result<ChatTemplate> resolve_chat_template(std::string_view name,
                                            std::optional<std::string_view> gguf_template);
 

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <string>
 #include <string_view>
+#include <utility>
 
 namespace qe::tokenizer {
 
@@ -108,15 +110,31 @@ Status expect_wire(Reader& r, uint32_t wire, uint32_t want, std::string_view nam
   return Status::Ok();
 }
 
+// A field's value, once its wire type is the one its proto type is written with.
+Result<uint64_t> varint_field(Reader& r, uint32_t wire, std::string_view name) {
+  if (Status e = expect_wire(r, wire, kVarint, name); !e) return e.error();
+  return r.varint(name);
+}
+
+Result<std::span<const uint8_t>> bytes_field(Reader& r, uint32_t wire, std::string_view name) {
+  if (Status e = expect_wire(r, wire, kLengthDelimited, name); !e) return e.error();
+  return r.bytes(name);
+}
+
+Result<std::string> string_field(Reader& r, uint32_t wire, std::string_view name) {
+  Result<std::span<const uint8_t>> b = bytes_field(r, wire, name);
+  if (!b) return b.error();
+  return std::string(reinterpret_cast<const char*>(b->data()), b->size());
+}
+
 Result<SpmPiece> parse_piece(std::span<const uint8_t> b, const std::string& file, size_t index) {
   Reader r(b, file, fmt::format("pieces[{}]", index));
   SpmPiece p;
   Status s = for_each_field(r, [&](uint32_t field, uint32_t wire) -> Result<bool> {
     if (field == 1) {
-      if (Status e = expect_wire(r, wire, kLengthDelimited, "piece"); !e) return e.error();
-      Result<std::span<const uint8_t>> text = r.bytes("piece");
+      Result<std::string> text = string_field(r, wire, "piece");
       if (!text) return text.error();
-      p.piece.assign(reinterpret_cast<const char*>(text->data()), text->size());
+      p.piece = std::move(*text);
       return true;
     }
     if (field == 2) {
@@ -127,8 +145,7 @@ Result<SpmPiece> parse_piece(std::span<const uint8_t> b, const std::string& file
       return true;
     }
     if (field == 3) {
-      if (Status e = expect_wire(r, wire, kVarint, "type"); !e) return e.error();
-      Result<uint64_t> t = r.varint("type");
+      Result<uint64_t> t = varint_field(r, wire, "type");
       if (!t) return t.error();
       if (*t < 1 || *t > 6) return r.error("type", fmt::format("unknown piece type {}", *t));
       p.type = static_cast<SpmPieceType>(*t);
@@ -158,8 +175,7 @@ Status parse_trainer_spec(std::span<const uint8_t> b, const std::string& file, S
       case 43: target = &m.pad_id, name = "pad_id"; break;
       default: return false;
     }
-    if (Status e = expect_wire(r, wire, kVarint, name); !e) return e.error();
-    Result<uint64_t> v = r.varint(name);
+    Result<uint64_t> v = varint_field(r, wire, name);
     if (!v) return v.error();
     if (target) *target = as_int32(*v);
     else *flag = *v != 0;
@@ -171,16 +187,14 @@ Status parse_normalizer_spec(std::span<const uint8_t> b, const std::string& file
   Reader r(b, file, "normalizer_spec");
   return for_each_field(r, [&](uint32_t field, uint32_t wire) -> Result<bool> {
     if (field == 1) {
-      if (Status e = expect_wire(r, wire, kLengthDelimited, "name"); !e) return e.error();
-      Result<std::span<const uint8_t>> s = r.bytes("name");
+      Result<std::string> s = string_field(r, wire, "name");
       if (!s) return s.error();
-      m.normalizer_name.assign(reinterpret_cast<const char*>(s->data()), s->size());
+      m.normalizer_name = std::move(*s);
       return true;
     }
     if (field == 3 || field == 4) {
       const std::string_view name = field == 3 ? "add_dummy_prefix" : "remove_extra_whitespaces";
-      if (Status e = expect_wire(r, wire, kVarint, name); !e) return e.error();
-      Result<uint64_t> v = r.varint(name);
+      Result<uint64_t> v = varint_field(r, wire, name);
       if (!v) return v.error();
       (field == 3 ? m.add_dummy_prefix : m.remove_extra_whitespaces) = *v != 0;
       return true;
@@ -197,8 +211,7 @@ Result<SpmModel> parse_sentencepiece_model(std::span<const uint8_t> bytes, const
   Status s = for_each_field(r, [&](uint32_t field, uint32_t wire) -> Result<bool> {
     if (field < 1 || field > 3) return false;  // self_test_data, denormalizer_spec: not needed
     static constexpr std::string_view kNames[] = {"", "pieces", "trainer_spec", "normalizer_spec"};
-    if (Status e = expect_wire(r, wire, kLengthDelimited, kNames[field]); !e) return e.error();
-    Result<std::span<const uint8_t>> sub = r.bytes(kNames[field]);
+    Result<std::span<const uint8_t>> sub = bytes_field(r, wire, kNames[field]);
     if (!sub) return sub.error();
     if (field == 1) {
       Result<SpmPiece> p = parse_piece(*sub, file, m.pieces.size());

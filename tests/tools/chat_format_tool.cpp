@@ -3,6 +3,8 @@
 //   {"template": "<Jinja string or llama.cpp name>", "messages": [{"role": ..., "content": ...}, ...],
 //    "add_generation_prompt": true}
 // and writes {"name": "<detected family>", "prompt": "<formatted>"} or {"error": "<message>"} to stdout.
+// The error is worded as qrun's chat mode words it: the library names option "chat_template", the front
+// end adds its flag and the names.
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -10,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/flag_errors.h"
 #include "tokenizer/chat_template.h"
 
 int main() {
@@ -26,7 +29,9 @@ int main() {
   qe::Result<qe::tokenizer::ChatTemplate> t =
       qe::tokenizer::detect_chat_template(in.value("template", std::string()));
   if (!t) {
-    out["error"] = t.error().message();
+    const std::string choose =
+        "; choose one with --chat-template (" + qe::tokenizer::chat_template_name_list() + ")";
+    out["error"] = qe::cli::with_flags(t.error(), {{"chat_template", "", choose}}).message();
   } else {
     std::vector<qe::tokenizer::ChatMessage> messages;
     for (const json& m : in.value("messages", json::array()))

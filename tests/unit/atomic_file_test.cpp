@@ -61,6 +61,8 @@ TEST(AtomicFile, RefusesExistingOutputUnlessOverwrite) {
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.error().message().find("already exists"), std::string::npos);
   EXPECT_NE(refused.error().message().find(path), std::string::npos);
+  EXPECT_EQ(refused.error().option, "overwrite");  // the setting that decides it; no flag in the text
+  EXPECT_EQ(refused.error().message().find("--"), std::string::npos);
 
   auto f = AtomicFile::create(path, true);
   ASSERT_TRUE(f.ok());
@@ -78,6 +80,7 @@ TEST(AtomicFile, OutputThatAppearsDuringWriteIsNotClobbered) {
   std::ofstream(path) << "someone else's";
   Status s = f->commit();
   ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().option, "overwrite");
   EXPECT_EQ(slurp(path), "someone else's");
   EXPECT_EQ(list_dir(dir).size(), 1u);  // temporary removed
 }

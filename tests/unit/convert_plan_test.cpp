@@ -54,9 +54,27 @@ TEST(ConvertTypes, LlamaQuantizePolicy) {
   EXPECT_EQ(choose_tensor_type(p, "blk.0.attn_k.weight", mat, true).type, GgmlType::Q8_0);
   EXPECT_EQ(choose_tensor_type(p, "blk.0.attn_v.weight", mat, true).type, GgmlType::BF16);
   EXPECT_EQ(choose_tensor_type(p, "blk.0.attn_norm.weight", vec, true).type, GgmlType::F32);
-  EXPECT_FALSE(parse_tensor_type_override("attn").ok());
-  EXPECT_FALSE(parse_tensor_type_override("attn=q6_k").ok());
-  EXPECT_FALSE(parse_tensor_type_override("(=q8_0").ok());
+  // The choice records which override decided it; the words are the front end's.
+  EXPECT_EQ(choose_tensor_type(p, "blk.0.attn_k.weight", mat, true).override_index, 0u);
+  TypeChoice ov = choose_tensor_type(p, "blk.0.attn_v.weight", odd, true);
+  EXPECT_EQ(ov.override_index, 1u);
+  EXPECT_EQ(ov.type, GgmlType::BF16);  // bf16 has no blocks: no fallback
+  EXPECT_TRUE(ov.reason.empty());
+  EXPECT_FALSE(choose_tensor_type(p, "output.weight", mat, true).override_index);
+  EXPECT_EQ(tensor_type_override_spec(p.overrides[0]), "attn_(q|k)=q8_0");
+  EXPECT_EQ(tensor_type_override_spec(*parse_tensor_type_override("ffn=Q4_1")), "ffn=q4_1");
+  p.overrides.insert(p.overrides.begin(), *parse_tensor_type_override("ffn_down=q4_0"));
+  TypeChoice ovfb = choose_tensor_type(p, "blk.0.ffn_down.weight", odd, true);
+  EXPECT_EQ(ovfb.override_index, 0u);
+  EXPECT_TRUE(ovfb.fallback);
+  EXPECT_EQ(ovfb.type, GgmlType::F16);
+  EXPECT_NE(ovfb.reason.find("row length 80"), std::string::npos);
+  for (const char* bad : {"attn", "attn=q6_k", "(=q8_0"}) {
+    Result<TensorTypeOverride> o = parse_tensor_type_override(bad);
+    ASSERT_FALSE(o.ok()) << bad;
+    EXPECT_EQ(o.error().option, "tensor_type") << bad;
+    EXPECT_EQ(o.error().message().find("--"), std::string::npos) << o.error().message();
+  }
   EXPECT_EQ(llama_file_type(GgmlType::Q8_0), 7u);
   EXPECT_EQ(llama_file_type(GgmlType::BF16), 32u);
 }

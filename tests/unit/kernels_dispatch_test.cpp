@@ -21,10 +21,16 @@ TEST(Dispatch, EveryLevelIsSelectableOrAClearError) {
       EXPECT_EQ(kernels().isa, isa);
       EXPECT_EQ(active_isa(), isa);
       ASSERT_NE(kernel_table(isa), nullptr);
+      // the numerics tables follow the selected level
+      EXPECT_EQ(&kernels(Numerics::fast, 7), &kernels());
+      EXPECT_EQ(&kernels(Numerics::llamacpp, 1), kernel_table(isa, Numerics::llamacpp, 1));
+      EXPECT_EQ(&kernels(Numerics::llamacpp, 7), kernel_table(isa, Numerics::llamacpp, 7));
+      EXPECT_EQ(kernels(Numerics::llamacpp, 7).isa, isa);
     } else {
       ASSERT_FALSE(st.ok()) << isa_name(isa) << " should be refused here";
       EXPECT_NE(st.error().message().find(std::string(isa_name(isa))), std::string::npos);
       EXPECT_EQ(kernel_table(isa), nullptr);
+      EXPECT_EQ(kernel_table(isa, Numerics::llamacpp, 1), nullptr);
       std::printf("note: %s not available on this CPU, refused as expected\n", std::string(isa_name(isa)).c_str());
     }
   }
@@ -38,6 +44,7 @@ TEST(Dispatch, TablesAreComplete) {
     const KernelTable* t = kernel_table(isa);
     if (!t) continue;
     EXPECT_EQ(t->isa, isa);
+    EXPECT_EQ(t->numerics, Numerics::fast);
     for (const void* f : {(const void*)t->quantize_q8_0, (const void*)t->quantize_q8_1, (const void*)t->quantize_q8_K,
                           (const void*)t->tile_q4_0_q8_0, (const void*)t->tile_q4_1_q8_1, (const void*)t->tile_q8_0_q8_0,
                           (const void*)t->tile_q6_K_q8_K, (const void*)t->tile_f16_f32, (const void*)t->tile_bf16_f32,

@@ -1,8 +1,9 @@
-// llama.cpp's numerics (KernelTable::llamacpp) at every SIMD level this CPU runs, bit for bit against the
-// scalar reference: activation quantizers, the q4_0 / q4_1 / q8_0 / f16 tiles and dots (tail sizes,
-// padded lengths), softmax, SwiGLU and RoPE, on fixed seeds with inputs that reach the exponential's
-// scaled and saturated branches and the quantizers' rounding ties. The reference's agreement with
-// llama.cpp itself is tested end to end (tests/python/test_llamacpp_parity.py: identical logits).
+// llama.cpp's numerics (the Numerics::llamacpp tables, batch and single-token) at every SIMD level this
+// CPU runs, bit for bit against the scalar reference: activation quantizers, the q4_0 / q4_1 / q8_0 /
+// f16 tiles and dots (tail sizes, padded lengths), softmax, SwiGLU and RoPE, on fixed seeds with inputs
+// that reach the exponential's scaled and saturated branches and the quantizers' rounding ties; and
+// which entries each table holds. The reference's agreement with llama.cpp itself is tested end to end
+// (tests/python/test_llamacpp_parity.py: identical logits).
 #include <gtest/gtest.h>
 
 #include <cfloat>
@@ -48,14 +49,20 @@ std::vector<Block> weight_rows(uint32_t seed, int64_t rows, int64_t n) {
 class LlamacppIsa : public ::testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
-    simd_ = kernel_table(GetParam());
-    if (!simd_) GTEST_SKIP() << "skipping " << isa_name(GetParam()) << ": this CPU/build lacks it";
-    ref_ = kernel_table(Isa::ref);
+    if (!kernel_table(GetParam()))
+      GTEST_SKIP() << "skipping " << isa_name(GetParam()) << ": this CPU/build lacks it";
+    for (bool single : {false, true}) {
+      simd_[single] = kernel_table(GetParam(), Numerics::llamacpp, single ? 1 : 64);
+      ref_[single] = kernel_table(Isa::ref, Numerics::llamacpp, single ? 1 : 64);
+      ASSERT_NE(simd_[single], nullptr);
+      ASSERT_NE(ref_[single], nullptr);
+    }
   }
-  const LlamacppKernels& simd() const { return simd_->llamacpp; }
-  const LlamacppKernels& ref() const { return ref_->llamacpp; }
-  const KernelTable* simd_ = nullptr;
-  const KernelTable* ref_ = nullptr;
+  // The batch table (tinyBLAS's f16 paths) and the single-token one (ggml_vec_dot_f16).
+  const KernelTable& simd(bool single = false) const { return *simd_[single]; }
+  const KernelTable& ref(bool single = false) const { return *ref_[single]; }
+  const KernelTable* simd_[2] = {};
+  const KernelTable* ref_[2] = {};
 };
 
 TEST_P(LlamacppIsa, ActivationQuantizersAreByteIdentical) {
@@ -99,9 +106,13 @@ void check_tile(MatmulTileFn ref_fn, MatmulTileFn simd_fn, QuantizeRowFn quantiz
 }
 
 TEST_P(LlamacppIsa, QuantizedTilesAreBitIdentical) {
-  check_tile<BlockQ4_0, BlockQ8_0>(ref().tile_q4_0_q8_0, simd().tile_q4_0_q8_0, ref().quantize_q8_0, "q4_0");
-  check_tile<BlockQ4_1, BlockQ8_1>(ref().tile_q4_1_q8_1, simd().tile_q4_1_q8_1, ref().quantize_q8_1, "q4_1");
-  check_tile<BlockQ8_0, BlockQ8_0>(ref().tile_q8_0_q8_0, simd().tile_q8_0_q8_0, ref().quantize_q8_0, "q8_0");
+  for (bool single : {false, true}) {
+    SCOPED_TRACE(single ? "single-token table" : "batch table");
+    const KernelTable &r = ref(single), &v = simd(single);
+    check_tile<BlockQ4_0, BlockQ8_0>(r.tile_q4_0_q8_0, v.tile_q4_0_q8_0, r.quantize_q8_0, "q4_0");
+    check_tile<BlockQ4_1, BlockQ8_1>(r.tile_q4_1_q8_1, v.tile_q4_1_q8_1, r.quantize_q8_1, "q4_1");
+    check_tile<BlockQ8_0, BlockQ8_0>(r.tile_q8_0_q8_0, v.tile_q8_0_q8_0, r.quantize_q8_0, "q8_0");
+  }
 }
 
 TEST_P(LlamacppIsa, F16DotsAndTilesAreBitIdentical) {
@@ -112,10 +123,15 @@ TEST_P(LlamacppIsa, F16DotsAndTilesAreBitIdentical) {
     for (int64_t i = 0; i < n; ++i) a[i] = fp32_to_fp16(fa[i]), b[i] = fp32_to_fp16(fb[i]);
     // n real elements; the KV cache's padding to 32 (the single-token dot's lanes depend on it)
     for (int64_t n_pad : {n, (n + 31) / 32 * 32}) {
-      const float r1 = ref().dot_f16_batch(n, n_pad, a.data(), b.data());
-      const float s1 = simd().dot_f16_batch(n, n_pad, a.data(), b.data());
-      const float r2 = ref().dot_f16_single(n, n_pad, a.data(), b.data());
-      const float s2 = simd().dot_f16_single(n, n_pad, a.data(), b.data());
+      // tinyBLAS<8> (the batch table's dot), ggml_vec_dot_f16 (the single-token table's, and both
+      // tables' fallback)
+      const float r1 = ref().dot_f16(n, n_pad, a.data(), b.data());
+      const float s1 = simd().dot_f16(n, n_pad, a.data(), b.data());
+      const float r2 = ref(true).dot_f16(n, n_pad, a.data(), b.data());
+      const float s2 = simd(true).dot_f16(n, n_pad, a.data(), b.data());
+      const float s3 = simd().dot_f16_gemv(n, n_pad, a.data(), b.data());
+      ASSERT_EQ(std::memcmp(&r2, &s3, 4), 0)
+          << "gemv n=" << n << " pad=" << n_pad << ": " << r2 << " vs " << s3;
       ASSERT_EQ(std::memcmp(&r1, &s1, 4), 0)
           << "batch n=" << n << " pad=" << n_pad << ": " << r1 << " vs " << s1;
       ASSERT_EQ(std::memcmp(&r2, &s2, 4), 0)
@@ -133,12 +149,20 @@ TEST_P(LlamacppIsa, F16DotsAndTilesAreBitIdentical) {
     for (size_t i = 0; i < w.size(); ++i) w[i] = fp32_to_fp16(fw[i]);
     for (bool single : {false, true}) {
       std::vector<float> yr(static_cast<size_t>(nr * nc)), ys(yr.size());
-      const MatmulTileFn r = single ? ref().tile_f16_single : ref().tile_f16_batch;
-      const MatmulTileFn v = single ? simd().tile_f16_single : simd().tile_f16_batch;
-      r(n, w.data(), n * 2, nr, x.data(), n * 4, nc, yr.data(), nr);
-      v(n, w.data(), n * 2, nr, x.data(), n * 4, nc, ys.data(), nr);
+      ref(single).tile_f16_f32(n, w.data(), n * 2, nr, x.data(), n * 4, nc, yr.data(), nr);
+      simd(single).tile_f16_f32(n, w.data(), n * 2, nr, x.data(), n * 4, nc, ys.data(), nr);
       ASSERT_EQ(0, std::memcmp(yr.data(), ys.data(), yr.size() * 4))
           << "f16 tile n=" << n << " single=" << single;
+      // and the tile is its table's dot on the activations rounded to f16, as ggml converts them
+      std::vector<uint16_t> x16(static_cast<size_t>(n));
+      for (int64_t c = 0; c < nc; ++c) {
+        for (int64_t i = 0; i < n; ++i) x16[i] = fp32_to_fp16(x[c * n + i]);
+        for (int64_t r = 0; r < nr; ++r) {
+          const float want = simd(single).dot_f16(n, n, w.data() + r * n, x16.data());
+          ASSERT_EQ(0, std::memcmp(&want, &ys[c * nr + r], 4))
+              << "f16 tile vs dot n=" << n << " single=" << single << " r=" << r << " c=" << c;
+        }
+      }
     }
   }
 }
@@ -174,15 +198,48 @@ TEST_P(LlamacppIsa, SoftmaxSiluRopeAreBitIdentical) {
   ASSERT_EQ(0, std::memcmp(xr.data(), xs.data(), xr.size() * 4));
 }
 
-TEST_P(LlamacppIsa, MatmulTableTakesTheLlamacppEntries) {
-  const KernelTable batch = llamacpp_matmul_table(*simd_, false),
-                    single = llamacpp_matmul_table(*simd_, true);
-  EXPECT_EQ(batch.tile_q4_1_q8_1, simd().tile_q4_1_q8_1);
-  EXPECT_EQ(batch.quantize_q8_1, simd().quantize_q8_1);
-  EXPECT_EQ(batch.tile_f16_f32, simd().tile_f16_batch);
-  EXPECT_EQ(single.tile_f16_f32, simd().tile_f16_single);
-  EXPECT_EQ(batch.tile_q6_K_q8_K, nullptr);  // not covered: the driver reports "no kernel"
-  EXPECT_EQ(batch.x16_q4_1_q8_1, nullptr);
+// Each table holds llama.cpp's kernels for what its numerics cover and nothing else (the matmul drivers
+// then report "no kernel"); the two tables differ only in their f16 paths.
+TEST_P(LlamacppIsa, TablesHoldTheLlamacppEntries) {
+  const KernelTable &batch = simd(), &single = simd(true), &fast = *kernel_table(GetParam());
+  for (const KernelTable* t : {&batch, &single}) {
+    EXPECT_EQ(t->isa, GetParam());
+    EXPECT_EQ(t->numerics, Numerics::llamacpp);
+    for (const void* f :
+         {(const void*)t->quantize_q8_0, (const void*)t->quantize_q8_1, (const void*)t->tile_q4_0_q8_0,
+          (const void*)t->tile_q4_1_q8_1, (const void*)t->tile_q8_0_q8_0, (const void*)t->tile_f16_f32,
+          (const void*)t->dot_f16, (const void*)t->dot_f16_gemv, (const void*)t->rms_norm,
+          (const void*)t->rope, (const void*)t->softmax, (const void*)t->silu_mul, (const void*)t->add,
+          (const void*)t->scale, (const void*)t->to_f32_f16, (const void*)t->quantize_row_q8_0,
+          (const void*)t->error_stats})
+      EXPECT_NE(f, nullptr);
+    for (const void* f :
+         {(const void*)t->quantize_q8_K, (const void*)t->tile_q6_K_q8_K, (const void*)t->tile_bf16_f32,
+          (const void*)t->tile_f32_f32, (const void*)t->x16_q4_0_q8_0, (const void*)t->x16_q4_1_q8_1,
+          (const void*)t->x16_q8_0_q8_0})
+      EXPECT_EQ(f, nullptr);  // not covered
+    // llama.cpp's rms_norm is the reference order; its own kernels replace the fast ones
+    EXPECT_EQ(t->rms_norm, kernel_table(Isa::ref)->rms_norm);
+    EXPECT_NE(t->quantize_q8_0, fast.quantize_q8_0);
+    EXPECT_NE(t->softmax, fast.softmax);
+    EXPECT_EQ(t->add, fast.add);  // exact in both numerics
+  }
+  EXPECT_EQ(batch.quantize_q8_1, single.quantize_q8_1);
+  EXPECT_EQ(batch.tile_q4_1_q8_1, single.tile_q4_1_q8_1);
+  EXPECT_EQ(batch.softmax, single.softmax);
+  EXPECT_NE(batch.tile_f16_f32, single.tile_f16_f32);
+  EXPECT_NE(batch.dot_f16, single.dot_f16);
+  EXPECT_EQ(single.dot_f16, single.dot_f16_gemv);
+  EXPECT_EQ(batch.dot_f16_gemv, single.dot_f16_gemv);
+  // x86 SIMD levels run llama.cpp's AVX2 code; others the scalar reference
+  if (GetParam() == Isa::avx2 || GetParam() == Isa::avx512) {
+    EXPECT_NE(batch.tile_q8_0_q8_0, ref().tile_q8_0_q8_0);
+    EXPECT_NE(batch.dot_f16, ref().dot_f16);
+  }
+  // every batch size but one takes the batch table; the fast numerics have one table
+  EXPECT_EQ(kernel_table(GetParam(), Numerics::llamacpp, 2), &batch);
+  EXPECT_EQ(kernel_table(GetParam(), Numerics::fast, 1), &fast);
+  EXPECT_EQ(kernel_table(GetParam(), Numerics::fast, 64), &fast);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllLevels, LlamacppIsa,

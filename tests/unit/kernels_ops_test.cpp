@@ -4,6 +4,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -98,14 +99,40 @@ TEST(Rope, AnglesFollowGgmlRecurrence) {
   EXPECT_NEAR(s[1], std::sin(3.0 * std::pow(10000.0, -2.0 / 128)), 4 * FLT_EPSILON);
 }
 
+// Linear scaling and llama3's per-pair factors: ggml's rope_yarn angle without extrapolation,
+// freq_scale * (theta_i / factor_i) on the float recurrence theta_i = pos * theta_scale^i, bit for bit;
+// neutral settings give the unscaled angles' bits.
+TEST(Rope, ScaledAnglesFollowGgml) {
+  const int64_t n_rot = 64;
+  std::vector<float> factors(n_rot / 2);
+  for (size_t i = 0; i < factors.size(); ++i) factors[i] = 1.0f + 0.37f * static_cast<float>(i);
+  const std::vector<float> ones(n_rot / 2, 1.0f);
+  for (int64_t pos : {0, 1, 5, 1000, 8191}) {
+    std::vector<float> c(n_rot / 2), s(c.size()), c1(c.size()), s1(c.size());
+    rope_cos_sin(pos, n_rot, 500000.0f, 0.25f, factors.data(), c.data(), s.data());
+    const float theta_scale = std::pow(500000.0f, -2.0f / static_cast<float>(n_rot));
+    float theta = static_cast<float>(pos);
+    for (int64_t i = 0; i < n_rot / 2; ++i, theta *= theta_scale) {
+      // volatile: the library's cosf/sinf at run time, as rope_cos_sin calls them, not a folded constant
+      const volatile float angle = 0.25f * (theta / factors[i]);
+      ASSERT_EQ(c[i], std::cos(static_cast<float>(angle))) << "pos=" << pos << " i=" << i;
+      ASSERT_EQ(s[i], std::sin(static_cast<float>(angle))) << "pos=" << pos << " i=" << i;
+    }
+    rope_cos_sin(pos, n_rot, 500000.0f, c.data(), s.data());
+    rope_cos_sin(pos, n_rot, 500000.0f, 1.0f, ones.data(), c1.data(), s1.data());
+    ASSERT_EQ(0, std::memcmp(c.data(), c1.data(), c.size() * sizeof(float))) << "pos=" << pos;
+    ASSERT_EQ(0, std::memcmp(s.data(), s1.data(), s.size() * sizeof(float))) << "pos=" << pos;
+  }
+}
+
 TEST_P(OpsIsa, Softmax) {
   for (int64_t n : kSizes) {
     const uint32_t seed = static_cast<uint32_t>(200 + n);
     auto xs = randv(seed, n, -30, 10);
     if (n > 4) xs[2] = -INFINITY;  // masked attention position
     auto xr = xs;
-    simd_->softmax(xs.data(), n);
-    ref_->softmax(xr.data(), n);
+    simd_->softmax(xs.data(), n, 1.0f);
+    ref_->softmax(xr.data(), n, 1.0f);
     // exp to ~2 ulp, the sum to (sqrt(n) + 8) eps relative, plus values under FLT_MIN that the SIMD exp
     // flushes to zero.
     const double rel = (16 + 2 * std::sqrt(static_cast<double>(n))) * FLT_EPSILON;
@@ -116,6 +143,24 @@ TEST_P(OpsIsa, Softmax) {
     }
     ASSERT_NEAR(total, 1.0, rel * 2) << "n=" << n;
   }
+}
+
+// The scale folded into softmax gives the bits of a separate scale pass before an unscaled softmax
+// (attention's scores / sqrt(head_dim)), at this level and at the reference.
+TEST_P(OpsIsa, SoftmaxScaleIsOneRoundedProduct) {
+  for (int64_t n : kSizes)
+    for (float scale : {0.125f, 0.0883883476f, 3.0f}) {
+      const uint32_t seed = static_cast<uint32_t>(400 + n);
+      const auto x = randv(seed, n, -300, 80);
+      for (const KernelTable* k : {simd_, ref_}) {
+        std::vector<float> fused = x, split(x.size());
+        k->softmax(fused.data(), n, scale);
+        k->scale(x.data(), scale, split.data(), n);
+        k->softmax(split.data(), n, 1.0f);
+        ASSERT_EQ(0, std::memcmp(fused.data(), split.data(), fused.size() * sizeof(float)))
+            << isa_name(k->isa) << " n=" << n << " scale=" << scale << " seed=" << seed;
+      }
+    }
 }
 
 TEST_P(OpsIsa, SiluMul) {

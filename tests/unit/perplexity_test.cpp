@@ -184,5 +184,11 @@ TEST(Perplexity, PercentileInterpolates) {
   EXPECT_EQ(percentile(std::vector<float>{7.0f}, 0.3f), 7.0f);
 }
 
+TEST(Perplexity, MedianOfOddAndEvenCounts) {
+  EXPECT_EQ(median(std::vector<float>{1.0f, 2.0f, 9.0f}), 2.0f);
+  EXPECT_EQ(median(std::vector<float>{1.0f, 2.0f, 4.0f, 9.0f}), 3.0f);  // the mean of the middle two
+  EXPECT_EQ(median(std::vector<float>{7.0f}), 7.0f);
+}
+
 }  // namespace
 }  // namespace qe::model::ppl

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "cli/isa_choice.h"
@@ -23,22 +24,34 @@ using Clock = std::chrono::steady_clock;
 
 std::string mb(uint64_t bytes) { return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6); }
 
+// Why a tensor got its type, in qconvert's words: the library says which override chose it, we name the
+// flag it came from ("--tensor-type attn=q8_0", then the fallback, if any).
+std::string type_reason(const convert::TypePolicy& policy, std::optional<size_t> override_index,
+                        const std::string& reason) {
+  if (!override_index) return reason;
+  const convert::TensorTypeOverride& o = policy.overrides.at(*override_index);
+  std::string words = "--tensor-type " + convert::tensor_type_override_spec(o);
+  return reason.empty() ? words : words + "; " + reason;
+}
+
 // Terminal: one bar line redrawn at most 10 times a second. Otherwise (logs, CI): one line per tensor.
 class Progress {
  public:
-  explicit Progress(bool verbose) : tty_(::isatty(STDERR_FILENO) != 0), verbose_(verbose), t0_(Clock::now()) {}
+  Progress(bool verbose, const convert::TypePolicy& policy)
+      : tty_(::isatty(STDERR_FILENO) != 0), verbose_(verbose), policy_(policy), t0_(Clock::now()) {}
 
   void tensor(const convert::TensorPlan& p, size_t i, size_t n) {
     name_ = p.name;
     index_ = i;
     count_ = n;
+    const std::string reason = type_reason(policy_, p.override_index, p.reason);
     if (!tty_) {
-      std::string note = p.copy ? " (copied)" : p.reason.empty() ? "" : " (" + p.reason + ")";
+      std::string note = p.copy ? " (copied)" : reason.empty() ? "" : " (" + reason + ")";
       fmt::print(stderr, "[{:>4}/{}] {:<32} {:>5} -> {:<5} {}{}\n", i + 1, n, p.name, ggml_type_name(p.computed.empty() ? p.src_type : GgmlType::F32),
                  ggml_type_name(p.out_type), mb(p.out_bytes()), note);
-    } else if (verbose_ && !p.reason.empty()) {
+    } else if (verbose_ && !reason.empty()) {
       clear();
-      fmt::print(stderr, "qconvert: {}: {}\n", p.name, p.reason);
+      fmt::print(stderr, "qconvert: {}: {}\n", p.name, reason);
     }
   }
 
@@ -64,6 +77,7 @@ class Progress {
 
  private:
   bool tty_, verbose_;
+  const convert::TypePolicy& policy_;
   bool drawn_ = false;
   Clock::time_point t0_, last_{};
   std::string name_;
@@ -96,7 +110,7 @@ Status run_conversion(const ConvertOptions& opt) {
   job.output = opt.to_hf.empty() ? opt.output : opt.to_hf;
   job.to_hf = !opt.to_hf.empty();
   job.allow_requantize = opt.allow_requantize;
-  job.force = opt.force;
+  job.overwrite = opt.force;
   job.n_threads = opt.n_threads > 0 ? opt.n_threads : kernels::default_thread_count();
   job.policy.pure = opt.pure;
   Result<convert::ConvertMode> mode = convert::detect_mode(job);
@@ -124,20 +138,22 @@ Status run_conversion(const ConvertOptions& opt) {
   const std::string card = opt.card ? card_path(opt) : "";
   if (!card.empty()) job.extra_outputs.push_back(card);
   if (!opt.report.empty()) job.extra_outputs.push_back(opt.report);
-  for (const std::string& extra : job.extra_outputs)
-    if (!opt.force && fs::exists(extra)) return Error{extra, "", "exists (use --force to replace it)"};
+  for (const std::string& extra : job.extra_outputs)  // worded as AtomicFile's refusal; main.cpp adds --force
+    if (!opt.force && fs::exists(extra)) return Error{extra, "", "already exists", "overwrite"};
 
   if (opt.verbose) {
     fmt::print(stderr, "qconvert: {}\n", kernels::describe_isa());
     fmt::print(stderr, "qconvert: {} threads, target {}{}\n", job.n_threads, type, opt.pure ? " (pure)" : "");
   }
-  Progress progress(opt.verbose);
+  Progress progress(opt.verbose, job.policy);
   convert::ConvertObserver obs;
   obs.tensor = [&](const convert::TensorPlan& p, size_t i, size_t n) { progress.tensor(p, i, n); };
   obs.progress = [&](uint64_t done, uint64_t total) { progress.bytes(done, total); };
   Result<convert::ConvertResult> res = convert::run_convert(job, obs);
   progress.clear();
   if (!res) return res.error();
+  for (convert::TensorReport& x : res->tensors)
+    x.reason = type_reason(job.policy, x.override_index, x.reason);
 
   for (const std::string& w : res->warnings) fmt::print(stderr, "qconvert: warning: {}\n", w);
   // One line per distinct reason, so a fallback or the q6_K stand-in is never silent.

@@ -7,9 +7,23 @@
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <new>
+#include <utility>
 
+#include "cli/flag_errors.h"
 #include "cli/qconvert/convert.h"
 #include "cli/qconvert/info.h"
+
+namespace {
+
+// The library's errors name the setting (Error::option); these are qconvert's flags for them.
+qe::Error with_qconvert_flags(qe::Error e) {
+  return qe::cli::with_flags(std::move(e), {{"overwrite", "", " (use --force to overwrite)"},
+                                            {"to_hf", "--to-hf", ""},
+                                            {"tensor_type", "--tensor-type", ""},
+                                            {"allow_requantize", "", " (use --allow-requantize)"}});
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"qconvert: inspect and convert GGUF / safetensors / Hugging Face models"};
@@ -62,7 +76,7 @@ int main(int argc, char** argv) {
       s = qe::cli::run_conversion(conv);
     }
     if (!s) {
-      fmt::print(stderr, "qconvert: {}\n", s.error().message());
+      fmt::print(stderr, "qconvert: {}\n", with_qconvert_flags(s.error()).message());
       return 1;
     }
   } catch (const std::bad_alloc&) {

@@ -1,0 +1,42 @@
+#include "model/model.h"
+
+#include <fmt/core.h>
+
+#include "kernels/threads.h"
+#include "model/forward.h"
+
+namespace qe::model {
+
+Result<std::unique_ptr<Model>> open_model(const std::string& path, const ModelOptions& options) {
+  if (options.cache_type != GgmlType::F16 && options.cache_type != GgmlType::F32)
+    return Error{path, "cache_type",
+                 fmt::format("{} is not supported (f16, f32)", ggml_type_name(options.cache_type)),
+                 "cache_type"};
+  if (options.n_threads < 0)
+    return Error{path, "n_threads", fmt::format("{} must be >= 0", options.n_threads), "n_threads"};
+  Result<GgufFile> file = GgufFile::open(path);
+  if (!file) return file.error();
+  Result<Config> config = load_config(*file);
+  if (!config) return config.error();
+  const bool interleave = options.repack && options.numerics == Numerics::fast;
+  Result<Weights> weights = load_weights(*file, *config, interleave);
+  if (!weights) return weights.error();
+  if (Status st = check_numerics(*weights, options.numerics, options.cache_type); !st) {
+    Error e = st.error();
+    e.file = path;
+    return e;
+  }
+  Result<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::from_gguf(*file);
+  if (!tok) return tok.error();
+  if (tok->n_vocab() != config->n_vocab)
+    return Error{
+        path, "tokenizer.ggml.tokens",
+        fmt::format("{} tokens, but token_embd.weight has {} rows", tok->n_vocab(), config->n_vocab)};
+  // Moving the GgufFile keeps its mapping (and so the weight views) where it is.
+  auto m = std::unique_ptr<Model>(
+      new Model{path, std::move(*file), std::move(*config), std::move(*weights), std::move(*tok), options});
+  if (m->options.n_threads == 0) m->options.n_threads = kernels::default_thread_count();
+  return m;
+}
+
+}  // namespace qe::model

@@ -1,0 +1,49 @@
+// A model ready to run: the mapped GGUF, its hyperparameters, the weight views into the mapping and the
+// tokenizer, checked against each other once at open (what llama.cpp splits into llama_model and
+// llama_vocab). Contexts (model/context.h) hold the per-run state and point back here.
+//
+//   Result<std::unique_ptr<Model>> m = open_model("SmolLM2.gguf", {});
+//   Result<Context> ctx = Context::create(**m, {.n_ctx = 2048});
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "formats/error.h"
+#include "formats/ggml_type.h"
+#include "formats/gguf_reader.h"
+#include "model/config.h"
+#include "model/run_state.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+namespace qe::model {
+
+struct ModelOptions {
+  Numerics numerics = Numerics::fast;
+  // The KV cache of this model's contexts: F16 (llama.cpp's default) or F32. A model option rather than a
+  // context one because llama.cpp numerics hold only with F16, and that is checked at open.
+  GgmlType cache_type = GgmlType::F16;
+  // Copy q4_0/q4_1/q8_0 matrices into the x16 interleaved layout at load (faster prompts). Only with fast
+  // numerics: llama.cpp's summation order needs the file's layout.
+  bool repack = true;
+  int n_threads = 0;  // matmul and scoring threads; 0 = physical cores
+};
+
+struct Model {
+  std::string path;  // as given to open_model: names the model in errors
+  GgufFile file;     // the mapping the weight views point into
+  Config config;
+  Weights weights;
+  tokenizer::Tokenizer tok;
+  ModelOptions options;  // as resolved: n_threads > 0
+
+  int n_threads() const { return options.n_threads; }
+};
+
+// Maps and checks `path`: config, weights (of a type and layout the numerics cover), tokenizer (its
+// vocabulary the size of token_embd). Errors name the file; Error::option says when a ModelOptions field
+// decided the outcome ("numerics", "cache_type"). Held by pointer: contexts keep its address.
+Result<std::unique_ptr<Model>> open_model(const std::string& path, const ModelOptions& options);
+
+}  // namespace qe::model
