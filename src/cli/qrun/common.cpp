@@ -60,9 +60,6 @@ uint32_t resolve_seed(const RunOptions& o) {
 Error to_flags(Error e, std::initializer_list<FlagHint> mode) {
   for (const FlagHint& h : mode)
     if (h.option == e.option) return with_flags(std::move(e), mode);
-  // A lower layer's text from before Error::option may still name the flag itself: left as it is.
-  if (e.option == "numerics" && e.reason.find("--numerics") != std::string::npos) return e;
-  if (e.option == "chat_template" && e.reason.find("--chat-template") != std::string::npos) return e;
   if (e.option == "chat_template" && e.field == "tokenizer.chat_template") {
     // The model's template is not one we render: naming one is the way past it.
     const std::string advice =
