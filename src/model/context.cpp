@@ -3,19 +3,11 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <chrono>
 
 #include "model/forward.h"
+#include "model/timing.h"
 
 namespace qe::model {
-namespace {
-
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
-
 int64_t default_n_ctx(const Config& c) {
   return std::min<int64_t>(c.n_ctx_train, 4096);
 }
@@ -57,7 +49,7 @@ Result<std::span<const float>> Context::eval(std::span<const int32_t> tokens, co
                  fmt::format("{} tokens at position {} need {} positions, more than the context of {}", n,
                              n_past_, n_past_ + n, n_ctx()),
                  "n_ctx"};
-  const auto t0 = std::chrono::steady_clock::now();
+  const Clock::time_point t0 = Clock::now();
   std::span<const float> logits;
   for (size_t p = 0; p < tokens.size(); p += static_cast<size_t>(n_batch())) {
     const size_t k = std::min(tokens.size() - p, static_cast<size_t>(n_batch()));

@@ -2,18 +2,9 @@
 
 #include <fmt/core.h>
 
-#include <chrono>
+#include "model/timing.h"
 
 namespace qe::model {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-}  // namespace
 
 std::string_view stop_reason_name(StopReason r) {
   switch (r) {

@@ -3,16 +3,11 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <chrono>
+
+#include "model/timing.h"
 
 namespace qe::model::ppl {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 Status check_vocabulary(const Model& model) {
   // An EOS appended to the text would be scored as if the text ended there.

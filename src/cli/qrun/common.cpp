@@ -12,10 +12,6 @@
 
 namespace qe::cli {
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
 Error usage(std::string reason) {
   return Error{"", "", std::move(reason)};
 }

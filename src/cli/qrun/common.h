@@ -2,7 +2,6 @@
 // output helpers (stdout for results, stderr for logs). The work itself is the engine's (model/*.h).
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -12,12 +11,13 @@
 #include "cli/qrun/options.h"
 #include "formats/error.h"
 #include "model/model.h"
+#include "model/timing.h"
 
 namespace qe::cli {
 
-using Clock = std::chrono::steady_clock;
+using model::Clock;
+using model::ms_since;
 
-double ms_since(Clock::time_point t0);
 Error usage(std::string reason);
 // A -f file as llama.cpp reads it: the bytes, less the one trailing newline an editor adds.
 Result<std::string> read_prompt_file(const std::string& path);
