@@ -33,6 +33,9 @@ struct TensorPlan {
   std::string reason;               // why out_type, when a rule (not the target type or an override) chose it
   bool fallback = false;            // out_type is a fallback for rows the preferred type cannot hold
   std::optional<size_t> override_index;  // the TypePolicy::overrides entry that chose out_type
+  // One importance weight per column (the imatrix row), owned by the run; q4_0 / q4_1 outputs are then
+  // rounded with ggml's importance-weighted quantizers. Empty: plain rounding. Other types ignore it.
+  std::span<const float> importance;
 
   uint64_t n_elements() const;
   uint64_t src_bytes() const;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "formats/blocks.h"
+#include "formats/blocks_weighted.h"
 #include "formats/error.h"
 #include "kernels/kernel_table.h"
 
@@ -60,13 +61,15 @@ struct Scratch {
 
 }  // namespace
 
+bool takes_importance(GgmlType out_type) { return out_type == GgmlType::Q4_0 || out_type == GgmlType::Q4_1; }
+
 double ErrorStats::rmse() const {
   return n == 0 ? 0.0 : std::sqrt(sum_sq / static_cast<double>(n));
 }
 
 void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, std::byte* out, int64_t row_len,
                   int64_t r0, int64_t r1, const RowOrder& order, int n_threads, ErrorStats& stats,
-                  const std::function<void()>& side_task) {
+                  const std::function<void()>& side_task, std::span<const float> importance) {
   const BlockTraits* in = block_traits(src_type);
   const BlockTraits* to = block_traits(out_type);
   QE_CHECK(in != nullptr && to != nullptr && to->from_float != nullptr);
@@ -83,6 +86,9 @@ void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, st
   const kernels::RowToF32Fn src_to_f32 = src_type == GgmlType::F32 ? nullptr : to_f32_fn(k, src_type, *in);
   const kernels::QuantizeRowFn quantize = from_f32_fn(k, out_type, *to);
   const kernels::RowToF32Fn dequantize = to_f32_fn(k, out_type, *to);
+  // ggml's weighted quantizers exist in one (scalar) version; they see the whole row at once, as they must.
+  const float* weights = takes_importance(out_type) && !importance.empty() ? importance.data() : nullptr;
+  QE_CHECK(weights == nullptr || importance.size() == n);
 
   std::vector<kernels::RowError> errors(static_cast<size_t>(r1 - r0));  // per row, summed in row order below
   const int nt = std::max(1, n_threads);
@@ -111,7 +117,12 @@ void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, st
         x = w.x.data();
       }
       std::byte* o = out + static_cast<size_t>(r - r0) * out_stride;
-      quantize(x, o, row_len);
+      if (weights == nullptr)
+        quantize(x, o, row_len);
+      else if (out_type == GgmlType::Q4_0)
+        quantize_row_q4_0_weighted(x, reinterpret_cast<BlockQ4_0*>(o), row_len, weights);
+      else
+        quantize_row_q4_1_weighted(x, reinterpret_cast<BlockQ4_1*>(o), row_len, weights);
       dequantize(o, w.y.data(), row_len);
       errors[static_cast<size_t>(r - r0)] = k.error_stats(x, w.y.data(), row_len);
     }

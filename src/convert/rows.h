@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <span>
 
 #include "formats/ggml_type.h"
 
@@ -43,8 +44,14 @@ struct RowOrder {
 // side_task (may be empty) runs once, on one of the n_threads threads, while the others start on the rows
 // (which are dealt out dynamically, so that thread joins them when done): qconvert writes the previous
 // chunk this way, inside the team, instead of on an extra thread that would compete with it for cores.
+// importance (empty, or row_len weights, one per column): q4_0 / q4_1 rows are then written by ggml's
+// importance-weighted quantizers (formats/blocks_weighted.h), the bytes llama-quantize --imatrix writes;
+// other output types ignore it, as ggml does. It is per column, so the RoPE row order does not touch it.
 void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, std::byte* out, int64_t row_len,
                   int64_t r0, int64_t r1, const RowOrder& order, int n_threads, ErrorStats& stats,
-                  const std::function<void()>& side_task = {});
+                  const std::function<void()>& side_task = {}, std::span<const float> importance = {});
+
+// Whether convert_rows uses `importance` for this output type (q4_0, q4_1).
+bool takes_importance(GgmlType out_type);
 
 }  // namespace qe::convert

@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "convert/awq_run.h"
+#include "convert/importance.h"
 #include "formats/atomic_file.h"
 #include "formats/gguf_writer.h"
 #include "formats/hf_model_dir.h"
@@ -43,6 +45,7 @@ Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, Tenso
   rep.fallback = p.fallback;
   rep.override_index = p.override_index;
   rep.copied = p.copy;
+  rep.weighted = !p.copy && takes_importance(p.out_type) && !p.importance.empty();
 
   if (p.copy) {
     for (uint64_t off = 0; off < p.src.size(); off += kCopyChunkBytes) {
@@ -82,7 +85,7 @@ Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, Tenso
     const int64_t r1 = std::min(rows, r0 + chunk);
     std::vector<std::byte>& buf = out[k & 1];
     convert_rows(src_type, src.data(), p.out_type, buf.data(), row_len, r0, r1, p.order, n_threads, stats,
-                 pending.empty() ? std::function<void()>{} : std::function<void()>(write_pending));
+                 pending.empty() ? std::function<void()>{} : std::function<void()>(write_pending), p.importance);
     if (!written) return written;
     pending = std::span<const std::byte>(buf.data(), static_cast<size_t>(out_row_bytes) * (r1 - r0));
     pending_rows = r1 - r0;
@@ -198,7 +201,7 @@ Status write_gguf(const ConvertJob& job, const std::vector<GgufKv>& kvs, const s
   return {};
 }
 
-Result<ConvertResult> hf_to_gguf(const ConvertJob& job, const ConvertObserver& obs) {
+Result<ConvertResult> hf_to_gguf(const ConvertJob& job, const ImportanceSet& imp, const ConvertObserver& obs) {
   ConvertResult res;
   res.mode = ConvertMode::kHfToGguf;
   Result<HfModelDir> dir = HfModelDir::open(job.input);
@@ -209,6 +212,7 @@ Result<ConvertResult> hf_to_gguf(const ConvertJob& job, const ConvertObserver& o
   if (!hp) return hp.error();
   Result<std::vector<TensorPlan>> plans = plan_hf_to_gguf(*dir, *hp, job.policy);
   if (!plans) return plans.error();
+  if (Status s = attach_importance(job, imp, *plans); !s) return s.error();
   Result<std::vector<GgufKv>> tok = tokenizer::hf_tokenizer_to_gguf(job.input, res.warnings);
   if (!tok) return tok.error();
 
@@ -232,15 +236,19 @@ Result<ConvertResult> hf_to_gguf(const ConvertJob& job, const ConvertObserver& o
     kvs.push_back(std::move(kv));
   }
   kvs.push_back({"general.quantization_version", GgufValue::u32(2)});
+  set_metadata(kvs, imp.metadata);
+  set_metadata(kvs, job.extra_metadata);
   if (Status s = write_gguf(job, kvs, *plans, obs, res); !s) return s.error();
   return res;
 }
 
-Result<ConvertResult> requantize(const ConvertJob& job, const GgufFile& g, const ConvertObserver& obs) {
+Result<ConvertResult> requantize(const ConvertJob& job, const GgufFile& g, const ImportanceSet& imp,
+                                 const ConvertObserver& obs) {
   ConvertResult res;
   res.mode = ConvertMode::kRequantize;
   Result<std::vector<TensorPlan>> plans = plan_requantize(g, job.policy, job.allow_requantize);
   if (!plans) return plans.error();
+  if (Status s = attach_importance(job, imp, *plans); !s) return s.error();
   if (auto n = g.get_string("general.name")) res.model_name = *n;
   if (auto l = g.get_string("general.license")) res.license = *l;
   std::vector<GgufKv> kvs;
@@ -257,6 +265,10 @@ Result<ConvertResult> requantize(const ConvertJob& job, const GgufFile& g, const
   }
   if (!has_ftype) kvs.push_back({"general.file_type", ftype});
   if (!has_qv) kvs.push_back({"general.quantization_version", GgufValue::u32(2)});
+  // After the input's keys, as llama-quantize sets its overrides (an imatrix's keys from an earlier
+  // quantization are replaced, not doubled).
+  set_metadata(kvs, imp.metadata);
+  set_metadata(kvs, job.extra_metadata);
   if (Status s = write_gguf(job, kvs, *plans, obs, res); !s) return s.error();
   return res;
 }
@@ -371,12 +383,16 @@ Result<ConvertMode> detect_mode(const ConvertJob& job) {
 }
 
 Result<ConvertResult> run_convert(const ConvertJob& job, const ConvertObserver& obs) {
+  if (job.awq) return run_awq_convert(job, obs);
   const auto t0 = std::chrono::steady_clock::now();
   Result<ConvertMode> mode = detect_mode(job);
   if (!mode) return mode.error();
 
   std::vector<std::string> inputs = *mode == ConvertMode::kHfToGguf ? files_in(job.input)
                                                                      : std::vector<std::string>{job.input};
+  if (!job.imatrix.empty()) inputs.push_back(job.imatrix);
+  if (*mode == ConvertMode::kGgufToHf && (!job.imatrix.empty() || job.importance || !job.extra_metadata.empty()))
+    return Error{job.output, "", "importance weights and metadata apply to GGUF outputs, not to an HF export", "to_hf"};
   std::vector<std::string> outputs = job.extra_outputs;
   if (*mode == ConvertMode::kGgufToHf) {
     for (std::string_view f : {kHfSingleFile, kHfConfigFile, std::string_view("generation_config.json"),
@@ -389,13 +405,16 @@ Result<ConvertResult> run_convert(const ConvertJob& job, const ConvertObserver& 
   if (*mode != ConvertMode::kGgufToHf && !job.overwrite && fs::exists(job.output))
     return Error{job.output, "", "already exists", "overwrite"};  // fail fast; the writer checks again
 
+  // Read before the input, so that a bad importance matrix fails before anything is written.
+  Result<ImportanceSet> imp = load_importance(job);
+  if (!imp) return imp.error();
   Result<ConvertResult> res = Error{};
   if (*mode == ConvertMode::kHfToGguf) {
-    res = hf_to_gguf(job, obs);
+    res = hf_to_gguf(job, *imp, obs);
   } else {
     Result<GgufFile> g = GgufFile::open(job.input);
     if (!g) return g.error();
-    res = *mode == ConvertMode::kRequantize ? requantize(job, *g, obs) : gguf_to_hf(job, *g, obs);
+    res = *mode == ConvertMode::kRequantize ? requantize(job, *g, *imp, obs) : gguf_to_hf(job, *g, obs);
   }
   if (!res) return res;
   res->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

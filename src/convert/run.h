@@ -6,11 +6,15 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "formats/error.h"
+#include "formats/gguf_reader.h"
+#include "convert/awq.h"
 #include "convert/plan.h"
 #include "convert/types.h"
 
@@ -28,6 +32,21 @@ struct ConvertJob {
   bool overwrite = false;         // replace existing output files
   int n_threads = 1;
   std::vector<std::string> extra_outputs;  // more paths we will write (the card): checked against the inputs
+
+  // Importance-weighted rounding from a llama.cpp importance matrix (llama-quantize --imatrix): GGUF or
+  // legacy .dat. q4_0 / q4_1 tensors it has an entry for are quantized with ggml's weighted quantizers.
+  std::string imatrix;
+  // Activation-aware calibration before quantizing (convert/awq.h). GGUF and HF inputs; not to_hf.
+  std::optional<AwqOptions> awq;
+  // With awq: the calibration's importance matrix (sum of x^2 per input column) written here in
+  // llama-imatrix's GGUF layout, so llama-quantize --imatrix can use it.
+  std::string imatrix_out;
+
+  // Set by the library itself (the calibrator's second stage), not by front ends: per output tensor name,
+  // one importance per input column, used as `imatrix` entries are; and metadata written after the
+  // input's keys (a key already there is replaced in place).
+  std::shared_ptr<const std::map<std::string, std::vector<float>>> importance;
+  std::vector<GgufKv> extra_metadata;
 };
 
 struct TensorReport {
@@ -37,6 +56,7 @@ struct TensorReport {
   uint64_t src_bytes = 0, out_bytes = 0, n_elements = 0;
   double rmse = 0.0, max_abs_error = 0.0;
   bool copied = false;
+  bool weighted = false;                 // rounded with importance weights (q4_0 / q4_1 with an entry)
   std::string reason;                    // TensorPlan::reason
   bool fallback = false;
   std::optional<size_t> override_index;  // TensorPlan::override_index
@@ -54,12 +74,14 @@ struct ConvertResult {
   std::vector<std::string> warnings;
   std::string license;        // from the input (config/README front matter, general.license), may be empty
   std::string model_name;
+  std::optional<AwqReport> awq;  // with ConvertJob::awq
 };
 
 struct ConvertObserver {
   std::function<void(const std::string&)> log;                                 // one line, no newline
   std::function<void(const TensorPlan&, size_t index, size_t count)> tensor;   // a tensor starts
   std::function<void(uint64_t done, uint64_t total)> progress;                 // source bytes overall
+  std::function<void(const AwqProgress&)> awq_progress;                        // calibration, before the tensors
 };
 
 Result<ConvertResult> run_convert(const ConvertJob& job, const ConvertObserver& obs);

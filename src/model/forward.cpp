@@ -155,7 +155,7 @@ Status check_numerics(const Weights& w, Numerics numerics, GgmlType cache_type) 
 }
 
 Result<std::span<const float>> forward(const Config& c, const Weights& w, RunState& s, KvCache& kv,
-                                       std::span<const int32_t> tokens, int64_t pos) {
+                                       std::span<const int32_t> tokens, int64_t pos, const ForwardTap* tap) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n < 1 || n > s.n_batch)
     return Error{"", "forward", fmt::format("{} tokens in one batch (1 to {} allowed)", n, s.n_batch)};
@@ -177,6 +177,9 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
   float* x = s.x.data();      // (n, dim)
   float* xb = s.xb.data();    // (n, dim)
   float* xb2 = s.xb2.data();  // (n, dim)
+  auto observe = [&](int64_t layer, TapPoint point, const float* v, int64_t cols) {
+    if (tap && tap->on_input) tap->on_input(layer, point, v, n, cols);
+  };
 
   // Token embeddings: x[t] = token_embd[tokens[t]], dequantized row by row
   const BlockTraits* embd = block_traits(w.token_embd.type);
@@ -192,6 +195,7 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
 
     // ---- Attention block: x += Wo · attention(RoPE(Wq xb), RoPE(Wk xb), Wv xb), xb = rmsnorm(x) * attn_norm
     for (int64_t t = 0; t < n; ++t) k.rms_norm(x + t * dim, L.attn_norm, xb + t * dim, dim, c.rms_eps);
+    observe(l, TapPoint::kAttnIn, xb, dim);
     // q (n, q_dim), k (n, kv_dim), v (n, kv_dim) from one quantized xb
     if (Status st =
             project(s, k, xb, n, dim,
@@ -208,18 +212,23 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
       kv.store(l, pos + t, kt, s.v.data() + t * kv_dim);
     }
     attention_fn(k, c, kv, l, s, n, pos);  // s.att (n, q_dim)
+    observe(l, TapPoint::kAttnOut, s.att.data(), q_dim);
     if (Status st = project(s, k, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();
     k.add(x, xb2, x, n * dim);
 
     // ---- Feed-forward block (SwiGLU): x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm
     for (int64_t t = 0; t < n; ++t) k.rms_norm(x + t * dim, L.ffn_norm, xb + t * dim, dim, c.rms_eps);
+    observe(l, TapPoint::kFfnIn, xb, dim);
     if (Status st = project(s, k, xb, n, dim, {{L.w_gate, s.hb.data(), n_ff}, {L.w_up, s.hb2.data(), n_ff}});
         !st)
       return st.error();
     k.silu_mul(s.hb.data(), s.hb2.data(), s.hb.data(), n * n_ff);  // (n, n_ff)
+    observe(l, TapPoint::kFfnDownIn, s.hb.data(), n_ff);
     if (Status st = project(s, k, s.hb.data(), n, n_ff, {{L.w_down, xb2, dim}}); !st) return st.error();
     k.add(x, xb2, x, n * dim);
   }
+
+  if (tap && tap->skip_output) return std::span<const float>();
 
   // ---- Final norm and the output projection: logits (n_out, n_vocab) for every token or only the last
   const int64_t first = s.all_logits ? 0 : n - 1;

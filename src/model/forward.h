@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "formats/error.h"
@@ -21,9 +22,25 @@ namespace qe::model {
 // Error unless the weights and the cache can run with these numerics: llama.cpp's cover q4_0 (rows % 8
 // == 0, which llama.cpp repacks), q4_1, q8_0 and f16 matrices with an f16 cache; names the first tensor
 // that falls outside.
+// Where a ForwardTap sees the activations of block `layer`: the inputs of its linear groups.
+enum class TapPoint {
+  kAttnIn,    // (n, dim)    rmsnorm(x) * attn_norm: the input of q, k and v
+  kAttnOut,   // (n, q_dim)  the attention output, heads side by side: the input of o
+  kFfnIn,     // (n, dim)    rmsnorm(x) * ffn_norm: the input of gate and up
+  kFfnDownIn  // (n, n_ff)   silu(gate) * up: the input of down
+};
+
+// An observer of a forward pass (the calibrator's statistics). on_input sees x (n_tokens rows of cols
+// floats, row-major) before the matmuls read it; the buffer is only valid during the call.
+struct ForwardTap {
+  std::function<void(int64_t layer, TapPoint point, const float* x, int64_t n_tokens, int64_t cols)> on_input;
+  bool skip_output = false;  // stop after the last block: no final norm, no logits (an empty span returned)
+};
+
 Status check_numerics(const Weights& w, Numerics numerics, GgmlType cache_type);
 
 Result<std::span<const float>> forward(const Config& c, const Weights& w, RunState& s, KvCache& kv,
-                                       std::span<const int32_t> tokens, int64_t pos);
+                                       std::span<const int32_t> tokens, int64_t pos,
+                                       const ForwardTap* tap = nullptr);
 
 }  // namespace qe::model

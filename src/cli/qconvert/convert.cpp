@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -35,12 +36,53 @@ std::string type_reason(const convert::TypePolicy& policy, std::optional<size_t>
 }
 
 // Terminal: one bar line redrawn at most 10 times a second. Otherwise (logs, CI): one line per tensor.
+// The calibration (--awq) comes first, drawn the same way: a bar per phase (kept when the phase ends),
+// or a line every 10% of the capture and one per searched block.
 class Progress {
  public:
   Progress(bool verbose, const convert::TypePolicy& policy)
       : tty_(::isatty(STDERR_FILENO) != 0), verbose_(verbose), policy_(policy), t0_(Clock::now()) {}
 
+  void log(const std::string& line) {
+    clear();
+    fmt::print(stderr, "qconvert: {}\n", line);
+  }
+
+  void awq(const convert::AwqProgress& a) {
+    const auto now = Clock::now();
+    const bool capture = a.phase == convert::AwqProgress::Phase::kCapture;
+    if (!awq_phase_ || *awq_phase_ != a.phase) {
+      awq_phase_ = a.phase;
+      awq_t0_ = now;
+      awq_step_ = 0;
+    }
+    const char* what = capture ? "capture" : "search";
+    const char* unit = capture ? "windows" : "blocks";
+    const double s = std::chrono::duration<double>(now - awq_t0_).count();
+    const double frac = a.total > 0 ? static_cast<double>(a.done) / static_cast<double>(a.total) : 1.0;
+    if (!tty_) {
+      // capture: each 10% step; search: each block (a block's search takes seconds to minutes)
+      const int64_t step = capture ? static_cast<int64_t>(frac * 10) : a.done;
+      if (a.done == 0 || step <= awq_step_) return;
+      awq_step_ = step;
+      fmt::print(stderr, "qconvert: calibration {} {}/{} {} ({:.0f}%), {:.1f} s\n", what, a.done, a.total, unit,
+                 frac * 100, s);
+      return;
+    }
+    const bool done = a.done >= a.total;
+    if (!done && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double eta = frac > 0 ? s * (1.0 - frac) / frac : 0.0;
+    fmt::print(stderr, "\r\033[K{} {:3.0f}% calibration {} {}/{} {} ", bar(frac), frac * 100, what, a.done, a.total, unit);
+    if (done)
+      fmt::print(stderr, "{:.1f} s\n", s);  // the finished phase stays on screen
+    else
+      fmt::print(stderr, "ETA {:.0f}s", eta);
+    drawn_ = !done;
+  }
+
   void tensor(const convert::TensorPlan& p, size_t i, size_t n) {
+    if (i == 0) t0_ = Clock::now();  // the ETA is the tensors' own, not counting a calibration before them
     name_ = p.name;
     index_ = i;
     count_ = n;
@@ -63,10 +105,8 @@ class Progress {
     const double s = std::chrono::duration<double>(now - t0_).count();
     const double frac = total ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
     const double eta = frac > 0 ? s * (1.0 - frac) / frac : 0.0;
-    constexpr int kWidth = 24;
-    const int fill = static_cast<int>(frac * kWidth);
-    fmt::print(stderr, "\r\033[K[{}{}] {:3.0f}% {:>4}/{} {:<28.28} {}/{} ETA {:.0f}s", std::string(fill, '#'),
-               std::string(kWidth - fill, '.'), frac * 100, index_ + 1, count_, name_, mb(done), mb(total), eta);
+    fmt::print(stderr, "\r\033[K{} {:3.0f}% {:>4}/{} {:<28.28} {}/{} ETA {:.0f}s", bar(frac), frac * 100, index_ + 1,
+               count_, name_, mb(done), mb(total), eta);
     drawn_ = true;
   }
 
@@ -76,13 +116,69 @@ class Progress {
   }
 
  private:
+  static std::string bar(double frac) {
+    constexpr int kWidth = 24;
+    const int fill = std::clamp(static_cast<int>(frac * kWidth), 0, kWidth);
+    std::string b(kWidth + 2, '.');
+    b.front() = '[';
+    b.back() = ']';
+    std::fill_n(b.begin() + 1, fill, '#');
+    return b;
+  }
+
   bool tty_, verbose_;
   const convert::TypePolicy& policy_;
   bool drawn_ = false;
   Clock::time_point t0_, last_{};
   std::string name_;
   size_t index_ = 0, count_ = 0;
+  std::optional<convert::AwqProgress::Phase> awq_phase_;
+  Clock::time_point awq_t0_{};
+  int64_t awq_step_ = 0;
 };
+
+struct AwqMethod {
+  std::string_view name;
+  std::string_view type;
+};
+constexpr AwqMethod kAwqMethods[] = {{"awq_q4_0", "q4_0"}, {"awq_q4_1", "q4_1"}, {"awq_q8_0", "q8_0"}, {"awq_f16", "f16"}};
+
+// The flags' rules for importance and calibration. --method sets `type`; returns the calibration
+// settings when --awq is given.
+Result<std::optional<convert::AwqOptions>> awq_settings(const ConvertOptions& opt, std::string& type) {
+  if (!opt.method.empty()) {
+    const AwqMethod* m = nullptr;
+    for (const AwqMethod& x : kAwqMethods)
+      if (x.name == opt.method) m = &x;
+    if (m == nullptr)
+      return Error{"", "--method", fmt::format("'{}' is not one of awq_q4_0, awq_q4_1, awq_q8_0, awq_f16", opt.method)};
+    if (opt.awq.empty())
+      return Error{"", "--method", fmt::format("{} calibrates: give the calibration text with --awq CALIB.txt", m->name)};
+    if (!type.empty() && convert::parse_output_type(type) != convert::parse_output_type(m->type))
+      return Error{"", "--method", fmt::format("{} writes {}, but --type is {}", m->name, m->type, type)};
+    type = std::string(m->type);
+  }
+  if (!opt.imatrix.empty() && !opt.to_hf.empty())
+    return Error{"", "--imatrix", "applies to quantized GGUF outputs, not to --to-hf"};
+  if (opt.awq.empty()) {
+    const std::pair<bool, std::string_view> knobs[] = {
+        {opt.awq_samples.has_value(), "--awq-samples"}, {opt.awq_ctx.has_value(), "--awq-ctx"},
+        {opt.awq_grid.has_value(), "--awq-grid"},       {opt.no_awq_clip, "--no-awq-clip"},
+        {opt.seed.has_value(), "--seed"},               {!opt.imatrix_out.empty(), "--imatrix-out"}};
+    for (const auto& [given, flag] : knobs)
+      if (given) return Error{"", std::string(flag), "needs --awq CALIB.txt (it is a setting of the calibration)"};
+    return std::optional<convert::AwqOptions>{};
+  }
+  if (!opt.to_hf.empty()) return Error{"", "--awq", "calibrates a GGUF output; it does not apply to --to-hf"};
+  convert::AwqOptions a;
+  a.calib_path = opt.awq;
+  a.n_samples = opt.awq_samples.value_or(a.n_samples);
+  a.n_ctx = opt.awq_ctx.value_or(a.n_ctx);
+  a.n_grid = opt.awq_grid.value_or(a.n_grid);
+  a.clip = !opt.no_awq_clip;
+  a.seed = opt.seed.value_or(a.seed);
+  return std::optional<convert::AwqOptions>{std::move(a)};
+}
 
 Status write_text(const std::string& path, const std::string& text, bool overwrite) {
   Result<AtomicFile> f = AtomicFile::create(path, overwrite);
@@ -117,6 +213,11 @@ Status run_conversion(const ConvertOptions& opt) {
   if (!mode) return mode.error();
 
   std::string type = opt.type;
+  Result<std::optional<convert::AwqOptions>> awq = awq_settings(opt, type);
+  if (!awq) return awq.error();
+  job.awq = std::move(*awq);
+  job.imatrix = opt.imatrix;
+  job.imatrix_out = opt.imatrix_out;
   if (type.empty()) {
     if (*mode == convert::ConvertMode::kRequantize)
       return Error{opt.input, "--type", fmt::format("required to convert a GGUF ({})", convert::output_type_names())};
@@ -138,6 +239,7 @@ Status run_conversion(const ConvertOptions& opt) {
   const std::string card = opt.card ? card_path(opt) : "";
   if (!card.empty()) job.extra_outputs.push_back(card);
   if (!opt.report.empty()) job.extra_outputs.push_back(opt.report);
+  if (!opt.imatrix_out.empty()) job.extra_outputs.push_back(opt.imatrix_out);
   for (const std::string& extra : job.extra_outputs)  // worded as AtomicFile's refusal; main.cpp adds --force
     if (!opt.force && fs::exists(extra)) return Error{extra, "", "already exists", "overwrite"};
 
@@ -149,6 +251,8 @@ Status run_conversion(const ConvertOptions& opt) {
   convert::ConvertObserver obs;
   obs.tensor = [&](const convert::TensorPlan& p, size_t i, size_t n) { progress.tensor(p, i, n); };
   obs.progress = [&](uint64_t done, uint64_t total) { progress.bytes(done, total); };
+  obs.awq_progress = [&](const convert::AwqProgress& a) { progress.awq(a); };
+  obs.log = [&](const std::string& line) { progress.log(line); };
   Result<convert::ConvertResult> res = convert::run_convert(job, obs);
   progress.clear();
   if (!res) return res.error();
@@ -161,6 +265,13 @@ Status run_conversion(const ConvertOptions& opt) {
   for (const convert::TensorReport& x : res->tensors)
     if (!x.reason.empty() && x.reason != "1-D: kept f32") ++reasons[x.reason];
   for (const auto& [why, n] : reasons) fmt::print(stderr, "qconvert: {} tensor{}: {}\n", n, n == 1 ? "" : "s", why);
+  const auto n_weighted = std::count_if(res->tensors.begin(), res->tensors.end(),
+                                        [](const convert::TensorReport& x) { return x.weighted; });
+  if (!opt.imatrix.empty() || n_weighted > 0)
+    fmt::print(stderr, "qconvert: {} tensor{} rounded with importance weights{}\n", n_weighted,
+               n_weighted == 1 ? "" : "s", opt.imatrix.empty() ? "" : " from " + opt.imatrix);
+  if (res->awq)
+    for (const std::string& line : awq_summary_lines(*res->awq)) fmt::print(stderr, "qconvert: {}\n", line);
 
   const ConvertTotals tot = totals_of(*res);
   fmt::print(stderr, "qconvert: wrote {}: {} tensors, {} weights, {} threads\n", job.output, res->tensors.size(),

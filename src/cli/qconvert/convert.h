@@ -2,6 +2,8 @@
 // the --card Markdown model card.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,17 @@ struct ConvertOptions {
   std::string isa;
   bool verbose = false;
   std::string command_line;               // for the report and the card
+
+  std::string imatrix;                    // --imatrix FILE: llama.cpp importance matrix (GGUF or .dat)
+  std::string awq;                        // --awq CALIB.txt: activation-aware calibration on this text
+  // The --awq-* knobs; unset (not given) takes convert::AwqOptions' default. Given without --awq: an error.
+  std::optional<int64_t> awq_samples, awq_ctx;
+  std::optional<int> awq_grid;
+  bool no_awq_clip = false;
+  std::optional<uint64_t> seed;
+  std::string imatrix_out;                // --imatrix-out FILE (with --awq)
+  std::string method;                     // --method awq_q4_0|awq_q4_1|awq_q8_0|awq_f16: --type and --awq in one
+  std::string config;                     // --config FILE.yaml (main.cpp has applied it)
 };
 
 Status run_conversion(const ConvertOptions& opt);
