@@ -6,51 +6,29 @@
 #include <cmath>
 #include <limits>
 
-#include "formats/blocks.h"
-#include "formats/blocks_weighted.h"
+#include "convert/rows.h"
 #include "formats/error.h"
-#include "kernels/kernel_table.h"
 #include "kernels/matmul.h"
 
 namespace qe::convert {
 namespace {
 
-// Quantize-and-back of one row with the byte-exact kernels the writer uses: the values a reader of the
-// output will compute with. With importance (q4_0 / q4_1 only), ggml's weighted quantizer instead.
+// Quantize-and-back of one row with the writer's codec: the values a reader of the output will compute
+// with. With importance (q4_0 / q4_1 only), ggml's weighted quantizer instead.
 class RoundTrip {
  public:
-  explicit RoundTrip(GgmlType t) : type_(t) {
-    const kernels::KernelTable& k = kernels::kernels();
-    const BlockTraits* traits = block_traits(t);
-    QE_CHECK(traits != nullptr && traits->from_float != nullptr);
-    from_ = traits->from_float;
-    to_ = traits->to_float;
-    switch (t) {
-      case GgmlType::F16: from_ = k.from_f32_f16, to_ = k.to_f32_f16; break;
-      case GgmlType::BF16: from_ = k.from_f32_bf16, to_ = k.to_f32_bf16; break;
-      case GgmlType::Q4_0: from_ = k.quantize_row_q4_0, to_ = k.to_f32_q4_0; break;
-      case GgmlType::Q4_1: from_ = k.quantize_row_q4_1, to_ = k.to_f32_q4_1; break;
-      case GgmlType::Q8_0: from_ = k.quantize_row_q8_0, to_ = k.to_f32_q8_0; break;
-      default: break;
-    }
+  explicit RoundTrip(GgmlType t) : codec_(t) {}
+  bool has_weighted() const { return takes_importance(codec_.type); }
+  size_t row_bytes(int64_t n) const {
+    return static_cast<size_t>(ggml_row_bytes(codec_.type, static_cast<uint64_t>(n)));
   }
-  bool has_weighted() const { return type_ == GgmlType::Q4_0 || type_ == GgmlType::Q4_1; }
-  size_t row_bytes(int64_t n) const { return static_cast<size_t>(ggml_row_bytes(type_, static_cast<uint64_t>(n))); }
-
   void operator()(const float* x, float* y, int64_t n, const float* importance, std::byte* buf) const {
-    if (importance && type_ == GgmlType::Q4_0)
-      quantize_row_q4_0_weighted(x, reinterpret_cast<BlockQ4_0*>(buf), n, importance);
-    else if (importance && type_ == GgmlType::Q4_1)
-      quantize_row_q4_1_weighted(x, reinterpret_cast<BlockQ4_1*>(buf), n, importance);
-    else
-      from_(x, buf, n);
-    to_(buf, y, n);
+    codec_.quantize(x, buf, n, importance);
+    codec_.to_f32(buf, y, n);
   }
 
  private:
-  GgmlType type_;
-  void (*from_)(const float*, void*, int64_t) = nullptr;
-  void (*to_)(const void*, float*, int64_t) = nullptr;
+  RowCodec codec_;
 };
 
 // loss[r] = d_r G d_r^T for the rows of d (rows, cols): one f32 GEMM (y = d G, G symmetric) and a row

@@ -63,6 +63,23 @@ struct Scratch {
 
 bool takes_importance(GgmlType out_type) { return out_type == GgmlType::Q4_0 || out_type == GgmlType::Q4_1; }
 
+RowCodec::RowCodec(GgmlType t) : type(t) {
+  const BlockTraits* traits = block_traits(t);
+  QE_CHECK(traits != nullptr && traits->from_float != nullptr);
+  const kernels::KernelTable& k = kernels::kernels();
+  from_f32 = from_f32_fn(k, t, *traits);
+  to_f32 = to_f32_fn(k, t, *traits);
+}
+
+void RowCodec::quantize(const float* x, std::byte* out, int64_t n, const float* weights) const {
+  if (weights != nullptr && type == GgmlType::Q4_0)
+    quantize_row_q4_0_weighted(x, reinterpret_cast<BlockQ4_0*>(out), n, weights);
+  else if (weights != nullptr && type == GgmlType::Q4_1)
+    quantize_row_q4_1_weighted(x, reinterpret_cast<BlockQ4_1*>(out), n, weights);
+  else
+    from_f32(x, out, n);
+}
+
 double ErrorStats::rmse() const {
   return n == 0 ? 0.0 : std::sqrt(sum_sq / static_cast<double>(n));
 }
@@ -84,8 +101,7 @@ void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, st
   const kernels::KernelTable& k = kernels::kernels();
   // An f32 source row is its own f32 row: no copy unless it must be staged.
   const kernels::RowToF32Fn src_to_f32 = src_type == GgmlType::F32 ? nullptr : to_f32_fn(k, src_type, *in);
-  const kernels::QuantizeRowFn quantize = from_f32_fn(k, out_type, *to);
-  const kernels::RowToF32Fn dequantize = to_f32_fn(k, out_type, *to);
+  const RowCodec codec(out_type);
   // ggml's weighted quantizers exist in one (scalar) version; they see the whole row at once, as they must.
   const float* weights = takes_importance(out_type) && !importance.empty() ? importance.data() : nullptr;
   QE_CHECK(weights == nullptr || importance.size() == n);
@@ -117,13 +133,8 @@ void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, st
         x = w.x.data();
       }
       std::byte* o = out + static_cast<size_t>(r - r0) * out_stride;
-      if (weights == nullptr)
-        quantize(x, o, row_len);
-      else if (out_type == GgmlType::Q4_0)
-        quantize_row_q4_0_weighted(x, reinterpret_cast<BlockQ4_0*>(o), row_len, weights);
-      else
-        quantize_row_q4_1_weighted(x, reinterpret_cast<BlockQ4_1*>(o), row_len, weights);
-      dequantize(o, w.y.data(), row_len);
+      codec.quantize(x, o, row_len, weights);
+      codec.to_f32(o, w.y.data(), row_len);
       errors[static_cast<size_t>(r - r0)] = k.error_stats(x, w.y.data(), row_len);
     }
   }

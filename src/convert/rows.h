@@ -9,6 +9,7 @@
 #include <span>
 
 #include "formats/ggml_type.h"
+#include "kernels/kernel_table.h"
 
 namespace qe::convert {
 
@@ -53,5 +54,19 @@ void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, st
 
 // Whether convert_rows uses `importance` for this output type (q4_0, q4_1).
 bool takes_importance(GgmlType out_type);
+
+// The row codec of one output type as convert_rows writes it: the active level's byte-exact kernels
+// (the block traits' reference for types the table does not cover) and, for quantize() with weights,
+// ggml's importance-weighted quantizer (takes_importance types; ignored for the others, as in ggml).
+// The calibrator scores its candidates with the same codec, so what it measures is what is written.
+struct RowCodec {
+  explicit RowCodec(GgmlType type);  // the type must have block traits with from_float
+  GgmlType type;
+  kernels::QuantizeRowFn from_f32 = nullptr;
+  kernels::RowToF32Fn to_f32 = nullptr;
+
+  // x: one whole row of n values (the weighting sees the whole row); weights: nullptr or n values.
+  void quantize(const float* x, std::byte* out, int64_t n, const float* weights = nullptr) const;
+};
 
 }  // namespace qe::convert

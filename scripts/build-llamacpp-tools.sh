@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# llama.cpp's own command-line tools (llama-imatrix, llama-quantize, llama-perplexity, llama-bench,
+# llama-cli), built from the llama.cpp that llama-cpp-python 0.3.16's sdist vendors (the same llama.cpp
+# as scripts/compare-llamacpp.sh), CPU only, Release. They are quality and speed witnesses, so the build
+# is native (GGML_NATIVE=ON: the best kernels for this CPU), not the AVX2 numerics witness that
+# compare-llamacpp.sh builds. Once built, a stamp skips the work.
+#
+#   scripts/build-llamacpp-tools.sh [--force] [--jobs N]
+#
+# Output: .venv/llama.cpp-tools/bin/llama-{imatrix,quantize,perplexity,bench,cli} (ignored by git with
+# .venv/). Needs network access the first time (pip download of the sdist).
+# Env: QE_LLAMACPP_TOOLS (default .venv/llama.cpp-tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LLAMA_CPP_PYTHON_VERSION=0.3.16  # keep in step with scripts/compare-llamacpp.sh
+TARGETS=(llama-imatrix llama-quantize llama-perplexity llama-bench llama-cli)
+ROOT=${QE_LLAMACPP_TOOLS:-.venv/llama.cpp-tools}
+JOBS=$(nproc)
+FORCE=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --force) FORCE=1; shift ;;
+    --jobs) JOBS=$2; shift 2 ;;
+    --jobs=*) JOBS=${1#--jobs=}; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "build-llamacpp-tools.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+die() { echo "build-llamacpp-tools.sh: $*" >&2; exit 1; }
+for t in cmake ninja c++; do command -v $t >/dev/null || die "$t not found: run scripts/setup.sh first"; done
+
+# The stamp names the version, the flags and the targets: a change in any of them rebuilds.
+CMAKE_FLAGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF
+             -DGGML_VULKAN=OFF -DGGML_OPENMP=ON -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF
+             -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF
+             -DLLAMA_BUILD_TOOLS=ON)
+want_stamp="llama-cpp-python $LLAMA_CPP_PYTHON_VERSION | ${CMAKE_FLAGS[*]} | ${TARGETS[*]}"
+if [[ $FORCE == 0 && -f $ROOT/stamp && $(cat "$ROOT/stamp") == "$want_stamp" ]]; then
+  ok=1
+  for t in "${TARGETS[@]}"; do [[ -x $ROOT/bin/$t ]] || ok=0; done
+  if [[ $ok == 1 ]]; then
+    echo "build-llamacpp-tools.sh: up to date in $ROOT/bin (--force rebuilds)" >&2
+    exit 0
+  fi
+fi
+
+t0=$(date +%s)
+mkdir -p "$ROOT"
+rm -f "$ROOT/stamp"
+
+# ---- Sources: the sdist, unpacked once (its vendor/llama.cpp is all we build).
+SRC=$ROOT/src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION
+if [[ ! -f $SRC/vendor/llama.cpp/CMakeLists.txt ]]; then
+  PY=.venv/bin/python
+  [[ -x $PY ]] || PY=python3
+  dl=$(mktemp -d)
+  trap 'rm -rf "$dl"' EXIT
+  echo "build-llamacpp-tools.sh: downloading the llama-cpp-python $LLAMA_CPP_PYTHON_VERSION sdist" >&2
+  $PY -m pip download --quiet --no-binary :all: --no-deps --dest "$dl" \
+    "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" || die "pip download failed (network?)"
+  tarball=$(ls "$dl"/llama_cpp_python-*.tar.gz 2>/dev/null | head -1)
+  [[ -n $tarball ]] || die "pip download gave no llama_cpp_python-*.tar.gz in $dl"
+  rm -rf "$ROOT/src"
+  mkdir -p "$ROOT/src"
+  tar -xzf "$tarball" -C "$ROOT/src"
+  [[ -f $SRC/vendor/llama.cpp/CMakeLists.txt ]] || die "$tarball has no vendor/llama.cpp/CMakeLists.txt"
+fi
+
+# ---- Configure and build only the tools we need (not the whole tree).
+cmake -S "$SRC/vendor/llama.cpp" -B "$ROOT/build" "${CMAKE_FLAGS[@]}" >"$ROOT/configure.log" 2>&1 \
+  || { tail -20 "$ROOT/configure.log" >&2; die "cmake configure failed (log: $ROOT/configure.log)"; }
+cmake --build "$ROOT/build" -j "$JOBS" --target "${TARGETS[@]}" >"$ROOT/build.log" 2>&1 \
+  || { tail -30 "$ROOT/build.log" >&2; die "build failed (log: $ROOT/build.log)"; }
+
+mkdir -p "$ROOT/bin"
+for t in "${TARGETS[@]}"; do
+  [[ -x $ROOT/build/bin/$t ]] || die "$ROOT/build/bin/$t was not built"
+  cp -f "$ROOT/build/bin/$t" "$ROOT/bin/$t"
+done
+echo "$want_stamp" >"$ROOT/stamp"
+echo "build-llamacpp-tools.sh: built ${TARGETS[*]} in $(( $(date +%s) - t0 )) s ($JOBS jobs) into $ROOT/bin" >&2
