@@ -13,10 +13,13 @@
 //     o (tied over the query heads that share a kv head, so it holds with GQA), into up's rows for down;
 //   - clipping search per output row (v, o, gate, up, down; q and k feed a softmax whose error a linear
 //     loss does not see, so they are not clipped, as in AutoAWQ): shrink the row's max on the same loss;
-//   - the rounding: the plain quantizer or ggml's importance-weighted one (q4_0 / q4_1, weights from
-//     E[x^2] / s^2), whichever has the lower loss;
-//   - fallback chain per group: AWQ -> weighted RTN -> RTN, each taken when its loss is lower or when the
-//     step before it produced something non-finite, and recorded with the reason.
+//   - the rounding, per row, whichever has the lowest loss: the plain quantizer (with the row's clip),
+//     ggml's importance-weighted one (q4_0 / q4_1, weights from E[x^2] / s^2, with or without the clip),
+//     or error-compensated rounding (GPTQ, convert/awq_gptq.h: q4_0 / q4_1 / q8_0), which spreads each
+//     element's rounding error over the row's later elements through the inverse Gram matrix;
+//   - fallback chain per group: AWQ -> weighted RTN -> RTN: alpha 0 (no scaling) and no clip are among
+//     the candidates, so a group is never worse than plain rounding; non-finite weights or activations
+//     give plain RTN; each fallback is recorded with its reason.
 // The output is an ordinary GGUF of the target type: the scales live in the norms and the weights.
 #pragma once
 
@@ -46,7 +49,7 @@ struct AwqGroupReport {
   float alpha = 0.0f;        // chosen exponent (0: no scaling)
   double loss_rtn = 0.0;     // plain round-to-nearest, no scaling, no clipping
   double loss_awq = 0.0;     // what was written
-  std::string method;        // "awq", "awq+weighted", "weighted", "rtn"
+  std::string method;        // "awq" when scaled or clipped, "+gptq" / "+weighted" for the roundings used; "rtn"
   std::string fallback;      // why a later step of the chain was taken; empty when none was
   int clipped_rows = 0;      // rows whose max was shrunk
 };

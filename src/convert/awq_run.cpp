@@ -11,6 +11,7 @@
 #include <map>
 
 #include "convert/awq_capture.h"
+#include "convert/awq_gptq.h"
 #include "convert/awq_search.h"
 #include "convert/imatrix_file.h"
 #include "convert/types.h"
@@ -22,9 +23,10 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// Statistics captured over this many tokens at most feed the Gram matrices: their error is already far
-// below the quantization error it measures, and each token costs about as much as the forward pass.
-constexpr int64_t kGramTokens = 16384;
+// The Gram matrices are summed over every calibration token: the error-compensated rounding inverts them,
+// and on SmolLM2 a quarter of the 64k tokens gave a visibly worse model (q4_0 PPL ratio 1.083 against
+// 1.069 with all of them) for a third less calibration time.
+constexpr int64_t kGramTokens = int64_t{1} << 40;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -111,15 +113,19 @@ void tie_over_query_heads(std::vector<float>& mean_abs, const model::Config& c) 
     }
 }
 
-std::string method_name(float alpha, int clipped, bool weighted) {
-  const bool awq = alpha > 0.0f || clipped > 0;
-  if (awq) return weighted ? "awq+weighted" : "awq";
-  return weighted ? "weighted" : "rtn";
+// What the group's output was made with: "awq" (scales or clipping), then the roundings beyond the
+// plain one ("gptq", "weighted"); "rtn" when none of it helped.
+std::string method_name(float alpha, int clipped, bool weighted, bool gptq) {
+  std::string m = alpha > 0.0f || clipped > 0 ? "awq" : "";
+  for (auto [used, name] : {std::pair{gptq, "gptq"}, std::pair{weighted, "weighted"}})
+    if (used) m += (m.empty() ? "" : "+") + std::string(name);
+  return m.empty() ? "rtn" : m;
 }
 
 struct Calibrated {
   AwqReport report;
   std::map<std::string, std::vector<float>> importance;  // tensors to quantize weighted
+  std::map<std::string, std::vector<std::byte>> bytes;   // tensors whose output bytes are final
   std::vector<BlockStats> stats;                         // for --imatrix-out
 };
 
@@ -248,18 +254,30 @@ Result<Calibrated> calibrate(const ConvertJob& job, TempModel& tmp, const Conver
     for (int g = 0; g < 4; ++g) {
       AwqGroupReport& gr = lrep.groups[static_cast<size_t>(g)];
       gr.alpha = found[g].alpha;
-      bool any_weighted = false;
+      bool any_weighted = false, any_gptq = false;
+      // Error-compensated rounding needs the (scaled) Gram's inverse factor, once per group.
+      std::vector<float> u;
+      const bool gptq = std::any_of(tensors[g].begin(), tensors[g].end(),
+                                    [](const AwqTensor& t) { return gptq_supports(t.type); });
+      if (gptq && !inputs[g].importance.empty()) {
+        u = gptq_factor(inputs[g].gram, inputs[g].cols, found[g].scale, n_threads);
+        if (u.empty() && gr.fallback.empty()) gr.fallback = "Gram matrix not positive definite: no error-compensated rounding";
+      }
       for (AwqTensor& t : tensors[g]) {
-        finish_tensor(t, found[g].scale, inputs[g], o.clip, n_threads);
+        finish_tensor(t, found[g].scale, inputs[g], o.clip, n_threads, u);
         gr.loss_rtn += t.loss_rtn;
         gr.loss_awq += t.loss;
         gr.clipped_rows += t.clipped_rows;
-        any_weighted |= t.weighted;
-        if (t.weighted) out.importance[t.name] = scaled_importance(inputs[g], found[g].scale);
+        any_weighted |= t.weighted_rows > 0;
+        any_gptq |= t.gptq_rows > 0;
+        if (!t.bytes.empty())
+          out.bytes[t.name] = std::move(t.bytes);
+        else if (t.weighted)
+          out.importance[t.name] = scaled_importance(inputs[g], found[g].scale);
         if (Status s = tmp.write(*file.find_tensor(t.name), t.out); !s) return s.error();
         std::vector<float>().swap(t.out);
       }
-      gr.method = method_name(gr.alpha, gr.clipped_rows, any_weighted);
+      gr.method = method_name(gr.alpha, gr.clipped_rows, any_weighted, any_gptq);
     }
     // The norms take 1/s of the groups they feed.
     for (auto [norm, g] : {std::pair{"attn_norm", kQkv}, std::pair{"ffn_norm", kGateUp}}) {
@@ -384,6 +402,7 @@ Result<ConvertResult> run_awq_convert(const ConvertJob& job, const ConvertObserv
   out.allow_requantize = true;
   out.imatrix.clear();
   out.importance = std::make_shared<const std::map<std::string, std::vector<float>>>(std::move(cal->importance));
+  out.prequantized = std::make_shared<const std::map<std::string, std::vector<std::byte>>>(std::move(cal->bytes));
   std::vector<GgufKv> keys = provenance(cal->report, job.imatrix);
   out.extra_metadata.insert(out.extra_metadata.begin(), keys.begin(), keys.end());
   if (!job.imatrix_out.empty()) out.extra_outputs.push_back(job.imatrix_out);

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
+#include "convert/awq_gptq.h"
 #include "convert/rows.h"
 #include "formats/error.h"
 #include "kernels/matmul.h"
@@ -147,7 +149,7 @@ AlphaSearch search_alpha(std::span<AwqTensor> tensors, const AwqGroupInput& in, 
 }
 
 void finish_tensor(AwqTensor& t, std::span<const float> col_scale, const AwqGroupInput& in, bool clip,
-                   int n_threads) {
+                   int n_threads, std::span<const float> gptq_u) {
   const int64_t rows = t.rows, cols = t.cols;
   const RoundTrip rt(t.type);
   auto s = [&](int64_t j) { return col_scale.empty() ? 1.0f : col_scale[static_cast<size_t>(j)]; };
@@ -196,33 +198,80 @@ void finish_tensor(AwqTensor& t, std::span<const float> col_scale, const AwqGrou
   }
   double total = sum(plain);
   t.weighted = false;
+  t.weighted_rows = t.gptq_rows = 0;
+  t.bytes.clear();
 
-  // Weighted rounding, each row with its clip or without, when that beats the plain rows in total.
+  // Weighted rounding, each row with its clip or without.
+  std::vector<float> imp;
+  std::vector<double> weighted;
+  std::vector<float> wshrink = shrink;
   if (rt.has_weighted() && !in.importance.empty()) {
-    const std::vector<float> imp = scaled_importance(in, col_scale);
+    imp = scaled_importance(in, col_scale);
     score(0.0f, &shrink, imp.data());
-    std::vector<double> weighted(loss.begin(), loss.end());
-    std::vector<float> wshrink = shrink;
+    weighted.assign(loss.begin(), loss.end());
     if (search_clip) {
       score(1.0f, nullptr, imp.data());
       for (int64_t r = 0; r < rows; ++r)
         if (loss[r] <= weighted[r]) weighted[r] = loss[r], wshrink[r] = 1.0f;
     }
+  }
+
+  auto clipped_row = [&](int64_t r, float f, float* dst) {
+    const float* w = wp.data() + r * cols;
+    float m = 0.0f;
+    for (int64_t j = 0; j < cols; ++j) m = std::max(m, std::fabs(w[j]));
+    for (int64_t j = 0; j < cols; ++j) dst[j] = f < 1.0f ? std::clamp(w[j], -m * f, m * f) : w[j];
+  };
+  t.out.resize(static_cast<size_t>(rows * cols));
+  t.clipped_rows = 0;
+
+  if (!gptq_u.empty() && gptq_supports(t.type)) {
+    // Every row the lowest of plain (clipped), weighted (clipped or not) and GPTQ (unclipped).
+    std::vector<float> deq;
+    const std::vector<std::byte> gptq = gptq_round(t.type, wp.data(), rows, cols, gptq_u, deq, n_threads);
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < cols; ++j)
+        delta[r * cols + j] = rho(r) * (wp[r * cols + j] - deq[r * cols + j]) / s(j);
+    eval.rows(delta.data(), rows, in, loss.data(), n_threads);
+    const size_t row_bytes = rt.row_bytes(cols);
+    t.bytes.resize(row_bytes * static_cast<size_t>(rows));
+    const RowCodec codec(t.type);
+    total = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      std::byte* dst = t.bytes.data() + static_cast<size_t>(r) * row_bytes;
+      float* o = t.out.data() + r * cols;
+      const bool w_ok = !weighted.empty() && weighted[r] < plain[r];
+      const double best_other = w_ok ? weighted[r] : plain[r];
+      if (loss[r] < best_other) {
+        std::memcpy(dst, gptq.data() + static_cast<size_t>(r) * row_bytes, row_bytes);
+        clipped_row(r, 1.0f, o);
+        total += loss[r];
+        ++t.gptq_rows;
+      } else {
+        const float f = w_ok ? wshrink[r] : shrink[r];
+        clipped_row(r, f, o);
+        codec.quantize(o, dst, cols, w_ok ? imp.data() : nullptr);
+        total += best_other;
+        t.weighted_rows += w_ok;
+        t.clipped_rows += f < 1.0f;
+      }
+    }
+    t.loss = total;
+    return;
+  }
+
+  if (!weighted.empty()) {
     if (const double wt = sum(weighted); wt < total) {
       total = wt;
       shrink = std::move(wshrink);
       t.weighted = true;
+      t.weighted_rows = static_cast<int>(rows);
     }
   }
-
-  t.out.resize(static_cast<size_t>(rows * cols));
-  t.clipped_rows = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const float f = shrink[static_cast<size_t>(r)];
-    const float* w = wp.data() + r * cols;
-    float m = 0.0f;
-    for (int64_t j = 0; j < cols; ++j) m = std::max(m, std::fabs(w[j]));
-    for (int64_t j = 0; j < cols; ++j) t.out[r * cols + j] = f < 1.0f ? std::clamp(w[j], -m * f, m * f) : w[j];
+    clipped_row(r, f, t.out.data() + r * cols);
     t.clipped_rows += f < 1.0f;
   }
   t.loss = total;

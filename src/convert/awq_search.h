@@ -6,6 +6,7 @@
 // importance-weighted ones for q4_0 / q4_1).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -36,6 +37,10 @@ struct AwqTensor {
   // Results of finish_tensor
   std::vector<float> out;         // (rows, cols) to write: W diag(s) / row_scale, clipped
   bool weighted = false;          // quantize with the weighted quantizer and importance / s^2
+  // With error-compensated rounding: the output bytes themselves, each row the best of the plain,
+  // weighted and GPTQ roundings (then `weighted` is unused: the bytes are final).
+  std::vector<std::byte> bytes;
+  int weighted_rows = 0, gptq_rows = 0;
   double loss_rtn = 0.0;          // plain round-to-nearest of W (alpha 0, no clip), from search_alpha
   double loss = 0.0;              // of `out` as written
   int clipped_rows = 0;
@@ -57,8 +62,10 @@ AlphaSearch search_alpha(std::span<AwqTensor> tensors, const AwqGroupInput& in, 
 // `out` for a tensor given the group's column scales (empty = 1): the clipping search per row (when
 // t.clip and `clip`: max shrunk by 0, 5, ..., 45%) with the plain quantizer, then, for types with a
 // weighted quantizer, the weighted rounding (with and without each row's clip) when it lowers the loss.
+// With gptq_u (convert/awq_gptq.h, for the same column scales) and a type it supports, also the
+// error-compensated rounding, and every row takes the lowest of the three: `bytes` holds the result.
 void finish_tensor(AwqTensor& t, std::span<const float> col_scale, const AwqGroupInput& in, bool clip,
-                   int n_threads);
+                   int n_threads, std::span<const float> gptq_u = {});
 
 // The group's input divided by s is what the scaled weights see: its importance becomes importance / s^2.
 std::vector<float> scaled_importance(const AwqGroupInput& in, std::span<const float> col_scale);

@@ -36,6 +36,8 @@ struct TensorPlan {
   // One importance weight per column (the imatrix row), owned by the run; q4_0 / q4_1 outputs are then
   // rounded with ggml's importance-weighted quantizers. Empty: plain rounding. Other types ignore it.
   std::span<const float> importance;
+  // The output bytes, already made (ConvertJob::prequantized), owned by the job: written as they are.
+  std::span<const std::byte> prequantized;
 
   uint64_t n_elements() const;
   uint64_t src_bytes() const;

@@ -15,6 +15,7 @@
 #include "convert/awq_run.h"
 #include "convert/importance.h"
 #include "formats/atomic_file.h"
+#include "formats/blocks.h"
 #include "formats/gguf_writer.h"
 #include "formats/hf_model_dir.h"
 #include "formats/mapped_file.h"
@@ -32,6 +33,22 @@ using Sink = std::function<Status(std::span<const std::byte>)>;
 constexpr uint64_t kChunkElements = uint64_t{1} << 20;
 constexpr uint64_t kCopyChunkBytes = uint64_t{16} << 20;
 
+// Points each plan with ConvertJob::prequantized bytes at them: they must be exactly the tensor's output
+// size, from an f32 source (the calibrator's working copy), for a type that is not a copy.
+Status attach_prequantized(const ConvertJob& job, std::vector<TensorPlan>& plans) {
+  if (!job.prequantized) return {};
+  for (TensorPlan& p : plans) {
+    auto it = job.prequantized->find(p.name);
+    if (it == job.prequantized->end()) continue;
+    if (p.src_type != GgmlType::F32 || !p.computed.empty() || it->second.size() != p.out_bytes() ||
+        block_traits(p.out_type) == nullptr)
+      return Error{job.input, p.name, "prepared output bytes do not fit the tensor", "prequantized"};
+    p.prequantized = std::span<const std::byte>(it->second);
+    p.copy = false;
+  }
+  return {};
+}
+
 Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, TensorReport& rep,
                      const std::function<void(uint64_t)>& advance) {
   rep.name = p.name;
@@ -46,6 +63,32 @@ Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, Tenso
   rep.override_index = p.override_index;
   rep.copied = p.copy;
   rep.weighted = !p.copy && takes_importance(p.out_type) && !p.importance.empty();
+
+  if (!p.prequantized.empty()) {
+    // Written as made; the report's error is still measured against the source rows (f32, checked).
+    const RowCodec codec(p.out_type);
+    const auto row_len = static_cast<int64_t>(p.dims[0]);
+    const size_t out_row = static_cast<size_t>(ggml_row_bytes(p.out_type, p.dims[0]));
+    std::vector<float> y(static_cast<size_t>(row_len));
+    ErrorStats stats;
+    const auto* x = reinterpret_cast<const float*>(p.src.data());
+    for (uint64_t r = 0; r < p.n_elements() / p.dims[0]; ++r) {
+      codec.to_f32(p.prequantized.data() + r * out_row, y.data(), row_len);
+      const kernels::RowError e = kernels::kernels().error_stats(x + r * p.dims[0], y.data(), row_len);
+      stats.sum_sq += e.sum_sq;
+      stats.max_abs = std::max(stats.max_abs, static_cast<double>(e.max_abs));
+      stats.n += static_cast<uint64_t>(row_len);
+    }
+    for (uint64_t off = 0; off < p.prequantized.size(); off += kCopyChunkBytes) {
+      const uint64_t n = std::min<uint64_t>(kCopyChunkBytes, p.prequantized.size() - off);
+      if (Status s = sink(p.prequantized.subspan(off, n)); !s) return s;
+    }
+    advance(p.src.size());
+    release_mapped_pages(p.src);
+    rep.rmse = stats.rmse();
+    rep.max_abs_error = stats.max_abs;
+    return {};
+  }
 
   if (p.copy) {
     for (uint64_t off = 0; off < p.src.size(); off += kCopyChunkBytes) {
@@ -213,6 +256,7 @@ Result<ConvertResult> hf_to_gguf(const ConvertJob& job, const ImportanceSet& imp
   Result<std::vector<TensorPlan>> plans = plan_hf_to_gguf(*dir, *hp, job.policy);
   if (!plans) return plans.error();
   if (Status s = attach_importance(job, imp, *plans); !s) return s.error();
+  if (Status s = attach_prequantized(job, *plans); !s) return s.error();
   Result<std::vector<GgufKv>> tok = tokenizer::hf_tokenizer_to_gguf(job.input, res.warnings);
   if (!tok) return tok.error();
 
@@ -249,6 +293,7 @@ Result<ConvertResult> requantize(const ConvertJob& job, const GgufFile& g, const
   Result<std::vector<TensorPlan>> plans = plan_requantize(g, job.policy, job.allow_requantize);
   if (!plans) return plans.error();
   if (Status s = attach_importance(job, imp, *plans); !s) return s.error();
+  if (Status s = attach_prequantized(job, *plans); !s) return s.error();
   if (auto n = g.get_string("general.name")) res.model_name = *n;
   if (auto l = g.get_string("general.license")) res.license = *l;
   std::vector<GgufKv> kvs;

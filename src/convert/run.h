@@ -46,6 +46,9 @@ struct ConvertJob {
   // one importance per input column, used as `imatrix` entries are; and metadata written after the
   // input's keys (a key already there is replaced in place).
   std::shared_ptr<const std::map<std::string, std::vector<float>>> importance;
+  // Per output tensor name, its bytes already in the output type (the calibrator's error-compensated
+  // rounding): written as they are, after a check of their size.
+  std::shared_ptr<const std::map<std::string, std::vector<std::byte>>> prequantized;
   std::vector<GgufKv> extra_metadata;
 };
 

@@ -37,6 +37,7 @@ class TinySpec:
     rope_scale: float = 0.0   # > 0: llama.rope.scaling.type = linear with this factor
     rope_freqs: bool = False  # llama3-style rope_freqs.weight
     seed: int = 0
+    omit: tuple[str, ...] = ()  # layer tensors left out (a broken model for the error tests)
 
 
 def gpt2_byte_tokens() -> list[str]:
@@ -95,6 +96,8 @@ def write_model(path: str, spec: TinySpec) -> None:
     w.add_add_bos_token(False)
 
     def matrix(name: str, rows: int, cols: int, qtype: T = wtype, std: float | None = None) -> None:
+        if name in s.omit:
+            return
         # Weights ~ N(0, 1/cols) keep every activation O(1), so logits spread over a few units.
         x = rng.standard_normal((rows, cols)).astype(np.float32) * np.float32(std or cols ** -0.5)
         if qtype == T.F32:
@@ -103,6 +106,8 @@ def write_model(path: str, spec: TinySpec) -> None:
             w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
 
     def norm(name: str, n: int) -> None:
+        if name in s.omit:
+            return
         w.add_tensor(name, (1.0 + 0.2 * rng.standard_normal(n)).astype(np.float32))
 
     matrix("token_embd.weight", s.n_vocab, s.dim, std=1.0)

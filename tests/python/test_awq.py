@@ -27,6 +27,7 @@ import gguf
 
 from conftest import REPO
 import llamacpp_compare as cmp
+from make_tiny_model import TinySpec, write_model
 
 BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
 SAMPLES, CTX, GRID = 8, 256, 5
@@ -149,3 +150,15 @@ def test_bad_sources_and_texts_are_one_line_errors(default_model, texts, tmp_pat
     assert p.returncode != 0 and p.stderr.count("\n") == 1 and "not UTF-8 text" in p.stderr, p.stderr
     assert not out.exists()
     assert not [f for f in tmp_path.iterdir() if "awq-f32" in f.name]
+
+
+def test_a_source_without_the_tensors_the_folding_needs_is_one_error(texts, tmp_path):
+    calib, _ = texts
+    for missing in ("blk.1.ffn_norm.weight", "blk.0.attn_v.weight"):
+        src = tmp_path / "broken.gguf"
+        write_model(str(src), TinySpec(omit=(missing,)))
+        out = tmp_path / "x.gguf"
+        p = run("qconvert", src, "-o", out, "--type", "q4_0", "--awq", calib, "--awq-ctx", 64, ok=False)
+        assert p.returncode != 0 and p.stderr.count("\n") == 1 and missing in p.stderr, p.stderr
+        assert not out.exists()
+        assert not [f for f in tmp_path.iterdir() if "awq-f32" in f.name]

@@ -29,6 +29,7 @@ from gguf import GGMLQuantizationType as T
 from gguf import GGUFReader
 from gguf import GGUFValueType as V
 
+from ggml_quantizers import TYPES as GGML_TYPES, ggml_quantize, load_ggml
 from conftest import REPO
 from make_tiny_hf_model import make_tiny_hf_model
 from make_tiny_model import TinySpec, write_model
@@ -36,7 +37,6 @@ from make_tiny_model import TinySpec, write_model
 BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
 SEED = 20240612
 # ggml.h's enum ggml_type and each type's bytes per block of 32.
-GGML_TYPES = {"q4_0": (2, 18), "q4_1": (3, 20), "q8_0": (8, 34)}
 QTYPES = {T.Q4_0: "q4_0", T.Q4_1: "q4_1", T.Q8_0: "q8_0"}
 
 
@@ -52,33 +52,7 @@ def qconvert(*args, ok=True):
 
 @pytest.fixture(scope="module")
 def ggml() -> ctypes.CDLL:
-    llama_cpp = pytest.importorskip("llama_cpp")
-    path = pathlib.Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"
-    if not path.exists():
-        pytest.skip(f"{path} not found in this llama_cpp install")
-    lib = ctypes.CDLL(str(path))
-    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    lib.ggml_quantize_init.restype = None
-    lib.ggml_quantize_init.argtypes = [ctypes.c_int]
-    return lib
-
-
-def ggml_quantize(lib: ctypes.CDLL, name: str, x: np.ndarray, w: np.ndarray | None) -> bytes:
-    """llama-quantize's call for one 2-D tensor: ggml_quantize_chunk over all rows with the imatrix row."""
-    qtype, block_bytes = GGML_TYPES[name]
-    x = np.ascontiguousarray(x, np.float32)
-    rows, cols = x.shape
-    out = np.zeros(rows * cols // 32 * block_bytes, np.uint8)
-    w_ptr = None
-    if w is not None:
-        w = np.ascontiguousarray(w, np.float32)
-        assert w.shape == (cols,)
-        w_ptr = w.ctypes.data
-    lib.ggml_quantize_init(qtype)
-    assert lib.ggml_quantize_chunk(qtype, x.ctypes.data, out.ctypes.data, 0, rows, cols, w_ptr) == out.size
-    return out.tobytes()
+    return load_ggml()
 
 
 # ---------------------------------------------------------------------------------------------- inputs

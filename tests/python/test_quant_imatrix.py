@@ -13,45 +13,20 @@ import subprocess
 import numpy as np
 import pytest
 
+from ggml_quantizers import TYPES, ggml_quantize, load_ggml
 from conftest import tool
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
 SEED = 20240611
 # ggml.h's enum ggml_type, and each type's block bytes for 32 values.
-TYPES = {"q4_0": (2, 18), "q4_1": (3, 20), "q8_0": (8, 34)}
 
 
 # ---------------------------------------------------------------------------------------------- ggml
 
 @pytest.fixture(scope="module")
 def ggml() -> ctypes.CDLL:
-    path = pathlib.Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"
-    if not path.exists():
-        pytest.skip(f"{path} not found in this llama_cpp install")
-    lib = ctypes.CDLL(str(path))
-    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    lib.ggml_quantize_init.restype = None
-    lib.ggml_quantize_init.argtypes = [ctypes.c_int]
-    return lib
-
-
-def ggml_quantize(lib: ctypes.CDLL, name: str, x: np.ndarray, w: np.ndarray | None) -> bytes:
-    qtype, block_bytes = TYPES[name]
-    x = np.ascontiguousarray(x, np.float32)
-    rows, n_per_row = x.shape
-    out = np.zeros(rows * n_per_row // 32 * block_bytes, np.uint8)
-    w_ptr = None
-    if w is not None:
-        w = np.ascontiguousarray(w, np.float32)
-        assert w.shape == (n_per_row,)
-        w_ptr = w.ctypes.data
-    lib.ggml_quantize_init(qtype)  # a no-op for these types; llama-quantize calls it all the same
-    size = lib.ggml_quantize_chunk(qtype, x.ctypes.data, out.ctypes.data, 0, rows, n_per_row, w_ptr)
-    assert size == out.size
-    return out.tobytes()
+    return load_ggml()
 
 
 def ours(name: str, x: np.ndarray, w: np.ndarray | None, tmp_path: pathlib.Path) -> bytes:

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "convert/awq_capture.h"
+#include "convert/awq_gptq.h"
 #include "convert/awq_search.h"
 #include "convert/run.h"
 #include "formats/blocks.h"
@@ -205,6 +206,65 @@ TEST(AwqSearch, TheReportedLossIsTheWrittenMatricesOutputError) {
       for (int k = 0; k < 64; ++k) loss += d[j] * g.in.gram[j * 64 + k] * d[k];
   }
   EXPECT_NEAR(ts[0].loss, loss, 1e-4 * loss);
+}
+
+TEST(AwqGptq, TheFactorIsTheCholeskyFactorOfTheDampedInverse) {
+  RandomGroup g(8, 64, 21, GgmlType::Q4_0);
+  std::vector<float> s(64);
+  for (int j = 0; j < 64; ++j) s[j] = 0.5f + 0.03f * j;
+  const std::vector<float> u = gptq_factor(g.in.gram, 64, s, 2);
+  ASSERT_EQ(u.size(), 64u * 64u);
+  // (H + damp I) U^T U = I, H = D^-1 G D^-1
+  double mean_diag = 0.0;
+  for (int i = 0; i < 64; ++i) mean_diag += g.in.gram[i * 64 + i] / (s[i] * s[i]) / 64;
+  for (int i = 0; i < 64; ++i)
+    for (int j = 0; j < i; ++j) ASSERT_EQ(u[i * 64 + j], 0.0f) << "not upper triangular";
+  double worst = 0.0;
+  for (int i = 0; i < 64; ++i)
+    for (int j = 0; j < 64; ++j) {
+      double v = 0.0;
+      for (int k = 0; k < 64; ++k) {
+        double inv_kj = 0.0;  // (U^T U)[k][j]
+        for (int m = 0; m <= std::min(k, j); ++m) inv_kj += double(u[m * 64 + k]) * u[m * 64 + j];
+        const double h = g.in.gram[i * 64 + k] / (s[i] * s[k]) + (i == k ? 0.01 * mean_diag : 0.0);
+        v += h * inv_kj;
+      }
+      worst = std::max(worst, std::fabs(v - (i == j ? 1.0 : 0.0)));
+    }
+  EXPECT_LT(worst, 1e-4);
+  // Not positive definite (all zero): no factor.
+  EXPECT_TRUE(gptq_factor(std::vector<float>(64 * 64, 0.0f), 64, {}, 1).empty());
+}
+
+TEST(AwqGptq, BlocksDecodeToWhatItScoredAndBeatPlainRounding) {
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0}) {
+    RandomGroup g(16, 128, 8, type);
+    const std::vector<float> u = gptq_factor(g.in.gram, 128, {}, 2);
+    ASSERT_FALSE(u.empty());
+    std::vector<float> deq;
+    const std::vector<std::byte> bytes = gptq_round(type, g.w.data(), 16, 128, u, deq, 2);
+    const BlockTraits* traits = block_traits(type);
+    const size_t row_bytes = ggml_row_bytes(type, 128);
+    ASSERT_EQ(bytes.size(), 16 * row_bytes);
+    std::vector<float> back(128), plain(128);
+    std::vector<std::byte> buf(row_bytes);
+    double loss_gptq = 0.0, loss_plain = 0.0;
+    auto out_error = [&](const float* w, const float* q) {
+      double l = 0.0;
+      for (int j = 0; j < 128; ++j)
+        for (int k = 0; k < 128; ++k) l += (w[j] - q[j]) * double(g.in.gram[j * 128 + k]) * (w[k] - q[k]);
+      return l;
+    };
+    for (int r = 0; r < 16; ++r) {
+      traits->to_float(bytes.data() + r * row_bytes, back.data(), 128);
+      for (int j = 0; j < 128; ++j) ASSERT_EQ(back[j], deq[r * 128 + j]) << ggml_type_name(type) << " row " << r;
+      traits->from_float(g.w.data() + r * 128, buf.data(), 128);
+      traits->to_float(buf.data(), plain.data(), 128);
+      loss_gptq += out_error(g.w.data() + r * 128, back.data());
+      loss_plain += out_error(g.w.data() + r * 128, plain.data());
+    }
+    EXPECT_LT(loss_gptq, loss_plain) << ggml_type_name(type);
+  }
 }
 
 // ---- End to end through run_convert
