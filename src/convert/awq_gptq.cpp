@@ -23,9 +23,10 @@ double dot(const double* a, const double* b, int64_t n) {
 // the rest of the row with u's row j.
 struct BlockRounder {
   GgmlType type;
-  // Sets the block's scale from x[0..32) and writes its header; returns the decoder (d, m).
-  void start(const float* x, std::byte* out, float& d, float& id, float& m) const {
-    m = 0.0f;
+  // Sets the block's scale from x[0..32) and writes its header. d (and q4_1's m16) decode, as stored;
+  // id and q4_1's m find the codes, unrounded, as ggml's quantizer does.
+  void start(const float* x, std::byte* out, float& d, float& id, float& m, float& m16) const {
+    m = m16 = 0.0f;
     if (type == GgmlType::Q4_0) {
       float amax = 0.0f, max = 0.0f;
       for (int j = 0; j < 32; ++j)
@@ -45,7 +46,8 @@ struct BlockRounder {
       b->d = fp32_to_fp16(dd);
       b->m = fp32_to_fp16(lo);
       d = fp16_to_fp32(b->d);
-      m = lo;  // codes are found against the unrounded minimum, as ggml does; values use the stored one
+      m = lo;
+      m16 = fp16_to_fp32(b->m);
       std::memset(b->qs, 0, sizeof(b->qs));
     } else {  // q8_0
       float amax = 0.0f;
@@ -58,7 +60,7 @@ struct BlockRounder {
     }
   }
   // Rounds element j of the block (value v) and returns its decoded value.
-  float put(std::byte* out, int j, float v, float d, float id, float m) const {
+  float put(std::byte* out, int j, float v, float d, float id, float m, float m16) const {
     if (type == GgmlType::Q4_0) {
       const int q = std::clamp(static_cast<int>(std::floor(v * id + 8.5f)), 0, 15);
       auto* b = reinterpret_cast<BlockQ4_0*>(out);
@@ -69,7 +71,7 @@ struct BlockRounder {
       const int q = std::clamp(static_cast<int>(std::floor((v - m) * id + 0.5f)), 0, 15);
       auto* b = reinterpret_cast<BlockQ4_1*>(out);
       b->qs[j % 16] |= static_cast<uint8_t>(j < 16 ? q : q << 4);
-      return static_cast<float>(q) * d + fp16_to_fp32(b->m);
+      return static_cast<float>(q) * d + m16;
     }
     const int q = std::clamp(static_cast<int>(std::lround(v * id)), -127, 127);
     reinterpret_cast<BlockQ8_0*>(out)->qs[j] = static_cast<int8_t>(q);
@@ -154,10 +156,10 @@ std::vector<std::byte> gptq_round(GgmlType type, const float* w, int64_t rows, i
       float* dr = deq.data() + r * n;
       for (int64_t c0 = 0; c0 < n; c0 += 32) {
         std::byte* block = row_out + static_cast<size_t>(c0 / 32) * block_bytes;
-        float d = 0, id = 0, m = 0;
-        br.start(buf.data() + c0, block, d, id, m);
+        float d = 0, id = 0, m = 0, m16 = 0;
+        br.start(buf.data() + c0, block, d, id, m, m16);
         for (int64_t j = c0; j < c0 + 32; ++j) {
-          dr[j] = br.put(block, static_cast<int>(j - c0), buf[static_cast<size_t>(j)], d, id, m);
+          dr[j] = br.put(block, static_cast<int>(j - c0), buf[static_cast<size_t>(j)], d, id, m, m16);
           const float* uj = u.data() + j * n;
           const float e = (buf[static_cast<size_t>(j)] - dr[j]) / uj[j];
           for (int64_t k = j + 1; k < n; ++k) buf[static_cast<size_t>(k)] -= e * uj[k];
