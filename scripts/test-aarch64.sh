@@ -34,8 +34,9 @@ set(QE_ROOT "$root")
 find_package(OpenMP REQUIRED)
 add_library(qe_warnings INTERFACE)
 target_compile_options(qe_warnings INTERFACE -Wall -Wextra -Wshadow -Wno-unused-parameter -Werror)
-add_library(qe_formats STATIC \${QE_ROOT}/src/formats/blocks.cpp \${QE_ROOT}/src/formats/ggml_type.cpp
-                              \${QE_ROOT}/src/formats/error.cpp)
+file(GLOB block_src \${QE_ROOT}/src/formats/blocks*.cpp)
+add_library(qe_formats STATIC \${block_src} \${QE_ROOT}/src/formats/quant_search.cpp
+                              \${QE_ROOT}/src/formats/ggml_type.cpp \${QE_ROOT}/src/formats/error.cpp)
 target_include_directories(qe_formats PUBLIC \${QE_ROOT}/src)
 set(QE_WITH_HWLOC OFF CACHE BOOL "" FORCE)
 include(\${QE_ROOT}/cmake/kernels.cmake)

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 
+#include "formats/blocks_weighted.h"
 #include "formats/error.h"
 
 // ggml's results assume every product and sum is rounded on its own. Clang's default contracts a*b + c
@@ -364,22 +365,39 @@ void to_float_as(const void* x, float* y, int64_t n) {
   F(static_cast<const Block*>(x), y, n);
 }
 
+template <class Block, void (*F)(const float*, Block*, int64_t, const float*)>
+void weighted_as(const float* x, void* y, int64_t n, const float* quant_weights) {
+  F(x, static_cast<Block*>(y), n, quant_weights);
+}
+
+#define QE_BLOCK_TRAITS(TYPE, Block, name)                                                          \
+  {GgmlType::TYPE, from_float_as<Block, quantize_row_##name##_ref>, to_float_as<Block, dequantize_row_##name>, \
+   weighted_as<Block, quantize_row_##name##_weighted>}
+
 constexpr BlockTraits kTraits[] = {
-    {GgmlType::F32, f32_from_float, f32_to_float},
-    {GgmlType::F16, from_float_as<uint16_t, quantize_row_f16_ref>, to_float_as<uint16_t, dequantize_row_f16>},
-    {GgmlType::BF16, from_float_as<uint16_t, quantize_row_bf16_ref>,
-     to_float_as<uint16_t, dequantize_row_bf16>},
-    {GgmlType::Q4_0, from_float_as<BlockQ4_0, quantize_row_q4_0_ref>,
-     to_float_as<BlockQ4_0, dequantize_row_q4_0>},
-    {GgmlType::Q4_1, from_float_as<BlockQ4_1, quantize_row_q4_1_ref>,
-     to_float_as<BlockQ4_1, dequantize_row_q4_1>},
-    {GgmlType::Q8_0, from_float_as<BlockQ8_0, quantize_row_q8_0_ref>,
-     to_float_as<BlockQ8_0, dequantize_row_q8_0>},
-    {GgmlType::Q8_1, from_float_as<BlockQ8_1, quantize_row_q8_1_ref>,
-     to_float_as<BlockQ8_1, dequantize_row_q8_1>},
-    // q6_K is read (stock llama.cpp files carry output.weight in it) but never written.
-    {GgmlType::Q6_K, nullptr, to_float_as<BlockQ6_K, dequantize_row_q6_K>},
+    {GgmlType::F32, f32_from_float, f32_to_float, nullptr},
+    {GgmlType::F16, from_float_as<uint16_t, quantize_row_f16_ref>, to_float_as<uint16_t, dequantize_row_f16>,
+     nullptr},
+    {GgmlType::BF16, from_float_as<uint16_t, quantize_row_bf16_ref>, to_float_as<uint16_t, dequantize_row_bf16>,
+     nullptr},
+    QE_BLOCK_TRAITS(Q4_0, BlockQ4_0, q4_0),
+    QE_BLOCK_TRAITS(Q4_1, BlockQ4_1, q4_1),
+    QE_BLOCK_TRAITS(Q5_0, BlockQ5_0, q5_0),
+    QE_BLOCK_TRAITS(Q5_1, BlockQ5_1, q5_1),
+    // ggml ignores an imatrix for q8_0.
+    {GgmlType::Q8_0, from_float_as<BlockQ8_0, quantize_row_q8_0_ref>, to_float_as<BlockQ8_0, dequantize_row_q8_0>,
+     nullptr},
+    {GgmlType::Q8_1, from_float_as<BlockQ8_1, quantize_row_q8_1_ref>, to_float_as<BlockQ8_1, dequantize_row_q8_1>,
+     nullptr},
+    QE_BLOCK_TRAITS(Q2_K, BlockQ2_K, q2_K),
+    QE_BLOCK_TRAITS(Q3_K, BlockQ3_K, q3_K),
+    QE_BLOCK_TRAITS(Q4_K, BlockQ4_K, q4_K),
+    QE_BLOCK_TRAITS(Q5_K, BlockQ5_K, q5_K),
+    QE_BLOCK_TRAITS(Q6_K, BlockQ6_K, q6_K),
+    QE_BLOCK_TRAITS(IQ4_NL, BlockIQ4_NL, iq4_nl),
+    QE_BLOCK_TRAITS(IQ4_XS, BlockIQ4_XS, iq4_xs),
 };
+#undef QE_BLOCK_TRAITS
 
 }  // namespace
 

@@ -28,4 +28,17 @@ void quantize_row_q4_0_weighted(const float* x, BlockQ4_0* y, int64_t n, const f
 // positive values spends its codes on [0, max].
 void quantize_row_q4_1_weighted(const float* x, BlockQ4_1* y, int64_t n, const float* quant_weights);
 
+// The other types llama-quantize feeds an imatrix to, each ggml-quants.c's quantize_<type> for one row
+// (quantize_row_<type>_impl, or the iq4 search with the importances): byte-identical to
+// ggml_quantize_chunk with the same imatrix row. nullptr importances give the *_ref bytes of blocks.h.
+void quantize_row_q5_0_weighted(const float* x, BlockQ5_0* y, int64_t n, const float* quant_weights);
+void quantize_row_q5_1_weighted(const float* x, BlockQ5_1* y, int64_t n, const float* quant_weights);
+void quantize_row_q2_K_weighted(const float* x, BlockQ2_K* y, int64_t n, const float* quant_weights);
+void quantize_row_q3_K_weighted(const float* x, BlockQ3_K* y, int64_t n, const float* quant_weights);
+void quantize_row_q4_K_weighted(const float* x, BlockQ4_K* y, int64_t n, const float* quant_weights);
+void quantize_row_q5_K_weighted(const float* x, BlockQ5_K* y, int64_t n, const float* quant_weights);
+void quantize_row_q6_K_weighted(const float* x, BlockQ6_K* y, int64_t n, const float* quant_weights);
+void quantize_row_iq4_nl_weighted(const float* x, BlockIQ4_NL* y, int64_t n, const float* quant_weights);
+void quantize_row_iq4_xs_weighted(const float* x, BlockIQ4_XS* y, int64_t n, const float* quant_weights);
+
 }  // namespace qe

@@ -73,6 +73,14 @@ struct KernelTable {
   MatmulTileFn tile_q4_1_q8_1 = nullptr;
   MatmulTileFn tile_q8_0_q8_0 = nullptr;
   MatmulTileFn tile_q6_K_q8_K = nullptr;
+  MatmulTileFn tile_q5_0_q8_0 = nullptr;
+  MatmulTileFn tile_q5_1_q8_1 = nullptr;
+  MatmulTileFn tile_iq4_nl_q8_0 = nullptr;
+  MatmulTileFn tile_q2_K_q8_K = nullptr;
+  MatmulTileFn tile_q3_K_q8_K = nullptr;
+  MatmulTileFn tile_q4_K_q8_K = nullptr;
+  MatmulTileFn tile_q5_K_q8_K = nullptr;
+  MatmulTileFn tile_iq4_xs_q8_K = nullptr;
   MatmulTileFn tile_f16_f32 = nullptr;   // W f16, A f32
   MatmulTileFn tile_bf16_f32 = nullptr;  // W bf16, A f32
   MatmulTileFn tile_f32_f32 = nullptr;
@@ -80,6 +88,10 @@ struct KernelTable {
   MatmulX16Fn x16_q4_0_q8_0 = nullptr;
   MatmulX16Fn x16_q4_1_q8_1 = nullptr;
   MatmulX16Fn x16_q8_0_q8_0 = nullptr;
+  // k-quants in the x16 layout, against q8_K activation rows (which carry their own bsums).
+  MatmulX16Fn x16_q4_K_q8_K = nullptr;
+  MatmulX16Fn x16_q5_K_q8_K = nullptr;
+  MatmulX16Fn x16_q6_K_q8_K = nullptr;
 
   // llama.cpp's attention products on the f16 cache (llama.cpp tables only). dot_f16: the path of this
   // table's batch size (tinyBLAS<8>, one 8-lane accumulator, in a batch table; ggml_vec_dot_f16 in the

@@ -25,9 +25,17 @@ Error shape_error(const std::string& what) { return Error{"", "matmul", what}; }
 std::optional<GgmlType> activation_type(GgmlType weight) {
   switch (weight) {
     case GgmlType::Q4_0:
+    case GgmlType::Q5_0:
+    case GgmlType::IQ4_NL:
     case GgmlType::Q8_0: return GgmlType::Q8_0;
-    case GgmlType::Q4_1: return GgmlType::Q8_1;
-    case GgmlType::Q6_K: return GgmlType::Q8_K;
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_1: return GgmlType::Q8_1;
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::IQ4_XS: return GgmlType::Q8_K;
     case GgmlType::F32:
     case GgmlType::F16:
     case GgmlType::BF16: return GgmlType::F32;
@@ -40,6 +48,9 @@ MatmulX16Fn x16_kernel(const KernelTable& k, GgmlType weight) {
     case GgmlType::Q4_0: return k.x16_q4_0_q8_0;
     case GgmlType::Q4_1: return k.x16_q4_1_q8_1;
     case GgmlType::Q8_0: return k.x16_q8_0_q8_0;
+    case GgmlType::Q4_K: return k.x16_q4_K_q8_K;
+    case GgmlType::Q5_K: return k.x16_q5_K_q8_K;
+    case GgmlType::Q6_K: return k.x16_q6_K_q8_K;
     default: return nullptr;
   }
 }
@@ -50,6 +61,14 @@ MatmulTileFn tile_kernel(const KernelTable& k, GgmlType weight) {
     case GgmlType::Q4_1: return k.tile_q4_1_q8_1;
     case GgmlType::Q8_0: return k.tile_q8_0_q8_0;
     case GgmlType::Q6_K: return k.tile_q6_K_q8_K;
+    case GgmlType::Q5_0: return k.tile_q5_0_q8_0;
+    case GgmlType::Q5_1: return k.tile_q5_1_q8_1;
+    case GgmlType::IQ4_NL: return k.tile_iq4_nl_q8_0;
+    case GgmlType::Q2_K: return k.tile_q2_K_q8_K;
+    case GgmlType::Q3_K: return k.tile_q3_K_q8_K;
+    case GgmlType::Q4_K: return k.tile_q4_K_q8_K;
+    case GgmlType::Q5_K: return k.tile_q5_K_q8_K;
+    case GgmlType::IQ4_XS: return k.tile_iq4_xs_q8_K;
     case GgmlType::F16: return k.tile_f16_f32;
     case GgmlType::BF16: return k.tile_bf16_f32;
     case GgmlType::F32: return k.tile_f32_f32;

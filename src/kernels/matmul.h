@@ -26,7 +26,8 @@ struct WeightView {
   int32_t interleave = 1;
 };
 
-// Activation type a weight type's kernel reads: q4_0, q8_0 -> q8_0; q4_1 -> q8_1; q6_K -> q8_K;
+// Activation type a weight type's kernel reads (llama.cpp's vec_dot_type): q4_0, q5_0, iq4_nl, q8_0 -> q8_0;
+// q4_1, q5_1 -> q8_1; the k-quants and iq4_xs -> q8_K;
 // f32, f16, bf16 -> f32. nullopt when no kernel exists for the weight type.
 std::optional<GgmlType> activation_type(GgmlType weight);
 
@@ -71,7 +72,7 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
 
 // The tile kernel for a weight type in a table (nullptr when none).
 MatmulTileFn tile_kernel(const KernelTable& k, GgmlType weight);
-// The x16 kernel for an interleaved weight type (q4_0, q4_1, q8_0), nullptr for others.
+// The x16 kernel for an interleaved weight type (q4_0, q4_1, q8_0, q4_K, q5_K, q6_K), nullptr for others.
 MatmulX16Fn x16_kernel(const KernelTable& k, GgmlType weight);
 
 }  // namespace qe::kernels

@@ -1,6 +1,7 @@
 """ggml's own quantizers through ctypes: ggml_quantize_chunk from the libggml-base that llama-cpp-python
 ships (scripts/compare-llamacpp.sh builds it from source), with or without an importance-matrix row, as
-llama-quantize calls it. The witness of our q4_0 / q4_1 / q8_0 bytes, plain and importance-weighted."""
+llama-quantize calls it, and ggml's to_float (ggml_get_type_traits). The witness of our block bytes,
+plain and importance-weighted, and of our dequantizers."""
 
 from __future__ import annotations
 
@@ -10,8 +11,22 @@ import pathlib
 import numpy as np
 import pytest
 
-# name -> (ggml type id, block bytes); 32 values per block
-TYPES = {"q4_0": (2, 18), "q4_1": (3, 20), "q8_0": (8, 34)}
+# name -> (ggml type id, block bytes, values per block)
+TYPES = {
+    "q4_0": (2, 18, 32), "q4_1": (3, 20, 32), "q5_0": (6, 22, 32), "q5_1": (7, 24, 32), "q8_0": (8, 34, 32),
+    "q2_K": (10, 84, 256), "q3_K": (11, 110, 256), "q4_K": (12, 144, 256), "q5_K": (13, 176, 256),
+    "q6_K": (14, 210, 256), "iq4_nl": (20, 18, 32), "iq4_xs": (23, 136, 256),
+}
+
+
+class _TypeTraits(ctypes.Structure):
+    """ggml.h's struct ggml_type_traits (the fields up to from_float_ref)."""
+    _fields_ = [("type_name", ctypes.c_char_p), ("blck_size", ctypes.c_int64), ("blck_size_interleave", ctypes.c_int64),
+                ("type_size", ctypes.c_size_t), ("is_quantized", ctypes.c_bool), ("to_float", ctypes.c_void_p),
+                ("from_float_ref", ctypes.c_void_p)]
+
+
+_TO_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 
 
 def load_ggml() -> ctypes.CDLL:
@@ -26,21 +41,37 @@ def load_ggml() -> ctypes.CDLL:
                                         ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
     lib.ggml_quantize_init.restype = None
     lib.ggml_quantize_init.argtypes = [ctypes.c_int]
+    lib.ggml_get_type_traits.restype = ctypes.POINTER(_TypeTraits)
+    lib.ggml_get_type_traits.argtypes = [ctypes.c_int]
     return lib
 
 
 def ggml_quantize(lib: ctypes.CDLL, name: str, x: np.ndarray, w: np.ndarray | None) -> bytes:
     """llama-quantize's call for one 2-D tensor: ggml_quantize_chunk over all rows, with the imatrix row w
     (one weight per column) or None."""
-    qtype, block_bytes = TYPES[name]
+    qtype, block_bytes, block = TYPES[name]
     x = np.ascontiguousarray(x, np.float32)
     rows, cols = x.shape
-    out = np.zeros(rows * cols // 32 * block_bytes, np.uint8)
+    assert cols % block == 0
+    out = np.zeros(rows * cols // block * block_bytes, np.uint8)
     w_ptr = None
     if w is not None:
         w = np.ascontiguousarray(w, np.float32)
         assert w.shape == (cols,)
         w_ptr = w.ctypes.data
-    lib.ggml_quantize_init(qtype)  # a no-op for these types; llama-quantize calls it all the same
+    lib.ggml_quantize_init(qtype)  # tables of the i-quants; a no-op for the others, called all the same
     assert lib.ggml_quantize_chunk(qtype, x.ctypes.data, out.ctypes.data, 0, rows, cols, w_ptr) == out.size
     return out.tobytes()
+
+
+def ggml_dequantize(lib: ctypes.CDLL, name: str, data: bytes) -> np.ndarray:
+    """ggml's to_float for a buffer of whole blocks of type `name` (one flat row)."""
+    qtype, block_bytes, block = TYPES[name]
+    assert len(data) % block_bytes == 0
+    n = len(data) // block_bytes * block
+    src = np.frombuffer(data, np.uint8).copy()
+    out = np.zeros(n, np.float32)
+    traits = lib.ggml_get_type_traits(qtype).contents
+    assert traits.blck_size == block and traits.type_size == block_bytes and traits.to_float
+    _TO_FLOAT(traits.to_float)(src.ctypes.data, out.ctypes.data, n)
+    return out

@@ -44,7 +44,7 @@ def ours(name: str, x: np.ndarray, w: np.ndarray | None, tmp_path: pathlib.Path)
 
 
 def assert_same_bytes(a_bytes: bytes, b_bytes: bytes, name: str, x: np.ndarray, w, what: str) -> None:
-    _, block_bytes = TYPES[name]
+    _, block_bytes, _ = TYPES[name]
     a, b = np.frombuffer(a_bytes, np.uint8), np.frombuffer(b_bytes, np.uint8)
     assert a.size == b.size, f"{what}: {a.size} bytes != {b.size}"
     bad = np.flatnonzero(a != b)

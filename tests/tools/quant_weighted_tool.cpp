@@ -5,7 +5,7 @@
 //   quant_weighted_tool TYPE IN.f32 -:N OUT.bin
 // IN: little-endian f32, whole rows; WEIGHTS: little-endian f32, one importance per column, so its count
 // is the row length (a multiple of 32). "-:N" means no importances (ggml's imatrix = NULL) with rows of
-// N values. TYPE: q4_0, q4_1, or q8_0 (which ignores the importances, as ggml does).
+// N values. TYPE: any type with a writer in formats/blocks.h (q8_0, f16, ... ignore the importances, as ggml does).
 // Bad input: one line on stderr, exit 1.
 #include <cstdint>
 #include <cstdio>
@@ -21,18 +21,6 @@
 #include "formats/ggml_type.h"
 
 namespace {
-
-using RowQuantizer = void (*)(const float* x, void* y, int64_t n, const float* w);
-
-void q4_0_row(const float* x, void* y, int64_t n, const float* w) {
-  qe::quantize_row_q4_0_weighted(x, static_cast<qe::BlockQ4_0*>(y), n, w);
-}
-void q4_1_row(const float* x, void* y, int64_t n, const float* w) {
-  qe::quantize_row_q4_1_weighted(x, static_cast<qe::BlockQ4_1*>(y), n, w);
-}
-void q8_0_row(const float* x, void* y, int64_t n, const float* /*w: ignored, as in ggml*/) {
-  qe::quantize_row_q8_0_ref(x, static_cast<qe::BlockQ8_0*>(y), n);
-}
 
 int fail(const std::string& msg) {
   std::fprintf(stderr, "quant_weighted_tool: %s\n", msg.c_str());
@@ -75,12 +63,16 @@ bool write_file(const std::string& path, const void* data, size_t size) {
 int main(int argc, char** argv) {
   if (argc != 5) return fail("usage: quant_weighted_tool TYPE IN.f32 WEIGHTS.f32|-:N OUT.bin");
   const std::string type_name = argv[1], in_path = argv[2], w_arg = argv[3], out_path = argv[4];
-  RowQuantizer quantize = nullptr;
-  if (type_name == "q4_0") quantize = q4_0_row;
-  if (type_name == "q4_1") quantize = q4_1_row;
-  if (type_name == "q8_0") quantize = q8_0_row;
-  if (!quantize) return fail("unsupported type '" + type_name + "'");
-  const qe::GgmlTypeInfo info = qe::ggml_type_info(*qe::ggml_type_from_name(type_name));
+  const auto type = qe::ggml_type_from_name(type_name);
+  const qe::BlockTraits* traits = type ? qe::block_traits(*type) : nullptr;
+  if (!traits || !traits->from_float || type == qe::GgmlType::Q8_1)
+    return fail("unsupported type '" + type_name + "'");
+  // A type that ignores importances (q8_0, as in ggml) quantizes with its plain reference.
+  const auto quantize = [traits](const float* x, void* y, int64_t n, const float* w) {
+    if (traits->from_float_weighted) traits->from_float_weighted(x, y, n, w);
+    else traits->from_float(x, y, n);
+  };
+  const qe::GgmlTypeInfo info = qe::ggml_type_info(*type);
 
   std::string err;
   std::vector<float> w;

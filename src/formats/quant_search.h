@@ -1,0 +1,35 @@
+// The scale searches ggml-quants.c shares between its quantizers (make_qx_quants, make_qkx3_quants, ...),
+// followed operation by operation in float: the bytes of every block type that calls them depend on the
+// exact order of operations. Internal to src/formats.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+
+namespace qe::quant {
+
+// ggml-quants.c's GROUP_MAX_EPS: a group whose largest |x| is below this is treated as all zero.
+inline constexpr float kGroupMaxEps = 1e-15f;
+
+// ggml's nearest_int: adding 1.5 * 2^23 leaves the integer part in the low mantissa bits, rounded to
+// nearest even by the addition itself. Valid for |v| <= 2^22 - 1 (ggml asserts it in debug builds); every
+// caller passes a value within a few units of the code range.
+inline int nearest_int(float v) {
+  const float shifted = v + 12582912.0f;
+  return (std::bit_cast<int32_t>(shifted) & 0x007fffff) - 0x00400000;
+}
+
+// Symmetric codes L[i] in [0, 2 nmax) with x ~ scale * (L[i] - nmax); returns the scale
+// (make_qx_quants; the details beside its definition). qw: n importances, or nullptr for rmse_type's
+// default weight.
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw);
+
+// Asymmetric codes L[i] in [0, nmax] with x ~ scale * L[i] - *neg_min (make_qkx3_quants; details beside
+// its definition). weights: n importances, or nullptr for x^2. Laux: n bytes of scratch.
+float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* neg_min,
+                       uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad);
+
+// The mean square of a row (sum of x^2 in float, divided by n): the sigma2 of ggml's weighted quantizers.
+float row_sigma2(const float* x, int64_t n);
+
+}  // namespace qe::quant
