@@ -189,7 +189,7 @@ Result<Calibrated> calibrate(const ConvertJob& job, TempModel& tmp, const Conver
   rep.n_gram_tokens = (*stats)[0].attn_in.n_gram;
 
   const Clock::time_point t_search = Clock::now();
-  const bool has_output = file.find_tensor("output.weight") != nullptr;
+  const ModelShape model = model_shape(file);
   const int n_threads = (*m)->n_threads();
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const BlockStats& bs = (*stats)[static_cast<size_t>(l)];
@@ -218,7 +218,7 @@ Result<Calibrated> calibrate(const ConvertJob& job, TempModel& tmp, const Conver
           return Error{job.input, name, "missing, or not the shape the calibration needs"};
         AwqTensor t;
         t.name = name;
-        t.type = choose_tensor_type(job.policy, name, info->dims, has_output).type;
+        t.type = choose_tensor_type(job.policy, name, info->dims, model).type;
         t.rows = static_cast<int64_t>(info->dims[1]);
         t.cols = st.cols;
         t.w = reinterpret_cast<const float*>(info->data.data());

@@ -44,8 +44,8 @@ void finish_plan(TensorPlan& p) {
 }
 
 // The policy's choice for p (its name and dims set), then finish_plan.
-void choose_type(TensorPlan& p, const TypePolicy& policy, bool has_output) {
-  TypeChoice c = choose_tensor_type(policy, p.name, p.dims, has_output);
+void choose_type(TensorPlan& p, const TypePolicy& policy, const ModelShape& model) {
+  TypeChoice c = choose_tensor_type(policy, p.name, p.dims, model);
   p.out_type = c.type;
   p.reason = std::move(c.reason);
   p.fallback = c.fallback;
@@ -54,6 +54,18 @@ void choose_type(TensorPlan& p, const TypePolicy& policy, bool has_output) {
 }
 
 }  // namespace
+
+ModelShape model_shape(const LlamaHparams& hp, bool has_output) {
+  return ModelShape{has_output, hp.n_layers, hp.n_heads, hp.n_kv_heads};
+}
+
+ModelShape model_shape(const GgufFile& g) {
+  ModelShape m;
+  m.has_output = g.find_tensor("output.weight") != nullptr;
+  // A file qrun could not load keeps no layer counts: only the rules without layers then apply.
+  if (Result<LlamaHparams> hp = hparams_from_gguf(g)) m = model_shape(*hp, m.has_output);
+  return m;
+}
 
 uint64_t TensorPlan::n_elements() const {
   uint64_t n = 1;
@@ -112,7 +124,7 @@ Result<std::vector<TensorPlan>> plan_hf_to_gguf(const HfModelDir& dir, const Lla
     p.src = view->data;
     const int rope = rope_of[name];
     if (rope != 0) p.order.head_dim = hp.head_dim;
-    choose_type(p, policy, has_output);
+    choose_type(p, policy, model_shape(hp, has_output));
     plans.push_back(std::move(p));
     by_gguf.erase(it);
   }
@@ -126,7 +138,7 @@ Result<std::vector<TensorPlan>> plan_hf_to_gguf(const HfModelDir& dir, const Lla
 }
 
 Result<std::vector<TensorPlan>> plan_requantize(const GgufFile& g, const TypePolicy& policy, bool allow_requantize) {
-  const bool has_output = g.find_tensor("output.weight") != nullptr;
+  const ModelShape model = model_shape(g);
   std::vector<TensorPlan> plans;
   for (const GgufTensorInfo& t : g.tensors()) {
     TensorPlan p;
@@ -135,11 +147,11 @@ Result<std::vector<TensorPlan>> plan_requantize(const GgufFile& g, const TypePol
     p.dims = t.dims;
     p.src_type = t.type;
     p.src = t.data;
-    choose_type(p, policy, has_output);
+    choose_type(p, policy, model);
     if (!p.copy) {
       if (!dequantizable(t.type))
         return Error{g.name(), "tensor " + t.name,
-                     fmt::format("type {} cannot be converted (f32, f16, bf16, q8_0, q4_0, q4_1, q6_K can)",
+                     fmt::format("type {} cannot be converted (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K..q6_K, iq4_nl, iq4_xs can)",
                                  ggml_type_name(t.type))};
       if (!high_precision(t.type) && !allow_requantize)
         return Error{g.name(), "tensor " + t.name,
@@ -176,7 +188,7 @@ Result<std::vector<TensorPlan>> plan_gguf_to_hf(const GgufFile& g, LlamaHparams&
                                shape_str(reversed(want)))};
     if (!dequantizable(info.type))
       return Error{g.name(), "tensor " + name,
-                   fmt::format("type {} cannot be dequantized (f32, f16, bf16, q8_0, q4_0, q4_1, q6_K can)",
+                   fmt::format("type {} cannot be dequantized (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K..q6_K, iq4_nl, iq4_xs can)",
                                ggml_type_name(info.type))};
     TensorPlan p;
     p.name = *hf_name_for_gguf(name);

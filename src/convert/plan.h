@@ -44,6 +44,10 @@ struct TensorPlan {
   uint64_t out_bytes() const;
 };
 
+// What llama-quantize's per-tensor rules read from the model (convert/types.h).
+ModelShape model_shape(const LlamaHparams& hp, bool has_output);
+ModelShape model_shape(const GgufFile& gguf);
+
 // HF directory -> llama GGUF tensors: names mapped, q/k permuted, types from the policy. Every tensor the
 // config implies must be present with its shape; tensors we do not know are an Error, except
 // rotary_emb.inv_freq (recomputed by every runtime; llama.cpp's converter drops it too).

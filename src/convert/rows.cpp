@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "formats/blocks.h"
-#include "formats/blocks_weighted.h"
 #include "formats/error.h"
 #include "kernels/kernel_table.h"
 
@@ -52,6 +51,12 @@ kernels::QuantizeRowFn from_f32_fn(const kernels::KernelTable& k, GgmlType t, co
   }
 }
 
+bool all_finite(const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) return false;
+  return true;
+}
+
 // One thread's working rows, kept across calls (qconvert calls once per ~1M-element chunk): the source
 // row in f32, the written row dequantized again, and a 4-aligned copy of a misaligned source row.
 struct Scratch {
@@ -61,7 +66,10 @@ struct Scratch {
 
 }  // namespace
 
-bool takes_importance(GgmlType out_type) { return out_type == GgmlType::Q4_0 || out_type == GgmlType::Q4_1; }
+bool takes_importance(GgmlType out_type) {
+  const BlockTraits* t = block_traits(out_type);
+  return t != nullptr && t->from_float_weighted != nullptr;
+}
 
 RowCodec::RowCodec(GgmlType t) : type(t) {
   const BlockTraits* traits = block_traits(t);
@@ -69,13 +77,12 @@ RowCodec::RowCodec(GgmlType t) : type(t) {
   const kernels::KernelTable& k = kernels::kernels();
   from_f32 = from_f32_fn(k, t, *traits);
   to_f32 = to_f32_fn(k, t, *traits);
+  from_f32_weighted = traits->from_float_weighted;
 }
 
 void RowCodec::quantize(const float* x, std::byte* out, int64_t n, const float* weights) const {
-  if (weights != nullptr && type == GgmlType::Q4_0)
-    quantize_row_q4_0_weighted(x, reinterpret_cast<BlockQ4_0*>(out), n, weights);
-  else if (weights != nullptr && type == GgmlType::Q4_1)
-    quantize_row_q4_1_weighted(x, reinterpret_cast<BlockQ4_1*>(out), n, weights);
+  if (weights != nullptr && from_f32_weighted != nullptr)
+    from_f32_weighted(x, out, n, weights);
   else
     from_f32(x, out, n);
 }
@@ -107,6 +114,7 @@ void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, st
   QE_CHECK(weights == nullptr || importance.size() == n);
 
   std::vector<kernels::RowError> errors(static_cast<size_t>(r1 - r0));  // per row, summed in row order below
+  std::vector<uint8_t> unweighted(static_cast<size_t>(r1 - r0));
   const int nt = std::max(1, n_threads);
   const int64_t grab = std::max<int64_t>(1, (r1 - r0) / (16 * nt));  // rows per dynamic grab
 #pragma omp parallel num_threads(nt)
@@ -135,9 +143,15 @@ void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, st
       std::byte* o = out + static_cast<size_t>(r - r0) * out_stride;
       codec.quantize(x, o, row_len, weights);
       codec.to_f32(o, w.y.data(), row_len);
+      if (weights != nullptr && !all_finite(w.y.data(), row_len) && all_finite(x, row_len)) {
+        codec.quantize(x, o, row_len, nullptr);
+        codec.to_f32(o, w.y.data(), row_len);
+        unweighted[static_cast<size_t>(r - r0)] = 1;
+      }
       errors[static_cast<size_t>(r - r0)] = k.error_stats(x, w.y.data(), row_len);
     }
   }
+  for (uint8_t u : unweighted) stats.unweighted_rows += u;
   for (const kernels::RowError& e : errors) {
     stats.sum_sq += e.sum_sq;
     stats.max_abs = std::max(stats.max_abs, static_cast<double>(e.max_abs));

@@ -17,6 +17,10 @@ struct ErrorStats {
   double sum_sq = 0.0;   // sum of (written - source)^2
   double max_abs = 0.0;  // largest |written - source|
   uint64_t n = 0;        // elements compared
+  // Rows whose importance-weighted rounding decoded to a non-finite value (ggml's q2_K/q4_K/q5_K write a
+  // NaN scale, 0/0, for a super-block whose importances are all 0: llama-quantize then refuses the file),
+  // written with plain rounding instead.
+  uint64_t unweighted_rows = 0;
 
   double rmse() const;
 };
@@ -52,7 +56,8 @@ void convert_rows(GgmlType src_type, const std::byte* src, GgmlType out_type, st
                   int64_t r0, int64_t r1, const RowOrder& order, int n_threads, ErrorStats& stats,
                   const std::function<void()>& side_task = {}, std::span<const float> importance = {});
 
-// Whether convert_rows uses `importance` for this output type (q4_0, q4_1).
+// Whether convert_rows uses `importance` for this output type (every block type llama-quantize feeds an
+// imatrix to: q4_0 q4_1 q5_0 q5_1, the k-quants, iq4_nl, iq4_xs; not q8_0).
 bool takes_importance(GgmlType out_type);
 
 // The row codec of one output type as convert_rows writes it: the active level's byte-exact kernels
@@ -64,6 +69,9 @@ struct RowCodec {
   GgmlType type;
   kernels::QuantizeRowFn from_f32 = nullptr;
   kernels::RowToF32Fn to_f32 = nullptr;
+  // ggml's importance-weighted quantizer (formats/blocks_weighted.h); nullptr when the type ignores
+  // importances (q8_0, f16, ...), as ggml does.
+  void (*from_f32_weighted)(const float* x, void* y, int64_t n, const float* weights) = nullptr;
 
   // x: one whole row of n values (the weighting sees the whole row); weights: nullptr or n values.
   void quantize(const float* x, std::byte* out, int64_t n, const float* weights = nullptr) const;

@@ -138,6 +138,7 @@ Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, Tenso
   if (p.computed.empty()) release_mapped_pages(p.src);
   rep.rmse = stats.rmse();
   rep.max_abs_error = stats.max_abs;
+  rep.unweighted_rows = stats.unweighted_rows;
   return {};
 }
 
@@ -156,6 +157,11 @@ Status stream_all(const std::vector<TensorPlan>& plans, int n_threads, const std
     res.src_bytes += rep.src_bytes;
     res.out_bytes += rep.out_bytes;
     res.n_weights += rep.n_elements;
+    if (rep.unweighted_rows > 0)
+      res.warnings.push_back(fmt::format(
+          "{}: {} rows rounded without importances: the imatrix gives a whole block zero weight, which makes "
+          "ggml's {} scale NaN (llama-quantize refuses such a file)",
+          rep.name, rep.unweighted_rows, ggml_type_name(rep.out_type)));
     res.tensors.push_back(std::move(rep));
   }
   return {};
@@ -271,7 +277,7 @@ Result<ConvertResult> hf_to_gguf(const ConvertJob& job, const ImportanceSet& imp
                              {"general.name", GgufValue::str(res.model_name)}};
   if (!res.license.empty()) kvs.push_back({"general.license", GgufValue::str(res.license)});
   kvs.insert(kvs.end(), hparam_kvs.begin() + 1, hparam_kvs.end());
-  kvs.push_back({"general.file_type", GgufValue::u32(llama_file_type(job.policy.target))});
+  kvs.push_back({"general.file_type", GgufValue::u32(job.policy.effective_file_type().id)});
   for (GgufKv& kv : *tok) {
     if (kv.key == "tokenizer.ggml.tokens")
       if (const auto* a = kv.value.get<GgufArray>(); a && a->size() != static_cast<uint64_t>(hp->vocab_size))
@@ -298,7 +304,7 @@ Result<ConvertResult> requantize(const ConvertJob& job, const GgufFile& g, const
   if (auto l = g.get_string("general.license")) res.license = *l;
   std::vector<GgufKv> kvs;
   bool has_ftype = false, has_qv = false;
-  const GgufValue ftype = GgufValue::u32(llama_file_type(job.policy.target));
+  const GgufValue ftype = GgufValue::u32(job.policy.effective_file_type().id);
   for (const GgufKv& kv : g.metadata()) {
     if (kv.key == "general.file_type") {
       kvs.push_back({kv.key, ftype});

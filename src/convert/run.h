@@ -59,7 +59,8 @@ struct TensorReport {
   uint64_t src_bytes = 0, out_bytes = 0, n_elements = 0;
   double rmse = 0.0, max_abs_error = 0.0;
   bool copied = false;
-  bool weighted = false;                 // rounded with importance weights (q4_0 / q4_1 with an entry)
+  bool weighted = false;                 // rounded with importance weights (an imatrix entry, a type that takes it)
+  uint64_t unweighted_rows = 0;          // rows rounded plainly: the weighted rounding gave NaN (ErrorStats)
   std::string reason;                    // TensorPlan::reason
   bool fallback = false;
   std::optional<size_t> override_index;  // TensorPlan::override_index

@@ -1,14 +1,16 @@
 // qconvert's type policy: which ggml type each output tensor gets, following llama.cpp's
-// llama-quantize (llama_tensor_get_type in src/llama-quant.cpp) so our files look like its files:
+// llama-quantize (llama_tensor_get_type in src/llama-quant.cpp) so that our files hold the same tensor
+// types as its files for the same source and file type:
 //   - 1-D tensors (norms, rope_freqs) stay f32: ggml's norm and rope kernels read f32, and llama.cpp's
 //     quantize skips every tensor with fewer than 2 dims.
 //   - TypePolicy::overrides (REGEX=TYPE, llama-quantize's --tensor-type): first match wins.
 //   - TypePolicy::pure: the target type everywhere else.
-//   - otherwise, for a quantized target, the output projection (output.weight, or token_embd.weight when
-//     the embeddings are tied and it doubles as the output) gets llama.cpp's choice: q6_K for q4_0/q4_1,
-//     q8_0 kept for q8_0. We do not write q6_K, so q8_0 stands in for it (more bits, never fewer).
-//   - a row length that is not a multiple of the type's block falls back to f16, as llama.cpp does for
-//     types without a smaller-block sibling.
+//   - otherwise, for a quantized file type, llama-quantize's rules: the output projection (output.weight,
+//     or token_embd.weight when the embeddings are tied) gets q6_K (q8_0 for a q8_0 file); the k-quant
+//     mixes give attn_v, ffn_down and attn_output more bits in chosen layers (file_type_rule in types.cpp).
+//   - a row length that is not a multiple of the chosen type's block falls back as llama.cpp does: q2_K,
+//     q3_K, iq4_xs -> iq4_nl; q4_K -> q5_0; q5_K -> q5_1; q6_K -> q8_0; then f16 if still not a multiple
+//     (llama.cpp refuses the other types there; we write f16).
 #pragma once
 
 #include <cstdint>
@@ -24,16 +26,30 @@
 
 namespace qe::convert {
 
-// The types qconvert writes: f32 f16 bf16 q8_0 q4_0 q4_1 (case-insensitive); nullopt otherwise.
+// The tensor types qconvert writes (case-insensitive ggml names: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1
+// q2_K q3_K q4_K q5_K q6_K iq4_nl iq4_xs); nullopt otherwise. For --tensor-type overrides.
 std::optional<GgmlType> parse_output_type(std::string_view name);
-// "f32, f16, bf16, q8_0, q4_0, q4_1", for messages.
 std::string_view output_type_names();
 
-// llama.cpp's LLAMA_FTYPE_* value for general.file_type (ALL_F32 = 0, MOSTLY_F16 = 1, MOSTLY_Q4_0 = 2,
-// MOSTLY_Q4_1 = 3, MOSTLY_Q8_0 = 7, MOSTLY_BF16 = 32).
+// llama.cpp's file types (LLAMA_FTYPE_*, general.file_type) that qconvert writes: a base tensor type
+// and, for the quantized ones, llama-quantize's per-tensor rules.
+struct FileType {
+  std::string_view name;  // llama-quantize's name: "Q4_K_M", "Q8_0", "F16"
+  uint32_t id;            // the LLAMA_FTYPE_* value
+  GgmlType base;          // the type of every tensor no rule changes
+};
+// llama-quantize's names, case-insensitive: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M
+// Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS, and its aliases Q3_K, Q4_K, Q5_K (the _M
+// mixes); nullopt otherwise.
+std::optional<FileType> parse_file_type(std::string_view name);
+std::optional<FileType> file_type_by_id(uint32_t id);
+// The plain file type whose base is `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q6_K, IQ4_NL,
+// IQ4_XS; the k-quants other than q6_K have only mixes: Q2_K, Q3_K_M, Q4_K_M, Q5_K_M).
+FileType file_type_of(GgmlType type);
+std::string_view file_type_names();  // for messages
+
+// llama.cpp's LLAMA_FTYPE_* value for general.file_type of a plain target (file_type_of(target).id).
 uint32_t llama_file_type(GgmlType target);
-// The type a file_type value says the file mostly holds; nullopt for values we do not write.
-std::optional<GgmlType> type_of_llama_file_type(uint32_t ftype);
 
 struct TensorTypeOverride {
   std::string pattern;  // as given, for the log and the report
@@ -47,9 +63,25 @@ Result<TensorTypeOverride> parse_tensor_type_override(std::string_view spec);
 std::string tensor_type_override_spec(const TensorTypeOverride& o);
 
 struct TypePolicy {
-  GgmlType target = GgmlType::F16;
+  GgmlType target = GgmlType::F16;  // the file type's base
   bool pure = false;
   std::vector<TensorTypeOverride> overrides;
+  // The llama-quantize file type whose rules apply and whose id general.file_type gets; unset: the
+  // plain file type of target.
+  std::optional<FileType> file_type = std::nullopt;
+  // An imatrix is given: llama-quantize then spares q4_0 / q5_0 files' first ffn_down layers (q4_1 /
+  // q5_1) and the iq4 files' (q5_K without one).
+  bool has_imatrix = false;
+
+  FileType effective_file_type() const { return file_type ? *file_type : file_type_of(target); }
+};
+
+// What llama-quantize's rules read from the model besides the tensor itself.
+struct ModelShape {
+  bool has_output = true;  // false: tied embeddings, token_embd.weight is the output projection
+  int64_t n_layers = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
 };
 
 struct TypeChoice {
@@ -59,9 +91,9 @@ struct TypeChoice {
   std::optional<size_t> override_index = {};  // the TypePolicy::overrides entry that chose the type
 };
 
-// `dims` innermost first (GGUF order). `model_has_output` is false for tied embeddings.
+// `dims` innermost first (GGUF order).
 TypeChoice choose_tensor_type(const TypePolicy& policy, std::string_view name, std::span<const uint64_t> dims,
-                              bool model_has_output);
+                              const ModelShape& model);
 
 bool is_quantized(GgmlType type);  // block types (q4_0, q6_K, ...), not f32/f16/bf16
 

@@ -188,6 +188,140 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
   return scale;
 }
 
+// Symmetric quantization to codes in [-nmax, nmax) (stored + nmax) with x^2 weights, refined code by code
+// (ggml's make_q3_quants). Starting from round-to-nearest at iscale = -nmax / max, each pass moves every
+// code to the one its leave-one-out least-squares scale prefers, keeping a move only when it raises
+// sumlx^2 / suml2 (the fit quality at the best scale); at most 5 passes, stopping early when nothing moved.
+// q3_K calls it with (16, 4, do_rmse = true).
+float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
+  float max = 0.0f;
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < kGroupMaxEps) {
+    std::fill(L, L + n, int8_t{0});
+    return 0.0f;
+  }
+  const auto code = [nmax](float v) { return std::clamp(nearest_int(v), -nmax, nmax - 1); };
+  const float iscale = static_cast<float>(-nmax) / max;
+  if (!do_rmse) {
+    for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(code(iscale * x[i]) + nmax);
+    return 1 / iscale;
+  }
+  float sumlx = 0.0f;
+  float suml2 = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const int l = code(iscale * x[i]);
+    L[i] = static_cast<int8_t>(l);
+    const float w = x[i] * x[i];
+    const auto lf = static_cast<float>(l);
+    sumlx += w * x[i] * lf;
+    suml2 += w * lf * lf;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int n_changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = x[i] * x[i];
+      const auto li = static_cast<float>(L[i]);
+      float slx = sumlx - w * x[i] * li;
+      if (!(slx > 0)) continue;
+      float sl2 = suml2 - w * li * li;
+      const int new_l = code(x[i] * sl2 / slx);
+      if (new_l == L[i]) continue;
+      const auto nl = static_cast<float>(new_l);
+      slx += w * x[i] * nl;
+      sl2 += w * nl * nl;
+      // slx^2 / sl2 > sumlx^2 / suml2 without dividing, in ggml's order of products.
+      if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+        L[i] = static_cast<int8_t>(new_l);
+        sumlx = slx;
+        suml2 = sl2;
+        ++n_changed;
+      }
+    }
+    if (n_changed == 0) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(L[i] + nmax);
+  return sumlx / suml2;
+}
+
+// Codes in [0, nmax] for non-negative x (ggml's make_qp_quants): the weighted q2_K / q4_K / q5_K quantize
+// their 16 or 8 group scales (and mins) with it, weighted by each group's total importance. First the
+// iscale (nmax + 0.1 is) / max, is = -4..4, with the smallest weighted squared error wins; then up to 5
+// passes of the same code-by-code refinement as make_q3_quants. L is uint8_t as in ggml: a negative x
+// (a group whose fitted scale came out negative) wraps modulo 256, and the refinement reads the wrapped
+// value back, which decides the bytes of such blocks.
+float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights) {
+  float max = 0.0f;
+  for (int i = 0; i < n; ++i) max = max > x[i] ? max : x[i];  // ggml's MAX: a NaN x[i] gets through
+  if (max == 0.0f) {
+    std::memset(L, 0, static_cast<size_t>(n));
+    return 0.0f;
+  }
+  const auto nmax_f = static_cast<float>(nmax);
+  float iscale = nmax_f / max;
+  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(nearest_int(iscale * x[i]));
+  const float scale = 1 / iscale;
+  float best_mse = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float diff = x[i] - scale * static_cast<float>(L[i]);
+    best_mse += quant_weights[i] * diff * diff;
+  }
+  for (int is = -4; is <= 4; ++is) {
+    if (is == 0) continue;
+    const float iscale_is = (0.1f * static_cast<float>(is) + nmax_f) / max;
+    const float scale_is = 1 / iscale_is;
+    float mse = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+      const float diff = x[i] - scale_is * static_cast<float>(l);
+      mse += quant_weights[i] * diff * diff;
+    }
+    if (mse < best_mse) {
+      best_mse = mse;
+      iscale = iscale_is;
+    }
+  }
+  float sumlx = 0.0f;
+  float suml2 = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    L[i] = static_cast<uint8_t>(l);
+    const float w = quant_weights[i];
+    const auto lf = static_cast<float>(l);  // the unwrapped code, as ggml sums it
+    sumlx += w * x[i] * lf;
+    suml2 += w * lf * lf;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int n_changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = quant_weights[i];
+      const auto li = static_cast<float>(L[i]);
+      float slx = sumlx - w * x[i] * li;
+      float sl2 = suml2 - w * li * li;
+      if (!(slx > 0 && sl2 > 0)) continue;
+      const int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+      if (new_l == L[i]) continue;
+      const auto nl = static_cast<float>(new_l);
+      slx += w * x[i] * nl;
+      sl2 += w * nl * nl;
+      if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+        L[i] = static_cast<uint8_t>(new_l);
+        sumlx = slx;
+        suml2 = sl2;
+        ++n_changed;
+      }
+    }
+    if (n_changed == 0) break;
+  }
+  return sumlx / suml2;
+}
+
 // The mean square of the row: ggml widens each importance by sqrt(sigma2 + x^2), so that within a block
 // large values count more, but a small value still counts about as much as a typical one in its row
 // (without the sigma2 floor, a block's near-zero values would be free to land anywhere).

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "kernels/matmul.h"
 #include "kernels/threads.h"
@@ -35,12 +36,77 @@ void interleave_all(const WeightView& w, uint8_t* dst, int n_threads) {
                                            reinterpret_cast<X16*>(dst) + g * nb);
 }
 
+// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block s from a q4_K / q5_K's 12 scale bytes.
+void scale_min_k4(const uint8_t* q, int s, uint8_t* sc, uint8_t* m) {
+  if (s < 4) {
+    *sc = q[s] & 63;
+    *m = q[s + 4] & 63;
+  } else {
+    *sc = static_cast<uint8_t>((q[s + 4] & 0xF) | ((q[s - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((q[s + 4] >> 4) | ((q[s] >> 6) << 4));
+  }
+}
+
+// Moves n_dwords dwords of one row's array into the x16 order: out[64 * j + 4 * r + i] = in[4 * j + i].
+void interleave_dwords(const uint8_t* in, int64_t r, int n_dwords, uint8_t* out) {
+  for (int j = 0; j < n_dwords; ++j) std::memcpy(out + 64 * j + 4 * r, in + 4 * j, 4);
+}
+
+// q4_K / q5_K super-block of row r into the group's packed scales (layout in interleaved.h).
+template <class Plain, class X16>
+void interleave_k45(const Plain& x, int64_t r, X16& o) {
+  o.d[r] = x.d;
+  o.dmin[r] = x.dmin;
+  uint8_t sc[8], m[8];
+  for (int s = 0; s < 8; ++s) scale_min_k4(x.scales, s, &sc[s], &m[s]);
+  for (int s = 0; s < 8; ++s) o.scales_lo[16 * s + r] = static_cast<uint8_t>((sc[s] & 15) | (m[s] & 15) << 4);
+  for (int t = 0; t < 4; ++t)
+    o.scales_hi[16 * t + r] =
+        static_cast<uint8_t>(sc[t] >> 4 | (sc[t + 4] >> 4) << 2 | (m[t] >> 4) << 4 | (m[t + 4] >> 4) << 6);
+  interleave_dwords(x.qs, r, QK_K / 8, o.qs);
+  if constexpr (requires { o.qh[0]; }) interleave_dwords(x.qh, r, QK_K / 32, o.qh);
+}
+
+void interleave_k6(const BlockQ6_K& x, int64_t r, BlockQ6_Kx16& o) {
+  o.d[r] = x.d;
+  for (int t = 0; t < 8; ++t)
+    for (int i = 0; i < 2; ++i) o.scales[32 * t + 2 * r + i] = x.scales[2 * t + i];
+  interleave_dwords(x.ql, r, QK_K / 8, o.ql);
+  interleave_dwords(x.qh, r, QK_K / 16, o.qh);
+}
+
+template <class Plain, class X16>
+void interleave_all_k(const WeightView& w, uint8_t* dst, int n_threads) {
+  const int64_t nb = w.cols / QK_K;
+  const int64_t groups = w.rows / kInterleave;
+  const auto* src = static_cast<const uint8_t*>(w.data);
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && groups > 1)
+  for (int64_t g = 0; g < groups; ++g) {
+    auto* out = reinterpret_cast<X16*>(dst) + g * nb;
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t r = 0; r < kInterleave; ++r) {
+        const auto& x = reinterpret_cast<const Plain*>(src + (g * kInterleave + r) * w.row_stride)[b];
+        if constexpr (std::is_same_v<Plain, BlockQ6_K>) interleave_k6(x, r, out[b]);
+        else interleave_k45(x, r, out[b]);
+      }
+  }
+}
+
 }  // namespace
 
 bool can_interleave(const WeightView& w) {
-  const bool type_ok = w.type == GgmlType::Q4_0 || w.type == GgmlType::Q4_1 || w.type == GgmlType::Q8_0;
-  return type_ok && w.interleave == 1 && w.data && w.rows > 0 && w.rows % kInterleave == 0 && w.cols > 0 &&
-         w.cols % QK8_0 == 0 && w.row_stride == static_cast<int64_t>(ggml_row_bytes(w.type, static_cast<uint64_t>(w.cols)));
+  int64_t block = 0;
+  switch (w.type) {
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q8_0: block = QK8_0; break;
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K: block = QK_K; break;
+    default: return false;
+  }
+  return w.interleave == 1 && w.data && w.rows > 0 && w.rows % kInterleave == 0 && w.cols > 0 && w.cols % block == 0 &&
+         w.row_stride == static_cast<int64_t>(ggml_row_bytes(w.type, static_cast<uint64_t>(w.cols)));
 }
 
 Result<WeightView> interleave_rows(const WeightView& w, std::span<uint8_t> dst, int n_threads) {
@@ -54,7 +120,10 @@ Result<WeightView> interleave_rows(const WeightView& w, std::span<uint8_t> dst, 
   switch (w.type) {
     case GgmlType::Q4_0: interleave_all<BlockQ4_0, BlockQ4_0x16, QK4_0 / 2>(w, dst.data(), nt); break;
     case GgmlType::Q4_1: interleave_all<BlockQ4_1, BlockQ4_1x16, QK4_1 / 2>(w, dst.data(), nt); break;
-    default: interleave_all<BlockQ8_0, BlockQ8_0x16, QK8_0>(w, dst.data(), nt); break;
+    case GgmlType::Q8_0: interleave_all<BlockQ8_0, BlockQ8_0x16, QK8_0>(w, dst.data(), nt); break;
+    case GgmlType::Q4_K: interleave_all_k<BlockQ4_K, BlockQ4_Kx16>(w, dst.data(), nt); break;
+    case GgmlType::Q5_K: interleave_all_k<BlockQ5_K, BlockQ5_Kx16>(w, dst.data(), nt); break;
+    default: interleave_all_k<BlockQ6_K, BlockQ6_Kx16>(w, dst.data(), nt); break;
   }
   WeightView out = w;
   out.data = dst.data();

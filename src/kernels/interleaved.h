@@ -1,4 +1,5 @@
-// Interleaved 16-row weight layout ("x16"), prepared once at load time for q4_0, q4_1 and q8_0.
+// Interleaved 16-row weight layout ("x16"), prepared once at load time for q4_0, q4_1, q8_0 and the
+// k-quants q4_K, q5_K, q6_K (layouts and contract of those below BlockQ8_0x16).
 //
 // Why: a plain row-major dot needs a horizontal sum and a scale per (row, block, token); with 16 rows
 // interleaved four bytes at a time, one 512-bit vpdpbusd (or two 256-bit halves, or four NEON sdot)
@@ -51,13 +52,85 @@ struct BlockQ8_0x16 {
 };
 static_assert(sizeof(BlockQ8_0x16) == kInterleave * sizeof(BlockQ8_0));
 
+// ---- k-quants (super-blocks of QK_K = 256, against q8_K activation rows, whose bsums[g] = sum of the
+// 16 quants of group g). A 16-row group stores, per super-block b, one BlockXx16 of exactly the bytes of
+// the 16 plain super-blocks: the quants move a dword at a time as for q4_0 (same byte positions within
+// each dword, so every plain nibble / bit field keeps its meaning), and the scales are re-packed so a
+// sub-block's 16 rows are 16 consecutive bytes (one vpmovzxbd away from 16 int32 lanes).
+//
+// q4_K / q5_K: 8 sub-blocks s of 32 values, 6-bit scale sc[s] and min m[s] (ggml's 12-byte packing,
+// get_scale_min_k4), fp16 d, dmin; x = d * sc[s] * q - dmin * m[s], q in 0..15 (q5_K: 0..31).
+//   scales_lo[16 * s + r] = (sc[s] & 15) | (m[s] & 15) << 4                               s < 8
+//   scales_hi[16 * t + r] = sc[t] >> 4 | (sc[t + 4] >> 4) << 2 | (m[t] >> 4) << 4 | (m[t + 4] >> 4) << 6   t < 4
+//   (8 + 8 six-bit values = 12 bytes a row, as in ggml: the size does not grow).
+//   qs[64 * j + 4 * r + i] = row r's qs[4 * j + i], j < 32: dword j = 8 * u + k holds, in its low
+//   nibbles, values 64u + 4k .. +3 (sub-block 2u, activation dword 16u + k) and in its high nibbles
+//   values 64u + 32 + 4k .. +3 (sub-block 2u + 1, activation dword 16u + 8 + k).
+//   q5_K: qh[64 * k + 4 * r + i] = row r's qh[4 * k + i], k < 8: bit 2u of each byte is the fifth bit of
+//   the low nibble of the same byte of qs dword 8u + k, bit 2u + 1 that of its high nibble.
+// q6_K: 16 groups g of 16 values, int8 scale sc[g], fp16 d; x = d * sc[g] * (q - 32), q in 0..63.
+//   ql[64 * j + 4 * r + i] = row r's ql[4 * j + i], j < 32;  qh[64 * m + 4 * r + i] = row r's qh[4 * m + i],
+//   m < 16;  scales[32 * t + 2 * r + i] = row r's sc[2 * t + i], t < 8 (rows' scale pairs, one int16
+//   pair per row for vpmaddwd / vpdpwssd).  With h = 0, 1 the 128-value half and l4 < 8: qh dword
+//   m = 8h + l4 gives the two high bits (bits 0-1, 2-3, 4-5, 6-7) of the low nibbles of ql dword 16h + l4
+//   (values 128h + 4 l4 + i), the low nibbles of ql dword 16h + 8 + l4 (+32), the high nibbles of ql
+//   dword 16h + l4 (+64) and the high nibbles of ql dword 16h + 8 + l4 (+96).
+//
+// Arithmetic contract of the k-quant x16 kernels, identical at every ISA level (so all levels give the
+// same bits and GEMM equals GEMV): per (row, token) acc = 0, then for each super-block in order, with a
+// the q8_K quants, bs the q8_K bsums, d_a the q8_K (float) scale and d_w, dmin_w the row's fp16 scales:
+//   q4_K, q5_K:  IS = sum_s sc[s] * sum_{i in s} q_i * a_i                (exact int32)
+//                IM = sum_s m[s] * (bs[2s] + bs[2s + 1])                    (exact int32)
+//                acc = fma(float(IS), d_w * d_a, acc);  acc = fma(-float(IM), dmin_w * d_a, acc)
+//   q6_K:        IS = sum_g sc[g] * (sum_{i in g} q_i * a_i - 32 * bs[g])   (exact int32)
+//                acc = fma(float(IS), d_w * d_a, acc)
+// (float(x) rounds to nearest even; the products d_w * d_a are rounded to float once.) The integer sums
+// are exact in any order (|IS| < 2^28 for |a| <= 128), so each level sums them however its instructions
+// like; only the float steps are fixed. The bsums are used as stored: q8_K rows from quantize_q8_K
+// carry the true group sums, so IS is the exact dot with the offsets.
+struct BlockQ4_Kx16 {
+  uint16_t d[kInterleave];
+  uint16_t dmin[kInterleave];
+  uint8_t scales_lo[8 * kInterleave];
+  uint8_t scales_hi[4 * kInterleave];
+  uint8_t qs[kInterleave * QK_K / 2];
+};
+static_assert(sizeof(BlockQ4_Kx16) == kInterleave * sizeof(BlockQ4_K));
+
+struct BlockQ5_Kx16 {
+  uint16_t d[kInterleave];
+  uint16_t dmin[kInterleave];
+  uint8_t scales_lo[8 * kInterleave];
+  uint8_t scales_hi[4 * kInterleave];
+  uint8_t qh[kInterleave * QK_K / 8];
+  uint8_t qs[kInterleave * QK_K / 2];
+};
+static_assert(sizeof(BlockQ5_Kx16) == kInterleave * sizeof(BlockQ5_K));
+
+struct BlockQ6_Kx16 {
+  uint8_t ql[kInterleave * QK_K / 2];
+  uint8_t qh[kInterleave * QK_K / 4];
+  int8_t scales[kInterleave * QK_K / 16];
+  uint16_t d[kInterleave];
+};
+static_assert(sizeof(BlockQ6_Kx16) == kInterleave * sizeof(BlockQ6_K));
+
+// q4_K / q5_K: the 6-bit scale and min of sub-block s of row r from the x16 group's packed scales.
+inline int kquant_scale(const uint8_t* lo, const uint8_t* hi, int s, int64_t r) {
+  return (lo[16 * s + r] & 15) | ((hi[16 * (s & 3) + r] >> (2 * (s >> 2))) & 3) << 4;
+}
+inline int kquant_min(const uint8_t* lo, const uint8_t* hi, int s, int64_t r) {
+  return (lo[16 * s + r] >> 4) | ((hi[16 * (s & 3) + r] >> (4 + 2 * (s >> 2))) & 3) << 4;
+}
+
 // q8_0 activation rows carry, after their blocks, one int32 per block: the sum of its 32 quants. The x16
 // kernels read the weights' 4-bit / 8-bit values on vpdpbusd's unsigned side (q4: 0..15, q8: w + 128),
 // and undo the offset with -8 * sum (q4_0) or -128 * sum (q8_0) as the integer accumulator's start.
 inline int64_t q8_0_sums_offset(int64_t n) { return (n / QK8_0 * static_cast<int64_t>(sizeof(BlockQ8_0)) + 3) & ~int64_t{3}; }
 inline int64_t q8_0_row_bytes_with_sums(int64_t n) { return q8_0_sums_offset(n) + n / QK8_0 * 4; }
 
-// True when the weight can be interleaved: q4_0, q4_1 or q8_0, dense rows, rows a multiple of 16.
+// True when the weight can be interleaved: q4_0, q4_1, q8_0, q4_K, q5_K or q6_K, dense rows, rows a
+// multiple of 16 (columns a whole number of blocks, as any row of the type).
 bool can_interleave(const WeightView& w);
 
 // Writes w's bytes in the x16 layout into dst (exactly w.rows * row bytes), split over n_threads.

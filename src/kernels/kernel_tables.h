@@ -33,7 +33,11 @@ void fill_table(KernelTable& t);
 void fill_x16(KernelTable& t);
 void fill_float_tiles(KernelTable& t);  // 512-bit f32/f16/bf16 tiles (matmul_float_avx512.cpp)
 }  // namespace avx512
-namespace neon { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
+namespace neon {
+void fill_table(KernelTable& t);
+void fill_x16(KernelTable& t);
+void fill_kquant_tiles(KernelTable& t);  // k-quant and iq4_xs tiles (kernels_kquants_neon.cpp)
+}  // namespace neon
 
 // Weight conversion kernels (convert_<isa>.cpp), filled after each level's other entries.
 namespace ref { void fill_convert(KernelTable& t); }

@@ -16,6 +16,7 @@ struct Tables {
     neon = ref;
     if ((has_neon = cpu_has_isa(cpu_features(), Isa::neon))) {
       kernels::neon::fill_table(neon.fast);
+      kernels::neon::fill_kquant_tiles(neon.fast);
       kernels::neon::fill_x16(neon.fast);
       kernels::neon::fill_convert(neon.fast);
       finish_level(neon, Isa::neon, nullptr);  // llama.cpp's bits by the scalar reference

@@ -1,7 +1,8 @@
 // NEON level (armv8.2-a + dotprod + fp16: Cortex-A76/Neoverse N1, Apple M1, Graviton 2 and later).
 // The int8 dot is SDOT (vdotq_s32: 16 products into 4 int32 lanes, signed x signed), so q4_0's -8 is
 // applied to the nibbles directly and no sign tricks are needed. Same tile structure as the x86 levels:
-// an R x C register tile whose per-(row, column) instruction sequence never depends on R or C.
+// an R x C register tile whose per-(row, column) instruction sequence never depends on R or C (the driver:
+// neon_tiles.inc, shared with the k-quant and iq4_xs tiles in kernels_kquants_neon.cpp).
 #include <arm_neon.h>
 
 #include <cmath>
@@ -11,15 +12,11 @@
 #include "kernels/kernel_tables.h"
 
 namespace qe::kernels::neon {
+
+#include "kernels/neon_tiles.inc"
+
 namespace {
 
-const uint8_t* bytes(const void* p) { return static_cast<const uint8_t*>(p); }
-
-float half_to_float(uint16_t h) {
-  __fp16 f;
-  std::memcpy(&f, &h, 2);
-  return static_cast<float>(f);
-}
 uint16_t float_to_half(float f) {  // FPCR default: round to nearest even, as the reference
   const __fp16 h = static_cast<__fp16>(f);
   uint16_t u;
@@ -152,6 +149,80 @@ struct Q8_0Policy {
   }
 };
 
+// q5_0 / q5_1: the fifth bits (qh, bit j for element j) are spread to bytes by a table lookup of qh's
+// bytes (8 elements per byte), then tested against each byte's own bit.
+struct Q5Bits {
+  uint8x16_t lo, hi;  // 0xFF where the element's fifth bit is set: elements 0..15, 16..31
+  static Q5Bits load(const uint8_t* qh) {
+    uint32_t h;
+    std::memcpy(&h, qh, 4);
+    const uint8x16_t v = vreinterpretq_u8_u32(vdupq_n_u32(h));
+    const uint8x16_t bit = vreinterpretq_u8_u64(vdupq_n_u64(0x8040201008040201ull));
+    const uint8x16_t idx_lo = vcombine_u8(vdup_n_u8(0), vdup_n_u8(1));
+    const uint8x16_t idx_hi = vcombine_u8(vdup_n_u8(2), vdup_n_u8(3));
+    return {vtstq_u8(vqtbl1q_u8(v, idx_lo), bit), vtstq_u8(vqtbl1q_u8(v, idx_hi), bit)};
+  }
+};
+
+struct Q5_0Policy {
+  static constexpr int64_t kBlock = QK8_0;
+  static constexpr bool kExtra = false;
+  using W = Q4_0Policy::W;
+  using A = Q4_0Policy::A;
+  static void load_w(const uint8_t* row, int64_t b, W& w) {
+    const auto* x = reinterpret_cast<const BlockQ5_0*>(row) + b;
+    const uint8x16_t q = vld1q_u8(x->qs), m4 = vdupq_n_u8(0x0F), b4 = vdupq_n_u8(0x10);
+    const Q5Bits h = Q5Bits::load(x->qh);
+    // q - 16 = low nibble - (16 where the fifth bit is clear)
+    w.lo = vreinterpretq_s8_u8(vsubq_u8(vandq_u8(q, m4), vbicq_u8(b4, h.lo)));
+    w.hi = vreinterpretq_s8_u8(vsubq_u8(vshrq_n_u8(q, 4), vbicq_u8(b4, h.hi)));
+    w.d = half_to_float(x->d);
+  }
+  static void load_a(const uint8_t* row, int64_t b, A& a) { Q4_0Policy::load_a(row, b, a); }
+  static void step(const W& w, const A& a, float32x4_t& acc, float& extra) {
+    Q4_0Policy::step(w, a, acc, extra);
+  }
+};
+
+struct Q5_1Policy {
+  static constexpr int64_t kBlock = QK8_1;
+  static constexpr bool kExtra = true;
+  using W = Q4_1Policy::W;
+  using A = Q4_1Policy::A;
+  static void load_w(const uint8_t* row, int64_t b, W& w) {
+    const auto* x = reinterpret_cast<const BlockQ5_1*>(row) + b;
+    const uint8x16_t q = vld1q_u8(x->qs), m4 = vdupq_n_u8(0x0F), b4 = vdupq_n_u8(0x10);
+    const Q5Bits h = Q5Bits::load(x->qh);
+    w.lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q, m4), vandq_u8(b4, h.lo)));  // 0..31
+    w.hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(q, 4), vandq_u8(b4, h.hi)));
+    w.d = half_to_float(x->d), w.m = half_to_float(x->m);
+  }
+  static void load_a(const uint8_t* row, int64_t b, A& a) { Q4_1Policy::load_a(row, b, a); }
+  static void step(const W& w, const A& a, float32x4_t& acc, float& extra) {
+    Q4_1Policy::step(w, a, acc, extra);
+  }
+};
+
+// iq4_nl: the 16 int8 levels fit one register, so TBL decodes 16 nibbles per instruction.
+struct IQ4_NLPolicy {
+  static constexpr int64_t kBlock = QK8_0;
+  static constexpr bool kExtra = false;
+  using W = Q4_0Policy::W;
+  using A = Q4_0Policy::A;
+  static void load_w(const uint8_t* row, int64_t b, W& w) {
+    const auto* x = reinterpret_cast<const BlockIQ4_NL*>(row) + b;
+    const int8x16_t levels = vld1q_s8(kIQ4NLValues);
+    const uint8x16_t q = vld1q_u8(x->qs);
+    w.lo = vqtbl1q_s8(levels, vandq_u8(q, vdupq_n_u8(0x0F)));
+    w.hi = vqtbl1q_s8(levels, vshrq_n_u8(q, 4));
+    w.d = half_to_float(x->d);
+  }
+  static void load_a(const uint8_t* row, int64_t b, A& a) { Q4_0Policy::load_a(row, b, a); }
+  static void step(const W& w, const A& a, float32x4_t& acc, float& extra) {
+    Q4_0Policy::step(w, a, acc, extra);
+  }
+};
+
 // q6_K: 16 groups of 16 quants (0..63 after decoding, offset -32 applied through q8_K's bsums).
 struct Q6_KPolicy {
   static constexpr int64_t kBlock = QK_K;
@@ -191,29 +262,6 @@ struct Q6_KPolicy {
     acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), w.d * a.d);
   }
 };
-
-template <class P, int R, int C>
-void micro(int64_t n, const uint8_t* w, int64_t ws, const uint8_t* a, int64_t as, float* y, int64_t ldy) {
-  float32x4_t acc[R][C];
-  float extra[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = vdupq_n_f32(0.0f), extra[r][c] = 0.0f;
-  for (int64_t b = 0; b < n / P::kBlock; ++b) {
-    typename P::W wb[R];
-    for (int r = 0; r < R; ++r) P::load_w(w + r * ws, b, wb[r]);
-    for (int c = 0; c < C; ++c) {
-      typename P::A ab;
-      P::load_a(a + c * as, b, ab);
-      for (int r = 0; r < R; ++r) P::step(wb[r], ab, acc[r][c], extra[r][c]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) {
-      float v = vaddvq_f32(acc[r][c]);
-      if constexpr (P::kExtra) v += extra[r][c];
-      y[c * ldy + r] = v;
-    }
-}
 
 struct F32W {
   using T = float;
@@ -256,53 +304,12 @@ void micro_f(int64_t n, const uint8_t* w, int64_t ws, const uint8_t* a, int64_t 
     }
 }
 
-template <class P> struct Quant {
-  template <int R, int C>
-  static void run(int64_t n, const uint8_t* w, int64_t ws, const uint8_t* a, int64_t as, float* y, int64_t ldy) {
-    micro<P, R, C>(n, w, ws, a, as, y, ldy);
-  }
-};
 template <class P> struct Float {
   template <int R, int C>
   static void run(int64_t n, const uint8_t* w, int64_t ws, const uint8_t* a, int64_t as, float* y, int64_t ldy) {
     micro_f<P, R, C>(n, w, ws, a, as, y, ldy);
   }
 };
-
-template <class K, int R, int C>
-void cols_tail(int64_t c, int64_t n, const uint8_t* w, int64_t ws, const uint8_t* a, int64_t as, float* y, int64_t ldy) {
-  if constexpr (C > 0) {
-    if (c == C) K::template run<R, C>(n, w, ws, a, as, y, ldy);
-    else cols_tail<K, R, C - 1>(c, n, w, ws, a, as, y, ldy);
-  }
-}
-
-template <class K, int R, int C>
-void rows_block(int64_t n, const uint8_t* w, int64_t ws, const uint8_t* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
-  int64_t c = 0;
-  for (; c + C <= nc; c += C) K::template run<R, C>(n, w, ws, a + c * as, as, y + c * ldy, ldy);
-  if (c < nc) cols_tail<K, R, C - 1>(nc - c, n, w, ws, a + c * as, as, y + c * ldy, ldy);
-}
-
-template <class K, int R, int C>
-void rows_tail(int64_t r, int64_t n, const uint8_t* w, int64_t ws, const uint8_t* a, int64_t as, int64_t nc, float* y,
-               int64_t ldy) {
-  if constexpr (R > 0) {
-    if (r == R) rows_block<K, R, C>(n, w, ws, a, as, nc, y, ldy);
-    else rows_tail<K, R - 1, C>(r, n, w, ws, a, as, nc, y, ldy);
-  }
-}
-
-// 32 NEON registers: 4 x 4 int8 tiles (16 accumulators + 8 weight halves + 2 activation halves).
-template <class K, int R, int C>
-void tile(int64_t n, const void* vw, int64_t ws, int64_t nr, const void* va, int64_t as, int64_t nc, float* y,
-          int64_t ldy) {
-  const uint8_t* w = bytes(vw);
-  const uint8_t* a = bytes(va);
-  int64_t r = 0;
-  for (; r + R <= nr; r += R) rows_block<K, R, C>(n, w + r * ws, ws, a, as, nc, y + r, ldy);
-  if (r < nr) rows_tail<K, R - 1, C>(nr - r, n, w + r * ws, ws, a, as, nc, y + r, ldy);
-}
 
 // ---- Ops.
 // expf to ~2 ulp (same Cephes polynomial as the x86 levels); below -87.3 gives 0, above 88 is clamped.
@@ -412,6 +419,7 @@ void scale(const float* x, float s, float* y, int64_t n) {
 
 }  // namespace
 
+// 32 NEON registers: 4 x 4 int8 tiles (16 accumulators + 8 weight halves + 2 activation halves).
 void fill_table(KernelTable& t) {
   t.isa = Isa::neon;
   t.quantize_q8_0 = quantize_q8_0;
@@ -421,6 +429,9 @@ void fill_table(KernelTable& t) {
   t.tile_q4_1_q8_1 = tile<Quant<Q4_1Policy>, 4, 4>;
   t.tile_q8_0_q8_0 = tile<Quant<Q8_0Policy>, 4, 4>;
   t.tile_q6_K_q8_K = tile<Quant<Q6_KPolicy>, 1, 2>;
+  t.tile_q5_0_q8_0 = tile<Quant<Q5_0Policy>, 4, 4>;
+  t.tile_q5_1_q8_1 = tile<Quant<Q5_1Policy>, 4, 4>;
+  t.tile_iq4_nl_q8_0 = tile<Quant<IQ4_NLPolicy>, 4, 4>;
   t.tile_f16_f32 = tile<Float<F16W>, 4, 4>;
   t.tile_bf16_f32 = tile<Float<BF16W>, 4, 4>;
   t.tile_f32_f32 = tile<Float<F32W>, 4, 4>;

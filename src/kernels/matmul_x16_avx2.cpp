@@ -29,6 +29,7 @@ inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(r
 template <class WBlock, class ABlock, bool kMin>
 struct Q4 {
   using W = WBlock;
+  static constexpr int64_t kBlock = QK8_0;
   static constexpr bool kSums = !kMin;
   template <int C>
   static void part(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const* sums, float* y,
@@ -64,6 +65,7 @@ struct Q4 {
 struct Q8_0 {
   using W = BlockQ8_0x16;
   using A = BlockQ8_0;
+  static constexpr int64_t kBlock = QK8_0;
   static constexpr bool kSums = false;
   template <int C>
   static void part(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const*, float* y,
@@ -97,8 +99,11 @@ struct Q8_0 {
 
 #include "kernels/x16_driver.inc"
 
+void fill_x16_k(KernelTable& t);  // the k-quants: matmul_x16_k_avx2.cpp
+
 // C = 4 tokens x 2 halves of 8 rows.
 void fill_x16(KernelTable& t) {
+  fill_x16_k(t);
   t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>, kCols, 2>;
   t.x16_q4_1_q8_1 = x16<Q4<BlockQ4_1x16, BlockQ8_1, true>, kCols, 2>;
   t.x16_q8_0_q8_0 = x16<Q8_0, kCols, 2>;

@@ -38,6 +38,7 @@ inline __m512 h2f16(const uint16_t* p) {
 template <class WBlock, class ABlock, bool kMin>
 struct Q4 {
   using W = WBlock;
+  static constexpr int64_t kBlock = QK8_0;
   static constexpr bool kSums = !kMin;
   template <int C>
   static void part(int64_t nb, const W* wg, int /*p: the whole group*/, const uint8_t* const* ar,
@@ -70,6 +71,7 @@ struct Q4 {
 
 struct Q8_0 {
   using W = BlockQ8_0x16;
+  static constexpr int64_t kBlock = QK8_0;
   static constexpr bool kSums = true;
   template <int C>
   static void part(int64_t nb, const W* wg, int /*p: the whole group*/, const uint8_t* const* ar,
@@ -99,8 +101,11 @@ struct Q8_0 {
 
 #include "kernels/x16_driver.inc"
 
+void fill_x16_k(KernelTable& t);  // the k-quants: matmul_x16_k_avx512.cpp
+
 // C = 8 tokens x the whole 16-row group in one zmm.
 void fill_x16(KernelTable& t) {
+  fill_x16_k(t);
   t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>, kCols, 1>;
   t.x16_q4_1_q8_1 = x16<Q4<BlockQ4_1x16, BlockQ8_1, true>, kCols, 1>;
   t.x16_q8_0_q8_0 = x16<Q8_0, kCols, 1>;

@@ -50,6 +50,7 @@ void load_q4(const W& blk, int q, int8x16_t* w) {
 template <class WBlock, class A, bool kMin, bool kQ8>
 struct Kernel {
   using W = WBlock;
+  static constexpr int64_t kBlock = QK8_0;
   static constexpr bool kSums = !kMin && !kQ8;
   template <int C>
   static void part(int64_t nb, const W* wg, int q, const uint8_t* const* ar, const int32_t* const* sums, float* y,
@@ -80,8 +81,11 @@ struct Kernel {
 
 #include "kernels/x16_driver.inc"
 
+void fill_x16_k(KernelTable& t);  // the k-quants: matmul_x16_k_neon.cpp
+
 // C = 4 tokens x 4 quarters of 4 rows.
 void fill_x16(KernelTable& t) {
+  fill_x16_k(t);
   t.x16_q4_0_q8_0 = x16<Kernel<BlockQ4_0x16, BlockQ8_0, false, false>, kCols, 4>;
   t.x16_q4_1_q8_1 = x16<Kernel<BlockQ4_1x16, BlockQ8_1, true, false>, kCols, 4>;
   t.x16_q8_0_q8_0 = x16<Kernel<BlockQ8_0x16, BlockQ8_0, false, true>, kCols, 4>;

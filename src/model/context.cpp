@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "model/forward.h"
 #include "model/timing.h"
@@ -36,6 +37,16 @@ Result<std::span<const float>> Context::decode(std::span<const int32_t> tokens, 
   state_.all_logits = all;  // read per call; the buffer was sized at creation
   Result<std::span<const float>> r = forward(model_->config, model_->weights, state_, kv_, tokens, n_past_);
   if (!r) return r.error();
+  // A NaN or Inf in a weight's scales (a damaged or hostile file: the reader cannot afford to decode
+  // every block) reaches the logits; no sampler or perplexity can use them, and sorting them is
+  // undefined behaviour. Stop with the position instead.
+  const auto bad = std::find_if(r->begin(), r->end(), [](float v) { return !std::isfinite(v); });
+  if (bad != r->end()) {
+    const int64_t t = (bad - r->begin()) / model_->config.n_vocab + (all ? 0 : static_cast<int64_t>(tokens.size()) - 1);
+    return Error{"", "logits",
+                 fmt::format("non-finite value ({}) at position {}: the weights or scales of the model hold NaN or Inf",
+                             *bad, n_past_ + t)};
+  }
   n_past_ += static_cast<int64_t>(tokens.size());
   return r;
 }

@@ -45,7 +45,8 @@ Result<WeightView> matrix(const GgufFile& f, const std::string& name, int64_t ro
   const GgufTensorInfo& info = **t;
   if (!kernels::activation_type(info.type))
     return Error{f.name(), "tensor " + name,
-                 fmt::format("type {} is not supported (f32, f16, bf16, q8_0, q4_0, q4_1, q6_K are)",
+                 fmt::format("type {} is not supported (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, "
+                             "q5_K, q6_K, iq4_nl, iq4_xs are)",
                              ggml_type_name(info.type))};
   WeightView w;
   w.type = info.type;

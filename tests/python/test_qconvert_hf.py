@@ -65,13 +65,14 @@ def expected_tensors(values, cfg):
 
 
 def expected_type(name, shape, target, tied, pure=False):
-    """llama-quantize's choice (llama_tensor_get_type), with q8_0 standing in for q6_K."""
+    """llama-quantize's choice (llama_tensor_get_type): q6_K for the output projection, q8_0 when its rows
+    are not a multiple of 256; f16 for rows that are not a multiple of 32."""
     if len(shape) == 1:
         return T.F32
     t = target
     is_out = name == "output.weight" or (tied and name == "token_embd.weight")
     if not pure and is_out and target in (T.Q4_0, T.Q4_1):
-        t = T.Q8_0
+        t = T.Q6_K if shape[-1] % 256 == 0 else T.Q8_0
     if shape[-1] % 32 != 0 and t in (T.Q4_0, T.Q4_1, T.Q8_0):
         t = T.F16
     return t

@@ -522,3 +522,28 @@ def test_llamacpp_numerics_needs_f16_cache(good, tmp_path):
     proc = run_qrun("-m", str(model), "-p", "hi", "-n", "1", "-t", "1", "--numerics", "llama.cpp",
                     "--cache-type", "f32")
     assert "--cache-type" in check_one_error_line(proc, str(model), "f32 cache under --numerics llama.cpp")
+
+
+@pytest.mark.parametrize("value", [0x7E00, 0x7C00], ids=["nan", "inf"])
+def test_kquant_scale_not_finite(value, tmp_path):
+    """A q6_K output matrix whose super-block scale d decodes to NaN / Inf: the reader cannot decode every
+    block, so the logits carry it; qrun stops with one line naming the position (no sort over NaN, no
+    crash), in generation and in perplexity."""
+    path = tmp_path / "q6k.gguf"
+    tiny.write_model(str(path), tiny.TinySpec(q6k_output=True, tied=False, dim=256, n_ff=256))
+    g = h.from_file(str(path))
+    t = g.tensor("output.weight")
+    data = bytearray(t.data)
+    struct.pack_into("<H", data, 3 * 210 + 208, value)  # d of row 3 (one super-block per row of 256)
+    t.data = bytes(data)
+    path.write_bytes(g.to_bytes())
+    for args in (["-p", "hello", "-n", "4", "--temp", "0"], ["--perplexity", "-f", str(path), "-c", "16"]):
+        if args[0] == "--perplexity":
+            text = tmp_path / "t.txt"
+            text.write_text("hello world " * 20)
+            args[2] = str(text)
+        proc = run_qrun("-m", str(path), "-t", "1", *args)
+        err = proc.stderr.decode("utf-8", errors="replace")
+        assert proc.returncode == 1, f"{args}: exit {proc.returncode}\n{err}"
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("qrun: ") and "non-finite" in last and "position" in last, err

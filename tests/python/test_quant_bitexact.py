@@ -286,8 +286,8 @@ def test_q6_K_dequantizes_like_gguf(tmp_path):
     (["quantize", "q4_0"], np.zeros(31, np.float32).tobytes()),       # not a whole block
     (["quantize", "f32"], b"\0\0\0"),                                 # not whole floats
     (["dequantize", "q8_0"], b"\0" * 35),                             # not a whole block
-    (["quantize", "q6_K"], np.zeros(256, np.float32).tobytes()),      # read-only type
-    (["quantize", "q5_K"], np.zeros(256, np.float32).tobytes()),      # unsupported type
+    (["quantize", "iq2_xs"], np.zeros(256, np.float32).tobytes()),    # unsupported type
+    (["dequantize", "iq3_s"], b"\0" * 110),                           # unsupported type
     (["quantize", "nope"], b""),
     (["frobnicate", "q4_0"], b""),
 ])

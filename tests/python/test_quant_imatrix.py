@@ -187,7 +187,7 @@ def test_weights_change_the_bytes(ggml, tmp_path):
     ["q4_0", "x", "-:31", "o"],     # not whole blocks
     ["q4_0", "x", "-:0", "o"],
     ["q4_0", "x", "-:abc", "o"],
-    ["q5_0", "x", "-:32", "o"],     # unsupported type
+    ["iq2_xs", "x", "-:256", "o"],     # unsupported type
     ["q4_0", "x", "w33", "o"],      # weights not whole blocks
     ["q4_0", "x", "missing", "o"],  # weights absent
     ["q4_0", "x100", "-:32", "o"],  # rows not whole

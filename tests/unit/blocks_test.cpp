@@ -644,7 +644,9 @@ TEST(Traits, TableMatchesTypeInfoAndStructs) {
       {GgmlType::F32, sizeof(float), 1, true},          {GgmlType::F16, sizeof(uint16_t), 1, true},
       {GgmlType::BF16, sizeof(uint16_t), 1, true},      {GgmlType::Q4_0, sizeof(BlockQ4_0), QK4_0, true},
       {GgmlType::Q4_1, sizeof(BlockQ4_1), QK4_1, true}, {GgmlType::Q8_0, sizeof(BlockQ8_0), QK8_0, true},
-      {GgmlType::Q8_1, sizeof(BlockQ8_1), QK8_1, true}, {GgmlType::Q6_K, sizeof(BlockQ6_K), QK_K, false},
+      {GgmlType::Q8_1, sizeof(BlockQ8_1), QK8_1, true}, {GgmlType::Q2_K, sizeof(BlockQ2_K), QK_K, true},
+      {GgmlType::Q3_K, sizeof(BlockQ3_K), QK_K, true},  {GgmlType::Q4_K, sizeof(BlockQ4_K), QK_K, true},
+      {GgmlType::Q5_K, sizeof(BlockQ5_K), QK_K, true},  {GgmlType::Q6_K, sizeof(BlockQ6_K), QK_K, true},
   };
   for (const Want& w : kWant) {
     const BlockTraits* t = block_traits(w.type);
@@ -663,9 +665,11 @@ TEST(Traits, TableMatchesTypeInfoAndStructs) {
     if (!ggml_type_info(id)) continue;
     if (block_traits(static_cast<GgmlType>(id))) ++with_traits;
   }
-  EXPECT_EQ(with_traits, 8);  // everything else (other k-quants, q8_K, i-quants, integers) has none
+  // f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q8_1, q2_K..q6_K, iq4_nl, iq4_xs; everything else (q8_K,
+  // the other i-quants, ternary types, integers) has none.
+  EXPECT_EQ(with_traits, 16);
   EXPECT_EQ(block_traits(GgmlType::Q8_K), nullptr);
-  EXPECT_EQ(block_traits(GgmlType::Q4_K), nullptr);
+  EXPECT_NE(block_traits(GgmlType::Q4_K), nullptr);
 }
 
 TEST(Traits, AgreeWithTheTypedFunctions) {

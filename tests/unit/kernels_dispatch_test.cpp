@@ -47,7 +47,10 @@ TEST(Dispatch, TablesAreComplete) {
     EXPECT_EQ(t->numerics, Numerics::fast);
     for (const void* f : {(const void*)t->quantize_q8_0, (const void*)t->quantize_q8_1, (const void*)t->quantize_q8_K,
                           (const void*)t->tile_q4_0_q8_0, (const void*)t->tile_q4_1_q8_1, (const void*)t->tile_q8_0_q8_0,
-                          (const void*)t->tile_q6_K_q8_K, (const void*)t->tile_f16_f32, (const void*)t->tile_bf16_f32,
+                          (const void*)t->tile_q6_K_q8_K, (const void*)t->tile_q5_0_q8_0, (const void*)t->tile_q5_1_q8_1,
+                          (const void*)t->tile_iq4_nl_q8_0, (const void*)t->tile_q2_K_q8_K, (const void*)t->tile_q3_K_q8_K,
+                          (const void*)t->tile_q4_K_q8_K, (const void*)t->tile_q5_K_q8_K, (const void*)t->tile_iq4_xs_q8_K,
+                          (const void*)t->tile_f16_f32, (const void*)t->tile_bf16_f32,
                           (const void*)t->tile_f32_f32, (const void*)t->rms_norm, (const void*)t->rope,
                           (const void*)t->softmax, (const void*)t->silu_mul, (const void*)t->add, (const void*)t->scale})
       EXPECT_NE(f, nullptr) << isa_name(isa);

@@ -55,8 +55,9 @@ std::vector<float> make_input(int64_t n_tokens, int64_t cols, uint32_t seed) {
   return x;
 }
 
-constexpr GgmlType kTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q6_K,
-                               GgmlType::F16,  GgmlType::BF16, GgmlType::F32};
+constexpr GgmlType kTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q6_K,   GgmlType::Q5_0,
+                               GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,
+                               GgmlType::Q5_K, GgmlType::IQ4_XS, GgmlType::F16,  GgmlType::BF16, GgmlType::F32};
 
 class MatmulIsa : public ::testing::TestWithParam<Isa> {
  protected:
@@ -70,10 +71,11 @@ class MatmulIsa : public ::testing::TestWithParam<Isa> {
 TEST_P(MatmulIsa, ThreadsGemvGemmAndReferenceAgree) {
   const KernelTable& ref = *kernel_table(Isa::ref);
   for (GgmlType t : kTypes) {
-    const int64_t blk = t == GgmlType::Q6_K ? QK_K : 32;
+    const bool super = ggml_type_info(t).block_size == QK_K;
+    const int64_t blk = super ? QK_K : 32;
     for (int64_t rows : {1, 3, 17, 67, 129}) {
       for (int64_t n_tokens : {1, 2, 7, 67}) {
-        const int64_t cols = blk * (t == GgmlType::Q6_K ? 2 : 5);
+        const int64_t cols = blk * (super ? 2 : 5);
         const uint32_t seed = static_cast<uint32_t>(rows * 1000 + n_tokens * 10 + static_cast<int>(t));
         SCOPED_TRACE(::testing::Message() << ggml_type_name(t) << " rows=" << rows << " tokens=" << n_tokens
                                           << " cols=" << cols << " seed=" << seed);
@@ -100,8 +102,10 @@ TEST_P(MatmulIsa, ThreadsGemvGemmAndReferenceAgree) {
         for (int64_t tok = 0; tok < n_tokens; ++tok) {
           if (t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16)
             std::memcpy(af.data(), x.data() + tok * cols, af.size() * 4);
-          else if (t == GgmlType::Q4_1) dequantize_row_q8_1(static_cast<const BlockQ8_1*>(ar.row(tok)), af.data(), cols);
-          else if (t == GgmlType::Q6_K) dequantize_row_q8_K(static_cast<const BlockQ8_K*>(ar.row(tok)), af.data(), cols);
+          else if (*activation_type(t) == GgmlType::Q8_1)
+            dequantize_row_q8_1(static_cast<const BlockQ8_1*>(ar.row(tok)), af.data(), cols);
+          else if (*activation_type(t) == GgmlType::Q8_K)
+            dequantize_row_q8_K(static_cast<const BlockQ8_K*>(ar.row(tok)), af.data(), cols);
           else dequantize_row_q8_0(static_cast<const BlockQ8_0*>(ar.row(tok)), af.data(), cols);
           for (int64_t r = 0; r < rows; ++r) {
             double mag = 0;
@@ -211,7 +215,7 @@ TEST(Matmul, MismatchesAreErrors) {
   EXPECT_FALSE(matmul(w.view, b, y.data()).ok());                           // cols differ
   EXPECT_FALSE(a.prepare(GgmlType::Q8_0, x.data(), 1, 48, 48).ok());        // not a block multiple
   EXPECT_FALSE(a.prepare(GgmlType::Q4_0, x.data(), 1, 64, 64).ok());        // not an activation type
-  EXPECT_FALSE(activation_type(GgmlType::Q5_0).has_value());
+  EXPECT_FALSE(activation_type(GgmlType::IQ2_XXS).has_value());
 }
 
 INSTANTIATE_TEST_SUITE_P(AllLevels, MatmulIsa, ::testing::Values(Isa::ref, Isa::avx2, Isa::avx512, Isa::neon),

@@ -220,17 +220,22 @@ Status run_conversion(const ConvertOptions& opt) {
   job.imatrix_out = opt.imatrix_out;
   if (type.empty()) {
     if (*mode == convert::ConvertMode::kRequantize)
-      return Error{opt.input, "--type", fmt::format("required to convert a GGUF ({})", convert::output_type_names())};
+      return Error{opt.input, "--type", fmt::format("required to convert a GGUF ({})", convert::file_type_names())};
     type = *mode == convert::ConvertMode::kGgufToHf ? "f32" : "f16";
   }
-  std::optional<GgmlType> t = convert::parse_output_type(type);
-  if (!t) return Error{"", "--type", fmt::format("'{}' is not one of {}", type, convert::output_type_names())};
+  // llama-quantize's file types: a tensor type's name is its plain file type (q4_0, q6_k), a mix's name
+  // the mix (Q4_K_M; Q4_K is its alias).
+  std::optional<convert::FileType> ft = convert::parse_file_type(type);
+  if (!ft) return Error{"", "--type", fmt::format("'{}' is not one of {}", type, convert::file_type_names())};
+  const GgmlType t = ft->base;
   if (*mode == convert::ConvertMode::kGgufToHf) {
-    if (convert::is_quantized(*t)) return Error{"", "--type", fmt::format("--to-hf writes f32, f16 or bf16, not {}", type)};
+    if (convert::is_quantized(t)) return Error{"", "--type", fmt::format("--to-hf writes f32, f16 or bf16, not {}", type)};
     if (!opt.tensor_types.empty() || opt.pure) return Error{"", "--to-hf", "--tensor-type and --pure apply to GGUF outputs"};
-    job.export_type = *t;
+    job.export_type = t;
   }
-  job.policy.target = *t;
+  job.policy.target = t;
+  job.policy.file_type = *ft;
+  job.policy.has_imatrix = !opt.imatrix.empty();
   for (const std::string& spec : opt.tensor_types) {
     Result<convert::TensorTypeOverride> o = convert::parse_tensor_type_override(spec);
     if (!o) return o.error();
