@@ -82,8 +82,9 @@ for T in $TYPES; do
   [[ -f $f ]] || run "$WORK/$T.quantize.log" "$LLAMA_BIN/llama-quantize" "$SRC" "$f" "$T" "$THREADS" || { echo "quantize failed" >"$WORK/$T.status"; continue; }
   run "$WORK/$T.llamacpp.log" "$LLAMA_BIN/llama-perplexity" -m "$f" -f "$EVAL" -c "$CTX" --chunks "$CHUNKS" \
       -t "$THREADS" --kl-divergence-base "$WORK/$T.kld" || { echo "llama-perplexity failed" >"$WORK/$T.status"; continue; }
-  run "$WORK/$T.qrun.log" "$BIN/qrun" -m "$f" -f "$EVAL" -c "$CTX" --chunks "$CHUNKS" -t "$THREADS" --perplexity \
-      --kl-divergence --kl-divergence-base "$WORK/$T.kld" || { echo "qrun failed" >"$WORK/$T.status"; continue; }
+  # The tokens, context and chunks come from llama.cpp's base file (as llama-perplexity --kl-divergence).
+  run "$WORK/$T.qrun.log" "$BIN/qrun" -m "$f" -t "$THREADS" --perplexity --kl-divergence \
+      --kl-divergence-base "$WORK/$T.kld" || { echo "qrun failed" >"$WORK/$T.status"; continue; }
   echo ok >"$WORK/$T.status"
   rm -f "$WORK/$T.kld"  # ~0.5 GB per type at 20 chunks of the 49k vocabulary
 done

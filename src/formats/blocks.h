@@ -146,7 +146,7 @@ void quantize_row_q8_1_ref(const float* x, BlockQ8_1* y, int64_t n);
 void quantize_row_q5_0_ref(const float* x, BlockQ5_0* y, int64_t n);
 void quantize_row_q5_1_ref(const float* x, BlockQ5_1* y, int64_t n);
 // The k-quants and i-quants below without importances: ggml_quantize_chunk's bytes with imatrix = NULL
-// (quantize_row_*_ref; iq4_nl / iq4_xs run their one search with unit weights). n a multiple of 256
+// (quantize_row_*_ref; iq4_nl / iq4_xs run their search with weights x^2, as ggml_quantize_chunk does). n a multiple of 256
 // (iq4_nl: 32).
 void quantize_row_q2_K_ref(const float* x, BlockQ2_K* y, int64_t n);
 void quantize_row_q3_K_ref(const float* x, BlockQ3_K* y, int64_t n);

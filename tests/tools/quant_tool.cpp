@@ -1,7 +1,8 @@
 // quant_tool: raw f32 <-> ggml blocks through the reference quantizers, for the Python bit-exactness tests.
 //   quant_tool quantize   TYPE IN.f32 OUT.bin   (IN: little-endian f32, count a multiple of the block size)
 //   quant_tool dequantize TYPE IN.bin OUT.f32
-// TYPE is a ggml type name (f32 f16 bf16 q4_0 q4_1 q8_0 q8_1 q6_K; q8_K too, the activation type).
+// TYPE is a ggml type name with block traits (f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q8_1 q2_K..q6_K iq4_nl
+// iq4_xs; q8_K too, the activation type).
 // Bad input: one line on stderr, exit 1.
 #include <cstdint>
 #include <cstdio>
