@@ -5,10 +5,13 @@
 # is native (GGML_NATIVE=ON: the best kernels for this CPU), not the AVX2 numerics witness that
 # compare-llamacpp.sh builds. Once built, a stamp skips the work.
 #
-#   scripts/build-llamacpp-tools.sh [--force] [--jobs N]
+#   scripts/build-llamacpp-tools.sh [--force] [--jobs N] [--avx2]
 #
 # Output: .venv/llama.cpp-tools/bin/llama-{imatrix,quantize,perplexity,bench,cli} (ignored by git with
 # .venv/). Needs network access the first time (pip download of the sdist).
+# --avx2: instead, llama-perplexity built for the AVX2 level (GGML_NATIVE=OFF, AVX-512 off, as
+# compare-llamacpp.sh builds llama-cpp-python) into .venv/llama.cpp-tools-avx2/bin: the llama.cpp whose
+# numbers `qrun --numerics llama.cpp` reproduces bit for bit on any x86-64 CPU.
 # Env: QE_LLAMACPP_TOOLS (default .venv/llama.cpp-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +19,19 @@ cd "$(dirname "$0")/.."
 LLAMA_CPP_PYTHON_VERSION=0.3.16  # keep in step with scripts/compare-llamacpp.sh
 TARGETS=(llama-imatrix llama-quantize llama-perplexity llama-bench llama-cli)
 ROOT=${QE_LLAMACPP_TOOLS:-.venv/llama.cpp-tools}
+SRC_ROOT=$ROOT  # the unpacked sdist, shared by both builds
 JOBS=$(nproc)
 FORCE=0
+LEVEL=(-DGGML_NATIVE=ON)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --force) FORCE=1; shift ;;
+    --avx2)
+      LEVEL=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+             -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF)
+      TARGETS=(llama-perplexity)
+      ROOT=${ROOT}-avx2
+      shift ;;
     --jobs) JOBS=$2; shift 2 ;;
     --jobs=*) JOBS=${1#--jobs=}; shift ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
@@ -32,7 +43,7 @@ die() { echo "build-llamacpp-tools.sh: $*" >&2; exit 1; }
 for t in cmake ninja c++; do command -v $t >/dev/null || die "$t not found: run scripts/setup.sh first"; done
 
 # The stamp names the version, the flags and the targets: a change in any of them rebuilds.
-CMAKE_FLAGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF
+CMAKE_FLAGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release "${LEVEL[@]}" -DGGML_CUDA=OFF -DGGML_METAL=OFF
              -DGGML_VULKAN=OFF -DGGML_OPENMP=ON -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF
              -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF
              -DLLAMA_BUILD_TOOLS=ON)
@@ -51,7 +62,7 @@ mkdir -p "$ROOT"
 rm -f "$ROOT/stamp"
 
 # ---- Sources: the sdist, unpacked once (its vendor/llama.cpp is all we build).
-SRC=$ROOT/src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION
+SRC=$SRC_ROOT/src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION
 if [[ ! -f $SRC/vendor/llama.cpp/CMakeLists.txt ]]; then
   PY=.venv/bin/python
   [[ -x $PY ]] || PY=python3
@@ -62,9 +73,9 @@ if [[ ! -f $SRC/vendor/llama.cpp/CMakeLists.txt ]]; then
     "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" || die "pip download failed (network?)"
   tarball=$(ls "$dl"/llama_cpp_python-*.tar.gz 2>/dev/null | head -1)
   [[ -n $tarball ]] || die "pip download gave no llama_cpp_python-*.tar.gz in $dl"
-  rm -rf "$ROOT/src"
-  mkdir -p "$ROOT/src"
-  tar -xzf "$tarball" -C "$ROOT/src"
+  rm -rf "$SRC_ROOT/src"
+  mkdir -p "$SRC_ROOT/src"
+  tar -xzf "$tarball" -C "$SRC_ROOT/src"
   [[ -f $SRC/vendor/llama.cpp/CMakeLists.txt ]] || die "$tarball has no vendor/llama.cpp/CMakeLists.txt"
 fi
 

@@ -63,10 +63,8 @@ done
 [[ -z $SRC || -z $PRESET ]] || die "SRC and --smollm2 / --synthetic exclude each other"
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "-t must be a positive integer, got '$THREADS'"
 [[ $PLAIN == 1 || $WITH_IM == 1 ]] || die "--imatrix-only and --no-imatrix exclude each other"
-for t in qconvert; do [[ -x $BIN/$t ]] || die "$BIN/$t missing: build it (QE_BUILD_DIR picks the build dir)"; done
-for t in llama-quantize; do
-  [[ -x $LLAMA_BIN/$t ]] || die "$LLAMA_BIN/$t missing: run scripts/build-llamacpp-tools.sh"
-done
+[[ -x $BIN/qconvert ]] || die "$BIN/qconvert missing: build it (QE_BUILD_DIR picks the build dir)"
+[[ -x $LLAMA_BIN/llama-quantize ]] || die "$LLAMA_BIN/llama-quantize missing: run scripts/build-llamacpp-tools.sh"
 "$PY" -c "import gguf, numpy" 2>/dev/null || die "$PY cannot import gguf and numpy"
 
 if [[ -z $WORK ]]; then

@@ -77,12 +77,10 @@ Status attach_importance(const ConvertJob& job, const ImportanceSet& set, std::v
 }
 
 void set_metadata(std::vector<GgufKv>& kvs, std::span<const GgufKv> extra) {
+  // As ggml's gguf_set_val: an existing key is removed and the new value appended (llama-quantize's order).
   for (const GgufKv& kv : extra) {
-    auto it = std::find_if(kvs.begin(), kvs.end(), [&](const GgufKv& x) { return x.key == kv.key; });
-    if (it != kvs.end())
-      it->value = kv.value;
-    else
-      kvs.push_back(kv);
+    std::erase_if(kvs, [&](const GgufKv& x) { return x.key == kv.key; });
+    kvs.push_back(kv);
   }
 }
 

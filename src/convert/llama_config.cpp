@@ -376,4 +376,17 @@ std::optional<std::vector<uint64_t>> llama_tensor_shape(const LlamaHparams& hp, 
   return std::nullopt;
 }
 
+int64_t llama_layer_of(std::string_view name) {
+  if (!name.starts_with("blk.")) return -1;
+  int64_t n = 0;
+  size_t i = 4;
+  for (; i < name.size() && i < 14 && name[i] >= '0' && name[i] <= '9'; ++i) n = n * 10 + (name[i] - '0');
+  return i > 4 && i < name.size() && name[i] == '.' ? n : -1;
+}
+
+bool llama_loader_before(std::string_view a, std::string_view b) {
+  const int64_t la = llama_layer_of(a), lb = llama_layer_of(b);
+  return la != lb ? la < lb : a < b;
+}
+
 }  // namespace qe::convert

@@ -74,4 +74,10 @@ std::vector<std::string> llama_tensor_order(int64_t n_layers, bool with_output);
 // The expected shape of each tensor, outermost first (PyTorch order); nullopt for names we do not know.
 std::optional<std::vector<uint64_t>> llama_tensor_shape(const LlamaHparams& hp, std::string_view gguf_name);
 
+// The layer of a llama tensor name ("blk.N.*" -> N), -1 for the others (token_embd, output, ...).
+int64_t llama_layer_of(std::string_view name);
+// llama.cpp's model loader order (weight_name_comparer): tensors outside the layers first, then by layer,
+// by name within each; llama-quantize writes its tensors in this order and counts attn_v / ffn_down in it.
+bool llama_loader_before(std::string_view a, std::string_view b);
+
 }  // namespace qe::convert

@@ -302,22 +302,16 @@ Result<ConvertResult> requantize(const ConvertJob& job, const GgufFile& g, const
   if (Status s = attach_prequantized(job, *plans); !s) return s.error();
   if (auto n = g.get_string("general.name")) res.model_name = *n;
   if (auto l = g.get_string("general.license")) res.license = *l;
+  // llama-quantize's file, key for key and tensor for tensor: the input's keys, then it sets
+  // general.quantization_version and general.file_type (ggml's gguf_set_val removes a key and appends
+  // it), then its overrides (an imatrix's keys); the tensors in its loader's order.
   std::vector<GgufKv> kvs;
-  bool has_ftype = false, has_qv = false;
-  const GgufValue ftype = GgufValue::u32(job.policy.effective_file_type().id);
-  for (const GgufKv& kv : g.metadata()) {
-    if (kv.key == "general.file_type") {
-      kvs.push_back({kv.key, ftype});
-      has_ftype = true;
-      continue;
-    }
-    has_qv |= kv.key == "general.quantization_version";
-    kvs.push_back(kv);
-  }
-  if (!has_ftype) kvs.push_back({"general.file_type", ftype});
-  if (!has_qv) kvs.push_back({"general.quantization_version", GgufValue::u32(2)});
-  // After the input's keys, as llama-quantize sets its overrides (an imatrix's keys from an earlier
-  // quantization are replaced, not doubled).
+  for (const GgufKv& kv : g.metadata())
+    if (kv.key != "general.file_type" && kv.key != "general.quantization_version") kvs.push_back(kv);
+  kvs.push_back({"general.quantization_version", GgufValue::u32(2)});
+  kvs.push_back({"general.file_type", GgufValue::u32(job.policy.effective_file_type().id)});
+  std::stable_sort(plans->begin(), plans->end(),
+                   [](const TensorPlan& a, const TensorPlan& b) { return llama_loader_before(a.name, b.name); });
   set_metadata(kvs, imp.metadata);
   set_metadata(kvs, job.extra_metadata);
   if (Status s = write_gguf(job, kvs, *plans, obs, res); !s) return s.error();

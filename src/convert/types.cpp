@@ -6,6 +6,8 @@
 #include <cctype>
 #include <utility>
 
+#include "convert/llama_config.h"
+
 namespace qe::convert {
 namespace {
 
@@ -66,15 +68,6 @@ TypeChoice fit_rows(TypeChoice c, std::span<const uint64_t> dims) {
   return c;
 }
 
-// "blk.N.*" -> N; -1 for tensors outside the layers.
-int64_t layer_of(std::string_view name) {
-  if (!name.starts_with("blk.")) return -1;
-  int64_t n = 0;
-  size_t i = 4;
-  for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) n = n * 10 + (name[i] - '0');
-  return i > 4 && i < name.size() && name[i] == '.' ? n : -1;
-}
-
 // llama_tensor_get_type's rules for the llama architecture (no experts, not Falcon), one tensor.
 // llama-quantize counts attn_v and ffn_down tensors in its load order, which sorts by layer, so its
 // counters are the layer index here. Returns the base type when no rule applies.
@@ -90,7 +83,7 @@ GgmlType file_type_rule(const FileType& ft, bool has_imatrix, std::string_view n
   }
   if (name == "token_embd.weight") return base;
 
-  const int64_t n = m.n_layers, i = layer_of(name);
+  const int64_t n = m.n_layers, i = llama_layer_of(name);
   // llama.cpp's use_more_bits: the first and last eighth of the layers and every third one between.
   const bool more_bits = i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
   const int64_t n_gqa = m.n_head_kv > 0 ? m.n_head / m.n_head_kv : 1;

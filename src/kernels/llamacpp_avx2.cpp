@@ -10,9 +10,13 @@
 #include <memory>
 
 #include "formats/blocks.h"
+#include "formats/kquant_layout.h"
 #include "kernels/kernel_tables.h"
 
 namespace qe::kernels::avx2 {
+
+// q5_0, q5_1, iq4_nl and the k-quants (llamacpp_kquants_avx2.cpp).
+void fill_llamacpp_kquants(KernelTable& t);
 
 #include "kernels/x86_simd_common.inc"  // bytes, hsum_ps (hsum_float_8's order), half_to_float, pack_i32x32_to_i8
 
@@ -267,6 +271,7 @@ void fill_llamacpp(KernelTable& t, bool single_token) {
   t.tile_q4_1_q8_1 = tile4<BlockQ4_1, BlockQ8_1, dot4_q4_1_q8_1>;
   t.tile_q8_0_q8_0 = tile4<BlockQ8_0, BlockQ8_0, dot4_q8_0_q8_0>;
   t.tile_q4_0_q8_0 = tile4<BlockQ4_0, BlockQ8_0, dot4_q4_0_q8_0>;
+  fill_llamacpp_kquants(t);
   // the scalar tile driver around the AVX2 dots: converting a row is cheap
   fill_f16<dot_f16_batch_avx2, dot_f16_single_avx2>(t, single_token);
   t.softmax = softmax_avx2;

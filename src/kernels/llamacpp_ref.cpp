@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "formats/blocks.h"
+#include "formats/kquant_layout.h"
 #include "kernels/kernel_tables.h"
 
 namespace qe::kernels::ref {

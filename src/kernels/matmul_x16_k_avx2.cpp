@@ -4,12 +4,17 @@
 // as it cannot overflow for any int8 activation (|a| <= 128): q4_K 8 slices (16 x 15 x 128 = 30720),
 // q5_K 4 slices (8 x 31 x 128 = 31744), q6_K 2 slices (4 x 63 x 128 = 32256); then one madd against the
 // rows' (scale, scale) int16 pairs widens and scales them in one step. The q4_K / q5_K mins and q6_K's
-// -32 offset are madds of the rows' int16 pairs against a broadcast bsums dword.
+// -32 offset are madds of the rows' int16 pairs against a broadcast bsums dword (q6_K's pairs
+// pre-multiplied by -32, so the offset lands in the same accumulator).
+//
+// Every loop that picks a shift count or a bit position is unrolled at compile time (unroll<N>): with
+// run-time counts the decode branched on every vector.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
@@ -19,6 +24,14 @@ namespace {
 
 constexpr int kCols = 4;
 
+// f(std::integral_constant<int, I>{}) for I = 0 .. N - 1, in order.
+template <int N, class F>
+inline __attribute__((always_inline)) void unroll(F&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) __attribute__((always_inline)) {
+    (f(std::integral_constant<int, I>{}), ...);
+  }(std::make_integer_sequence<int, N>{});
+}
+
 inline __m256i bcast_dword(const void* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -26,9 +39,13 @@ inline __m256i bcast_dword(const void* p) {
 }
 inline __m256i load(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-// 16-bit lane shifts, left for s >= 0 and right for s < 0 (callers mask to bits that stay in their byte).
-inline __m256i shift16(__m256i v, int s) {
-  return s >= 0 ? _mm256_sll_epi16(v, _mm_cvtsi32_si128(s)) : _mm256_srl_epi16(v, _mm_cvtsi32_si128(-s));
+// 16-bit lane shift by a compile-time count: left for S > 0, right for S < 0 (callers mask to bits that
+// stay in their byte).
+template <int S>
+inline __m256i shift16(__m256i v) {
+  if constexpr (S > 0) return _mm256_slli_epi16(v, S);
+  else if constexpr (S < 0) return _mm256_srli_epi16(v, -S);
+  else return v;
 }
 inline const BlockQ8_K& act(const uint8_t* row, int64_t b) { return reinterpret_cast<const BlockQ8_K*>(row)[b]; }
 // (x, x) int16 pairs from 8 bytes: one row per dword lane.
@@ -42,13 +59,14 @@ inline __m256i u8x8_pairs(const uint8_t* p) {
 // The 6-bit scales and mins of a q4_K / q5_K group, unpacked to sc[16 * s + r], mn[16 * s + r].
 inline void decode_scales(const uint8_t* lo, const uint8_t* hi, uint8_t* sc, uint8_t* mn) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
-  for (int i = 0; i < 4; ++i) {  // sub-blocks 2i, 2i + 1 (32 bytes); their high bits: hi half i % 2, shift 2 * (i / 2)
-    const __m256i l = load(lo + 32 * i), h = _mm256_srli_epi16(load(hi + 32 * (i % 2)), 2 * (i / 2));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(sc + 32 * i),
-                        _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(mn + 32 * i),
-                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4), _mm256_and_si256(h, m30)));
-  }
+  unroll<4>([&](auto i_) {  // sub-blocks 2i, 2i + 1 (32 bytes); their high bits: hi half i % 2, shift 2 * (i / 2)
+    constexpr int i = decltype(i_)::value;
+    const __m256i l = load(lo + 32 * i), h = shift16<-2 * (i / 2)>(load(hi + 32 * (i % 2)));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sc + 32 * i),
+                       _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4)));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mn + 32 * i),
+                       _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4), _mm256_and_si256(h, m30)));
+  });
 }
 
 template <bool kQ5>
@@ -65,31 +83,40 @@ struct K45 {
     for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const W& blk = wg[b];
+      const BlockQ8_K* a[C];
+      for (int c = 0; c < C; ++c) a[c] = &act(ar[c], b);
       alignas(32) uint8_t sc[128], mn[128];
       decode_scales(blk.scales_lo, blk.scales_hi, sc, mn);
+      // One token (DRAM bound): q5_K's qh lines are touched before qs, in address order (see K6); the
+      // empty asm makes the loads happen here, the uses below hit L1.
+      if constexpr (kQ5 && C == 1)
+        for (int k = 0; k < 8; ++k) asm volatile("" : : "x"(load(blk.qh + 64 * k + 32 * h)));
       __m256i is[C], im[C];
       for (int c = 0; c < C; ++c) is[c] = im[c] = _mm256_setzero_si256();
-      for (int s = 0; s < 8; ++s) {
-        const int u = s / 2, half = s % 2;
+      unroll<8>([&](auto s_) {  // sub-block s: the low (s even) or high nibbles of qs dwords 8 (s / 2) + k
+        constexpr int s = decltype(s_)::value, u = s / 2;
         const __m256i scp = u8x8_pairs(sc + 16 * s + 8 * h);
-        for (int k0 = 0; k0 < 8; k0 += kRun) {
+        unroll<8 / kRun>([&](auto r_) {
+          constexpr int k0 = kRun * decltype(r_)::value;
           __m256i s16[C];
-          for (int c = 0; c < C; ++c) s16[c] = _mm256_setzero_si256();
-          for (int k = k0; k < k0 + kRun; ++k) {
+          unroll<kRun>([&](auto i_) {
+            constexpr int k = k0 + decltype(i_)::value;
             const __m256i v = load(blk.qs + 64 * (8 * u + k) + 32 * h);
-            __m256i q = _mm256_and_si256(half ? _mm256_srli_epi16(v, 4) : v, m4);
-            if constexpr (kQ5) q = _mm256_or_si256(q, _mm256_and_si256(shift16(load(blk.qh + 64 * k + 32 * h), 4 - s), b4));
-            for (int c = 0; c < C; ++c)
-              s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(q, bcast_dword(act(ar[c], b).qs + 4 * (8 * s + k))));
-          }
+            __m256i q = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
+            if constexpr (kQ5) q = _mm256_or_si256(q, _mm256_and_si256(shift16<4 - s>(load(blk.qh + 64 * k + 32 * h)), b4));
+            for (int c = 0; c < C; ++c) {
+              const __m256i p = _mm256_maddubs_epi16(q, bcast_dword(a[c]->qs + 4 * (8 * s + k)));
+              s16[c] = k == k0 ? p : _mm256_add_epi16(s16[c], p);
+            }
+          });
           for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(s16[c], scp));
-        }
+        });
         const __m256i mp = u8x8_pairs(mn + 16 * s + 8 * h);
-        for (int c = 0; c < C; ++c) im[c] = _mm256_add_epi32(im[c], _mm256_madd_epi16(mp, bcast_dword(act(ar[c], b).bsums + 2 * s)));
-      }
+        for (int c = 0; c < C; ++c) im[c] = _mm256_add_epi32(im[c], _mm256_madd_epi16(mp, bcast_dword(a[c]->bsums + 2 * s)));
+      });
       const __m256 dw = h2f8(blk.d + 8 * h), dm = h2f8(blk.dmin + 8 * h);
       for (int c = 0; c < C; ++c) {
-        const __m256 da = _mm256_set1_ps(act(ar[c], b).d);
+        const __m256 da = _mm256_set1_ps(a[c]->d);
         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[c]), _mm256_mul_ps(dw, da), acc[c]);
         acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(im[c]), _mm256_mul_ps(dm, da), acc[c]);
       }
@@ -98,6 +125,9 @@ struct K45 {
   }
 };
 
+// q6_K: part p (0..3) of ql dwords 16 vh + l4 / 16 vh + 8 + l4 and qh dword 8 vh + l4 (interleaved.h);
+// its two high bits, bits 2p and 2p + 1 of each qh byte, are moved to bits 4-5 by a 16-bit shift of
+// 4 - 2p and masked with 0x30 (the bits that land there come from the same byte).
 struct K6 {
   using W = BlockQ6_Kx16;
   static constexpr int64_t kBlock = QK_K;
@@ -105,44 +135,94 @@ struct K6 {
   template <int C>
   static void part(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const*, float* y,
                    int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    const __m256i hi16 = _mm256_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), m3 = _mm256_set1_epi8(0x03);
+    // vpshufb patterns (byte indices within each 128-bit lane): each dword's (sc[2t], sc[2t]) or
+    // (sc[2t + 1], sc[2t + 1]) int16 pair.
+    const __m256i dup0 = _mm256_add_epi32(_mm256_set1_epi32(0x01000100), _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0C0C0C0C, 0, 0x04040404, 0x08080808, 0x0C0C0C0C));
+    const __m256i dup1 = _mm256_add_epi8(dup0, _mm256_set1_epi8(2));
     __m256 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const W& blk = wg[b];
-      __m256i is[C], off[C];
-      for (int c = 0; c < C; ++c) is[c] = off[c] = _mm256_setzero_si256();
-      for (int vh = 0; vh < 2; ++vh)
-        for (int part = 0; part < 4; ++part) {  // values 128 vh + 32 part .. +31: groups 8 vh + 2 part + q
-          const int t = 4 * vh + part;
-          const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
-          for (int c = 0; c < C; ++c) off[c] = _mm256_add_epi32(off[c], _mm256_madd_epi16(sp, bcast_dword(act(ar[c], b).bsums + 2 * t)));
-          for (int q = 0; q < 2; ++q) {
-            const __m256i x = q ? _mm256_and_si256(sp, hi16) : _mm256_slli_epi32(sp, 16);
-            const __m256i scp = _mm256_or_si256(x, _mm256_srli_epi32(x, 16));  // (sc, sc) of group 2t + q
-            for (int i0 = 0; i0 < 4; i0 += 2) {
-              __m256i s16[C];
-              for (int c = 0; c < C; ++c) s16[c] = _mm256_setzero_si256();
-              for (int i = i0; i < i0 + 2; ++i) {
-                const int l4 = 4 * q + i;
-                const __m256i v = load(blk.ql + 64 * (16 * vh + 8 * (part & 1) + l4) + 32 * h);
-                const __m256i lo = _mm256_and_si256(part < 2 ? v : _mm256_srli_epi16(v, 4), m4);
-                const __m256i hb = _mm256_and_si256(shift16(load(blk.qh + 64 * (8 * vh + l4) + 32 * h), 4 - 2 * part), m30);
-                const __m256i w = _mm256_or_si256(lo, hb);
-                for (int c = 0; c < C; ++c)
-                  s16[c] = _mm256_add_epi16(
-                      s16[c], _mm256_maddubs_epi16(w, bcast_dword(act(ar[c], b).qs + 4 * (32 * vh + 8 * part + l4))));
+      const BlockQ8_K* a[C];
+      for (int c = 0; c < C; ++c) a[c] = &act(ar[c], b);
+      __m256i is[C];
+      for (int c = 0; c < C; ++c) is[c] = _mm256_setzero_si256();
+      // Row r's (sc[2t], sc[2t + 1]) as an int16 pair; times -32 against the bsums pair for the offsets.
+      auto scales = [&](int t) {
+        const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
+        const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sp, 5));
+        for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(off, bcast_dword(a[c]->bsums + 2 * t)));
+        return sp;
+      };
+      if constexpr (C == 1) {
+        // One token: the weights are read in address order (ql, then qh), which keeps the hardware
+        // stream prefetchers on the stream (see the AVX-512 kernel). ql dwords 16 vh + 8P + 4q + i,
+        // i < 4, hold group 8 vh + 2P + q in their low nibbles and group 8 vh + 2P + 4 + q in their high
+        // ones: 4 slices of int16 sums (4 x 2 x 15 x 128 = 15360) and one madd with (sc, sc) each. qh
+        // dwords 8 vh + 4q + i hold the high bits of groups 8 vh + 2p + q, p < 4, summed unshifted
+        // (4 x 2 x 3 x 128 = 3072) and madd'ed with (16 sc, 16 sc).
+        const int8_t* qa = a[0]->qs;
+        __m256i sp[8];
+        for (int t = 0; t < 8; ++t) sp[t] = scales(t);
+        unroll<8>([&](auto j_) {  // ql dwords 4j .. 4j + 3: vh = j / 4, P = j / 2 % 2, q = j % 2
+          constexpr int j = decltype(j_)::value, vh = j / 4, P = j / 2 % 2, q = j % 2;
+          __m256i lo16, hi16;
+          unroll<4>([&](auto i_) {
+            constexpr int i = decltype(i_)::value, l4 = 4 * q + i;
+            const __m256i v = load(blk.ql + 64 * (4 * j + i) + 32 * h);
+            const __m256i ml = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), bcast_dword(qa + 4 * (32 * vh + 8 * P + l4)));
+            const __m256i mh = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                                    bcast_dword(qa + 4 * (32 * vh + 8 * P + 16 + l4)));
+            lo16 = i ? _mm256_add_epi16(lo16, ml) : ml;
+            hi16 = i ? _mm256_add_epi16(hi16, mh) : mh;
+          });
+          is[0] = _mm256_add_epi32(is[0], _mm256_madd_epi16(lo16, _mm256_shuffle_epi8(sp[4 * vh + P], q ? dup1 : dup0)));
+          is[0] = _mm256_add_epi32(is[0], _mm256_madd_epi16(hi16, _mm256_shuffle_epi8(sp[4 * vh + P + 2], q ? dup1 : dup0)));
+        });
+        unroll<4>([&](auto n_) {  // qh dwords 4n .. 4n + 3: vh = n / 2, q = n % 2
+          constexpr int n = decltype(n_)::value, vh = n / 2, q = n % 2;
+          __m256i s16[4];
+          unroll<4>([&](auto i_) {
+            constexpr int i = decltype(i_)::value, l4 = 4 * q + i;
+            const __m256i qh = load(blk.qh + 64 * (4 * n + i) + 32 * h);
+            unroll<4>([&](auto p_) {
+              constexpr int p = decltype(p_)::value;
+              const __m256i m = _mm256_maddubs_epi16(_mm256_and_si256(shift16<-2 * p>(qh), m3),
+                                                     bcast_dword(qa + 4 * (32 * vh + 8 * p + l4)));
+              s16[p] = i ? _mm256_add_epi16(s16[p], m) : m;
+            });
+          });
+          for (int p = 0; p < 4; ++p)
+            is[0] = _mm256_add_epi32(
+                is[0], _mm256_madd_epi16(s16[p], _mm256_slli_epi16(_mm256_shuffle_epi8(sp[4 * vh + p], q ? dup1 : dup0), 4)));
+        });
+      } else {
+        unroll<8>([&](auto t_) {  // values 32 t .. +31: vh = t / 4, part = t % 4, groups 2t, 2t + 1
+          constexpr int t = decltype(t_)::value, vh = t / 4, p = t % 4;
+          const __m256i sp = scales(t);
+          unroll<4>([&](auto r_) {  // l4 = 2r, 2r + 1
+            constexpr int r = decltype(r_)::value;
+            __m256i s16[C];
+            unroll<2>([&](auto i_) {
+              constexpr int l4 = 2 * r + decltype(i_)::value;
+              const __m256i v = load(blk.ql + 64 * (16 * vh + 8 * (p & 1) + l4) + 32 * h);
+              const __m256i lo = _mm256_and_si256(p < 2 ? v : _mm256_srli_epi16(v, 4), m4);
+              const __m256i hb = _mm256_and_si256(shift16<4 - 2 * p>(load(blk.qh + 64 * (8 * vh + l4) + 32 * h)), m30);
+              const __m256i w = _mm256_or_si256(lo, hb);
+              for (int c = 0; c < C; ++c) {
+                const __m256i m = _mm256_maddubs_epi16(w, bcast_dword(a[c]->qs + 4 * (32 * vh + 8 * p + l4)));
+                s16[c] = l4 % 2 ? _mm256_add_epi16(s16[c], m) : m;
               }
-              for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(s16[c], scp));
-            }
-          }
-        }
-      const __m256 dw = h2f8(blk.d + 8 * h);
-      for (int c = 0; c < C; ++c) {
-        const __m256i v = _mm256_sub_epi32(is[c], _mm256_slli_epi32(off[c], 5));
-        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(dw, _mm256_set1_ps(act(ar[c], b).d)), acc[c]);
+            });
+            const __m256i scp = _mm256_shuffle_epi8(sp, r / 2 ? dup1 : dup0);
+            for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(s16[c], scp));
+          });
+        });
       }
+      const __m256 dw = h2f8(blk.d + 8 * h);
+      for (int c = 0; c < C; ++c)
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[c]), _mm256_mul_ps(dw, _mm256_set1_ps(a[c]->d)), acc[c]);
     }
     for (int c = 0; c < C; ++c) _mm256_storeu_ps(y + c * ldy, acc[c]);
   }

@@ -9,8 +9,14 @@
 // may live on the stack.
 //
 // Every loop that picks a shift count or a bit position is unrolled at compile time (unroll<N>), so the
-// decode is immediate shifts and one vpternlogd bit-select per weight vector, with no branches: with
-// the counts a run-time variable, the q6_K GEMV ran ~4x slower than q4_K's per byte (compute bound).
+// decode is immediate shifts and one vpternlogd bit-select per weight vector, with no branches.
+//
+// GEMV (C = 1) is DRAM bound, and there the ORDER of a super-block's loads matters: read in the
+// C-token order (q6_K: ql and qh lines 2 KiB apart, alternately), the hardware stream prefetchers lose
+// the stream, and even a plain 64-byte load loop in that order ran at half the bandwidth of one in
+// address order (Zen 4, 1.1B ffn_up, 1 thread: 6.5 vs 14 GB/s). So the one-token kernels read each
+// super-block in address order: q5_K its qh lines first (they precede qs), q6_K in two passes (all ql,
+// then all qh) with one accumulator per 16-value group.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -44,6 +50,17 @@ inline __m512i bcast_dword(const void* p) {
   std::memcpy(&v, p, 4);
   return _mm512_set1_epi32(v);
 }
+// acc + vpdpbusd(w, the q8 dword at p broadcast), the broadcast embedded in the instruction's memory
+// operand ({1to16}): GCC 12 does not fold _mm512_set1_epi32 of a load into it, and the separate
+// vpbroadcastd is one more uop per product.
+inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const void* p) {
+#if defined(__GNUC__)
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*static_cast<const int32_t*>(p)));
+  return acc;
+#else
+  return _mm512_dpbusd_epi32(acc, w, bcast_dword(p));
+#endif
+}
 inline __m512i load(const void* p) { return _mm512_loadu_si512(p); }
 inline __m512 h2f16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -56,16 +73,9 @@ inline __m512i shift16(__m512i v) {
   else if constexpr (S < 0) return _mm512_srli_epi16(v, -S);
   else return v;
 }
-// Bit select: (lo & m) | (hi & ~m), one vpternlogd (0xCA = A ? B : C).
-inline __m512i select(__m512i m, __m512i lo, __m512i hi) { return _mm512_ternarylogic_epi32(m, lo, hi, 0xCA); }
-// Software prefetch of line `i` of the super-block kPfBlocks ahead in the weight stream (a thread's
-// groups are contiguous, so "ahead" runs on into the next group).
-constexpr int kPfBlocks = 1;
-constexpr int kPfMaxCols = 0;
-template <class W>
-inline void prefetch_line(const W* blk, int i) {
-  if (i * 64 < static_cast<int>(sizeof(W))) _mm_prefetch(reinterpret_cast<const char*>(blk + kPfBlocks) + 64 * i, _MM_HINT_T0);
-}
+// Bit select: (lo & m) | (hi & ~m), one vpternlogd (0xE4 = C ? A : B). vpternlogd overwrites its first
+// operand: lo, a temporary, rather than the mask constant (which would cost a copy each time).
+inline __m512i select(__m512i m, __m512i lo, __m512i hi) { return _mm512_ternarylogic_epi32(lo, hi, m, 0xE4); }
 inline const BlockQ8_K& act(const uint8_t* row, int64_t b) { return reinterpret_cast<const BlockQ8_K*>(row)[b]; }
 
 // The 6-bit scales and mins of a q4_K / q5_K group, unpacked to sc[16 * s + r], mn[16 * s + r].
@@ -98,6 +108,11 @@ struct K45 {
       for (int c = 0; c < C; ++c) a[c] = &act(ar[c], b);
       alignas(64) uint8_t sc[128], mn[128];
       decode_scales(blk.scales_lo, blk.scales_hi, sc, mn);
+      // q5_K's qh lines are read first, into registers: they precede qs in memory (address order, see
+      // the top of the file), and each serves all 8 sub-blocks.
+      __m512i qh[kQ5 ? 8 : 1];
+      if constexpr (kQ5)
+        for (int k = 0; k < 8; ++k) qh[k] = load(blk.qh + 64 * k);
       __m512i is[C], im[C];
       for (int c = 0; c < C; ++c) is[c] = im[c] = _mm512_setzero_si512();
       unroll<8>([&](auto s_) {  // sub-block s: values 32 s .. +31, the low (s even) or high nibbles of dwords 8 (s / 2) + k
@@ -106,13 +121,12 @@ struct K45 {
         for (int c = 0; c < C; ++c) t[c] = _mm512_setzero_si512();
         unroll<8>([&](auto k_) {
           constexpr int k = decltype(k_)::value;
-          if constexpr (C <= kPfMaxCols) prefetch_line(&blk, 8 * s + k);
           const __m512i v = load(blk.qs + 64 * (8 * u + k));
           const __m512i nib = s % 2 ? _mm512_srli_epi16(v, 4) : v;
           __m512i q;
-          if constexpr (kQ5) q = select(m4, nib, _mm512_and_si512(shift16<4 - s>(load(blk.qh + 64 * k)), b4));
+          if constexpr (kQ5) q = select(m4, nib, _mm512_and_si512(shift16<4 - s>(qh[k]), b4));
           else q = _mm512_and_si512(nib, m4);
-          for (int c = 0; c < C; ++c) t[c] = _mm512_dpbusd_epi32(t[c], q, bcast_dword(a[c]->qs + 4 * (8 * s + k)));
+          for (int c = 0; c < C; ++c) t[c] = dpbusd_bcast(t[c], q, a[c]->qs + 4 * (8 * s + k));
         });
         const __m512i scv = u8x16_to_i32(sc + 16 * s);
         for (int c = 0; c < C; ++c) is[c] = _mm512_add_epi32(is[c], _mm512_mullo_epi32(t[c], scv));
@@ -144,6 +158,7 @@ struct K6 {
   static void part(int64_t nb, const W* wg, int /*p: the whole group*/, const uint8_t* const* ar, const int32_t* const*,
                    float* y, int64_t ldy) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m33 = _mm512_set1_epi8(0x33), mcc = _mm512_set1_epi8(static_cast<char>(0xCC));
+    const __m512i m30 = _mm512_set1_epi8(0x30);
     __m512 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
@@ -152,42 +167,35 @@ struct K6 {
       for (int c = 0; c < C; ++c) a[c] = &act(ar[c], b);
       __m512i is[C];
       for (int c = 0; c < C; ++c) is[c] = _mm512_setzero_si512();
-      if constexpr (C <= 2) {
-        // Few tokens: each qh vector and ql pair decoded once into all four parts (8 accumulators per
-        // token), the weights read in address order.
-        unroll<2>([&](auto h_) {
-          constexpr int h = decltype(h_)::value;
-          __m512i sp[4];
+      if constexpr (C == 1) {
+        // One token: the weights in address order (ql, then qh; see the top of the file). Each of the 16
+        // groups has its own accumulator: the ql pass adds the nibbles' products, the qh pass those of
+        // the high bits masked in place (0x30: 16 x hi), so q = lo + 16 hi is never assembled.
+        __m512i g[16];
+        for (int i = 0; i < 16; ++i) g[i] = _mm512_setzero_si512();
+        const int8_t* qa = a[0]->qs;
+        unroll<32>([&](auto j_) {  // ql dword j = 16h + 8P + l4: parts P (low nibbles) and P + 2 (high)
+          constexpr int j = decltype(j_)::value, h = j / 16, P = j / 8 % 2, l4 = j % 8;
+          const __m512i v = load(blk.ql + 64 * j);
+          g[8 * h + 2 * P + l4 / 4] = dpbusd_bcast(g[8 * h + 2 * P + l4 / 4], _mm512_and_si512(v, m4), qa + 4 * (32 * h + 8 * P + l4));
+          g[8 * h + 2 * P + 4 + l4 / 4] = dpbusd_bcast(g[8 * h + 2 * P + 4 + l4 / 4],
+                                                              _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), qa + 4 * (32 * h + 8 * P + 16 + l4));
+        });
+        unroll<16>([&](auto m_) {  // qh dword m = 8h + l4: part p's bits 2p, 2p + 1
+          constexpr int m = decltype(m_)::value, h = m / 8, l4 = m % 8;
+          const __m512i qh = load(blk.qh + 64 * m);
           unroll<4>([&](auto p_) {
-            constexpr int p = decltype(p_)::value, t = 4 * h + p;
-            sp[p] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.scales + 32 * t)));
-            const __m512i off = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sp[p], 5));
-            for (int c = 0; c < C; ++c) is[c] = _mm512_dpwssd_epi32(is[c], off, bcast_dword(a[c]->bsums + 2 * t));
+            constexpr int p = decltype(p_)::value;
+            g[8 * h + 2 * p + l4 / 4] = dpbusd_bcast(g[8 * h + 2 * p + l4 / 4], _mm512_and_si512(shift16<4 - 2 * p>(qh), m30), qa + 4 * (32 * h + 8 * p + l4));
           });
-          unroll<2>([&](auto q_) {
-            constexpr int q = decltype(q_)::value;
-            __m512i g[4][C];
-            for (int p = 0; p < 4; ++p)
-              for (int c = 0; c < C; ++c) g[p][c] = _mm512_setzero_si512();
-            unroll<4>([&](auto i_) {
-              constexpr int l4 = 4 * q + decltype(i_)::value;
-              if constexpr (C <= kPfMaxCols)
-                for (int j = 0; j < 4; ++j) prefetch_line(&blk, 4 * (8 * h + l4) + j);
-              const __m512i va = load(blk.ql + 64 * (16 * h + l4)), vb = load(blk.ql + 64 * (16 * h + 8 + l4));
-              const __m512i qh = load(blk.qh + 64 * (8 * h + l4));
-              const __m512i q1 = _mm512_and_si512(qh, m33), q2 = _mm512_and_si512(qh, mcc);
-              const __m512i w[4] = {select(m4, va, _mm512_slli_epi16(q1, 4)), select(m4, vb, _mm512_slli_epi16(q2, 2)),
-                                    select(m4, _mm512_srli_epi16(va, 4), q1),
-                                    select(m4, _mm512_srli_epi16(vb, 4), _mm512_srli_epi16(q2, 2))};
-              for (int p = 0; p < 4; ++p)
-                for (int c = 0; c < C; ++c)
-                  g[p][c] = _mm512_dpbusd_epi32(g[p][c], w[p], bcast_dword(a[c]->qs + 4 * (32 * h + 8 * p + l4)));
-            });
-            for (int p = 0; p < 4; ++p) {
-              const __m512i scv = q ? _mm512_srai_epi32(sp[p], 16) : _mm512_srai_epi32(_mm512_slli_epi32(sp[p], 16), 16);
-              for (int c = 0; c < C; ++c) is[c] = _mm512_add_epi32(is[c], _mm512_mullo_epi32(g[p][c], scv));
-            }
-          });
+        });
+        unroll<8>([&](auto t_) {
+          constexpr int t = decltype(t_)::value;
+          const __m512i sp = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.scales + 32 * t)));
+          const __m512i off = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sp, 5));
+          is[0] = _mm512_dpwssd_epi32(is[0], off, bcast_dword(a[0]->bsums + 2 * t));
+          is[0] = _mm512_add_epi32(is[0], _mm512_mullo_epi32(g[2 * t], _mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16)));
+          is[0] = _mm512_add_epi32(is[0], _mm512_mullo_epi32(g[2 * t + 1], _mm512_srai_epi32(sp, 16)));
         });
       } else {
         unroll<8>([&](auto t_) {  // values 32 t .. +31: h = t / 4, part = t % 4, groups 2t, 2t + 1
@@ -202,12 +210,11 @@ struct K6 {
             for (int c = 0; c < C; ++c) g[c] = _mm512_setzero_si512();
             unroll<4>([&](auto i_) {
               constexpr int l4 = 4 * q + decltype(i_)::value;
-              if constexpr (C <= kPfMaxCols) prefetch_line(&blk, 8 * t + l4);
               const __m512i v = load(blk.ql + 64 * (16 * h + 8 * (p & 1) + l4));
               const __m512i hb = _mm512_and_si512(load(blk.qh + 64 * (8 * h + l4)), p % 2 ? mcc : m33);
               const __m512i w = select(m4, p < 2 ? v : _mm512_srli_epi16(v, 4), shift16<4 - 2 * p>(hb));
               for (int c = 0; c < C; ++c)
-                g[c] = _mm512_dpbusd_epi32(g[c], w, bcast_dword(a[c]->qs + 4 * (32 * h + 8 * p + l4)));
+                g[c] = dpbusd_bcast(g[c], w, a[c]->qs + 4 * (32 * h + 8 * p + l4));
             });
             const __m512i scv = q ? _mm512_srai_epi32(sp, 16) : _mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16);
             for (int c = 0; c < C; ++c) is[c] = _mm512_add_epi32(is[c], _mm512_mullo_epi32(g[c], scv));

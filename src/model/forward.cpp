@@ -130,22 +130,43 @@ Status check_numerics(const Weights& w, Numerics numerics, GgmlType cache_type) 
   if (cache_type != GgmlType::F16)
     return Error{"", "cache type", "llama.cpp numerics need the f16 KV cache (llama.cpp's default)",
                  "cache_type"};
-  // q4_0 only as llama.cpp repacks it (rows % 8 == 0); its other q4_0 path is not reproduced.
+  // q4_0, q4_K and iq4_nl only as llama.cpp repacks them (rows % 8 == 0); their other paths are not
+  // reproduced.
   auto covered = [](const WeightView& v) {
-    return v.interleave == 1 && (v.type == GgmlType::Q4_1 || v.type == GgmlType::Q8_0 || v.type == GgmlType::F16 ||
-                                 (v.type == GgmlType::Q4_0 && v.rows % 8 == 0));
+    if (v.interleave != 1) return false;
+    switch (v.type) {
+      case GgmlType::Q4_1:
+      case GgmlType::Q8_0:
+      case GgmlType::F16:
+      case GgmlType::Q5_0:
+      case GgmlType::Q5_1:
+      case GgmlType::Q2_K:
+      case GgmlType::Q3_K:
+      case GgmlType::Q5_K:
+      case GgmlType::Q6_K:
+      case GgmlType::IQ4_XS:
+        return true;
+      case GgmlType::Q4_0:
+      case GgmlType::Q4_K:
+      case GgmlType::IQ4_NL:
+        return v.rows % 8 == 0;
+      default:
+        return false;
+    }
   };
   auto reject = [](const std::string& name, const WeightView& v) {
+    const bool by_rows = v.type == GgmlType::Q4_0 || v.type == GgmlType::Q4_K || v.type == GgmlType::IQ4_NL;
     return Error{
         "", name,
-        fmt::format("{} matrices{} are not covered by llama.cpp numerics (q4_0 with rows % 8 == 0, q4_1, q8_0, f16)",
-                    ggml_type_name(v.type), v.type == GgmlType::Q4_0 ? " of " + std::to_string(v.rows) + " rows" : ""),
+        fmt::format("{} matrices{} are not covered by llama.cpp numerics (q4_0, q4_K, iq4_nl with rows % 8 "
+                    "== 0; q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q5_K, q6_K, iq4_xs, f16)",
+                    ggml_type_name(v.type), by_rows ? " of " + std::to_string(v.rows) + " rows" : ""),
         "numerics"};
   };
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& L = w.layers[l];
     const std::pair<const char*, const WeightView*> mats[] = {
-        {"attn_q", &L.wq},     {"attn_k", &L.wk},   {"attn_v", &L.wv},      {"attn_output", &L.wo},
+        {"attn_q", &L.wq},       {"attn_k", &L.wk},   {"attn_v", &L.wv},      {"attn_output", &L.wo},
         {"ffn_gate", &L.w_gate}, {"ffn_up", &L.w_up}, {"ffn_down", &L.w_down}};
     for (const auto& [name, v] : mats)
       if (!covered(*v)) return reject(fmt::format("blk.{}.{}.weight", l, name), *v);

@@ -116,7 +116,7 @@ def test_existing_output_needs_force(good, tmp_path):
 
 def test_bad_flags(good, tmp_path):
     out = tmp_path / "o.gguf"
-    for args, expect in [(["--type", "q5_k"], "--type: 'q5_k' is not one of"),
+    for args, expect in [(["--type", "q5_k_x"], "--type: 'q5_k_x' is not one of"),
                          (["--type", "q4_0", "--tensor-type", "attn(=q8_0"], "--tensor-type: 'attn(': bad regular expression"),
                          (["--type", "q4_0", "--tensor-type", "attn=q3"], "type 'q3' is not one of")]:
         p = qconvert(good, "-o", out, *args)

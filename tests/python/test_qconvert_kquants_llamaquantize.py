@@ -10,7 +10,8 @@ and a constant block in every matrix):
 
 For each type of a representative set, with and without a synthetic imatrix (llama-imatrix's GGUF
 layout), every tensor has llama-quantize's type, shape and bytes, and general.file_type is the same.
-Also: qrun runs llama-quantize's Q4_K_M of both shapes (greedy, a few tokens).
+Also: qrun runs llama-quantize's Q4_K_M of both shapes (greedy, a few tokens); and the whole files are
+compared (tensor order, key order, bytes): expected to fail until qconvert orders them as llama-quantize.
 
 Skipped, with the reason, when llama-quantize is not built (scripts/build-llamacpp-tools.sh; CI builds
 it). Tools from $QE_LLAMACPP_TOOLS/bin (default <repo>/.venv/llama.cpp-tools/bin), qconvert and qrun
@@ -153,3 +154,15 @@ def test_qrun_runs_llama_quantize_q4_k_m(models, llama_quantized, shape):
     for m in (model, q):  # the f32 source too: the synthetic tokenizer loads in qrun
         log = run(qrun, "-m", m, "-p", "hello world", "-n", 4, "--temp", 0, "-t", 1)
         assert "hello world" in log, log[-2000:]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_qconvert_whole_file_equals_llama_quantize(models, llama_quantized, tmp_path, shape):
+    qconvert = exe(BIN / "qconvert", "set QE_BIN")
+    model, im = models[shape]
+    theirs, ours = llama_quantized(shape, "Q4_K_M", True), tmp_path / "ours.gguf"
+    run(qconvert, model, "-o", ours, "--type", "Q4_K_M", "--imatrix", im, "-t", 2)
+    a, b = GGUFReader(ours), GGUFReader(theirs)
+    assert [t.name for t in a.tensors] == [t.name for t in b.tensors], "tensor order"
+    assert list(a.fields) == list(b.fields), "key order"
+    assert ours.read_bytes() == theirs.read_bytes()

@@ -1,16 +1,20 @@
 // llama.cpp's numerics (the Numerics::llamacpp tables, batch and single-token) at every SIMD level this
 // CPU runs, bit for bit against the scalar reference: activation quantizers, the q4_0 / q4_1 / q8_0 /
-// f16 tiles and dots (tail sizes, padded lengths), softmax, SwiGLU and RoPE, on fixed seeds with inputs
+// q5_0 / q5_1 / iq4_nl / q2_K..q6_K / iq4_xs / f16 tiles and dots (tail sizes, padded lengths), softmax,
+// SwiGLU and RoPE, on fixed seeds with inputs
 // that reach the exponential's scaled and saturated branches and the quantizers' rounding ties; and
 // which entries each table holds. The reference's agreement with llama.cpp itself is tested end to end
 // (tests/python/test_llamacpp_parity.py: identical logits).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "formats/blocks.h"
@@ -42,6 +46,26 @@ std::vector<Block> weight_rows(uint32_t seed, int64_t rows, int64_t n) {
         std::ldexp(static_cast<float>(rng() % 1000 + 1) / 1000.0f, -static_cast<int>(rng() % 10)));
     if constexpr (requires { b.m; })
       b.m = fp32_to_fp16((static_cast<float>(rng() % 2001) - 1000.0f) / 4000.0f);
+  }
+  return w;
+}
+
+// Any block type with every byte random, then its f16 scale fields (d, and q4_1/q5_1's m or the
+// k-quants' dmin) set to sane values: quants, high bits and packed sub-block scales cover their ranges.
+template <typename Block, int kElems>
+std::vector<Block> random_blocks(uint32_t seed, int64_t rows, int64_t n) {
+  std::mt19937 rng(seed);
+  std::vector<Block> w(static_cast<size_t>(rows * n / kElems));
+  for (Block& b : w) {
+    auto* raw = reinterpret_cast<uint8_t*>(&b);
+    for (size_t i = 0; i < sizeof(Block); ++i) raw[i] = static_cast<uint8_t>(rng());
+    b.d = fp32_to_fp16(std::ldexp(static_cast<float>(rng() % 1000 + 1) / 1000.0f,
+                                  -static_cast<int>(rng() % 10) - (kElems > 32 ? 6 : 0)));
+    if constexpr (requires { b.m; })
+      b.m = fp32_to_fp16((static_cast<float>(rng() % 2001) - 1000.0f) / 4000.0f);
+    if constexpr (requires { b.dmin; })
+      b.dmin = fp32_to_fp16(
+          std::ldexp(static_cast<float>(rng() % 1000) / 1000.0f, -static_cast<int>(rng() % 8) - 6));
   }
   return w;
 }
@@ -85,23 +109,35 @@ TEST_P(LlamacppIsa, ActivationQuantizersAreByteIdentical) {
     }
 }
 
-template <typename W, typename A>
+template <typename W, typename A, int kElems = 32>
 void check_tile(MatmulTileFn ref_fn, MatmulTileFn simd_fn, QuantizeRowFn quantize, const char* what) {
-  for (int64_t n : kRowLengths)
+  ASSERT_NE(ref_fn, nullptr) << what;
+  ASSERT_NE(simd_fn, nullptr) << what;
+  constexpr int64_t kKRowLengths[] = {256, 512, 768, 1536};
+  const std::span<const int64_t> lengths =
+      kElems == 32 ? std::span<const int64_t>(kRowLengths) : std::span<const int64_t>(kKRowLengths);
+  for (int64_t n : lengths)
     for (int64_t nr : {1, 3, 4, 5, 9})
-      for (int64_t nc : {1, 2, 3}) {
+      for (int64_t nc : {1, 2, 3, 4, 5, 9}) {
         const uint32_t seed = static_cast<uint32_t>(n * 131 + nr * 7 + nc);
-        const std::vector<W> w = weight_rows<W>(seed, nr, n);
+        std::vector<W> w;
+        if constexpr (std::is_same_v<W, BlockQ4_0> || std::is_same_v<W, BlockQ4_1> ||
+                      std::is_same_v<W, BlockQ8_0>)
+          w = weight_rows<W>(seed, nr, n);
+        else
+          w = random_blocks<W, kElems>(seed, nr, n);
         const std::vector<float> x = randv(seed + 1, nc * n, -2.0f, 2.0f);
-        std::vector<A> a(static_cast<size_t>(nc * n / 32));
-        for (int64_t c = 0; c < nc; ++c) quantize(x.data() + c * n, a.data() + c * n / 32, n);
-        const int64_t w_stride = n / 32 * static_cast<int64_t>(sizeof(W));
-        const int64_t a_stride = n / 32 * static_cast<int64_t>(sizeof(A));
+        std::vector<A> a(static_cast<size_t>(nc * n / kElems));
+        for (int64_t c = 0; c < nc; ++c) quantize(x.data() + c * n, a.data() + c * n / kElems, n);
+        const int64_t w_stride = n / kElems * static_cast<int64_t>(sizeof(W));
+        const int64_t a_stride = n / kElems * static_cast<int64_t>(sizeof(A));
         std::vector<float> yr(static_cast<size_t>(nc * nr), -1.0f), ys(yr.size(), -2.0f);
         ref_fn(n, w.data(), w_stride, nr, a.data(), a_stride, nc, yr.data(), nr);
         simd_fn(n, w.data(), w_stride, nr, a.data(), a_stride, nc, ys.data(), nr);
         ASSERT_EQ(0, std::memcmp(yr.data(), ys.data(), yr.size() * sizeof(float)))
-            << what << " n=" << n << " nr=" << nr << " nc=" << nc << ": " << yr[0] << " vs " << ys[0];
+            << what << " n=" << n << " nr=" << nr << " nc=" << nc << " seed=" << seed << ": " << yr[0]
+            << " vs " << ys[0];
+        for (float v : yr) ASSERT_TRUE(std::isfinite(v)) << what << " n=" << n << " seed=" << seed;
       }
 }
 
@@ -112,6 +148,61 @@ TEST_P(LlamacppIsa, QuantizedTilesAreBitIdentical) {
     check_tile<BlockQ4_0, BlockQ8_0>(r.tile_q4_0_q8_0, v.tile_q4_0_q8_0, r.quantize_q8_0, "q4_0");
     check_tile<BlockQ4_1, BlockQ8_1>(r.tile_q4_1_q8_1, v.tile_q4_1_q8_1, r.quantize_q8_1, "q4_1");
     check_tile<BlockQ8_0, BlockQ8_0>(r.tile_q8_0_q8_0, v.tile_q8_0_q8_0, r.quantize_q8_0, "q8_0");
+    check_tile<BlockQ5_0, BlockQ8_0>(r.tile_q5_0_q8_0, v.tile_q5_0_q8_0, r.quantize_q8_0, "q5_0");
+    check_tile<BlockQ5_1, BlockQ8_1>(r.tile_q5_1_q8_1, v.tile_q5_1_q8_1, r.quantize_q8_1, "q5_1");
+    check_tile<BlockIQ4_NL, BlockQ8_0>(r.tile_iq4_nl_q8_0, v.tile_iq4_nl_q8_0, r.quantize_q8_0, "iq4_nl");
+    check_tile<BlockQ4_K, BlockQ8_K, QK_K>(r.tile_q4_K_q8_K, v.tile_q4_K_q8_K, r.quantize_q8_K, "q4_K");
+    check_tile<BlockQ5_K, BlockQ8_K, QK_K>(r.tile_q5_K_q8_K, v.tile_q5_K_q8_K, r.quantize_q8_K, "q5_K");
+    check_tile<BlockQ6_K, BlockQ8_K, QK_K>(r.tile_q6_K_q8_K, v.tile_q6_K_q8_K, r.quantize_q8_K, "q6_K");
+    check_tile<BlockQ3_K, BlockQ8_K, QK_K>(r.tile_q3_K_q8_K, v.tile_q3_K_q8_K, r.quantize_q8_K, "q3_K");
+    check_tile<BlockQ2_K, BlockQ8_K, QK_K>(r.tile_q2_K_q8_K, v.tile_q2_K_q8_K, r.quantize_q8_K, "q2_K");
+    check_tile<BlockIQ4_XS, BlockQ8_K, QK_K>(r.tile_iq4_xs_q8_K, v.tile_iq4_xs_q8_K, r.quantize_q8_K,
+                                             "iq4_xs");
+  }
+}
+
+// q8_K activations are ggml's quantize_row_q8_K (its x86 build calls the reference) at every level.
+TEST_P(LlamacppIsa, Q8KQuantizerIsGgmlReference) {
+  for (int64_t n : {256, 512, 1536})
+    for (uint32_t seed = 1; seed <= 3; ++seed) {
+      std::vector<float> x = randv(seed, n, -3.0f, 3.0f);
+      if (n >= 512) std::fill(x.begin(), x.begin() + 256, 0.0f);  // an all-zero super-block
+      std::vector<BlockQ8_K> want(static_cast<size_t>(n / QK_K)), got(want.size());
+      quantize_row_q8_K_ref(x.data(), want.data(), n);
+      simd().quantize_q8_K(x.data(), got.data(), n);
+      ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(BlockQ8_K)))
+          << "n=" << n << " seed=" << seed;
+    }
+}
+
+// q4_K as llama.cpp's repacked kernels compute it: a batch's first n - n % 4 tokens through the GEMM
+// (rounding per pair of sub-blocks), the rest through the GEMV (per super-block). So a tile's column
+// depends on its place: in a 6-column call columns 0-3 are the GEMM's (as in a 4-column call) and 4-5
+// the GEMV's (as in a 1-column call); and the two chains do differ on some inputs.
+TEST_P(LlamacppIsa, Q4KTileTakesGemmForWholeGroupsOfFourTokens) {
+  const int64_t n = 1536, nr = 8, nc = 6;
+  const auto w = random_blocks<BlockQ4_K, QK_K>(77, nr, n);
+  const std::vector<float> x = randv(78, nc * n, -2.0f, 2.0f);
+  std::vector<BlockQ8_K> a(static_cast<size_t>(nc * n / QK_K));
+  for (int64_t c = 0; c < nc; ++c) simd().quantize_q8_K(x.data() + c * n, a.data() + c * n / QK_K, n);
+  const int64_t ws = n / QK_K * static_cast<int64_t>(sizeof(BlockQ4_K)),
+                as = n / QK_K * static_cast<int64_t>(sizeof(BlockQ8_K));
+  for (bool single : {false, true}) {
+    const MatmulTileFn f = simd(single).tile_q4_K_q8_K;
+    std::vector<float> all(static_cast<size_t>(nr * nc)), four(static_cast<size_t>(nr * 4)),
+        one(static_cast<size_t>(nr));
+    f(n, w.data(), ws, nr, a.data(), as, nc, all.data(), nr);
+    f(n, w.data(), ws, nr, a.data(), as, 4, four.data(), nr);
+    ASSERT_EQ(0, std::memcmp(all.data(), four.data(), four.size() * 4)) << "GEMM columns";
+    int differ = 0;
+    for (int64_t c = 0; c < nc; ++c) {
+      f(n, w.data(), ws, nr, a.data() + c * n / QK_K, as, 1, one.data(), nr);
+      if (c >= 4)
+        ASSERT_EQ(0, std::memcmp(one.data(), all.data() + c * nr, one.size() * 4)) << "GEMV column " << c;
+      else
+        differ += std::memcmp(one.data(), all.data() + c * nr, one.size() * 4) != 0;
+    }
+    EXPECT_GT(differ, 0) << "the GEMM and GEMV chains gave the same bits on every column";
   }
 }
 
@@ -205,18 +296,38 @@ TEST_P(LlamacppIsa, TablesHoldTheLlamacppEntries) {
   for (const KernelTable* t : {&batch, &single}) {
     EXPECT_EQ(t->isa, GetParam());
     EXPECT_EQ(t->numerics, Numerics::llamacpp);
-    for (const void* f :
-         {(const void*)t->quantize_q8_0, (const void*)t->quantize_q8_1, (const void*)t->tile_q4_0_q8_0,
-          (const void*)t->tile_q4_1_q8_1, (const void*)t->tile_q8_0_q8_0, (const void*)t->tile_f16_f32,
-          (const void*)t->dot_f16, (const void*)t->dot_f16_gemv, (const void*)t->rms_norm,
-          (const void*)t->rope, (const void*)t->softmax, (const void*)t->silu_mul, (const void*)t->add,
-          (const void*)t->scale, (const void*)t->to_f32_f16, (const void*)t->quantize_row_q8_0,
-          (const void*)t->error_stats})
+    for (const void* f : {(const void*)t->quantize_q8_0,
+                          (const void*)t->quantize_q8_1,
+                          (const void*)t->tile_q4_0_q8_0,
+                          (const void*)t->tile_q4_1_q8_1,
+                          (const void*)t->tile_q8_0_q8_0,
+                          (const void*)t->tile_f16_f32,
+                          (const void*)t->dot_f16,
+                          (const void*)t->dot_f16_gemv,
+                          (const void*)t->rms_norm,
+                          (const void*)t->rope,
+                          (const void*)t->softmax,
+                          (const void*)t->silu_mul,
+                          (const void*)t->add,
+                          (const void*)t->scale,
+                          (const void*)t->to_f32_f16,
+                          (const void*)t->quantize_row_q8_0,
+                          (const void*)t->error_stats,
+                          (const void*)t->quantize_q8_K,
+                          (const void*)t->tile_q5_0_q8_0,
+                          (const void*)t->tile_q5_1_q8_1,
+                          (const void*)t->tile_iq4_nl_q8_0,
+                          (const void*)t->tile_q4_K_q8_K,
+                          (const void*)t->tile_q5_K_q8_K,
+                          (const void*)t->tile_q6_K_q8_K,
+                          (const void*)t->tile_q2_K_q8_K,
+                          (const void*)t->tile_q3_K_q8_K,
+                          (const void*)t->tile_iq4_xs_q8_K})
       EXPECT_NE(f, nullptr);
     for (const void* f :
-         {(const void*)t->quantize_q8_K, (const void*)t->tile_q6_K_q8_K, (const void*)t->tile_bf16_f32,
-          (const void*)t->tile_f32_f32, (const void*)t->x16_q4_0_q8_0, (const void*)t->x16_q4_1_q8_1,
-          (const void*)t->x16_q8_0_q8_0})
+         {(const void*)t->x16_q4_K_q8_K, (const void*)t->x16_q5_K_q8_K, (const void*)t->x16_q6_K_q8_K,
+          (const void*)t->tile_bf16_f32, (const void*)t->tile_f32_f32, (const void*)t->x16_q4_0_q8_0,
+          (const void*)t->x16_q4_1_q8_1, (const void*)t->x16_q8_0_q8_0})
       EXPECT_EQ(f, nullptr);  // not covered
     // llama.cpp's rms_norm is the reference order; its own kernels replace the fast ones
     EXPECT_EQ(t->rms_norm, kernel_table(Isa::ref)->rms_norm);
@@ -234,6 +345,8 @@ TEST_P(LlamacppIsa, TablesHoldTheLlamacppEntries) {
   // x86 SIMD levels run llama.cpp's AVX2 code; others the scalar reference
   if (GetParam() == Isa::avx2 || GetParam() == Isa::avx512) {
     EXPECT_NE(batch.tile_q8_0_q8_0, ref().tile_q8_0_q8_0);
+    EXPECT_NE(batch.tile_q6_K_q8_K, ref().tile_q6_K_q8_K);
+    EXPECT_NE(batch.tile_q4_K_q8_K, ref().tile_q4_K_q8_K);
     EXPECT_NE(batch.dot_f16, ref().dot_f16);
   }
   // every batch size but one takes the batch table; the fast numerics have one table

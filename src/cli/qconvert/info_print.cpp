@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "convert/types.h"
+
 namespace qe::cli {
 namespace {
 
@@ -71,7 +73,11 @@ void print_info_table(std::FILE* out, const std::string& title, const nlohmann::
   const nlohmann::json* types = j.contains("metadata_types") ? &j.at("metadata_types") : nullptr;
   for (const auto& [k, v] : meta.items()) {
     std::string type = types && types->contains(k) ? types->at(k).get<std::string>() : "";
-    fmt::print(out, "  {:<{}}  {:<14} {}\n", k, key_w, type, preview(v, type));
+    std::string shown = preview(v, type);
+    // llama.cpp's file type by name, as llama-quantize calls it.
+    if (k == "general.file_type" && v.is_number_unsigned())
+      if (auto ft = convert::file_type_by_id(v.get<uint32_t>())) shown += fmt::format(" ({})", ft->name);
+    fmt::print(out, "  {:<{}}  {:<14} {}\n", k, key_w, type, shown);
   }
 
   if (tensors.empty()) return;
