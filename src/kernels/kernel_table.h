@@ -19,7 +19,10 @@ using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
 // Tile product: y[c * ldy + r] = dot(W row r, A row c) for r < nr, c < nc, each row n elements long.
 // W rows are w_stride bytes apart, A rows (one per token) a_stride bytes apart. The result of each
 // (r, c) does not depend on nr, nc or the tile position, so GEMM equals GEMV column by column and any
-// split over threads gives identical bits.
+// split over threads gives identical bits. One exception, in llama.cpp tables only: q4_K follows
+// llama.cpp's repacked q4_K_8x8, whose GEMM (the first nc - nc % 4 tokens of a call) rounds per pair of
+// sub-blocks and whose GEMV (the rest) per super-block; the matmul driver's 64-token chunks keep the
+// split where llama.cpp has it.
 using MatmulTileFn = void (*)(int64_t n, const void* w, int64_t w_stride, int64_t nr, const void* a,
                               int64_t a_stride, int64_t nc, float* y, int64_t ldy);
 
@@ -52,8 +55,8 @@ using F16DotFn = float (*)(int64_t n, int64_t n_pad, const uint16_t* a, const ui
 // scalar reference emulates the vector lanes; AVX-512 keeps AVX2's).
 enum class Numerics { fast, llamacpp };
 
-// A llama.cpp table leaves empty what llama.cpp's numerics do not cover (q6_K, bf16 and f32 weights,
-// the x16 layouts, q8_K activations), so the matmul drivers report "no kernel" for them; a fast table
+// A llama.cpp table leaves empty what llama.cpp's numerics do not cover (bf16 and f32 weights, the x16
+// layouts), so the matmul drivers report "no kernel" for them; a fast table
 // leaves only the f16 attention dots empty (fast attention reads the cache through the tiles).
 struct KernelTable {
   Isa isa = Isa::ref;

@@ -16,8 +16,6 @@ skipped when llama_cpp is not installed. NaN/Inf inputs are left out as in test_
 from __future__ import annotations
 
 import ctypes
-import pathlib
-import subprocess
 
 import numpy as np
 import pytest
@@ -25,7 +23,7 @@ import pytest
 import gguf.quants as gq
 from gguf import GGMLQuantizationType as T
 
-from conftest import tool
+from our_quantizers import ours_dequantize, ours_plain, ours_weighted
 from ggml_quantizers import TYPES, ggml_dequantize, ggml_quantize, load_ggml
 from test_quant_bitexact import edge_blocks, random_values
 from test_quant_imatrix import WEIGHTINGS, edge_matrix, imatrix_like, weight_matrix, weights_for
@@ -56,40 +54,6 @@ def values() -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- ours
-
-def ours_plain(name: str, x: np.ndarray, tmp_path: pathlib.Path) -> bytes:
-    """quant_tool quantize: the reference quantizer over the whole buffer as one flat row."""
-    src, dst = tmp_path / "x.f32", tmp_path / "out.bin"
-    np.ascontiguousarray(x, np.float32).tofile(src)
-    r = subprocess.run([str(tool("quant_tool")), "quantize", name, str(src), str(dst)], capture_output=True,
-                       text=True)
-    assert r.returncode == 0, f"quant_tool quantize {name} failed: {r.stderr}"
-    return dst.read_bytes()
-
-
-def ours_weighted(name: str, x: np.ndarray, w: np.ndarray | None, tmp_path: pathlib.Path) -> bytes:
-    """quant_weighted_tool: the weighted quantizer row by row (w None: no importances)."""
-    src, wts, dst = tmp_path / "x.f32", tmp_path / "w.f32", tmp_path / "out.bin"
-    np.ascontiguousarray(x, np.float32).tofile(src)
-    if w is None:
-        w_arg = f"-:{x.shape[1]}"
-    else:
-        np.ascontiguousarray(w, np.float32).tofile(wts)
-        w_arg = str(wts)
-    r = subprocess.run([str(tool("quant_weighted_tool")), name, str(src), w_arg, str(dst)], capture_output=True,
-                       text=True)
-    assert r.returncode == 0, f"quant_weighted_tool {name} failed: {r.stderr}"
-    return dst.read_bytes()
-
-
-def ours_dequantize(name: str, data: bytes, tmp_path: pathlib.Path) -> np.ndarray:
-    src, dst = tmp_path / "q.bin", tmp_path / "y.f32"
-    src.write_bytes(data)
-    r = subprocess.run([str(tool("quant_tool")), "dequantize", name, str(src), str(dst)], capture_output=True,
-                       text=True)
-    assert r.returncode == 0, f"quant_tool dequantize {name} failed: {r.stderr}"
-    return np.fromfile(dst, np.float32)
-
 
 # ---------------------------------------------------------------------------------------------- checks
 
