@@ -12,16 +12,7 @@
 
 #include "formats/blocks_weighted.h"
 #include "formats/error.h"
-
-// ggml's results assume every product and sum is rounded on its own. Clang's default contracts a*b + c
-// written in one expression into an FMA on targets that have one; not here. GCC's C++ default is
-// -ffp-contract=fast even in ISO mode (only ISO C turns it off), which fuses x * id + 8.5f on arm64 (and
-// on x86 with -mfma): the optimize pragma turns it off for this file.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "formats/exact_float.h"  // after the other headers: no fused multiply-add below
 
 namespace qe {
 namespace {

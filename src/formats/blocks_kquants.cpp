@@ -10,16 +10,7 @@
 #include "formats/error.h"
 #include "formats/kquant_layout.h"
 #include "formats/quant_search.h"
-
-// ggml's results assume every product and sum is rounded on its own. Clang's default contracts a*b + c
-// written in one expression into an FMA on targets that have one; not here. GCC's C++ default is
-// -ffp-contract=fast even in ISO mode (only ISO C turns it off), which fuses d * q - m on arm64 (and
-// on x86 with -mfma): the optimize pragma turns it off for this file.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "formats/exact_float.h"  // after the other headers: no fused multiply-add below
 
 namespace qe {
 namespace {

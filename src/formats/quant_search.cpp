@@ -4,13 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-// See blocks.cpp: ggml's results assume every product and sum is rounded on its own; GCC's C++ default
-// would fuse a*b + c on targets with FMA.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "formats/exact_float.h"  // after the other headers: no fused multiply-add below
 
 namespace qe::quant {
 namespace {

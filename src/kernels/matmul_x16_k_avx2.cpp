@@ -7,11 +7,13 @@
 // -32 offset are madds of the rows' int16 pairs against a broadcast bsums dword (q6_K's pairs
 // pre-multiplied by -32, so the offset lands in the same accumulator).
 //
-// Every loop that picks a shift count or a bit position is unrolled at compile time (unroll<N>): with
-// run-time counts the decode branched on every vector.
+// The q4_K / q5_K loops and q6_K's one-token path are unrolled at compile time (unroll<N>): immediate
+// shifts, no branches. q6_K's one-token path reads each super-block in address order (ql, then qh), which
+// keeps the hardware prefetchers on the weight stream (matmul_x16_k_avx512.cpp says why).
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -138,7 +140,8 @@ struct K6 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), m3 = _mm256_set1_epi8(0x03);
     // vpshufb patterns (byte indices within each 128-bit lane): each dword's (sc[2t], sc[2t]) or
     // (sc[2t + 1], sc[2t + 1]) int16 pair.
-    const __m256i dup0 = _mm256_add_epi32(_mm256_set1_epi32(0x01000100), _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0C0C0C0C, 0, 0x04040404, 0x08080808, 0x0C0C0C0C));
+    const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,  //
+                                          0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
     const __m256i dup1 = _mm256_add_epi8(dup0, _mm256_set1_epi8(2));
     __m256 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
@@ -150,15 +153,17 @@ struct K6 {
       for (int c = 0; c < C; ++c) is[c] = _mm256_setzero_si256();
       // Row r's (sc[2t], sc[2t + 1]) as an int16 pair; times -32 against the bsums pair for the offsets.
       auto scales = [&](int t) {
-        const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
+        const __m256i sp =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
         const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sp, 5));
         for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(off, bcast_dword(a[c]->bsums + 2 * t)));
         return sp;
       };
       if constexpr (C == 1) {
-        // One token: the weights are read in address order (ql, then qh), which keeps the hardware
-        // stream prefetchers on the stream (see the AVX-512 kernel). ql dwords 16 vh + 8P + 4q + i,
-        // i < 4, hold group 8 vh + 2P + q in their low nibbles and group 8 vh + 2P + 4 + q in their high
+        // One token (DRAM bound): the weights are read in address order (ql, then qh). Read in the
+        // order of the C-token path below, ql and qh lines 2 KiB apart alternately, the hardware stream
+        // prefetchers lose the stream and DRAM bandwidth halves (matmul_x16_k_avx512.cpp).
+        // ql dwords 16 vh + 8P + 4q + i, i < 4, hold group 8 vh + 2P + q in their low nibbles and group 8 vh + 2P + 4 + q in their high
         // ones: 4 slices of int16 sums (4 x 2 x 15 x 128 = 15360) and one madd with (sc, sc) each. qh
         // dwords 8 vh + 4q + i hold the high bits of groups 8 vh + 2p + q, p < 4, summed unshifted
         // (4 x 2 x 3 x 128 = 3072) and madd'ed with (16 sc, 16 sc).
@@ -193,32 +198,39 @@ struct K6 {
               s16[p] = i ? _mm256_add_epi16(s16[p], m) : m;
             });
           });
-          for (int p = 0; p < 4; ++p)
-            is[0] = _mm256_add_epi32(
-                is[0], _mm256_madd_epi16(s16[p], _mm256_slli_epi16(_mm256_shuffle_epi8(sp[4 * vh + p], q ? dup1 : dup0), 4)));
+          for (int p = 0; p < 4; ++p) {
+            const __m256i scp16 = _mm256_slli_epi16(_mm256_shuffle_epi8(sp[4 * vh + p], q ? dup1 : dup0), 4);
+            is[0] = _mm256_add_epi32(is[0], _mm256_madd_epi16(s16[p], scp16));
+          }
         });
       } else {
-        unroll<8>([&](auto t_) {  // values 32 t .. +31: vh = t / 4, part = t % 4, groups 2t, 2t + 1
-          constexpr int t = decltype(t_)::value, vh = t / 4, p = t % 4;
-          const __m256i sp = scales(t);
-          unroll<4>([&](auto r_) {  // l4 = 2r, 2r + 1
-            constexpr int r = decltype(r_)::value;
-            __m256i s16[C];
-            unroll<2>([&](auto i_) {
-              constexpr int l4 = 2 * r + decltype(i_)::value;
-              const __m256i v = load(blk.ql + 64 * (16 * vh + 8 * (p & 1) + l4) + 32 * h);
-              const __m256i lo = _mm256_and_si256(p < 2 ? v : _mm256_srli_epi16(v, 4), m4);
-              const __m256i hb = _mm256_and_si256(shift16<4 - 2 * p>(load(blk.qh + 64 * (8 * vh + l4) + 32 * h)), m30);
-              const __m256i w = _mm256_or_si256(lo, hb);
-              for (int c = 0; c < C; ++c) {
-                const __m256i m = _mm256_maddubs_epi16(w, bcast_dword(a[c]->qs + 4 * (32 * vh + 8 * p + l4)));
-                s16[c] = l4 % 2 ? _mm256_add_epi16(s16[c], m) : m;
+        // Plain loops (run-time shift counts) here: with 16 ymm, C = 4 accumulators and the decode, the
+        // fully unrolled form spilled and measured ~12% slower at 512 tokens.
+        for (int vh = 0; vh < 2; ++vh)
+          for (int part = 0; part < 4; ++part) {  // values 128 vh + 32 part .. +31: groups 2t + q
+            const int t = 4 * vh + part;
+            const __m256i sp = scales(t);
+            for (int q = 0; q < 2; ++q) {
+              const __m256i scp = _mm256_shuffle_epi8(sp, q ? dup1 : dup0);
+              for (int i0 = 0; i0 < 4; i0 += 2) {
+                __m256i s16[C];
+                for (int c = 0; c < C; ++c) s16[c] = _mm256_setzero_si256();
+                for (int i = i0; i < i0 + 2; ++i) {
+                  const int l4 = 4 * q + i;
+                  const __m256i v = load(blk.ql + 64 * (16 * vh + 8 * (part & 1) + l4) + 32 * h);
+                  const __m256i lo = _mm256_and_si256(part < 2 ? v : _mm256_srli_epi16(v, 4), m4);
+                  const __m256i qh = load(blk.qh + 64 * (8 * vh + l4) + 32 * h);
+                  const __m128i sh = _mm_cvtsi32_si128(std::abs(4 - 2 * part));
+                  const __m256i hs = part < 3 ? _mm256_sll_epi16(qh, sh) : _mm256_srl_epi16(qh, sh);
+                  const __m256i w = _mm256_or_si256(lo, _mm256_and_si256(hs, m30));
+                  for (int c = 0; c < C; ++c)
+                    s16[c] = _mm256_add_epi16(
+                        s16[c], _mm256_maddubs_epi16(w, bcast_dword(a[c]->qs + 4 * (32 * vh + 8 * part + l4))));
+                }
+                for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(s16[c], scp));
               }
-            });
-            const __m256i scp = _mm256_shuffle_epi8(sp, r / 2 ? dup1 : dup0);
-            for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(s16[c], scp));
-          });
-        });
+            }
+          }
       }
       const __m256 dw = h2f8(blk.d + 8 * h);
       for (int c = 0; c < C; ++c)

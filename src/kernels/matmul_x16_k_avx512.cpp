@@ -177,16 +177,17 @@ struct K6 {
         unroll<32>([&](auto j_) {  // ql dword j = 16h + 8P + l4: parts P (low nibbles) and P + 2 (high)
           constexpr int j = decltype(j_)::value, h = j / 16, P = j / 8 % 2, l4 = j % 8;
           const __m512i v = load(blk.ql + 64 * j);
-          g[8 * h + 2 * P + l4 / 4] = dpbusd_bcast(g[8 * h + 2 * P + l4 / 4], _mm512_and_si512(v, m4), qa + 4 * (32 * h + 8 * P + l4));
-          g[8 * h + 2 * P + 4 + l4 / 4] = dpbusd_bcast(g[8 * h + 2 * P + 4 + l4 / 4],
-                                                              _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), qa + 4 * (32 * h + 8 * P + 16 + l4));
+          constexpr int glo = 8 * h + 2 * P + l4 / 4, ghi = glo + 4;
+          g[glo] = dpbusd_bcast(g[glo], _mm512_and_si512(v, m4), qa + 4 * (32 * h + 8 * P + l4));
+          g[ghi] = dpbusd_bcast(g[ghi], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), qa + 4 * (32 * h + 8 * P + 16 + l4));
         });
         unroll<16>([&](auto m_) {  // qh dword m = 8h + l4: part p's bits 2p, 2p + 1
           constexpr int m = decltype(m_)::value, h = m / 8, l4 = m % 8;
           const __m512i qh = load(blk.qh + 64 * m);
           unroll<4>([&](auto p_) {
             constexpr int p = decltype(p_)::value;
-            g[8 * h + 2 * p + l4 / 4] = dpbusd_bcast(g[8 * h + 2 * p + l4 / 4], _mm512_and_si512(shift16<4 - 2 * p>(qh), m30), qa + 4 * (32 * h + 8 * p + l4));
+            constexpr int gi = 8 * h + 2 * p + l4 / 4;
+            g[gi] = dpbusd_bcast(g[gi], _mm512_and_si512(shift16<4 - 2 * p>(qh), m30), qa + 4 * (32 * h + 8 * p + l4));
           });
         });
         unroll<8>([&](auto t_) {
