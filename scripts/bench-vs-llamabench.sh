@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # qrun against llama.cpp's llama-bench on the same GGUF files, same threads, runs interleaved:
 # prompt processing of a 512-token batch (llama-bench pp512 vs qrun's "prompt eval time" on a 512-token
-# prompt) and decode (llama-bench tg128 vs qrun's "eval time" over 128 generated tokens). Prints medians
-# in tokens/s and the ratios qrun / llama.cpp as a Markdown table; run it on a quiet machine.
+# prompt) and decode from an empty context, as llama-bench's tg128 measures it (qrun's "eval time" over
+# 128 tokens generated after a one-token prompt). Prints medians in tokens/s and the ratios
+# qrun / llama.cpp as a Markdown table; run it on a quiet machine.
 #
 #   scripts/bench-vs-llamabench.sh FILE.gguf... [--runs 3] [--threads 2] [--pp 512] [--tg 128]
 #
@@ -40,10 +41,12 @@ for f in "${files[@]}"; do
   for r in $(seq "$RUNS"); do
     "$LLAMA_BIN/llama-bench" -m "$f" -p "$PP" -n "$TG" -r 1 -t "$THREADS" -o json >"$tmp/lb.$r.json" 2>/dev/null \
       || die "llama-bench failed on $f"
-    # qrun: BOS + the prompt (PP tokens), then TG tokens sampled (temperature 1: a random model's greedy
-    # text could end early at EOS; the count is read back either way).
-    "$BIN/qrun" -m "$f" -f "$tmp/prompt.txt" -n "$TG" -t "$THREADS" --temp 1 -s "$r" -c $((PP + TG + 8)) \
-      >/dev/null 2>"$tmp/q.$r.log" || { cat "$tmp/q.$r.log" >&2; die "qrun failed on $f"; }
+    # qrun: BOS + the prompt (PP tokens) for pp; then from a one-token prompt, TG tokens sampled for tg
+    # (temperature 1: a random model's greedy text could end early at EOS; the count is read back).
+    "$BIN/qrun" -m "$f" -f "$tmp/prompt.txt" -n 1 -t "$THREADS" --temp 1 -s "$r" -c $((PP + 8)) \
+      >/dev/null 2>"$tmp/qp.$r.log" || { cat "$tmp/qp.$r.log" >&2; die "qrun failed on $f"; }
+    "$BIN/qrun" -m "$f" -p "0" -n "$TG" -t "$THREADS" --temp 1 -s "$r" -c $((TG + 8)) \
+      >/dev/null 2>"$tmp/qt.$r.log" || { cat "$tmp/qt.$r.log" >&2; die "qrun failed on $f"; }
   done
   F="$f" RUNS="$RUNS" TMP="$tmp" python3 - <<'EOF'
 import json, os, re, statistics
@@ -52,9 +55,8 @@ lpp, ltg, qpp, qtg, npp = [], [], [], [], []
 for r in range(1, runs + 1):
     for row in json.load(open(f"{tmp}/lb.{r}.json")):
         (lpp if row["n_prompt"] > 0 else ltg).append(row["avg_ts"])
-    log = open(f"{tmp}/q.{r}.log").read()
-    m = re.search(r"prompt eval time =\s+([0-9.]+) ms /\s+(\d+) tokens", log)
-    e = re.search(r"\beval time =\s+([0-9.]+) ms /\s+(\d+) runs", log.split("prompt eval time")[1])
+    m = re.search(r"prompt eval time =\s+([0-9.]+) ms /\s+(\d+) tokens", open(f"{tmp}/qp.{r}.log").read())
+    e = re.search(r" eval time =\s+([0-9.]+) ms /\s+(\d+) runs", open(f"{tmp}/qt.{r}.log").read())
     qpp.append(1e3 * int(m[2]) / float(m[1])); npp.append(int(m[2]))
     qtg.append(1e3 * int(e[2]) / float(e[1]))
 med = statistics.median
