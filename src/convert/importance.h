@@ -42,7 +42,8 @@ Result<ImportanceSet> load_importance(const ConvertJob& job);
 // for an output tensor must be one matrix of exactly the tensor's row length (dims[0]).
 Status attach_importance(const ConvertJob& job, const ImportanceSet& set, std::vector<TensorPlan>& plans);
 
-// kvs with `extra` set: a key already there gets the new value in place, a new key goes at the end.
+// kvs with `extra` set as ggml's gguf_set_val sets a key (llama-quantize's order): a key already there
+// is removed, and every key of `extra` goes at the end in its order.
 void set_metadata(std::vector<GgufKv>& kvs, std::span<const GgufKv> extra);
 
 }  // namespace qe::convert

@@ -5,6 +5,8 @@
 // keys replace an input key in place or go after the input's keys. (The bytes against ggml itself, and
 // the imatrix file path: tests/python/test_qconvert_imatrix.py.)
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <unistd.h>
 
 #include <cstring>
@@ -98,8 +100,15 @@ TEST(ConvertImportance, JobImportanceWinsOverTheFile) {
   Result<ConvertResult> from_file = run_convert(job, {});
   ASSERT_TRUE(from_file) << from_file.error().message();
   EXPECT_EQ(tensor_bytes(out, "blk.0.attn_q.weight"), weighted_q4_0(w, ramp(1.0f, 5.0f)));
-  EXPECT_TRUE(from_file->tensors[0].weighted);
-  EXPECT_FALSE(from_file->tensors[1].weighted);  // the norm stays f32
+  // The report follows the output's order, llama-quantize's (the layers' tensors by name).
+  const auto report = [&](const std::string& name) {
+    const auto it = std::find_if(from_file->tensors.begin(), from_file->tensors.end(),
+                                 [&](const TensorReport& t) { return t.name == name; });
+    EXPECT_NE(it, from_file->tensors.end()) << name;
+    return it == from_file->tensors.end() ? TensorReport{} : *it;
+  };
+  EXPECT_TRUE(report("blk.0.attn_q.weight").weighted);
+  EXPECT_FALSE(report("blk.0.attn_norm.weight").weighted);  // the norm stays f32
 
   auto imp = std::make_shared<std::map<std::string, std::vector<float>>>();
   (*imp)["blk.0.attn_q.weight"] = ramp(40.0f, -3.0f);
@@ -139,7 +148,9 @@ TEST(ConvertImportance, RowThatDoesNotFitIsAnError) {
   std::filesystem::remove(in);
 }
 
-TEST(ConvertImportance, ExtraMetadataReplacesInPlaceThenAppends) {
+// llama-quantize's key order: the input's keys, then general.quantization_version and general.file_type,
+// then the overrides, each set as ggml's gguf_set_val sets a key (removed, then appended).
+TEST(ConvertImportance, MetadataInLlamaQuantizeOrder) {
   const std::string in = tmp("kv_in.gguf"), out = tmp("kv_out.gguf");
   write_input(in);
   ConvertJob job = job_for(in, out);
@@ -151,8 +162,8 @@ TEST(ConvertImportance, ExtraMetadataReplacesInPlaceThenAppends) {
   ASSERT_TRUE(g);
   std::vector<std::string> keys;
   for (const GgufKv& kv : g->metadata()) keys.push_back(kv.key);
-  EXPECT_EQ(keys, (std::vector<std::string>{"general.architecture", "general.name", "general.file_type",
-                                            "general.quantization_version", "quantize.awq.grid"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"general.architecture", "general.quantization_version",
+                                            "general.file_type", "general.name", "quantize.awq.grid"}));
   EXPECT_EQ(*g->get_string("general.name"), "renamed");
   ASSERT_NE(g->find("quantize.awq.grid"), nullptr);
   EXPECT_EQ(*g->find("quantize.awq.grid"), GgufValue::u32(20));
@@ -163,12 +174,12 @@ TEST(ConvertImportance, ExtraMetadataReplacesInPlaceThenAppends) {
 TEST(ConvertImportance, SetMetadata) {
   std::vector<GgufKv> kvs = {{"a", GgufValue::u32(1)}, {"b", GgufValue::str("x")}};
   const std::vector<GgufKv> extra = {{"c", GgufValue::u32(3)}, {"a", GgufValue::str("one")}};
-  set_metadata(kvs, extra);
+  set_metadata(kvs, extra);  // as gguf_set_val: "a" is removed and appended again
   ASSERT_EQ(kvs.size(), 3u);
-  EXPECT_EQ(kvs[0].key, "a");
-  EXPECT_EQ(kvs[0].value, GgufValue::str("one"));
-  EXPECT_EQ(kvs[1].key, "b");
-  EXPECT_EQ(kvs[2].key, "c");
+  EXPECT_EQ(kvs[0].key, "b");
+  EXPECT_EQ(kvs[1].key, "c");
+  EXPECT_EQ(kvs[2].key, "a");
+  EXPECT_EQ(kvs[2].value, GgufValue::str("one"));
 }
 
 }  // namespace
