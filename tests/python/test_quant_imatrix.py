@@ -15,6 +15,7 @@ import pytest
 
 from ggml_quantizers import TYPES, ggml_quantize, load_ggml
 from conftest import tool
+from our_quantizers import ours_weighted
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -30,17 +31,7 @@ def ggml() -> ctypes.CDLL:
 
 
 def ours(name: str, x: np.ndarray, w: np.ndarray | None, tmp_path: pathlib.Path) -> bytes:
-    src, wts, dst = tmp_path / "x.f32", tmp_path / "w.f32", tmp_path / "out.bin"
-    np.ascontiguousarray(x, np.float32).tofile(src)
-    if w is None:
-        w_arg = f"-:{x.shape[1]}"
-    else:
-        np.ascontiguousarray(w, np.float32).tofile(wts)
-        w_arg = str(wts)
-    r = subprocess.run([str(tool("quant_weighted_tool")), name, str(src), w_arg, str(dst)], capture_output=True,
-                       text=True)
-    assert r.returncode == 0, f"quant_weighted_tool {name} failed: {r.stderr}"
-    return dst.read_bytes()
+    return ours_weighted(name, x, w, tmp_path)
 
 
 def assert_same_bytes(a_bytes: bytes, b_bytes: bytes, name: str, x: np.ndarray, w, what: str) -> None:
