@@ -4,6 +4,8 @@
 //   qbench --json          results + roofline as one JSON document on stdout
 //   qbench --isa=avx2      restrict to one level; other --benchmark_* flags go to Google Benchmark
 //   qbench --threads=N     the multi-threaded runs use N threads (default: physical cores)
+//   qbench --roofline      only the roofline (DRAM read, int8, FMA at 1 and --threads=N threads), as JSON
+//   qbench -m FILE ...     whole-model tests with llama-bench's flags and output (bench/model_bench.h)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 #include "kernels/kernel_table.h"
 #include "kernels/matmul.h"
 #include "kernels/threads.h"
+#include "model_bench.h"
 #include "roofline.h"
 
 namespace qe::bench {
@@ -154,7 +157,8 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   using namespace qe;
   using namespace qe::bench;
-  bool full = false, json = false;
+  if (wants_model_bench(argc, argv)) return run_model_bench(argc, argv);
+  bool full = false, json = false, roofline_only = false;
   int n_threads_flag = 0;
   std::string only_isa;
   std::vector<char*> rest{argv[0]};
@@ -163,6 +167,7 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--full") full = true;
     else if (a == "--json") json = true;
+    else if (a == "--roofline") roofline_only = true;
     else if (a.rfind("--isa=", 0) == 0) only_isa = a.substr(6);
     else if (a.rfind("--threads=", 0) == 0) n_threads_flag = std::atoi(a.c_str() + 10);
     else {
@@ -170,6 +175,17 @@ int main(int argc, char** argv) {
       has_reps |= a.rfind("--benchmark_repetitions", 0) == 0;
       rest.push_back(argv[i]);
     }
+  }
+  if (roofline_only) {  // for scripts (bench/vs-llamacpp.sh): no kernel runs, one JSON object on stdout
+    const int nt = n_threads_flag > 0 ? n_threads_flag : kernels::default_thread_count();
+    const Roofline rf = measure_roofline(nt);
+    const nlohmann::json j = {{"kernels", kernels::describe_isa()}, {"threads", nt},
+                              {"dram_read_gbs", {rf.dram_gbs[0], rf.dram_gbs[1]}},
+                              {"int8_gmacs", {rf.int8_gmacs[0], rf.int8_gmacs[1]}},
+                              {"fma_gflops", {rf.fma_gflops[0], rf.fma_gflops[1]}},
+                              {"peak_isa", rf.peak_isa}, {"last_level_cache_bytes", rf.l3_bytes}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
   }
   std::string min_time = "--benchmark_min_time=0.1", reps = "--benchmark_repetitions=3";
   int n_reps = 3;
@@ -206,7 +222,7 @@ int main(int argc, char** argv) {
   }
 
   const GgmlType types[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K,
-                            GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16};
+                            GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16, GgmlType::BF16};
   std::vector<int64_t> tokens = full ? std::vector<int64_t>{1, 8, 64, 512} : std::vector<int64_t>{1, 64, 512};
   std::vector<int> threads = {1};
   if (nthreads > 1) threads.push_back(nthreads);

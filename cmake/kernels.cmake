@@ -26,6 +26,13 @@ foreach(src ${QE_KERNELS_ALL})
         "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx2;-mfma;-mf16c;-mbmi2")
       list(APPEND QE_KERNELS_SRC ${src})
     endif()
+  elseif(src MATCHES "_avx512bf16\\.cpp$")
+    if(QE_ARCH_X86)
+      # The AVX-512 level plus AVX512_BF16 (vdpbf16ps): its kernels run only when CPUID lists BF16.
+      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
+        "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx512bf16;-mavx2;-mfma;-mf16c;-mbmi2")
+      list(APPEND QE_KERNELS_SRC ${src})
+    endif()
   elseif(src MATCHES "_neon\\.cpp$")
     if(QE_ARCH_ARM64)
       set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "-march=armv8.2-a+dotprod+fp16")

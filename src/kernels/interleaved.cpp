@@ -92,6 +92,23 @@ void interleave_all_k(const WeightView& w, uint8_t* dst, int n_threads) {
   }
 }
 
+// f16 / bf16 (layouts in interleaved.h): group g's 16 rows, column by column (f16) or column pair by
+// column pair (bf16), each value converted by `cv` (identity, or f16 -> bf16 for f16_as_bf16).
+template <bool kPairs, class Convert>
+void interleave_float_all(const WeightView& w, uint8_t* dst, int n_threads, Convert cv) {
+  const int64_t n = w.cols, groups = w.rows / kInterleave, n_even = kPairs ? n & ~int64_t{1} : 0;
+  const auto* src = static_cast<const uint8_t*>(w.data);
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && groups > 1)
+  for (int64_t g = 0; g < groups; ++g) {
+    uint16_t* out = reinterpret_cast<uint16_t*>(dst) + g * kInterleave * n;
+    for (int64_t r = 0; r < kInterleave; ++r) {
+      const auto* row = reinterpret_cast<const uint16_t*>(src + (g * kInterleave + r) * w.row_stride);
+      for (int64_t k = 0; k < n_even; ++k) out[32 * (k / 2) + 2 * r + k % 2] = cv(row[k]);
+      for (int64_t k = n_even; k < n; ++k) out[kInterleave * k + r] = cv(row[k]);
+    }
+  }
+}
+
 }  // namespace
 
 bool can_interleave(const WeightView& w) {
@@ -103,13 +120,15 @@ bool can_interleave(const WeightView& w) {
     case GgmlType::Q4_K:
     case GgmlType::Q5_K:
     case GgmlType::Q6_K: block = QK_K; break;
+    case GgmlType::F16:
+    case GgmlType::BF16: block = 1; break;
     default: return false;
   }
   return w.interleave == 1 && w.data && w.rows > 0 && w.rows % kInterleave == 0 && w.cols > 0 && w.cols % block == 0 &&
          w.row_stride == static_cast<int64_t>(ggml_row_bytes(w.type, static_cast<uint64_t>(w.cols)));
 }
 
-Result<WeightView> interleave_rows(const WeightView& w, std::span<uint8_t> dst, int n_threads) {
+Result<WeightView> interleave_rows(const WeightView& w, std::span<uint8_t> dst, int n_threads, bool f16_as_bf16) {
   if (!can_interleave(w))
     return Error{"", "interleave", std::string(ggml_type_name(w.type)) + " weight " + std::to_string(w.rows) + " x " +
                                        std::to_string(w.cols) + " cannot be interleaved"};
@@ -117,7 +136,18 @@ Result<WeightView> interleave_rows(const WeightView& w, std::span<uint8_t> dst, 
     return Error{"", "interleave", "destination holds " + std::to_string(dst.size()) + " bytes, need " +
                                        std::to_string(w.rows * w.row_stride)};
   const int nt = n_threads > 0 ? n_threads : default_thread_count();
+  const auto same = [](uint16_t v) { return v; };
+  WeightView out = w;
   switch (w.type) {
+    case GgmlType::F16:
+      if (f16_as_bf16) {
+        interleave_float_all<true>(w, dst.data(), nt, [](uint16_t v) { return fp32_to_bf16(fp16_to_fp32(v)); });
+        out.type = GgmlType::BF16;  // same row bytes: 2 per value
+      } else {
+        interleave_float_all<false>(w, dst.data(), nt, same);
+      }
+      break;
+    case GgmlType::BF16: interleave_float_all<true>(w, dst.data(), nt, same); break;
     case GgmlType::Q4_0: interleave_all<BlockQ4_0, BlockQ4_0x16, QK4_0 / 2>(w, dst.data(), nt); break;
     case GgmlType::Q4_1: interleave_all<BlockQ4_1, BlockQ4_1x16, QK4_1 / 2>(w, dst.data(), nt); break;
     case GgmlType::Q8_0: interleave_all<BlockQ8_0, BlockQ8_0x16, QK8_0>(w, dst.data(), nt); break;
@@ -125,7 +155,6 @@ Result<WeightView> interleave_rows(const WeightView& w, std::span<uint8_t> dst, 
     case GgmlType::Q5_K: interleave_all_k<BlockQ5_K, BlockQ5_Kx16>(w, dst.data(), nt); break;
     default: interleave_all_k<BlockQ6_K, BlockQ6_Kx16>(w, dst.data(), nt); break;
   }
-  WeightView out = w;
   out.data = dst.data();
   out.interleave = static_cast<int32_t>(kInterleave);
   return out;

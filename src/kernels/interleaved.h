@@ -123,18 +123,53 @@ inline int kquant_min(const uint8_t* lo, const uint8_t* hi, int s, int64_t r) {
   return (lo[16 * s + r] >> 4) | ((hi[16 * (s & 3) + r] >> (4 + 2 * (s >> 2))) & 3) << 4;
 }
 
+// ---- f16 and bf16 ("x16 float"): a 16-row group of n columns is 16 * n values (the bytes of the 16
+// plain rows, so memory and DRAM traffic are unchanged), stored so that one vector load gives one or two
+// columns of all 16 rows: no horizontal sums, one contiguous stream per group, and in GEMM one widened
+// weight vector feeds C FMAs against broadcast activations (C tokens).
+//   f16:  value (r, k) at [16 * k + r]                       (one column = 32 bytes, vcvtph2ps -> zmm)
+//   bf16: value (r, k) at [32 * (k / 2) + 2 * r + k % 2]     for k < n & ~1: column pairs, one dword per
+//         row, the operand shape of vdpbf16ps (64 bytes = 16 rows x 2 columns); when n is odd the last
+//         column follows as [16 * (n - 1) + r].
+// Arithmetic contract, identical at every level (ref, AVX2, AVX-512, NEON) so GEMM equals GEMV and all
+// levels give the same bits: per (row, token) kFloatParts = 2 partial sums, column k feeding part k % 2:
+//   s[k % 2] = fma(float(w[r][k]), a[k], s[k % 2])   for k = 0, 1, ..., n - 1 (f32, round to nearest even)
+//   y = s[0] + s[1]
+// (f16 and bf16 widen to f32 exactly; NaN, Inf and subnormal weights take IEEE's path, no flushing.)
+// Two parts give every 16-row vector two independent FMA chains in GEMV, and in GEMM cost C x 2
+// accumulators, so a 512-bit tile still holds C = 12 tokens; a different split would change the bits.
+//
+// bf16 on AVX512_BF16 ("bf16 dot" contract, the AVX-512 level's x16_bf16_f32 when the CPU has it): the
+// activations are rounded to bf16 (fp32_to_bf16: round to nearest even, NaN kept quiet) and each column
+// pair j = k / 2 is one vdpbf16ps step into part j % 2. Measured on Zen 4 (and as Intel's pseudo-code
+// orders it), one step on the part s with weight pair (w0, w1) and activation pair (a0, a1) is
+//   s = ftz(fma(w1, a1, s));  s = ftz(fma(w0, a0, s))        (odd column first)
+// with bf16 subnormal inputs read as zero and subnormal results flushed to (signed) zero; an odd n's last
+// column is the pair (w, 0) x (a, 0). y = s[0] + s[1] as above. x16_bf16_dot_ref below emulates it for
+// the tests; levels without AVX512_BF16 keep the exact widened contract above.
+inline constexpr int kFloatParts = 2;
+
+// Reference of the bf16 dot contract (kernels/matmul_x16_float_ref.cpp), a MatmulX16Fn over f32
+// activation rows.
+void x16_bf16_dot_ref(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t a_stride, int64_t nc,
+                      float* y, int64_t ldy);
+
 // q8_0 activation rows carry, after their blocks, one int32 per block: the sum of its 32 quants. The x16
 // kernels read the weights' 4-bit / 8-bit values on vpdpbusd's unsigned side (q4: 0..15, q8: w + 128),
 // and undo the offset with -8 * sum (q4_0) or -128 * sum (q8_0) as the integer accumulator's start.
 inline int64_t q8_0_sums_offset(int64_t n) { return (n / QK8_0 * static_cast<int64_t>(sizeof(BlockQ8_0)) + 3) & ~int64_t{3}; }
 inline int64_t q8_0_row_bytes_with_sums(int64_t n) { return q8_0_sums_offset(n) + n / QK8_0 * 4; }
 
-// True when the weight can be interleaved: q4_0, q4_1, q8_0, q4_K, q5_K or q6_K, dense rows, rows a
-// multiple of 16 (columns a whole number of blocks, as any row of the type).
+// True when the weight can be interleaved: q4_0, q4_1, q8_0, q4_K, q5_K, q6_K, f16 or bf16, dense rows,
+// rows a multiple of 16 (columns a whole number of blocks, as any row of the type).
 bool can_interleave(const WeightView& w);
 
 // Writes w's bytes in the x16 layout into dst (exactly w.rows * row bytes), split over n_threads.
 // Returns the view of dst (interleave = 16). Error when !can_interleave(w) or dst has the wrong size.
-Result<WeightView> interleave_rows(const WeightView& w, std::span<uint8_t> dst, int n_threads = 0);
+// f16_as_bf16: an f16 weight is written as bf16 x16 instead (same size; the view's type becomes bf16).
+// Lossy: f16 has 11 significant bits and bf16 8, so most values are rounded (to nearest even); it buys
+// the vdpbf16ps path. Ignored for other types.
+Result<WeightView> interleave_rows(const WeightView& w, std::span<uint8_t> dst, int n_threads = 0,
+                                   bool f16_as_bf16 = false);
 
 }  // namespace qe::kernels

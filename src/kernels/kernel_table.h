@@ -47,6 +47,29 @@ using RowErrorFn = RowError (*)(const float* src, const float* out, int64_t n);
 // the lanes (and so the bits) of some of llama.cpp's dots.
 using F16DotFn = float (*)(int64_t n, int64_t n_pad, const uint16_t* a, const uint16_t* b);
 
+// Flash attention (fast numerics). Keys come in blocks of kAttnBlock at absolute positions; feature
+// rows of the f32 tiles are padded to a multiple of kAttnPad floats (zeros), whole vectors at any level.
+constexpr int64_t kAttnBlock = 64;
+constexpr int64_t kAttnPad = 16;
+
+// Transposing conversion of a cache tile (f16 or f32 source rows `stride` bytes apart) to f32:
+// dst[c * ldd + r] = src(r, c) for r < nr, c < nc, and 0 for the rest of [0, nr_out) x [0, nc_out).
+// Exact (a widening), so every level writes the same bits.
+using AttnPackFn = void (*)(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nr_out,
+                            int64_t nc_out, float* dst, int64_t ldd);
+
+// One key block of online-softmax attention for n_rows query rows. q: (n_rows, ld), already scaled by
+// 1/sqrt(d), zero past d; kt: (d, kAttnBlock) the block's keys transposed; v: (kAttnBlock, ld) its values,
+// zero past d. Row r sees the block's first nv[r] keys (1 <= nv[r] <= kAttnBlock) and updates its state
+// (m: running max of the scores, l: running sum of exp(score - m), o: (n_rows, ld) running sum of
+// exp(score - m) v):
+//   s_k = q_r . kt[:, k],  m' = max(m, max_k s_k),  a = exp(m - m'),  p_k = exp(s_k - m')
+//   l = l a + sum_k p_k,   o = o a + sum_k p_k v_k,  m = m'        (k < nv[r]; start m = -inf, l = o = 0)
+// A row's bits depend only on its own q, state and keys k < nv[r]: not on n_rows, the other rows or its
+// place in the call, and never on kt columns or v rows past nv[r] (they may hold anything, NaN included).
+using AttnBlockFn = void (*)(int64_t n_rows, int64_t d, int64_t ld, const float* q, const float* kt,
+                             const float* v, const int32_t* nv, float* m, float* l, float* o);
+
 // Whose numerics a table computes. fast: this engine's kernels (x16 layouts, its own summation orders).
 // llamacpp: the bits llama.cpp's CPU backend computes when built for AVX2 (ggml-cpu's x86 quantize_row /
 // vec_dot, tinyBLAS, its repacked q4_0 GEMV/GEMM, ggml_v_expf, its RoPE, softmax and rms_norm),
@@ -95,6 +118,10 @@ struct KernelTable {
   MatmulX16Fn x16_q4_K_q8_K = nullptr;
   MatmulX16Fn x16_q5_K_q8_K = nullptr;
   MatmulX16Fn x16_q6_K_q8_K = nullptr;
+  // f16 / bf16 in their x16 layouts, against f32 activation rows (contracts in interleaved.h: exact
+  // widened weights and f32 FMAs; bf16 on AVX512_BF16 rounds the activations to bf16 for vdpbf16ps).
+  MatmulX16Fn x16_f16_f32 = nullptr;
+  MatmulX16Fn x16_bf16_f32 = nullptr;
 
   // llama.cpp's attention products on the f16 cache (llama.cpp tables only). dot_f16: the path of this
   // table's batch size (tinyBLAS<8>, one 8-lane accumulator, in a batch table; ggml_vec_dot_f16 in the
@@ -135,6 +162,12 @@ struct KernelTable {
   QuantizeRowFn from_f32_f16 = nullptr;
   QuantizeRowFn from_f32_bf16 = nullptr;
   RowErrorFn error_stats = nullptr;  // sum order differs by level (sum_sq within n * DBL_EPSILON)
+
+  // attention (fast numerics only; model/attention.cpp, kernels/attention_<isa>.cpp): flash-style
+  // blocks of kAttnBlock keys over the f16 / f32 cache.
+  AttnPackFn attn_pack_f16 = nullptr;
+  AttnPackFn attn_pack_f32 = nullptr;
+  AttnBlockFn attn_block = nullptr;
 };
 
 // The fast table of the active level: the best the CPU has unless select_isa() chose another.

@@ -28,6 +28,12 @@ void finish_level(LevelTables& t, Isa isa, FillLlamacppFn fill_llamacpp);
 
 namespace ref { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
 namespace avx2 { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
+// x16 f16 / bf16 kernels (matmul_x16_float_<isa>.cpp). AVX-512 takes vdpbf16ps for bf16 when the CPU
+// has AVX512_BF16 (matmul_x16_float_avx512bf16.cpp).
+namespace ref { void fill_x16_float(KernelTable& t); }
+namespace avx2 { void fill_x16_float(KernelTable& t); }
+namespace avx512 { void fill_x16_float(KernelTable& t, bool has_bf16); }
+namespace neon { void fill_x16_float(KernelTable& t); }
 namespace avx512 {
 void fill_table(KernelTable& t);
 void fill_x16(KernelTable& t);
@@ -38,6 +44,12 @@ void fill_table(KernelTable& t);
 void fill_x16(KernelTable& t);
 void fill_kquant_tiles(KernelTable& t);  // k-quant and iq4_xs tiles (kernels_kquants_neon.cpp)
 }  // namespace neon
+
+// Flash-attention kernels (attention_<isa>.cpp).
+namespace ref { void fill_attention(KernelTable& t); }
+namespace avx2 { void fill_attention(KernelTable& t); }
+namespace avx512 { void fill_attention(KernelTable& t); }
+namespace neon { void fill_attention(KernelTable& t); }
 
 // Weight conversion kernels (convert_<isa>.cpp), filled after each level's other entries.
 namespace ref { void fill_convert(KernelTable& t); }

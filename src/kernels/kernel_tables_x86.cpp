@@ -14,13 +14,17 @@ struct Tables {
     const CpuFeatures& f = cpu_features();
     kernels::ref::fill_table(ref.fast);
     kernels::ref::fill_x16(ref.fast);
+    kernels::ref::fill_x16_float(ref.fast);
     kernels::ref::fill_convert(ref.fast);
+    kernels::ref::fill_attention(ref.fast);
     finish_level(ref, Isa::ref, kernels::ref::fill_llamacpp);
     avx2 = ref;
     if ((has_avx2 = cpu_has_isa(f, Isa::avx2))) {
       kernels::avx2::fill_table(avx2.fast);
       kernels::avx2::fill_x16(avx2.fast);
+      kernels::avx2::fill_x16_float(avx2.fast);
       kernels::avx2::fill_convert(avx2.fast);
+      kernels::avx2::fill_attention(avx2.fast);
       finish_level(avx2, Isa::avx2, kernels::avx2::fill_llamacpp);
     }
     avx512 = avx2;
@@ -28,7 +32,9 @@ struct Tables {
       kernels::avx512::fill_table(avx512.fast);
       kernels::avx512::fill_x16(avx512.fast);
       kernels::avx512::fill_float_tiles(avx512.fast);
+      kernels::avx512::fill_x16_float(avx512.fast, f.avx512bf16);
       kernels::avx512::fill_convert(avx512.fast);
+      kernels::avx512::fill_attention(avx512.fast);
       finish_level(avx512, Isa::avx512, nullptr);  // llama.cpp's AVX2 bits: AVX2's kernels
     }
   }

@@ -1,7 +1,5 @@
 #include "kernels/matmul.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <string>
 
@@ -51,6 +49,8 @@ MatmulX16Fn x16_kernel(const KernelTable& k, GgmlType weight) {
     case GgmlType::Q4_K: return k.x16_q4_K_q8_K;
     case GgmlType::Q5_K: return k.x16_q5_K_q8_K;
     case GgmlType::Q6_K: return k.x16_q6_K_q8_K;
+    case GgmlType::F16: return k.x16_f16_f32;
+    case GgmlType::BF16: return k.x16_bf16_f32;
     default: return nullptr;
   }
 }
@@ -76,8 +76,22 @@ MatmulTileFn tile_kernel(const KernelTable& k, GgmlType weight) {
   }
 }
 
+int64_t activation_row_bytes_max(int64_t cols) {
+  int64_t bytes = 0;
+  if (cols % QK8_0 == 0) bytes = std::max(bytes, q8_0_row_bytes_with_sums(cols));
+  if (cols % QK8_1 == 0) bytes = std::max(bytes, static_cast<int64_t>(ggml_row_bytes(GgmlType::Q8_1, static_cast<uint64_t>(cols))));
+  if (cols % QK_K == 0) bytes = std::max(bytes, static_cast<int64_t>(ggml_row_bytes(GgmlType::Q8_K, static_cast<uint64_t>(cols))));
+  return bytes;
+}
+
 Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
                                  int n_threads, const KernelTable& k) {
+  return prepare(type, x, n_tokens, cols, x_stride,
+                 ThreadTeam::for_this_thread(n_threads > 0 ? n_threads : default_thread_count()), k);
+}
+
+Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
+                                 ThreadTeam& team, const KernelTable& k) {
   if (n_tokens < 0 || cols <= 0 || x_stride < cols)
     return shape_error("activation shape " + std::to_string(n_tokens) + " x " + std::to_string(cols));
   type_ = type;
@@ -102,14 +116,15 @@ Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens
   stride_ = sums ? q8_0_row_bytes_with_sums(cols) : static_cast<int64_t>(ggml_row_bytes(type, static_cast<uint64_t>(cols)));
   storage_.resize(static_cast<size_t>(stride_ * n_tokens));
   data_ = storage_.data();
-  const int nt = static_cast<int>(std::min<int64_t>(n_threads > 0 ? n_threads : default_thread_count(), n_tokens));
   uint8_t* out = storage_.data();
   const int64_t stride = stride_, sums_off = q8_0_sums_offset(cols), nb = cols / QK8_0;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    uint8_t* row = out + t * stride;
-    q(x + t * x_stride, row, cols);
-    if (sums) {
+  // A token row is a few microseconds of work: chunks of 8 keep the claims rare, and one token (a
+  // decode step) stays on the caller.
+  team.run(n_tokens, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t) {
+      uint8_t* row = out + t * stride;
+      q(x + t * x_stride, row, cols);
+      if (!sums) continue;
       const auto* blocks = reinterpret_cast<const BlockQ8_0*>(row);
       auto* s = reinterpret_cast<int32_t*>(row + sums_off);
       for (int64_t b = 0; b < nb; ++b) {
@@ -118,16 +133,31 @@ Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens
         s[b] = sum;
       }
     }
-  }
+  }, /*min_chunk=*/8);
   return {};
 }
 
-Status matmul(const WeightView& w, const ActivationBuffer& a, float* y, int n_threads, const KernelTable& k) {
+namespace {
+ThreadTeam& team_of(int n_threads) {
+  return ThreadTeam::for_this_thread(n_threads > 0 ? n_threads : default_thread_count());
+}
+}  // namespace
+
+Status matmul(const WeightView& w, const ActivationBuffer& a, float* y, ThreadTeam& team, const KernelTable& k) {
   const MatmulJob job{w, y, w.rows};
-  return matmul_group(std::span<const MatmulJob>(&job, 1), a, n_threads, k);
+  return matmul_group(std::span<const MatmulJob>(&job, 1), a, team, k);
+}
+
+Status matmul(const WeightView& w, const ActivationBuffer& a, float* y, int n_threads, const KernelTable& k) {
+  return matmul(w, a, y, team_of(n_threads), k);
 }
 
 Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, int n_threads, const KernelTable& k) {
+  return matmul_group(jobs, a, team_of(n_threads), k);
+}
+
+Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, ThreadTeam& team,
+                    const KernelTable& k) {
   // Work units of kRowGrain rows, counted per job so an x16 job's units are whole 16-row groups.
   int64_t units = 0;
   for (const MatmulJob& j : jobs) {
@@ -149,13 +179,11 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
   }
   if (units == 0 || a.n_tokens() == 0) return {};
 
-  const int nt = static_cast<int>(std::min<int64_t>(n_threads > 0 ? n_threads : default_thread_count(), units));
   const int64_t n_tokens = a.n_tokens();
 
-  // Thread `ti` owns units [u_lo, u_hi) of the concatenated jobs and walks them job by job; within a
-  // job, for each chunk of tokens that stays in L2, its rows stream past once.
-  auto work = [&](int ti) {
-    const int64_t u_lo = units * ti / nt, u_hi = units * (ti + 1) / nt;
+  // Units [u_lo, u_hi) of the concatenated jobs, walked job by job; within a job, for each chunk of
+  // tokens that stays in L2, its rows stream past once.
+  auto work = [&](int64_t u_lo, int64_t u_hi, int) {
     int64_t base = 0;  // first unit of the current job
     for (const MatmulJob& j : jobs) {
       const int64_t ju = (j.w.rows + kRowGrain - 1) / kRowGrain;
@@ -179,15 +207,9 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
       }
     }
   };
-  if (nt <= 1) {
-    work(0);
-  } else {
-#pragma omp parallel num_threads(nt)
-    {
-      // The runtime may give fewer threads than asked (OMP_DYNAMIC, limits): cover every share anyway.
-      for (int ti = omp_get_thread_num(); ti < nt; ti += omp_get_num_threads()) work(ti);
-    }
-  }
+  // One token (a decode step): chunks of at least 4 units (64 rows, tens of KB of weights) so the
+  // claims stay a small share of a memory-bound pass; a batch makes every unit long enough.
+  team.run(units, work, n_tokens == 1 ? 4 : 1);
   return {};
 }
 

@@ -11,6 +11,7 @@
 #include "formats/error.h"
 #include "formats/ggml_type.h"
 #include "kernels/kernel_table.h"
+#include "kernels/thread_team.h"
 
 namespace qe::kernels {
 
@@ -31,6 +32,10 @@ struct WeightView {
 // f32, f16, bf16 -> f32. nullopt when no kernel exists for the weight type.
 std::optional<GgmlType> activation_type(GgmlType weight);
 
+// Bytes of the largest converted row of `cols` values over the activation types (q8_0 with its block
+// sums, q8_1, q8_K) that cols allows.
+int64_t activation_row_bytes_max(int64_t cols);
+
 // n_tokens rows of f32 input, converted once. F32 keeps a pointer to the caller's data (no copy), so
 // the caller's buffer must outlive the matmuls.
 class ActivationBuffer {
@@ -38,7 +43,14 @@ class ActivationBuffer {
   // x: n_tokens rows of cols floats, x_stride floats apart. type: q8_0, q8_1, q8_K or f32; cols must be a
   // multiple of its block. Reuses its storage across calls (no allocation once warm).
   Status prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
+                 ThreadTeam& team, const KernelTable& k = kernels());
+  // The same on ThreadTeam::for_this_thread(n_threads) (0: default_thread_count()).
+  Status prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
                  int n_threads = 0, const KernelTable& k = kernels());
+
+  // Capacity for `bytes` of converted rows (see activation_row_bytes_max): later prepare() calls within
+  // it never reallocate. Reserves address space only; pages are touched as rows are written.
+  void reserve(int64_t bytes) { storage_.reserve(static_cast<size_t>(bytes)); }
 
   GgmlType type() const { return type_; }
   int64_t n_tokens() const { return n_tokens_; }
@@ -60,13 +72,18 @@ struct MatmulJob {
   int64_t ldy = 0;
 };
 
-// y = W x for every token in a (n_threads = 0: default_thread_count()). Error on a type or shape
-// mismatch. Rows are split over threads; each thread walks tokens in chunks that stay in L2.
+// y = W x for every token in a, on a team (or ThreadTeam::for_this_thread(n_threads), n_threads = 0:
+// default_thread_count()). Error on a type or shape mismatch. Rows are handed out in chunks; each
+// chunk walks the tokens in pieces that stay in L2.
+Status matmul(const WeightView& w, const ActivationBuffer& a, float* y, ThreadTeam& team,
+              const KernelTable& k = kernels());
 Status matmul(const WeightView& w, const ActivationBuffer& a, float* y, int n_threads = 0,
               const KernelTable& k = kernels());
 
-// Several matmuls reading the same input in ONE parallel region (one barrier for q/k/v or gate/up):
-// the rows of all jobs are concatenated and split evenly over the threads.
+// Several matmuls reading the same input in ONE team job (one wait for q/k/v or gate/up): the rows of
+// all jobs are concatenated and handed out as one range.
+Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, ThreadTeam& team,
+                    const KernelTable& k = kernels());
 Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, int n_threads = 0,
                     const KernelTable& k = kernels());
 

@@ -1,12 +1,23 @@
 // x16 kernels, AVX2 (layout and arithmetic contract: kernels/interleaved.h). A 16-row group is done as
-// two 8-row halves, one ymm lane per row; C = 4 tokens share each decoded weight vector. The int8 dot is
+// two 8-row halves, one ymm lane per row; C = 8 tokens share each decoded weight vector. The int8 dot is
 // maddubs (unsigned weights x signed activation dword broadcast); for the 4-bit types the int16 pair sums
 // of a whole block fit in int16 (8 x 2 x 15 x 127 = 30480), so only one madd per block and token widens
-// them. q8_0 moves each weight's sign onto the activation (sign_epi8) so |w| can sit on the unsigned side.
+// them. q8_0 moves each weight's sign onto the activation (sign_epi8) so |w| can sit on the unsigned side
+// (tried: w + 128 split into two nibbles, 2 maddubs per dword into int16 sums, no sign: no faster on
+// Zen 4, its two sums per token crowd the 16 ymm).
+//
+// On Zen 4 (and Intel's two vector multiply ports alike) maddubs, madd, sign, mul and fma share two
+// pipes; adds, converts, logic and broadcasts from memory do not. Per (block, token, half) q4_0 is
+// 8 maddubs + 1 madd + 1 mul + 1 fma (q4_1 one fma more), so, as at the AVX-512 level, the activation
+// scalars (d_a as float, -8 * sum or s_a) are converted once per call into one line per (block, 8
+// tokens) and read with broadcast loads, not converted per (block, token, half).
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
@@ -14,99 +25,190 @@
 namespace qe::kernels::avx2 {
 namespace {
 
-constexpr int kCols = 4;
+// 8 tokens: 8 int16 sums + 8 float accumulators + the weight vectors are more than the 16 ymm, but the
+// float accumulators are touched once per block, so their spills are cheap, and each decoded weight
+// vector then feeds 8 maddubs (measured on Zen 4, 16-row groups from L2: C = 4, 6, 8 -> 40%, 44%, 47%
+// of the int8 peak for q4_0).
+constexpr int kCols = 8;
 
-inline __m256i bcast_dword(const int8_t* p) {
+// f(std::integral_constant<int, I>{}) for I = 0 .. N - 1, in order (keeps the register arrays registers).
+template <int N, class F>
+inline __attribute__((always_inline)) void unroll(F&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) __attribute__((always_inline)) {
+    (f(std::integral_constant<int, I>{}), ...);
+  }(std::make_integer_sequence<int, N>{});
+}
+
+inline __m256i bcast_dword(const uint8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
 }
+// GCC reassociates a chain of integer adds into a tree of all the block's products, which needs 32
+// registers and spills them all (measured: half the speed); an empty asm on the running sum keeps the
+// chain a chain.
+inline void keep(__m256i& v) { asm("" : "+x"(v)); }
+
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
-// Q4 (q4_0 with kMin = false: the -8 offset is taken off through the activation's block sums; q4_1
-// with kMin = true: the m * s term is a second FMA per block).
+// The activation side of one block for kCols tokens: d_a as float, and either the integer sum's offset
+// (q4_0: -8 * sum; q8_0 takes none) or q4_1's s_a as float.
+struct alignas(64) TokenScales {
+  float d[kCols];
+  union {
+    int32_t start[kCols];
+    float s[kCols];
+  };
+};
+static_assert(sizeof(TokenScales) == 64);
+
 template <class WBlock, class ABlock, bool kMin>
 struct Q4 {
   using W = WBlock;
-  static constexpr int64_t kBlock = QK8_0;
-  static constexpr bool kSums = !kMin;
-  template <int C>
-  static void part(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const* sums, float* y,
-                   int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    __m256 acc[C];
-    for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      __m256i s16[C];
-      for (int c = 0; c < C; ++c) s16[c] = _mm256_setzero_si256();
-      for (int j = 0; j < 4; ++j) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * h));
-        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        for (int c = 0; c < C; ++c) {
-          const int8_t* q = reinterpret_cast<const ABlock*>(ar[c])[b].qs;
-          s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(lo, bcast_dword(q + 4 * j)));
-          s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(hi, bcast_dword(q + 16 + 4 * j)));
-        }
-      }
-      const __m256 dw = h2f8(wg[b].d + 8 * h);
-      for (int c = 0; c < C; ++c) {
-        const ABlock& ab = reinterpret_cast<const ABlock*>(ar[c])[b];
-        __m256i isum = _mm256_madd_epi16(s16[c], ones);
-        if constexpr (!kMin) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * sums[c][b]));
-        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(h2f(ab.d))), acc[c]);
-        if constexpr (kMin) acc[c] = _mm256_fmadd_ps(h2f8(wg[b].m + 8 * h), _mm256_set1_ps(h2f(ab.s)), acc[c]);
-      }
-    }
-    for (int c = 0; c < C; ++c) _mm256_storeu_ps(y + c * ldy, acc[c]);
-  }
+  using A = ABlock;
+  static constexpr bool kQ8 = false;
+  static constexpr bool kHasMin = kMin;
+  static constexpr bool kSums = !kMin;  // q4_0: -8 * sum
+  static constexpr int32_t kOffset = -8;
 };
-
 struct Q8_0 {
   using W = BlockQ8_0x16;
   using A = BlockQ8_0;
-  static constexpr int64_t kBlock = QK8_0;
+  static constexpr bool kQ8 = true;
+  static constexpr bool kHasMin = false;
   static constexpr bool kSums = false;
-  template <int C>
-  static void part(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const*, float* y,
-                   int64_t ldy) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[C];
-    for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+};
+
+// ts[s * nb + b] for the kCols-token slice s of the nc tokens.
+template <class K>
+void token_scales(int64_t nb, const uint8_t* a, int64_t as, int64_t nc, int64_t sums_off, TokenScales* ts) {
+  for (int64_t c = 0; c < nc; ++c) {
+    const auto* ab = reinterpret_cast<const typename K::A*>(a + c * as);
+    const auto* sums = reinterpret_cast<const int32_t*>(a + c * as + sums_off);
+    TokenScales* t = ts + c / kCols * nb;
+    const int64_t l = c % kCols;
     for (int64_t b = 0; b < nb; ++b) {
-      __m256i s32[C];
-      for (int c = 0; c < C; ++c) s32[c] = _mm256_setzero_si256();
-      for (int j = 0; j < 8; ++j) {
+      t[b].d[l] = h2f(ab[b].d);
+      if constexpr (K::kHasMin) t[b].s[l] = h2f(ab[b].s);
+      else if constexpr (K::kSums) t[b].start[l] = K::kOffset * sums[b];
+    }
+  }
+}
+
+// y[c * ldy + r] for c < C tokens (rows ar[c]) and the 8 rows of half h of group wg. One token (GEMV)
+// reads its scalars from its own row (block sums at sums_off) rather than from ts, as at the AVX-512
+// level (faster at DRAM speed there), same bits.
+template <class K, int C>
+void part(int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar, int64_t sums_off,
+          const TokenScales* ts, float* y, int64_t ldy) {
+  using A = typename K::A;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const uint8_t* q[C];
+  __m256 acc[C];
+  unroll<C>([&](auto c) {
+    q[c] = ar[c] + offsetof(A, qs);
+    acc[c] = _mm256_setzero_ps();
+  });
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t o = b * static_cast<int64_t>(sizeof(A));
+    __m256i isum[C];
+    if constexpr (K::kQ8) {
+      unroll<C>([&](auto c) { isum[c] = _mm256_setzero_si256(); });
+      unroll<8>([&](auto j) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * h));
         const __m256i av = _mm256_sign_epi8(v, v);
-        for (int c = 0; c < C; ++c) {
-          const int8_t* q = reinterpret_cast<const A*>(ar[c])[b].qs;
-          const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(bcast_dword(q + 4 * j), v));
-          s32[c] = _mm256_add_epi32(s32[c], _mm256_madd_epi16(p, ones));
+        unroll<C>([&](auto c) {
+          const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(bcast_dword(q[c] + o + 4 * j), v));
+          isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, ones));
+          keep(isum[c]);
+        });
+      });
+    } else {
+      __m256i s16[C];
+      unroll<C>([&](auto c) { s16[c] = _mm256_setzero_si256(); });
+      unroll<4>([&](auto j) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * h));
+        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        unroll<C>([&](auto c) {
+          s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(lo, bcast_dword(q[c] + o + 4 * j)));
+          keep(s16[c]);
+          s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(hi, bcast_dword(q[c] + o + 16 + 4 * j)));
+          keep(s16[c]);
+        });
+      });
+      unroll<C>([&](auto c) {
+        isum[c] = _mm256_madd_epi16(s16[c], ones);
+        if constexpr (K::kSums) {
+          const int32_t* sums1 = reinterpret_cast<const int32_t*>(ar[0] + sums_off);
+          const int32_t start = C == 1 ? K::kOffset * sums1[b] : ts[b].start[c];
+          isum[c] = _mm256_add_epi32(isum[c], _mm256_set1_epi32(start));
         }
+      });
+    }
+    const __m256 dw = h2f8(wg[b].d + 8 * h);
+    const A& a1 = reinterpret_cast<const A*>(ar[0])[b];  // C == 1
+    unroll<C>([&](auto c) {
+      const float da = C == 1 ? h2f(a1.d) : ts[b].d[c];
+      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dw, _mm256_set1_ps(da)), acc[c]);
+      if constexpr (K::kHasMin) {
+        const float sa = C == 1 ? h2f(a1.s) : ts[b].s[c];
+        acc[c] = _mm256_fmadd_ps(h2f8(wg[b].m + 8 * h), _mm256_set1_ps(sa), acc[c]);
       }
-      const __m256 dw = h2f8(wg[b].d + 8 * h);
-      for (int c = 0; c < C; ++c) {
-        const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(h2f(reinterpret_cast<const A*>(ar[c])[b].d)));
-        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[c]), d, acc[c]);
+    });
+  }
+  unroll<C>([&](auto c) { _mm256_storeu_ps(y + c * ldy, acc[c]); });
+}
+
+// Calls the C-token micro-kernel for exactly `c` tokens (c <= C): the token tail of a call.
+template <class K, int C>
+void part_tail(int c, int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar, int64_t sums_off,
+               const TokenScales* ts, float* y, int64_t ldy) {
+  if constexpr (C > 0) {
+    if (c == C) part<K, C>(nb, wg, h, ar, sums_off, ts, y, ldy);
+    else part_tail<K, C - 1>(c, nb, wg, h, ar, sums_off, ts, y, ldy);
+  }
+}
+
+// MatmulX16Fn: the activation scalars of all nc tokens once, then every group, kCols tokens at a time,
+// each half of the group in turn.
+template <class K>
+void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
+  const int64_t nb = n / QK8_0;
+  const int64_t n_slices = (nc + kCols - 1) / kCols;
+  // Per thread, grown to the largest call and then reused: no allocation once warm.
+  thread_local std::vector<TokenScales> scratch;
+  if (static_cast<int64_t>(scratch.size()) < n_slices * nb) scratch.resize(static_cast<size_t>(n_slices * nb));
+  const auto* ab = static_cast<const uint8_t*>(a);
+  const int64_t sums_off = K::kSums ? q8_0_sums_offset(n) : 0;
+  token_scales<K>(nb, ab, as, nc, sums_off, scratch.data());
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const auto* wg = static_cast<const typename K::W*>(w) + g * nb;
+    for (int64_t s = 0; s < n_slices; ++s) {
+      const int64_t c0 = s * kCols;
+      const int cn = static_cast<int>(std::min<int64_t>(kCols, nc - c0));
+      const uint8_t* ar[kCols];
+      for (int c = 0; c < cn; ++c) ar[c] = ab + (c0 + c) * as;
+      const TokenScales* ts = scratch.data() + s * nb;
+      for (int h = 0; h < 2; ++h) {
+        float* yo = y + c0 * ldy + g * kInterleave + 8 * h;
+        if (cn == kCols) part<K, kCols>(nb, wg, h, ar, sums_off, ts, yo, ldy);
+        else part_tail<K, kCols - 1>(cn, nb, wg, h, ar, sums_off, ts, yo, ldy);
       }
     }
-    for (int c = 0; c < C; ++c) _mm256_storeu_ps(y + c * ldy, acc[c]);
   }
-};
+}
 
 }  // namespace
 
-#include "kernels/x16_driver.inc"
-
 void fill_x16_k(KernelTable& t);  // the k-quants: matmul_x16_k_avx2.cpp
 
-// C = 4 tokens x 2 halves of 8 rows.
+// C = 8 tokens x 2 halves of 8 rows.
 void fill_x16(KernelTable& t) {
   fill_x16_k(t);
-  t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>, kCols, 2>;
-  t.x16_q4_1_q8_1 = x16<Q4<BlockQ4_1x16, BlockQ8_1, true>, kCols, 2>;
-  t.x16_q8_0_q8_0 = x16<Q8_0, kCols, 2>;
+  t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>>;
+  t.x16_q4_1_q8_1 = x16<Q4<BlockQ4_1x16, BlockQ8_1, true>>;
+  t.x16_q8_0_q8_0 = x16<Q8_0>;
 }
 
 }  // namespace qe::kernels::avx2

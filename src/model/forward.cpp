@@ -1,7 +1,6 @@
 #include "model/forward.h"
 
 #include <fmt/core.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,6 +10,7 @@
 
 #include "formats/blocks.h"
 #include "kernels/kernel_table.h"
+#include "model/attention.h"
 
 namespace qe::model {
 namespace {
@@ -38,89 +38,11 @@ Status project(RunState& s, const kernels::KernelTable& k, const float* x, int64
         done[j] = true;
       }
     }
-    if (Status st = s.act.prepare(*type, x, n_tokens, cols, cols, s.n_threads, k); !st) return st;
-    if (Status st = kernels::matmul_group(std::span<const MatmulJob>(group, n), s.act, s.n_threads, k); !st)
+    if (Status st = s.act.prepare(*type, x, n_tokens, cols, cols, *s.team, k); !st) return st;
+    if (Status st = kernels::matmul_group(std::span<const MatmulJob>(group, n), s.act, *s.team, k); !st)
       return st;
   }
   return {};
-}
-
-// Causal multi-head attention with grouped KV heads for the n_tokens queries in s.q at positions
-// pos + t, over the cache (which already holds their own K/V):
-//   att[t, h] = softmax(K_g[0..pos+t] q[t, h] / sqrt(head_dim)) · V_g[0..pos+t],  g = h / (n_heads /
-//   n_kv_heads)
-// Each (token, head) pair is independent; pairs are dealt round-robin so the long rows of late tokens
-// in a prefill spread over the threads.
-void attention(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer, RunState& s,
-               int64_t n_tokens, int64_t pos) {
-  const kernels::MatmulTileFn dot = kernels::tile_kernel(k, kv.type());
-  QE_CHECK(dot != nullptr);
-  const int64_t head_dim = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ctx = kv.n_ctx();
-  const int64_t group = c.n_heads / c.n_kv_heads;
-  const int64_t esz = kv.elem_bytes();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const uint8_t* k_cache = kv.k_layer(layer);  // (n_ctx, kv_dim)
-  const uint8_t* v_cache = kv.v_layer(layer);  // (kv_dim, n_ctx)
-  const int64_t n_work = n_tokens * c.n_heads;
-  const int nt = static_cast<int>(std::min<int64_t>(s.n_threads, n_work));
-
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    float* scores = s.scores.data() + omp_get_thread_num() * s.n_ctx;  // (n_keys)
-#pragma omp for schedule(static, 1)
-    for (int64_t i = 0; i < n_work; ++i) {
-      const int64_t t = i / c.n_heads, h = i % c.n_heads, g = h / group;
-      const int64_t n_keys = pos + t + 1;
-      const float* q = s.q.data() + t * q_dim + h * head_dim;  // (head_dim)
-      // scores[p] = K[p, g] · q for p < n_keys: position rows of the head's slice of K
-      dot(head_dim, k_cache + g * head_dim * esz, kv_dim * esz, n_keys, q, head_dim * 4, 1, scores, n_keys);
-      k.softmax(scores, n_keys, scale);
-      // att[t, h][j] = V^T[g * head_dim + j] · scores: feature rows of V^T over the first n_keys positions
-      float* out = s.att.data() + t * q_dim + h * head_dim;
-      dot(n_keys, v_cache + g * head_dim * n_ctx * esz, n_ctx * esz, head_dim, scores, n_keys * 4, 1, out,
-          head_dim);
-    }
-  }
-}
-
-// attention() with llama.cpp's numerics (f16 cache): q rounded to f16; scores by the table's f16 dot
-// (tinyBLAS's for a batch, ggml_vec_dot_f16 for one token); ggml's scaled softmax; the weights rounded
-// to f16 and dotted with V^T the same way, over llama.cpp's KV length (positions padded to 32, zeros
-// past the last one).
-void attention_llamacpp(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer,
-                        RunState& s, int64_t n_tokens, int64_t pos) {
-  const int64_t head_dim = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ctx = kv.n_ctx();
-  const int64_t group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const auto* k_cache = reinterpret_cast<const uint16_t*>(kv.k_layer(layer));  // (n_ctx, kv_dim)
-  const auto* v_cache = reinterpret_cast<const uint16_t*>(kv.v_layer(layer));  // (kv_dim, n_ctx)
-  // tinyBLAS takes a batch only when the dot length is a multiple of 8 (K q: head_dim) and the rows a
-  // multiple of 4 (V^T p: head_dim); llama.cpp falls back to ggml_vec_dot_f16 for other shapes.
-  const kernels::F16DotFn kq_dot = head_dim % 8 == 0 ? k.dot_f16 : k.dot_f16_gemv;
-  const kernels::F16DotFn kqv_dot = head_dim % 4 == 0 ? k.dot_f16 : k.dot_f16_gemv;
-  const int64_t n_work = n_tokens * c.n_heads;
-  const int nt = static_cast<int>(std::min<int64_t>(s.n_threads, n_work));
-
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    float* scores = s.scores.data() + omp_get_thread_num() * s.n_ctx;                   // (n_keys)
-    uint16_t* p16 = s.scores16.data() + omp_get_thread_num() * (s.n_ctx + head_dim);  // (n_keys) in f16
-    uint16_t* q16 = p16 + s.n_ctx;                                                      // (head_dim) in f16
-#pragma omp for schedule(static, 1)
-    for (int64_t i = 0; i < n_work; ++i) {
-      const int64_t t = i / c.n_heads, h = i % c.n_heads, g = h / group;
-      const int64_t n_keys = pos + t + 1, n_pad = (n_keys + 31) / 32 * 32;
-      const float* q = s.q.data() + t * q_dim + h * head_dim;
-      for (int64_t j = 0; j < head_dim; ++j) q16[j] = fp32_to_fp16(q[j]);
-      for (int64_t p = 0; p < n_keys; ++p)
-        scores[p] = kq_dot(head_dim, head_dim, k_cache + p * kv_dim + g * head_dim, q16);
-      k.softmax(scores, n_keys, scale);
-      for (int64_t p = 0; p < n_keys; ++p) p16[p] = fp32_to_fp16(scores[p]);
-      float* out = s.att.data() + t * q_dim + h * head_dim;
-      for (int64_t j = 0; j < head_dim; ++j)
-        out[j] = kqv_dot(n_keys, n_pad, v_cache + (g * head_dim + j) * n_ctx, p16);
-    }
-  }
 }
 
 }  // namespace
@@ -223,15 +145,16 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
                     {{L.wq, s.q.data(), q_dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
         !st)
       return st.error();
-      // RoPE on adjacent pairs of every head at position pos + t, then this token's k, v into the cache
-#pragma omp parallel for num_threads(s.n_threads) if (n > 1 && s.n_threads > 1)
-    for (int64_t t = 0; t < n; ++t) {
-      float* qt = s.q.data() + t * q_dim;
-      float* kt = s.k.data() + t * kv_dim;
-      k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
-      k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
-      kv.store(l, pos + t, kt, s.v.data() + t * kv_dim);
-    }
+    // RoPE on adjacent pairs of every head at position pos + t, then this token's k, v into the cache
+    s.team->run(n, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        float* qt = s.q.data() + t * q_dim;
+        float* kt = s.k.data() + t * kv_dim;
+        k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
+        k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
+        kv.store(l, pos + t, kt, s.v.data() + t * kv_dim);
+      }
+    }, /*min_chunk=*/8);
     attention_fn(k, c, kv, l, s, n, pos);  // s.att (n, q_dim)
     observe(l, TapPoint::kAttnOut, s.att.data(), q_dim);
     if (Status st = project(s, k, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();

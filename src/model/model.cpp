@@ -19,7 +19,7 @@ Result<std::unique_ptr<Model>> open_model(const std::string& path, const ModelOp
   Result<Config> config = load_config(*file);
   if (!config) return config.error();
   const bool interleave = options.repack && options.numerics == Numerics::fast;
-  Result<Weights> weights = load_weights(*file, *config, interleave);
+  Result<Weights> weights = load_weights(*file, *config, interleave, 0, options.f16_as_bf16);
   if (!weights) return weights.error();
   if (Status st = check_numerics(*weights, options.numerics, options.cache_type); !st) {
     Error e = st.error();

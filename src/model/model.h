@@ -24,9 +24,14 @@ struct ModelOptions {
   // The KV cache of this model's contexts: F16 (llama.cpp's default) or F32. A model option rather than a
   // context one because llama.cpp numerics hold only with F16, and that is checked at open.
   GgmlType cache_type = GgmlType::F16;
-  // Copy q4_0/q4_1/q8_0 matrices into the x16 interleaved layout at load (faster prompts). Only with fast
-  // numerics: llama.cpp's summation order needs the file's layout.
+  // Copy the x16 types (q4_0/q4_1/q8_0, q4_K..q6_K, f16, bf16) into the x16 interleaved layout at load
+  // (faster prompts and decode). Only with fast numerics: llama.cpp's summation order needs the file's
+  // layout.
   bool repack = true;
+  // With repack: f16 matrices are stored as bf16 x16 instead of f16 x16, for vdpbf16ps (AVX512_BF16),
+  // which does twice the multiply-adds of f32 FMAs. Lossy: bf16 keeps 8 of f16's 11 significant bits
+  // (rounded to nearest even), and the bf16 path also rounds the activations to bf16; so opt-in only.
+  bool f16_as_bf16 = false;
   int n_threads = 0;  // matmul and scoring threads; 0 = physical cores
 };
 

@@ -6,6 +6,7 @@
 #include <new>
 
 #include "formats/blocks.h"
+#include "model/attention.h"
 
 namespace qe::model {
 
@@ -18,6 +19,7 @@ Result<RunState> RunState::create(const Config& c, const float* freq_factors, in
   s.n_ctx = n_ctx;
   s.n_threads = n_threads;
   s.all_logits = all_logits;
+  s.team = std::make_unique<kernels::ThreadTeam>(n_threads);
   auto size = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
   try {
     s.x.resize(size(n_batch, c.dim));
@@ -29,19 +31,16 @@ Result<RunState> RunState::create(const Config& c, const float* freq_factors, in
     s.att.resize(size(n_batch, c.q_dim()));
     s.scores.resize(size(n_threads, n_ctx));
     s.scores16.resize(size(n_threads, n_ctx + c.head_dim));
+    s.attn.resize(size(n_threads, attention_scratch_floats(c)));
     s.hb.resize(size(n_batch, c.n_ff));
     s.hb2.resize(size(n_batch, c.n_ff));
     s.logits.resize(size(all_logits ? n_batch : 1, c.n_vocab));
     s.rope = RopeTable(c, freq_factors, n_ctx);
-    // Warm the activation buffer to its largest size (n_batch rows of the widest input, in the widest
-    // block type: q8_1 and q8_K are 36/32 and 292/256 bytes per value), so the token loop never grows it.
+    // Room for the activation buffer's largest size (n_batch rows of the widest input in the widest
+    // activation type), so the token loop never reallocates it; reserved, not touched, so a decode-only
+    // run keeps its pages out of memory.
     const int64_t widest = std::max(c.dim, std::max(c.q_dim(), c.n_ff));
-    const GgmlType warm = widest % QK_K == 0 ? GgmlType::Q8_K : GgmlType::Q8_1;
-    if (widest % QK8_1 == 0) {
-      const std::vector<float> zeros(size(n_batch, widest));
-      if (Status st = s.act.prepare(warm, zeros.data(), n_batch, widest, widest, n_threads); !st)
-        return st.error();
-    }
+    s.act.reserve(n_batch * kernels::activation_row_bytes_max(widest));
   } catch (const std::bad_alloc&) {
     return Error{"", "run state", fmt::format("cannot allocate buffers for a batch of {} tokens", n_batch)};
   }

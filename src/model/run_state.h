@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "formats/error.h"
 #include "kernels/matmul.h"
+#include "kernels/thread_team.h"
 #include "model/config.h"
 #include "model/rope_table.h"
 
@@ -20,7 +22,7 @@ using Numerics = kernels::Numerics;
 struct RunState {
   int64_t n_batch = 0;  // most tokens one forward() call takes
   int64_t n_ctx = 0;    // positions the RoPE table and the score scratch cover
-  int n_threads = 1;    // matmul threads and the attention team size
+  int n_threads = 1;    // the team's size
   bool all_logits = false;
   Numerics numerics = Numerics::fast;
 
@@ -33,11 +35,13 @@ struct RunState {
   std::vector<float> att;         // (n_batch, n_heads * head_dim) attention output, heads side by side
   std::vector<float> scores;      // (n_threads, n_ctx) one score row per attention thread
   std::vector<uint16_t> scores16; // (n_threads, n_ctx + head_dim) f16 weights and query (llama.cpp numerics)
+  std::vector<float> attn;        // (n_threads, attention_scratch_floats) key/value blocks and query rows (fast attention)
   std::vector<float> hb;          // (n_batch, n_ff) gate, then silu(gate) * up
   std::vector<float> hb2;         // (n_batch, n_ff) up
   std::vector<float> logits;      // (n_batch, n_vocab) when all_logits, else (1, n_vocab)
   kernels::ActivationBuffer act;  // the current matmul input, quantized once for every matmul that reads it
   RopeTable rope;                 // cos/sin for positions [0, n_ctx)
+  std::unique_ptr<kernels::ThreadTeam> team;  // n_threads threads (the caller's included) for every parallel step
 
   // freq_factors: Weights::rope_freqs (or nullptr). all_logits: keep the logits of every token of a
   // batch (perplexity, tests) instead of only the last one.

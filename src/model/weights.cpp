@@ -59,7 +59,7 @@ Result<WeightView> matrix(const GgufFile& f, const std::string& name, int64_t ro
 
 // Moves every interleavable matrix into one x16 buffer (64-byte aligned slices), releasing the file
 // pages of each source tensor right after its copy.
-Status interleave_all(const GgufFile& f, Weights& w, int n_threads) {
+Status interleave_all(const GgufFile& f, Weights& w, int n_threads, bool f16_as_bf16) {
   std::vector<WeightView*> views;
   for (LayerWeights& l : w.layers)
     for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) views.push_back(v);
@@ -74,8 +74,9 @@ Status interleave_all(const GgufFile& f, Weights& w, int n_threads) {
   for (WeightView* v : views) {
     const auto src = std::span<const std::byte>(static_cast<const std::byte*>(v->data),
                                                 static_cast<size_t>(v->rows * v->row_stride));
-    auto packed = kernels::interleave_rows(*v, std::span<uint8_t>(base, src.size()), n_threads);
+    auto packed = kernels::interleave_rows(*v, std::span<uint8_t>(base, src.size()), n_threads, f16_as_bf16);
     if (!packed) return Error{f.name(), "interleave", packed.error().reason};
+    if (packed->type != v->type) ++w.f16_as_bf16;
     *v = *packed;
     release_mapped_pages(src);
     base += slice(v);
@@ -87,7 +88,7 @@ Status interleave_all(const GgufFile& f, Weights& w, int n_threads) {
 
 }  // namespace
 
-Result<Weights> load_weights(const GgufFile& f, const Config& c, bool interleave, int n_threads) {
+Result<Weights> load_weights(const GgufFile& f, const Config& c, bool interleave, int n_threads, bool f16_as_bf16) {
   Weights w;
   auto embd = matrix(f, "token_embd.weight", c.n_vocab, c.dim);
   if (!embd) return embd.error();
@@ -132,7 +133,7 @@ Result<Weights> load_weights(const GgufFile& f, const Config& c, bool interleave
     }
   }
   if (interleave)
-    if (Status st = interleave_all(f, w, n_threads); !st) return st.error();
+    if (Status st = interleave_all(f, w, n_threads, f16_as_bf16); !st) return st.error();
   return w;
 }
 

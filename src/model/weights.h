@@ -36,13 +36,17 @@ struct Weights {
   // stays valid; the views above point into it. Empty when nothing was interleaved.
   std::shared_ptr<uint8_t[]> interleaved;
   int64_t interleaved_bytes = 0;
+  int64_t f16_as_bf16 = 0;  // f16 matrices stored as bf16 x16 (load_weights' f16_as_bf16)
 };
 
 // Every tensor present, of the shape the config implies, of a type we have kernels for, and aligned
 // for its element type; otherwise an Error naming the tensor.
-// interleave: q4_0 / q4_1 / q8_0 layer matrices (and an untied output) whose rows are a multiple of 16
-// are copied into the x16 layout, one tensor at a time, and the file pages they came from are released,
-// so memory stays about one model's size. token_embd stays in the map: its rows are looked up.
-Result<Weights> load_weights(const GgufFile& file, const Config& config, bool interleave = true, int n_threads = 0);
+// interleave: layer matrices (and an untied output) of the x16 types (kernels/interleaved.h: q4_0, q4_1,
+// q8_0, the k-quants q4_K..q6_K, f16, bf16) whose rows are a multiple of 16 are copied into the x16
+// layout, one tensor at a time, and the file pages they came from are released, so memory stays about
+// one model's size. token_embd stays in the map: its rows are looked up.
+// f16_as_bf16 (with interleave): f16 matrices become bf16 x16 (lossy, see ModelOptions::f16_as_bf16).
+Result<Weights> load_weights(const GgufFile& file, const Config& config, bool interleave = true, int n_threads = 0,
+                             bool f16_as_bf16 = false);
 
 }  // namespace qe::model

@@ -115,11 +115,20 @@ def _q8_1_sum_correction(x: np.ndarray, mins: np.ndarray) -> np.ndarray:
     return (s - d16 * qsum) @ mins.T
 
 
-def round_activations(x: np.ndarray, weight_type: T) -> np.ndarray:
+def _bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bf16 (round to nearest even, as ggml's fp32_to_bf16 for finite values) -> float64."""
+    u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return r.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def round_activations(x: np.ndarray, weight_type: T, bf16_act: bool = False) -> np.ndarray:
     if weight_type in (T.Q4_0, T.Q8_0, T.Q4_1):
         return _q8_0(x)
     if weight_type == T.Q6_K:
         return _q8_K(x)
+    if weight_type == T.BF16 and bf16_act:  # vdpbf16ps (AVX512_BF16) reads bf16 activations
+        return _bf16(x)
     return x.astype(np.float32).astype(np.float64)  # f32 / f16 / bf16 kernels read f32 activations
 
 
@@ -145,8 +154,10 @@ def rope(x: np.ndarray, positions: np.ndarray, m: Model) -> np.ndarray:
     return out
 
 
-def forward(m: Model, tokens: list[int], act_quant: bool = True, cache_f16: bool = False) -> np.ndarray:
-    """Logits (n_tokens, n_vocab) of the tokens at positions 0..n-1, causal attention."""
+def forward(m: Model, tokens: list[int], act_quant: bool = True, cache_f16: bool = False,
+            bf16_act: bool = False) -> np.ndarray:
+    """Logits (n_tokens, n_vocab) of the tokens at positions 0..n-1, causal attention. bf16_act: bf16
+    weights' inputs rounded to bf16 (round to nearest even), as the engine's vdpbf16ps path does."""
     n = len(tokens)
     pos = np.arange(n, dtype=np.float64)
     W, Ty = m.tensors, m.types
@@ -154,7 +165,7 @@ def forward(m: Model, tokens: list[int], act_quant: bool = True, cache_f16: bool
     def linear(x: np.ndarray, name: str) -> np.ndarray:  # y = x W^T, W (out, in)
         if not act_quant:
             return x @ W[name].T
-        y = round_activations(x, Ty[name]) @ W[name].T
+        y = round_activations(x, Ty[name], bf16_act) @ W[name].T
         if Ty[name] == T.Q4_1:
             y += _q8_1_sum_correction(x, m.q4_1_min[name])
         return y

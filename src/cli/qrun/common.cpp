@@ -45,6 +45,7 @@ model::ModelOptions model_options(const RunOptions& o) {
   m.numerics = o.numerics == "llama.cpp" ? model::Numerics::llamacpp : model::Numerics::fast;
   m.cache_type = o.cache_type == "f32" ? GgmlType::F32 : GgmlType::F16;
   m.repack = !o.no_repack;
+  m.f16_as_bf16 = o.f16_as_bf16;
   m.n_threads = o.n_threads;
   return m;
 }
@@ -79,6 +80,9 @@ void log_model(const RunOptions& o, const model::Model& m) {
              o.model, c.name.empty() ? "unnamed" : c.name, c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.n_ff,
              c.n_vocab, c.tied_embeddings ? ", tied embeddings" : "");
   fmt::print(stderr, "qrun: {}; {} threads\n", kernels::describe_isa(), m.n_threads());
+  if (o.f16_as_bf16)
+    fmt::print(stderr, "qrun: --f16-as-bf16: {} f16 matrices repacked as bf16 (lossy: mantissas rounded to 8 bits)\n",
+               m.weights.f16_as_bf16);
   if (o.verbose)
     fmt::print(stderr, "qrun: rope: n_rot {}, freq_base {}, freq_scale {}{}; rms_eps {}\n", c.n_rot,
                c.rope_freq_base, c.rope_freq_scale, c.has_rope_freqs ? ", rope_freqs factors" : "",

@@ -26,6 +26,7 @@ struct RunOptions {
   std::string dump_logits;         // --dump-logits (dev): raw f32 logits of every prompt position
   bool verbose = false;            // --verbose
   bool no_repack = false;          // -nr, --no-repack: weights stay in the file's layout
+  bool f16_as_bf16 = false;        // --f16-as-bf16: f16 matrices repacked as bf16 (lossy, opt-in)
   std::string numerics = "fast";   // --numerics: fast, or llama.cpp (its bits; implies -nr)
 
   // Chat (llama-cli's conversation mode)

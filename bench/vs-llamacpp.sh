@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# This engine against llama.cpp on the same GGUF files, same threads, same tests: our `qbench -m` and
+# llama.cpp's `llama-bench` (pp512: one 512-token batch from an empty cache; tg128: 128 tokens decoded
+# one at a time from an empty cache), run interleaved (each round: ours then theirs, file by file), and
+# decode set against the roofline: the t/s this machine's DRAM read bandwidth allows when every weight
+# byte is read once per token.
+#
+#   bench/vs-llamacpp.sh [--threads 2] [--types q4_0,q4_1,q8_0,f16,bf16] [--shapes 1.1b,163m]
+#                        [--rounds 3] [--reps 1] [--pp 512] [--tg 128] [--models DIR] [--json FILE]
+#                        [FILE.gguf ...]
+#
+# Without files it benchmarks synthetic llama models made with our own tools and cached in --models
+# (default .venv/bench-models): scripts/make-synthetic-llama.py writes SHAPE-f16.gguf (random weights;
+# 1.1b = TinyLlama-1.1B's shape, 163m = a SmolLM2-like one; f32 too when asked for) and
+# `qconvert SHAPE-f16.gguf -o SHAPE-TYPE.gguf --type TYPE` the other types. The 1.1b f16 takes a few
+# minutes and 2.2 GB. With files, those files (any GGUF both engines load).
+#
+# Each tool runs --reps repetitions after its warm-up in each of --rounds rounds; a cell is the median
+# t/s over all rounds' repetitions, and ratio = ours / llama.cpp. tg roofline = DRAM read GB/s (qbench
+# --roofline: the better of 1 and --threads threads) / bytes of weights read per token (every tensor
+# of the file except token_embd, of which one row is read per token; a tied model's output projection
+# reads token_embd whole; the KV cache, small at tg128, is left out). "% roofline" is our tg128 against it. Prints the CPU, its ISA flags, the threads, the load
+# average and the roofline above a Markdown table; --json FILE also writes every sample.
+# Run it on a quiet machine: it warns when the load average says otherwise.
+#
+# llama-bench comes from scripts/build-llamacpp-tools.sh (llama-cpp-python 0.3.16's vendored llama.cpp,
+# built native; skipped when already built).
+# Env: QE_BUILD_DIR (default build), QE_LLAMACPP_TOOLS (default .venv/llama.cpp-tools).
+set -euo pipefail
+{
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$REPO/${QE_BUILD_DIR:-build}/bin
+[[ ${QE_BUILD_DIR:-build} == /* ]] && BIN=$QE_BUILD_DIR/bin
+TOOLS=${QE_LLAMACPP_TOOLS:-$REPO/.venv/llama.cpp-tools}
+[[ $TOOLS == /* ]] || TOOLS=$REPO/$TOOLS
+PY=$REPO/.venv/bin/python
+[[ -x $PY ]] || PY=python3
+THREADS=2 TYPES=q4_0,q4_1,q8_0,f16,bf16 SHAPES=1.1b,163m ROUNDS=3 REPS=1 PP=512 TG=128
+MODELS=$REPO/.venv/bench-models JSON_OUT="" files=()
+die() { echo "vs-llamacpp.sh: $*" >&2; exit 1; }
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --threads|-t) THREADS=$2; shift 2 ;;
+    --types) TYPES=$2; shift 2 ;;
+    --shapes) SHAPES=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --reps|-r) REPS=$2; shift 2 ;;
+    --pp|-p) PP=$2; shift 2 ;;
+    --tg|-n) TG=$2; shift 2 ;;
+    --models) MODELS=$2; shift 2 ;;
+    --json) JSON_OUT=$2; shift 2 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    -*) die "unknown option $1" ;;
+    *) [[ -f $1 ]] || die "$1: no such file"; files+=("$(realpath "$1")"); shift ;;
+  esac
+done
+for v in THREADS ROUNDS REPS PP TG; do [[ ${!v} =~ ^[0-9]+$ ]] || die "--${v,,} ${!v}: not a number"; done
+[[ $THREADS -ge 1 && $ROUNDS -ge 1 && $REPS -ge 1 ]] || die "--threads, --rounds and --reps must be >= 1"
+[[ -x $BIN/qbench && -x $BIN/qconvert ]] || die "$BIN/qbench or qconvert missing: build first (QE_BUILD_DIR)"
+"$BIN/qbench" -m /dev/null --help >/dev/null 2>&1 || die "$BIN/qbench has no -m (an old build?)"
+
+# ---- llama-bench: built once.
+if [[ ! -x $TOOLS/bin/llama-bench ]]; then
+  QE_LLAMACPP_TOOLS=$TOOLS "$REPO/scripts/build-llamacpp-tools.sh" || die "could not build llama-bench"
+fi
+LLAMA_BENCH=$TOOLS/bin/llama-bench
+
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+# ---- The synthetic models, cached.
+labels=()
+if [[ ${#files[@]} -eq 0 ]]; then
+  mkdir -p "$MODELS"
+  IFS=, read -ra shapes <<<"$SHAPES"
+  IFS=, read -ra types <<<"$TYPES"
+  for s in "${shapes[@]}"; do
+    for t in "${types[@]}"; do
+      t=${t,,}
+      out=$MODELS/$s-$t.gguf
+      if [[ ! -f $out ]]; then
+        if [[ $t == f16 || $t == f32 ]]; then
+          echo "vs-llamacpp.sh: making $out (synthetic, $t)" >&2
+          "$PY" "$REPO/scripts/make-synthetic-llama.py" --shape "$s" --type "$t" -o "$out.tmp" >&2 \
+            || die "make-synthetic-llama.py --shape $s failed"
+          mv "$out.tmp" "$out"
+        else
+          src=$MODELS/$s-f16.gguf
+          if [[ ! -f $src ]]; then
+            echo "vs-llamacpp.sh: making $src (synthetic source)" >&2
+            "$PY" "$REPO/scripts/make-synthetic-llama.py" --shape "$s" --type f16 -o "$src.tmp" >&2 \
+              || die "make-synthetic-llama.py --shape $s failed"
+            mv "$src.tmp" "$src"
+          fi
+          echo "vs-llamacpp.sh: $src -> $out" >&2
+          rm -f "$out.tmp"
+          "$BIN/qconvert" "$src" -o "$out.tmp" --type "$t" 2>"$tmp/qconvert.log" \
+            || { tail -5 "$tmp/qconvert.log" >&2; die "qconvert --type $t failed"; }
+          mv "$out.tmp" "$out"
+        fi
+      fi
+      files+=("$out")
+      labels+=("$s|$t")
+    done
+  done
+else
+  for f in "${files[@]}"; do labels+=("$(basename "$f" .gguf)|"); done
+fi
+
+# The tensor table of each file, for the bytes a decoded token reads.
+for i in "${!files[@]}"; do
+  "$BIN/qconvert" --info "${files[$i]}" --json >"$tmp/info.$i.json" || die "qconvert --info ${files[$i]} failed"
+done
+
+# ---- The machine.
+cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|f16c|avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni|avx512_bf16|avx512_fp16|amx_int8|amx_bf16|asimddp' | tr '\n' ' ' || true)
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "vs-llamacpp.sh: measuring the roofline ($THREADS threads)" >&2
+"$BIN/qbench" --roofline --threads="$THREADS" >"$tmp/roofline.json" || die "qbench --roofline failed"
+
+# ---- Interleaved rounds: ours then theirs, file by file.
+for r in $(seq "$ROUNDS"); do
+  for i in "${!files[@]}"; do
+    f=${files[$i]}
+    echo "vs-llamacpp.sh: round $r/$ROUNDS: $(basename "$f")" >&2
+    "$BIN/qbench" -m "$f" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" -o json >"$tmp/q.$i.$r.json" 2>"$tmp/q.err" \
+      || { cat "$tmp/q.err" >&2; die "qbench -m $f failed"; }
+    "$LLAMA_BENCH" -m "$f" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" -o json >"$tmp/l.$i.$r.json" 2>"$tmp/l.err" \
+      || { tail -5 "$tmp/l.err" >&2; die "llama-bench -m $f failed"; }
+  done
+done
+
+printf '%s\n' "${files[@]}" >"$tmp/files"
+printf '%s\n' "${labels[@]}" >"$tmp/labels"
+TMP=$tmp ROUNDS=$ROUNDS THREADS=$THREADS PP=$PP TG=$TG CPU=$cpu FLAGS=$flags LOAD=$load JSON_OUT=$JSON_OUT \
+NPROC=$(nproc) "$PY" - <<'EOF'
+import json, os, statistics
+
+env = os.environ
+tmp, rounds, threads = env["TMP"], int(env["ROUNDS"]), int(env["THREADS"])
+pp, tg = int(env["PP"]), int(env["TG"])
+files = open(f"{tmp}/files").read().split("\n")[:-1]
+labels = open(f"{tmp}/labels").read().split("\n")[:-1]
+roof = json.load(open(f"{tmp}/roofline.json"))
+# The better of the 1-thread and the --threads measurement: what DRAM allows, whatever the noise.
+dram = max(roof["dram_read_gbs"]) if threads > 1 else roof["dram_read_gbs"][0]
+load1 = float(env["LOAD"].split()[0])
+
+
+def samples(path, n_prompt, n_gen):
+    """Every repetition's t/s of one test in one tool's JSON output."""
+    out = []
+    for row in json.load(open(path)):
+        if row["n_prompt"] == n_prompt and row["n_gen"] == n_gen:
+            out += row["samples_ts"]
+    return out
+
+
+def weight_bytes(info):
+    """Bytes of weights one decoded token reads: every tensor except token_embd (one row), plus
+    token_embd whole when it is also the output projection (no output.weight)."""
+    ts = {t["name"]: t for t in info["tensors"]}
+    total = sum(t["bytes"] for t in ts.values())
+    emb = ts.get("token_embd.weight")
+    if emb is None:
+        return total
+    rows = emb["shape"][1] if len(emb["shape"]) > 1 else 1
+    total -= emb["bytes"]
+    return total + (emb["bytes"] if "output.weight" not in ts else emb["bytes"] // rows)
+
+
+rows = []
+for i, (f, label) in enumerate(zip(files, labels)):
+    r = {"file": f}
+    for who in ("q", "l"):
+        p, g = [], []
+        for k in range(1, rounds + 1):
+            p += samples(f"{tmp}/{who}.{i}.{k}.json", pp, 0)
+            g += samples(f"{tmp}/{who}.{i}.{k}.json", 0, tg)
+        r["ours" if who == "q" else "llamacpp"] = {f"pp{pp}": p, f"tg{tg}": g}
+    first = json.load(open(f"{tmp}/q.{i}.1.json"))[0]
+    shape, typ = label.split("|")
+    r["model"] = shape or os.path.basename(f)
+    r["type"] = typ or first["model_type"].split(" ", 2)[-1]
+    r["model_type"] = first["model_type"]
+    r["weight_bytes_per_token"] = weight_bytes(json.load(open(f"{tmp}/info.{i}.json")))
+    r["tg_roofline_ts"] = dram * 1e9 / r["weight_bytes_per_token"]
+    rows.append(r)
+
+med = lambda v: statistics.median(v) if v else float("nan")
+print(f"cpu: {env['CPU']} ({env['NPROC']} CPUs; {env['FLAGS'].strip()})")
+print(roof["kernels"])
+print(f"threads: {threads}; rounds: {rounds} interleaved (ours, then llama.cpp); load average: {env['LOAD']}")
+print(f"roofline: DRAM read {roof['dram_read_gbs'][0]:.1f} / {roof['dram_read_gbs'][1]:.1f} GB/s, "
+      f"int8 {roof['int8_gmacs'][0]:.1f} / {roof['int8_gmacs'][1]:.1f} GMAC/s, "
+      f"f32 FMA {roof['fma_gflops'][0]:.1f} / {roof['fma_gflops'][1]:.1f} GFLOP/s (1 / {threads} threads)")
+if load1 > 0.5:
+    print(f"warning: load average {load1:.2f}: the machine is not quiet, these numbers are noisy")
+print()
+print(f"| model | type | pp{pp} ours | llama.cpp | ratio | tg{tg} ours | llama.cpp | ratio | tg roofline | % roofline |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for r in rows:
+    op, lp = med(r["ours"][f"pp{pp}"]), med(r["llamacpp"][f"pp{pp}"])
+    og, lg = med(r["ours"][f"tg{tg}"]), med(r["llamacpp"][f"tg{tg}"])
+    cell = lambda x: "–" if x != x else f"{x:.1f}"
+    ratio = lambda a, b: "–" if a != a or b != b or b == 0 else f"{a / b:.2f}x"
+    pct = "–" if og != og else f"{100 * og / r['tg_roofline_ts']:.0f}%"
+    print(f"| {r['model']} | {r['type']} | {cell(op)} | {cell(lp)} | {ratio(op, lp)} | {cell(og)} | {cell(lg)} | "
+          f"{ratio(og, lg)} | {r['tg_roofline_ts']:.1f} | {pct} |")
+
+if env["JSON_OUT"]:
+    doc = {"cpu": env["CPU"], "isa_flags": env["FLAGS"].split(), "threads": threads, "rounds": rounds,
+           "load_average": env["LOAD"], "roofline": roof, "n_prompt": pp, "n_gen": tg, "rows": rows}
+    with open(env["JSON_OUT"], "w") as fh:
+        json.dump(doc, fh, indent=2)
+EOF
+exit
+}

@@ -1,0 +1,48 @@
+// x16 f16 / bf16 kernels, AVX2 (layouts and contract: kernels/interleaved.h). A 16-row group is two
+// 8-lane slices. GEMM: one slice at a time, 6 tokens x 2 parts = 12 ymm accumulators + weights + a
+// broadcast in the 16 registers (AVX2 has no embedded broadcast), so each widened weight vector feeds 6
+// FMAs. GEMV: both slices in one pass (one contiguous stream, 4 FMA chains).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/interleaved.h"
+#include "kernels/kernel_tables.h"
+
+namespace qe::kernels::avx2 {
+namespace {
+
+struct S {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V fma_bcast(V w, const float* a, V acc) { return _mm256_fmadd_ps(w, _mm256_broadcast_ss(a), acc); }
+  static void store_sum(float* y, V s0, V s1) { _mm256_storeu_ps(y, _mm256_add_ps(s0, s1)); }
+  static V f16_col(const uint16_t* wg, int64_t k, int s) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wg + kInterleave * k + 8 * s)));
+  }
+  // 8 rows x (k, k + 1): the even column is the dword shifted up, the odd one the dword's top half.
+  static void bf16_pair(const uint16_t* wg, int64_t k, int s, V& w0, V& w1) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + kInterleave * k + 16 * s));
+    w0 = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    w1 = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+  }
+  static V bf16_last(const uint16_t* wg, int64_t k, int s) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wg + kInterleave * k + 8 * s));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+  }
+};
+
+constexpr int kCols = 6;
+
+}  // namespace
+
+#include "kernels/x16_float_driver.inc"
+
+void fill_x16_float(KernelTable& t) {
+  t.x16_f16_f32 = x16_float<S, F16Cols<S>, 2, kCols>;
+  t.x16_bf16_f32 = x16_float<S, BF16Cols<S>, 2, kCols>;
+}
+
+}  // namespace qe::kernels::avx2

@@ -1,0 +1,63 @@
+// x16 f16 / bf16 kernels, AVX-512 (layouts and contract: kernels/interleaved.h). One zmm lane per row
+// of the 16-row group. GEMM: 12 tokens x 2 parts = 24 zmm accumulators + 2 weight vectors; each
+// vcvtph2ps (or bf16 shift) feeds 12 FMAs whose activation operand is an embedded broadcast, so the
+// loop is FMA-bound (Zen 4: one 512-bit FMA per cycle). GEMV: one 32-byte (f16) or 64-byte (bf16 pair)
+// load per FMA, two chains per group: far above what DRAM delivers, so the stream sets the pace.
+// bf16 goes to vdpbf16ps (matmul_x16_float_avx512bf16.cpp) when the CPU has AVX512_BF16.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/interleaved.h"
+#include "kernels/kernel_tables.h"
+
+// GCC 12's conversion intrinsics pass _mm512_undefined_ps() as a merge source that -Wmaybe-uninitialized
+// reports once inlined (a known header false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+namespace qe::kernels::avx512bf16 {
+void fill_x16_bf16(KernelTable& t);  // matmul_x16_float_avx512bf16.cpp
+}
+
+namespace qe::kernels::avx512 {
+namespace {
+
+struct S {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V fma_bcast(V w, const float* a, V acc) { return _mm512_fmadd_ps(w, _mm512_set1_ps(*a), acc); }
+  static void store_sum(float* y, V s0, V s1) { _mm512_storeu_ps(y, _mm512_add_ps(s0, s1)); }
+  static V f16_col(const uint16_t* wg, int64_t k, int) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + kInterleave * k)));
+  }
+  // 16 rows x (k, k + 1): bf16 is the top half of an f32, so the even column is the dword shifted up and
+  // the odd column the dword with its low half cleared.
+  static void bf16_pair(const uint16_t* wg, int64_t k, int, V& w0, V& w1) {
+    const __m512i v = _mm512_loadu_si512(wg + kInterleave * k);
+    w0 = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    w1 = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+  }
+  static V bf16_last(const uint16_t* wg, int64_t k, int) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + kInterleave * k));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+  }
+};
+
+constexpr int kCols = 12;
+
+}  // namespace
+
+#include "kernels/x16_float_driver.inc"
+
+void fill_x16_float(KernelTable& t, bool has_bf16) {
+  t.x16_f16_f32 = x16_float<S, F16Cols<S>, 1, kCols>;
+  t.x16_bf16_f32 = x16_float<S, BF16Cols<S>, 1, kCols>;
+  if (has_bf16) avx512bf16::fill_x16_bf16(t);
+}
+
+}  // namespace qe::kernels::avx512

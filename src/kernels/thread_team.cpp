@@ -1,0 +1,133 @@
+#include "kernels/thread_team.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+namespace qe::kernels {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// How long a waiting thread stays awake. Quiet machine: the gaps between two jobs of a forward pass
+// (a norm, a quantization on the caller) are a few microseconds, so spinning through them costs nothing
+// and a futex wake-up (~5-20 us each, ~150 jobs a token) is avoided. Busy machine: a wait that lasts
+// longer means the thread it waits for was preempted; yielding, then sleeping, hands the core over.
+constexpr auto kSpin = std::chrono::microseconds(30);    // pause loop
+constexpr auto kYield = std::chrono::microseconds(300);  // then sched_yield loop, then block
+
+// Waits until done() is true: pause, then yield, then block(). done() is checked between each step.
+template <class Done, class Block>
+void wait_until(Done done, Block block) {
+  if (done()) return;
+  const Clock::time_point start = Clock::now();
+  for (int i = 1;; ++i) {
+    cpu_relax();
+    if (done()) return;
+    if (i % 64 == 0 && Clock::now() - start > kSpin) break;
+  }
+  for (int i = 1;; ++i) {
+    sched_yield();
+    if (done()) return;
+    if (i % 16 == 0 && Clock::now() - start > kYield) break;
+  }
+  while (!done()) block();
+}
+
+constexpr uint64_t pack(uint32_t next, uint32_t n) { return static_cast<uint64_t>(n) << 32 | next; }
+
+}  // namespace
+
+ThreadTeam::ThreadTeam(int n_threads) : n_threads_(std::max(1, n_threads)) {
+  workers_.reserve(static_cast<size_t>(n_threads_ - 1));
+  for (int t = 1; t < n_threads_; ++t) workers_.emplace_back([this, t] { worker_main(t); });
+}
+
+ThreadTeam::~ThreadTeam() {
+  stop_.store(true);
+  generation_.fetch_add(1);
+  generation_.notify_all();
+  for (std::thread& w : workers_) w.join();
+}
+
+ThreadTeam& ThreadTeam::for_this_thread(int n_threads) {
+  thread_local std::map<int, std::unique_ptr<ThreadTeam>> teams;
+  std::unique_ptr<ThreadTeam>& team = teams[std::max(1, n_threads)];
+  if (!team) team = std::make_unique<ThreadTeam>(n_threads);
+  return *team;
+}
+
+void ThreadTeam::work(int thread) {
+  uint64_t word = claim_.load(std::memory_order_acquire);
+  for (;;) {
+    const auto next = static_cast<uint32_t>(word), n = static_cast<uint32_t>(word >> 32);
+    if (next >= n) return;
+    // Guided: a share of what is left, so early chunks are long (few claims, long DRAM streams) and the
+    // last ones short (a late thread leaves little behind).
+    const int64_t left = n - next;
+    const int64_t chunk = std::min<int64_t>(left, std::max<int64_t>(min_chunk_, left / (2 * n_threads_)));
+    const uint64_t claimed = pack(static_cast<uint32_t>(next + chunk), n);
+    if (!claim_.compare_exchange_weak(word, claimed, std::memory_order_acq_rel, std::memory_order_acquire))
+      continue;  // word reloaded
+    // The chunk is ours, so the job cannot finish (and fn_ change) before we report it done.
+    fn_(ctx_, next, next + chunk, thread);
+    const uint32_t finished = done_.fetch_add(static_cast<uint32_t>(chunk)) +
+                              static_cast<uint32_t>(chunk);
+    // seq_cst add, then load: against the caller's store of caller_waiting_ then load of done_, one
+    // of the two sees the other, so a sleeping caller is always woken.
+    if (finished == n && caller_waiting_.load()) done_.notify_one();
+    word = claim_.load(std::memory_order_acquire);
+  }
+}
+
+void ThreadTeam::worker_main(int thread) {
+  uint32_t seen = 0;
+  for (;;) {
+    wait_until([&] { return generation_.load(std::memory_order_acquire) != seen; },
+               [&] {
+                 sleepers_.fetch_add(1);
+                 generation_.wait(seen);  // returns at once if the generation already moved on
+                 sleepers_.fetch_sub(1);
+               });
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_.load()) return;
+    work(thread);
+  }
+}
+
+void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void* ctx) {
+  if (n_units <= 0) return;
+  min_chunk = std::max<int64_t>(1, min_chunk);
+  if (n_threads_ == 1 || n_units <= min_chunk) {
+    fn(ctx, 0, n_units, 0);
+    return;
+  }
+  fn_ = fn;
+  ctx_ = ctx;
+  min_chunk_ = min_chunk;
+  done_.store(0, std::memory_order_relaxed);
+  claim_.store(pack(0, static_cast<uint32_t>(n_units)), std::memory_order_release);
+  generation_.fetch_add(1);  // seq_cst: ordered against a worker's sleepers_ increment
+  if (sleepers_.load() > 0) generation_.notify_all();
+  work(0);
+  const auto n = static_cast<uint32_t>(n_units);
+  wait_until([&] { return done_.load(std::memory_order_acquire) == n; },
+             [&] {
+               caller_waiting_.store(1);
+               const uint32_t d = done_.load();
+               if (d != n) done_.wait(d);
+               caller_waiting_.store(0);
+             });
+}
+
+}  // namespace qe::kernels

@@ -1,0 +1,163 @@
+#include "model/attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "formats/blocks.h"
+#include "kernels/thread_team.h"
+
+namespace qe::model {
+namespace {
+
+constexpr int64_t kB = kernels::kAttnBlock;
+// Query rows (token, head) of one work item: their packed key/value blocks are shared by all of them,
+// so more rows amortise the packing; 128 rows x 64 features keep q and o in 64 KiB (L2).
+constexpr int64_t kMaxRows = 128;
+
+int64_t padded_dim(const Config& c) {
+  return (c.head_dim + kernels::kAttnPad - 1) / kernels::kAttnPad * kernels::kAttnPad;
+}
+
+// Floats of one thread's scratch: the packed K^T (head_dim, kB) and V (kB, ld) blocks, then q and o
+// (kMaxRows, ld), plus 16 floats of slack for the 64-byte alignment of the base.
+int64_t per_thread_floats(const Config& c) {
+  const int64_t ld = padded_dim(c);
+  return (c.head_dim * kB + kB * ld + 2 * kMaxRows * ld + 15) / 16 * 16;
+}
+
+// A work item's shape: `tokens` consecutive tokens x `heads` query heads of one KV head. Any shape gives
+// the same bits per (token, head), so the split only balances the threads: as large as kMaxRows allows
+// (fewer packs per row), halved while there are fewer than two items per thread (decode: one token, so
+// the query heads of a group are split instead, each item packing the group's keys again).
+struct Split {
+  int64_t tokens, heads;
+};
+Split split_work(int64_t n_tokens, int64_t group, int64_t n_kv_heads, int n_threads) {
+  Split s{0, std::min(group, kMaxRows)};
+  s.tokens = std::clamp<int64_t>(kMaxRows / s.heads, 1, n_tokens);
+  auto items = [&] {
+    return (n_tokens + s.tokens - 1) / s.tokens * n_kv_heads * ((group + s.heads - 1) / s.heads);
+  };
+  while (items() < 2 * int64_t{n_threads}) {
+    if (s.tokens > 8)
+      s.tokens = (s.tokens + 1) / 2;
+    else if (s.heads > 1)
+      s.heads = (s.heads + 1) / 2;
+    else
+      break;
+  }
+  return s;
+}
+
+}  // namespace
+
+int64_t attention_scratch_floats(const Config& c) {
+  return per_thread_floats(c) + 16;
+}
+
+// Flash-style: a work item takes a block of tokens x the query heads of one KV head, and walks the key
+// blocks [0, 64), [64, 128), ... up to its last token's position. Each block of K and V is converted
+// once into f32 tiles (K transposed) that feed every row of the item, and each row keeps a running max,
+// sum and unnormalised output (online softmax), divided by the sum at the end.
+//
+// Batch invariance: blocks sit at absolute positions with a fixed size, a row sees exactly the blocks
+// up to its own position and, in its last block, exactly its own keys (the kernel masks the rest by
+// replacement and stops its sums at them); the kernel's per-row arithmetic does not depend on the other
+// rows. So a (token, head) gets the same bits in a prompt batch, in decoding and on any thread count.
+// Only positions the cache holds for this step (< pos + n_tokens) are read; the rest of a block is
+// packed as zeros.
+void attention(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer, RunState& s,
+               int64_t n_tokens, int64_t pos) {
+  const kernels::AttnPackFn pack = kv.type() == GgmlType::F16 ? k.attn_pack_f16 : k.attn_pack_f32;
+  QE_CHECK(pack != nullptr && k.attn_block != nullptr);
+  QE_CHECK(static_cast<int64_t>(s.attn.size()) >= s.n_threads * per_thread_floats(c));
+  const int64_t head_dim = c.head_dim, ld = padded_dim(c), q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  const int64_t n_ctx = kv.n_ctx(), esz = kv.elem_bytes();
+  const int64_t group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const uint8_t* k_cache = kv.k_layer(layer);  // (n_ctx, kv_dim)
+  const uint8_t* v_cache = kv.v_layer(layer);  // (kv_dim, n_ctx)
+  const Split sp = split_work(n_tokens, group, c.n_kv_heads, s.n_threads);
+  const int64_t n_tblocks = (n_tokens + sp.tokens - 1) / sp.tokens,
+                n_hblocks = (group + sp.heads - 1) / sp.heads;
+  const int64_t per_token_block = c.n_kv_heads * n_hblocks;
+  // 64-byte aligned base for every thread's scratch
+  float* scratch0 = s.attn.data();
+  scratch0 += (16 - (reinterpret_cast<uintptr_t>(scratch0) / sizeof(float)) % 16) % 16;
+
+  s.team->run(n_tblocks * per_token_block, [&](int64_t begin, int64_t end, int thread) {
+    float* kt = scratch0 + thread * per_thread_floats(c);  // (head_dim, kB)
+    float* vb = kt + head_dim * kB;                        // (kB, ld)
+    float* qs = vb + kB * ld;                              // (rows, ld) q * scale
+    float* o = qs + kMaxRows * ld;                         // (rows, ld) unnormalised output
+    float m[kMaxRows], l[kMaxRows];
+    int32_t nv[kMaxRows];
+    for (int64_t item = begin; item < end; ++item) {
+      // The last tokens first: they see the most keys, and the team's chunks shrink as work runs out.
+      const int64_t tb = n_tblocks - 1 - item / per_token_block;
+      const int64_t g = item % per_token_block / n_hblocks, hb = item % n_hblocks;
+      const int64_t t0 = tb * sp.tokens, t1 = std::min(n_tokens, t0 + sp.tokens);
+      const int64_t h0 = hb * sp.heads, h1 = std::min(group, h0 + sp.heads), nh = h1 - h0;
+      const int64_t n_rows = (t1 - t0) * nh;
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t h = h0; h < h1; ++h) {
+          const int64_t r = (t - t0) * nh + h - h0;
+          k.scale(s.q.data() + t * q_dim + (g * group + h) * head_dim, scale, qs + r * ld, head_dim);
+          std::fill(qs + r * ld + head_dim, qs + (r + 1) * ld, 0.0f);
+          std::fill(o + r * ld, o + (r + 1) * ld, 0.0f);
+          m[r] = -INFINITY;
+          l[r] = 0.0f;
+        }
+      const int64_t n_keys = pos + t1;  // keys any row of the item sees
+      for (int64_t k0 = 0; k0 < n_keys; k0 += kB) {
+        const int64_t nk = std::min(kB, n_keys - k0);
+        // K^T block: the nk position rows of this head's slice, transposed; V block from V^T's feature rows
+        pack(k_cache + (k0 * kv_dim + g * head_dim) * esz, kv_dim * esz, nk, head_dim, kB, head_dim, kt, kB);
+        pack(v_cache + (g * head_dim * n_ctx + k0) * esz, n_ctx * esz, head_dim, nk, ld, kB, vb, ld);
+        // Rows of tokens before this block do not see it; rows are in token order.
+        const int64_t t_first = std::max(t0, k0 - pos), r0 = (t_first - t0) * nh;
+        for (int64_t r = r0; r < n_rows; ++r)
+          nv[r] = static_cast<int32_t>(std::min(kB, pos + t0 + r / nh + 1 - k0));
+        k.attn_block(n_rows - r0, head_dim, ld, qs + r0 * ld, kt, vb, nv + r0, m + r0, l + r0, o + r0 * ld);
+      }
+      for (int64_t r = 0; r < n_rows; ++r) {
+        const int64_t t = t0 + r / nh, h = h0 + r % nh;
+        k.scale(o + r * ld, 1.0f / l[r], s.att.data() + t * q_dim + (g * group + h) * head_dim, head_dim);
+      }
+    }
+  });
+}
+void attention_llamacpp(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer,
+                        RunState& s, int64_t n_tokens, int64_t pos) {
+  const int64_t head_dim = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ctx = kv.n_ctx();
+  const int64_t group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const auto* k_cache = reinterpret_cast<const uint16_t*>(kv.k_layer(layer));  // (n_ctx, kv_dim)
+  const auto* v_cache = reinterpret_cast<const uint16_t*>(kv.v_layer(layer));  // (kv_dim, n_ctx)
+  // tinyBLAS takes a batch only when the dot length is a multiple of 8 (K q: head_dim) and the rows a
+  // multiple of 4 (V^T p: head_dim); llama.cpp falls back to ggml_vec_dot_f16 for other shapes.
+  const kernels::F16DotFn kq_dot = head_dim % 8 == 0 ? k.dot_f16 : k.dot_f16_gemv;
+  const kernels::F16DotFn kqv_dot = head_dim % 4 == 0 ? k.dot_f16 : k.dot_f16_gemv;
+  const int64_t n_work = n_tokens * c.n_heads;
+
+  s.team->run(n_work, [&](int64_t begin, int64_t end, int thread) {
+    float* scores = s.scores.data() + thread * s.n_ctx;                 // (n_keys)
+    uint16_t* p16 = s.scores16.data() + thread * (s.n_ctx + head_dim);  // (n_keys) in f16
+    uint16_t* q16 = p16 + s.n_ctx;                                      // (head_dim) in f16
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t t = i / c.n_heads, h = i % c.n_heads, g = h / group;
+      const int64_t n_keys = pos + t + 1, n_pad = (n_keys + 31) / 32 * 32;
+      const float* q = s.q.data() + t * q_dim + h * head_dim;
+      for (int64_t j = 0; j < head_dim; ++j) q16[j] = fp32_to_fp16(q[j]);
+      for (int64_t p = 0; p < n_keys; ++p)
+        scores[p] = kq_dot(head_dim, head_dim, k_cache + p * kv_dim + g * head_dim, q16);
+      k.softmax(scores, n_keys, scale);
+      for (int64_t p = 0; p < n_keys; ++p) p16[p] = fp32_to_fp16(scores[p]);
+      float* out = s.att.data() + t * q_dim + h * head_dim;
+      for (int64_t j = 0; j < head_dim; ++j)
+        out[j] = kqv_dot(n_keys, n_pad, v_cache + (g * head_dim + j) * n_ctx, p16);
+    }
+  });
+}
+
+}  // namespace qe::model

@@ -1,0 +1,31 @@
+// Causal multi-head attention with grouped KV heads over the KV cache, for the n_tokens queries of a
+// forward step (s.q, at positions pos .. pos + n_tokens - 1, whose own K/V the cache already holds):
+//   att[t, h] = softmax(K_g[0..pos+t] q[t, h] / sqrt(head_dim)) · V_g[0..pos+t],  g = h / (n_heads / n_kv_heads)
+// The result of each (token, head) does not depend on n_tokens or the thread count, so a prompt
+// evaluated as one batch gives the same bits as token by token.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernel_table.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/run_state.h"
+
+namespace qe::model {
+
+// This engine's attention (fast numerics), f16 or f32 cache: flash-style, over blocks of
+// kernels::kAttnBlock keys with an online softmax (attention.cpp). Writes s.att (n_tokens, q_dim).
+void attention(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer, RunState& s,
+               int64_t n_tokens, int64_t pos);
+
+// Floats of per-thread scratch attention() needs: RunState::attn holds n_threads of them.
+int64_t attention_scratch_floats(const Config& c);
+
+// llama.cpp's numerics (f16 cache): q rounded to f16; scores by the table's f16 dot (tinyBLAS's for a
+// batch, ggml_vec_dot_f16 for one token); ggml's scaled softmax; the weights rounded to f16 and dotted
+// with V^T the same way, over llama.cpp's KV length (positions padded to 32, zeros past the last one).
+void attention_llamacpp(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer,
+                        RunState& s, int64_t n_tokens, int64_t pos);
+
+}  // namespace qe::model

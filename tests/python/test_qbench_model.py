@@ -1,0 +1,150 @@
+"""qbench -m: llama-bench's command line and output shape, on a tiny synthetic model (no timing checks).
+
+Rows come in llama-bench's order (model, threads, depth, then pp, tg and pg tests), the Markdown table
+has its columns and the JSON its keys; the model description, size and parameter count equal
+llama-bench's own on the same file when llama-bench is built (scripts/build-llamacpp-tools.sh). Bad
+flags exit 2 and a bad file 1, each with one line on stderr that starts with "qbench: ".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+import make_tiny_model as tiny
+
+REPO = pathlib.Path(os.environ.get("QE_SOURCE", pathlib.Path(__file__).resolve().parents[2]))
+BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
+LLAMA_BENCH = pathlib.Path(os.environ.get("QE_LLAMACPP_TOOLS", REPO / ".venv" / "llama.cpp-tools")) / "bin" / "llama-bench"
+TIMEOUT_S = 120
+MD_COLUMNS = ["model", "size", "params", "backend", "threads", "test", "t/s"]
+
+
+def qbench(*args, check: bool = True) -> subprocess.CompletedProcess:
+    exe = BIN / "qbench"
+    if not exe.exists():
+        pytest.skip(f"{exe} is not built (set QE_BIN)")
+    proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=TIMEOUT_S)
+    if check and proc.returncode != 0:
+        pytest.fail(f"qbench {' '.join(map(str, args))} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> pathlib.Path:
+    path = tmp_path_factory.mktemp("qbench") / "tiny-q8_0.gguf"
+    tiny.write_model(str(path), tiny.TinySpec(wtype="q8_0", n_ctx=512))
+    return path
+
+
+def md_rows(out: str) -> tuple[list[str], list[list[str]]]:
+    lines = [l for l in out.splitlines() if l.startswith("|")]
+    cells = [[c.strip() for c in l.strip("|").split("|")] for l in lines]
+    assert re.fullmatch(r"[-: |]+", lines[1]), lines[1]
+    return cells[0], cells[2:]
+
+
+def test_markdown_table(model):
+    out = qbench("-m", model, "-p", 16, "-n", 4, "-r", 2, "-t", 1).stdout
+    header, rows = md_rows(out)
+    assert header == MD_COLUMNS
+    assert [r[5] for r in rows] == ["pp16", "tg4"]
+    for r in rows:
+        assert r[0].startswith("llama ?B ")
+        assert re.fullmatch(r"\d+\.\d\d MiB", r[1]) and re.fullmatch(r"\d+\.\d\d M", r[2])
+        assert re.fullmatch(r"CPU \((ref|avx2|avx512|neon)\)", r[3])
+        assert r[4] == "1"
+        assert re.fullmatch(r"\d+\.\d\d ± \d+\.\d\d", r[6])
+
+
+def test_json_keys_and_samples(model):
+    out = qbench("--model", model, "-p", 8, "-n", 3, "-r", 3, "-t", 1, "-o", "json").stdout
+    rows = json.loads(out)
+    assert [(r["n_prompt"], r["n_gen"]) for r in rows] == [(8, 0), (0, 3)]
+    for r in rows:
+        for key in ("cpu_info", "model_filename", "model_type", "model_size", "model_n_params", "n_batch",
+                    "n_ubatch", "n_threads", "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts",
+                    "stddev_ts", "samples_ns", "samples_ts"):
+            assert key in r, key
+        assert r["model_filename"] == str(model)
+        assert (r["n_batch"], r["n_ubatch"], r["n_threads"], r["n_depth"]) == (2048, 512, 1, 0)
+        assert len(r["samples_ns"]) == len(r["samples_ts"]) == 3
+        n_tok = r["n_prompt"] + r["n_gen"]
+        for ns, ts in zip(r["samples_ns"], r["samples_ts"]):
+            assert ts == pytest.approx(1e9 * n_tok / ns, rel=1e-9)
+        assert r["avg_ts"] == pytest.approx(sum(r["samples_ts"]) / 3, rel=1e-9)
+        assert r["avg_ns"] == pytest.approx(sum(r["samples_ns"]) / 3, abs=1)
+
+
+def test_size_and_params_sum_every_tensor(model):
+    import gguf
+    reader = gguf.GGUFReader(str(model))
+    row = json.loads(qbench("-m", model, "-p", 0, "-n", 1, "-r", 1, "-t", 1, "-o", "json").stdout)[0]
+    assert row["model_size"] == sum(int(t.n_bytes) for t in reader.tensors)
+    assert row["model_n_params"] == sum(int(t.n_elements) for t in reader.tensors)
+    assert row["model_type"] == "llama ?B Q8_0 (guessed)"  # no general.file_type: the commonest type
+
+
+def test_lists_ranges_and_order(model):
+    # Models outermost, then threads, then depth; pp before tg before pg; 0 skips a test.
+    out = qbench("-m", f"{model},{model}", "-t", "1,2", "-p", "0", "-n", "2-4+2", "-pg", "4,2", "-d", "0,3",
+                 "-r", 1, "-o", "jsonl").stdout
+    rows = [json.loads(l) for l in out.splitlines()]
+    got = [(r["n_threads"], r["n_depth"], r["n_prompt"], r["n_gen"]) for r in rows]
+    one_model = [(t, d, p, g) for t in (1, 2) for d in (0, 3) for (p, g) in ((0, 2), (0, 4), (4, 2))]
+    assert got == one_model * 2
+
+
+def test_test_names(model):
+    _, rows = md_rows(qbench("-m", model, "-p", 0, "-n", 2, "-pg", "4,1", "-d", 3, "-r", 1, "-t", 1).stdout)
+    assert [r[5] for r in rows] == ["tg2 @ d3", "pp4+tg1 @ d3"]
+    _, rows = md_rows(qbench("-m", model, "-p", 0, "-n", 0, "-r", 1).stdout)
+    assert rows == []
+
+
+def test_non_default_batch_adds_columns(model):
+    header, rows = md_rows(qbench("-m", model, "-p", 8, "-n", 0, "-b", 4, "-ub", 2, "-r", 1, "-t", 1).stdout)
+    assert header == MD_COLUMNS[:5] + ["n_batch", "n_ubatch"] + MD_COLUMNS[5:]
+    assert rows[0][5:7] == ["4", "2"]
+
+
+@pytest.mark.parametrize("args", [
+    ["-r", "0"], ["-t", "0"], ["-p", "x"], ["-n", "4-2"], ["-o", "csv"], ["-pg", "4"], ["--frobnicate"],
+    ["-b"], ["--isa", "nonsense"], ["--numerics", "slow"],
+])
+def test_bad_flags_exit_2(model, args):
+    proc = qbench("-m", model, *args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qbench: "), proc.stderr
+    assert proc.stdout == ""
+
+
+def test_bad_file_exits_1(tmp_path):
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"not a gguf at all")
+    proc = qbench("-m", bad, "-p", 4, "-n", 0, "-r", 1, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("qbench: ") and str(bad) in proc.stderr
+
+
+def test_roofline_json():
+    j = json.loads(qbench("--roofline", "--threads=1").stdout)
+    assert j["threads"] == 1 and len(j["dram_read_gbs"]) == 2 and j["dram_read_gbs"][0] > 0
+
+
+def test_description_size_params_match_llama_bench(model):
+    if not LLAMA_BENCH.exists():
+        pytest.skip(f"{LLAMA_BENCH} is not built (scripts/build-llamacpp-tools.sh)")
+    args = ["-m", str(model), "-p", "0", "-n", "1", "-r", "1", "-t", "1", "-o", "json"]
+    theirs = json.loads(subprocess.run([str(LLAMA_BENCH), *args], capture_output=True, text=True, check=True,
+                                       timeout=TIMEOUT_S).stdout)[0]
+    ours = json.loads(qbench(*args).stdout)[0]
+    for key in ("model_type", "model_size", "model_n_params", "n_prompt", "n_gen", "n_batch", "n_ubatch",
+                "n_threads", "cpu_info"):
+        assert ours[key] == theirs[key], key

@@ -1,0 +1,144 @@
+// model::attention() (fast numerics, flash-style) on every level this CPU runs: against a
+// double-precision softmax(K q / sqrt(d)) V, and with the invariance the engine relies on: a (token,
+// head) gets the same bits whatever the batch, its place in it and the thread count, and positions the
+// cache does not hold for the step (NaN here) are never read.
+#include "model/attention.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "formats/blocks.h"
+#include "kernels/kernel_table.h"
+#include "model/kv_cache.h"
+#include "model/run_state.h"
+
+namespace qe {
+namespace {
+
+using kernels::Isa;
+using kernels::KernelTable;
+
+std::vector<float> randv(uint32_t seed, size_t n, float lo, float hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+bool same_bits(const float* a, const float* b, size_t n) {
+  return std::memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+struct Shape {
+  int64_t n_heads, n_kv_heads, head_dim;
+  GgmlType cache;
+};
+
+model::Config config_of(const Shape& sh) {
+  model::Config c;
+  c.n_vocab = 16;
+  c.n_layers = 1;
+  c.n_heads = sh.n_heads;
+  c.n_kv_heads = sh.n_kv_heads;
+  c.head_dim = sh.head_dim;
+  c.n_rot = sh.head_dim / 2 * 2;
+  c.dim = sh.n_heads * sh.head_dim;
+  c.n_ff = 16;
+  c.n_ctx_train = 512;
+  return c;
+}
+
+// Runs attention for tokens [pos, pos + n) of a sequence whose k/v rows are `ks`/`vs` and queries `qs`
+// (one row per position), after storing their k/v and NaN at every later position of the cache.
+void run_step(const KernelTable& k, const model::Config& c, model::KvCache& kv, model::RunState& s,
+              const std::vector<float>& qs, const std::vector<float>& ks, const std::vector<float>& vs,
+              int64_t pos, int64_t n, std::vector<float>& att) {
+  const int64_t kv_dim = c.kv_dim(), q_dim = c.q_dim();
+  const std::vector<float> nan(static_cast<size_t>(kv_dim), NAN);
+  for (int64_t p = 0; p < kv.n_ctx(); ++p)
+    if (p < pos + n)
+      kv.store(0, p, &ks[p * kv_dim], &vs[p * kv_dim]);
+    else
+      kv.store(0, p, nan.data(), nan.data());
+  std::copy(qs.begin() + pos * q_dim, qs.begin() + (pos + n) * q_dim, s.q.begin());
+  model::attention(k, c, kv, 0, s, n, pos);
+  std::copy(s.att.begin(), s.att.begin() + n * q_dim, att.begin() + pos * q_dim);
+}
+
+class AttentionModel : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(AttentionModel, BatchDecodeAndThreadsGiveTheSameBits) {
+  const KernelTable* k = kernels::kernel_table(GetParam());
+  if (!k) GTEST_SKIP() << "skipping " << kernels::isa_name(GetParam()) << ": this CPU/build lacks it";
+  const Shape shapes[] = {{8, 2, 64, GgmlType::F16},
+                          {4, 4, 80, GgmlType::F32},
+                          {6, 1, 16, GgmlType::F16},
+                          {3, 3, 7, GgmlType::F32}};
+  const int64_t n_ctx = 150;
+  for (const Shape& sh : shapes) {
+    const model::Config c = config_of(sh);
+    const int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim();
+    const uint32_t seed = static_cast<uint32_t>(sh.n_heads * 100 + sh.head_dim);
+    const auto qs = randv(seed, static_cast<size_t>(n_ctx * q_dim), -2, 2);
+    const auto ks = randv(seed + 1, static_cast<size_t>(n_ctx * kv_dim), -2, 2);
+    const auto vs = randv(seed + 2, static_cast<size_t>(n_ctx * kv_dim), -1, 1);
+    Result<model::KvCache> kv = model::KvCache::create(c, n_ctx, sh.cache);
+    ASSERT_TRUE(kv.ok());
+    // One batch of everything, 1 thread: the reference bits.
+    std::vector<float> one(static_cast<size_t>(n_ctx * q_dim)), other(one.size());
+    Result<model::RunState> s1 = model::RunState::create(c, nullptr, n_ctx, n_ctx, 1, false);
+    ASSERT_TRUE(s1.ok());
+    run_step(*k, c, *kv, *s1, qs, ks, vs, 0, n_ctx, one);
+    // Against softmax(K q / sqrt(d)) V in double (the cache's f16 rounding applied to K and V).
+    auto cached = [&](float x) { return sh.cache == GgmlType::F16 ? fp16_to_fp32(fp32_to_fp16(x)) : x; };
+    const int64_t group = c.n_heads / c.n_kv_heads;
+    for (int64_t t : {int64_t{0}, int64_t{1}, int64_t{63}, int64_t{64}, int64_t{65}, n_ctx - 1})
+      for (int64_t h = 0; h < c.n_heads; ++h) {
+        const int64_t g = h / group;
+        std::vector<double> sc(static_cast<size_t>(t + 1));
+        double mx = -INFINITY, sum = 0;
+        for (int64_t p = 0; p <= t; ++p) {
+          double dot = 0;
+          for (int64_t i = 0; i < c.head_dim; ++i)
+            dot += double(qs[t * q_dim + h * c.head_dim + i]) * cached(ks[p * kv_dim + g * c.head_dim + i]);
+          sc[p] = dot / std::sqrt(double(c.head_dim));
+          mx = std::max(mx, sc[p]);
+        }
+        for (double& x : sc) sum += (x = std::exp(x - mx));
+        for (int64_t j = 0; j < c.head_dim; ++j) {
+          double o = 0;
+          for (int64_t p = 0; p <= t; ++p) o += sc[p] / sum * cached(vs[p * kv_dim + g * c.head_dim + j]);
+          ASSERT_NEAR(one[t * q_dim + h * c.head_dim + j], o, 1e-5)
+              << "heads " << sh.n_heads << "/" << sh.n_kv_heads << " d=" << sh.head_dim << " t=" << t
+              << " h=" << h;
+        }
+      }
+    // Token by token on 3 threads; then batches of 5 and 37 (ragged against the 64-key blocks) on 2
+    // and 16 threads.
+    for (auto [batch, threads] : {std::pair<int64_t, int>{1, 3}, {5, 2}, {37, 16}}) {
+      Result<model::RunState> s = model::RunState::create(c, nullptr, batch, n_ctx, threads, false);
+      ASSERT_TRUE(s.ok());
+      std::fill(other.begin(), other.end(), 0.0f);
+      for (int64_t pos = 0; pos < n_ctx; pos += batch)
+        run_step(*k, c, *kv, *s, qs, ks, vs, pos, std::min(batch, n_ctx - pos), other);
+      for (int64_t t = 0; t < n_ctx; ++t)
+        ASSERT_TRUE(same_bits(&one[t * q_dim], &other[t * q_dim], static_cast<size_t>(q_dim)))
+            << "heads " << sh.n_heads << "/" << sh.n_kv_heads << " d=" << sh.head_dim << " batch " << batch
+            << " threads " << threads << ": token " << t << " differs";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllLevels, AttentionModel,
+                         ::testing::Values(Isa::ref, Isa::avx2, Isa::avx512, Isa::neon),
+                         [](const auto& p) { return std::string(kernels::isa_name(p.param)); });
+
+}  // namespace
+}  // namespace qe
