@@ -208,8 +208,12 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
     }
   };
   // One token (a decode step): chunks of at least 4 units (64 rows, tens of KB of weights) so the
-  // claims stay a small share of a memory-bound pass; a batch makes every unit long enough.
-  team.run(units, work, n_tokens == 1 ? 4 : 1);
+  // claims stay a small share of a memory-bound pass. A batch: up to 8 units (128 rows) while that
+  // still leaves 8 chunks a thread, since every call repacks its tokens' activations (the float
+  // kernels' panels, the int8 kernels' scale lines) once per call.
+  const int64_t min_chunk =
+      n_tokens == 1 ? 4 : std::clamp<int64_t>(units / (8 * int64_t{team.size()}), 1, 8);
+  team.run(units, work, min_chunk);
   return {};
 }
 

@@ -144,11 +144,31 @@ void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t
       if constexpr (K::kHasMin) isum[c] = _mm512_setzero_si512();
       else isum[c] = _mm512_set1_epi32(C == 1 ? K::kOffset * sums1[b] : ts[b].start[c]);
     });
-    if constexpr (K::kQ8) {
+    if constexpr (K::kQ8 && C == 1) {
+      __m512i part2 = _mm512_setzero_si512();  // two chains, as for q4 below
+      unroll<4>([&](auto j) {
+        const __m512i u0 = _mm512_xor_si512(_mm512_loadu_si512(wg[b].qs + 128 * j), sign);
+        const __m512i u1 = _mm512_xor_si512(_mm512_loadu_si512(wg[b].qs + 128 * j + 64), sign);
+        isum[0] = dpbusd_bcast(isum[0], u0, q[0] + o + 8 * j);
+        part2 = dpbusd_bcast(part2, u1, q[0] + o + 8 * j + 4);
+      });
+      isum[0] = _mm512_add_epi32(isum[0], part2);
+    } else if constexpr (K::kQ8) {
       unroll<8>([&](auto j) {
         const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(wg[b].qs + 64 * j), sign);  // w + 128
         unroll<C>([&](auto c) { isum[c] = dpbusd_bcast(isum[c], u, q[c] + o + 4 * j); });
       });
+    } else if constexpr (C == 1) {
+      // One token: the block's 8 products in two independent chains (integer sums, so the same bits),
+      // halving the dependent vpdpbusd latency that bounds GEMV.
+      __m512i part2 = _mm512_setzero_si512();
+      unroll<4>([&](auto j) {
+        const __m512i v = _mm512_loadu_si512(wg[b].qs + 64 * j);
+        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        isum[0] = dpbusd_bcast(isum[0], lo, q[0] + o + 4 * j);
+        part2 = dpbusd_bcast(part2, hi, q[0] + o + 16 + 4 * j);
+      });
+      isum[0] = _mm512_add_epi32(isum[0], part2);
     } else {
       unroll<4>([&](auto j) {
         const __m512i v = _mm512_loadu_si512(wg[b].qs + 64 * j);

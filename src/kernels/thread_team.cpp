@@ -75,7 +75,7 @@ void ThreadTeam::work(int thread) {
     // Guided: a share of what is left, so early chunks are long (few claims, long DRAM streams) and the
     // last ones short (a late thread leaves little behind).
     const int64_t left = n - next;
-    const int64_t chunk = std::min<int64_t>(left, std::max<int64_t>(min_chunk_, left / (2 * n_threads_)));
+    const int64_t chunk = std::min<int64_t>(left, std::max<int64_t>(min_chunk_, left / (4 * n_threads_)));
     const uint64_t claimed = pack(static_cast<uint32_t>(next + chunk), n);
     if (!claim_.compare_exchange_weak(word, claimed, std::memory_order_acq_rel, std::memory_order_acquire))
       continue;  // word reloaded
