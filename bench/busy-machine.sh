@@ -3,10 +3,10 @@
 # llama-bench with the same flags) at -t 1 and at -t N (all cores), first on the quiet machine, then
 # with exactly one other busy process (a shell loop that never sleeps, started and stopped here).
 # A thread team that spins at its barriers loses most when one of its threads is preempted; the ratio
-# (-t N) / (-t 1) says whether using every core still pays. Ours is measured as built (OpenMP's default
-# wait policy) and with OMP_WAIT_POLICY=passive (threads sleep at barriers).
+# (-t N) / (-t 1) says whether using every core still pays. --rounds interleave the engines and thread
+# counts (a cell is the median over rounds), since a shared host's noise comes in bursts.
 #
-#   bench/busy-machine.sh [FILE.gguf] [--threads N] [--reps 3] [--tg 128] [--models DIR]
+#   bench/busy-machine.sh [FILE.gguf] [--threads N] [--reps 3] [--rounds 3] [--tg 128] [--models DIR]
 #
 # FILE defaults to the synthetic 163m q4_0 of bench/vs-llamacpp.sh's cache (--models, default
 # .venv/bench-models), made there when missing. N defaults to nproc.
@@ -20,12 +20,13 @@ TOOLS=${QE_LLAMACPP_TOOLS:-$REPO/.venv/llama.cpp-tools}
 [[ $TOOLS == /* ]] || TOOLS=$REPO/$TOOLS
 PY=$REPO/.venv/bin/python
 [[ -x $PY ]] || PY=python3
-N=$(nproc) REPS=3 TG=128 MODELS=$REPO/.venv/bench-models FILE=""
+N=$(nproc) REPS=3 ROUNDS=3 TG=128 MODELS=$REPO/.venv/bench-models FILE=""
 die() { echo "busy-machine.sh: $*" >&2; exit 1; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --threads|-t) N=$2; shift 2 ;;
     --reps|-r) REPS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     --tg|-n) TG=$2; shift 2 ;;
     --models) MODELS=$2; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -56,17 +57,19 @@ hog=""
 cleanup() { [[ -n $hog ]] && kill "$hog" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-# One measurement: engine (ours | passive | llamacpp), threads, machine state -> $tmp/<state>.<engine>.<t>.json
+# One measurement: machine state, engine (ours | llamacpp), threads, round -> $tmp/<state>.<engine>.<t>.<r>.json
 measure() {
-  local state=$1 engine=$2 t=$3 out="$tmp/$1.$2.$3.json"
+  local state=$1 engine=$2 t=$3 out="$tmp/$1.$2.$3.$4.json"
   case $engine in
     ours) "$BIN/qbench" -m "$FILE" -p 0 -n "$TG" -r "$REPS" -t "$t" -o json >"$out" ;;
-    passive) OMP_WAIT_POLICY=passive "$BIN/qbench" -m "$FILE" -p 0 -n "$TG" -r "$REPS" -t "$t" -o json >"$out" ;;
     llamacpp) "$TOOLS/bin/llama-bench" -m "$FILE" -p 0 -n "$TG" -r "$REPS" -t "$t" -o json >"$out" 2>/dev/null ;;
   esac || die "$engine -t $t failed ($state machine)"
 }
+# Rounds interleave the engines and thread counts, so a burst of host noise lands on all of them.
 run_all() {
-  for t in 1 "$N"; do for e in ours passive llamacpp; do measure "$1" "$e" "$t"; done; done
+  for r in $(seq "$ROUNDS"); do
+    for t in 1 "$N"; do for e in ours llamacpp; do measure "$1" "$e" "$t" "$r"; done; done
+  done
 }
 
 load_quiet=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -81,19 +84,20 @@ kill "$hog" 2>/dev/null || true
 wait "$hog" 2>/dev/null || true
 hog=""
 
-TMP=$tmp N=$N TG=$TG FILE=$FILE LOAD=$load_quiet CPU="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)" NPROC=$(nproc) "$PY" - <<'EOF'
-import json, os
+TMP=$tmp N=$N TG=$TG ROUNDS=$ROUNDS FILE=$FILE LOAD=$load_quiet CPU="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)" NPROC=$(nproc) "$PY" - <<'EOF'
+import json, os, statistics
 env = os.environ
-tmp, n, tg = env["TMP"], env["N"], env["TG"]
-ts = lambda state, e, t: json.load(open(f"{tmp}/{state}.{e}.{t}.json"))[0]["avg_ts"]
-print(f"file: {env['FILE']}; cpu: {env['CPU']} ({env['NPROC']} CPUs); tg{tg} t/s, mean of the repetitions")
+tmp, n, tg, rounds = env["TMP"], env["N"], env["TG"], int(env["ROUNDS"])
+ts = lambda state, e, t: statistics.median(
+    json.load(open(f"{tmp}/{state}.{e}.{t}.{r}.json"))[0]["avg_ts"] for r in range(1, rounds + 1))
+print(f"file: {env['FILE']}; cpu: {env['CPU']} ({env['NPROC']} CPUs); tg{tg} t/s, median over {rounds} rounds of the mean of the repetitions")
 print(f"load average before the quiet runs: {env['LOAD']}")
 if float(env["LOAD"].split()[0]) > 0.5:
     print("warning: the quiet machine was not quiet: other processes count as busy ones")
 print()
 print(f"| engine | quiet -t 1 | quiet -t {n} | ratio | busy -t 1 | busy -t {n} | ratio |")
 print("|---|---:|---:|---:|---:|---:|---:|")
-names = {"ours": "ours", "passive": "ours, OMP_WAIT_POLICY=passive", "llamacpp": "llama.cpp"}
+names = {"ours": "ours", "llamacpp": "llama.cpp"}
 for e, name in names.items():
     q1, qn, b1, bn = ts("quiet", e, 1), ts("quiet", e, n), ts("busy", e, 1), ts("busy", e, n)
     print(f"| {name} | {q1:.1f} | {qn:.1f} | {qn / q1:.2f} | {b1:.1f} | {bn:.1f} | {bn / b1:.2f} |")

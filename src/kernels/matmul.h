@@ -89,7 +89,8 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
 
 // The tile kernel for a weight type in a table (nullptr when none).
 MatmulTileFn tile_kernel(const KernelTable& k, GgmlType weight);
-// The x16 kernel for an interleaved weight type (q4_0, q4_1, q8_0, q4_K, q5_K, q6_K), nullptr for others.
+// The x16 kernel for an interleaved weight type (q4_0, q4_1, q8_0, q4_K, q5_K, q6_K, f16, bf16), nullptr for
+// others.
 MatmulX16Fn x16_kernel(const KernelTable& k, GgmlType weight);
 
 }  // namespace qe::kernels

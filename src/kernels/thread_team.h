@@ -35,7 +35,7 @@ class ThreadTeam {
   int size() const { return n_threads_; }
 
   // Calls fn(begin, end, thread) on disjoint ranges covering [0, n_units) and returns when all have
-  // run. Chunks shrink from n_units / (2 * size()) to min_chunk units as the work runs out; `thread`
+  // run. Chunks shrink from n_units / (4 * size()) to min_chunk units as the work runs out; `thread`
   // (< size()) indexes per-thread scratch. fn must not throw. Work below one chunk per thread runs
   // on the caller alone.
   template <class Fn>
