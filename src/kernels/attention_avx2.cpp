@@ -9,6 +9,9 @@
 #include "kernels/kernel_tables.h"
 
 namespace qe::kernels::avx2 {
+
+#include "kernels/x86_simd_common.inc"  // exp_ps
+
 namespace {
 
 struct Vec {
@@ -44,26 +47,8 @@ struct Vec {
   static T load_f16(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
-  // expf to about 2 ulp (the Cephes scheme of x86_simd_common.inc's exp_ps): below -87.3 gives 0, so
-  // exp(-inf) is an exact 0 for masked keys.
-  static T exp(T x) {
-    const T lo = _mm256_set1_ps(-87.3f);
-    const T keep = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
-    const T fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    T r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-    T p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
-  }
+  // x86_simd_common.inc's exp_ps: below -87.3 gives 0, so exp(-inf) is an exact 0 for masked keys.
+  static T exp(T x) { return exp_ps(x); }
 };
 
 }  // namespace

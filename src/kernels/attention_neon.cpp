@@ -7,6 +7,7 @@
 
 #include "formats/blocks.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/neon_math.h"
 
 namespace qe::kernels::neon {
 namespace {
@@ -34,25 +35,8 @@ struct Vec {
   static float reduce_add(T x) { return vaddvq_f32(x); }
   static float reduce_max(T x) { return vmaxvq_f32(x); }
   static T load_f16(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
-  // expf to about 2 ulp (the Cephes scheme of kernels_neon.cpp's exp_ps): below -87.3 gives 0, so
-  // exp(-inf) is an exact 0 for masked keys.
-  static T exp(T x) {
-    const uint32x4_t keep = vcgeq_f32(x, vdupq_n_f32(-87.3f));
-    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.0f));
-    const float32x4_t fx = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
-    float32x4_t r = vfmsq_n_f32(x, fx, 0.693359375f);
-    r = vfmsq_n_f32(r, fx, -2.12194440e-4f);
-    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
-    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
-    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
-    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(fx), vdupq_n_s32(127)), 23);
-    const float32x4_t y = vmulq_f32(p, vreinterpretq_f32_s32(e));
-    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(y), keep));
-  }
+  // exp(-inf) is an exact 0 (below -87.3 gives 0), as masked keys need.
+  static T exp(T x) { return exp_ps(x); }
 };
 
 }  // namespace
