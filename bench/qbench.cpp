@@ -7,6 +7,7 @@
 //   qbench --roofline      only the roofline (DRAM read, int8, FMA at 1 and --threads=N threads), as JSON
 //   qbench -m FILE ...     whole-model tests with llama-bench's flags and output (bench/model_bench.h)
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -133,7 +134,9 @@ void BM_op(benchmark::State& state, const KernelTable* k, const std::string& op,
 // Collects every run for the closing roofline table (and --json), forwarding to the console reporter.
 class TableReporter : public benchmark::ConsoleReporter {
  public:
-  explicit TableReporter(bool quiet) : quiet_(quiet) {}
+  // Colour only on a terminal: a redirected file gets plain text (ConsoleReporter's default is colour).
+  explicit TableReporter(bool quiet)
+      : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_ColorTabular : OO_Tabular), quiet_(quiet) {}
   bool ReportContext(const Context& c) override { return quiet_ ? true : ConsoleReporter::ReportContext(c); }
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs)
@@ -145,6 +148,29 @@ class TableReporter : public benchmark::ConsoleReporter {
  private:
   bool quiet_;
 };
+
+// qbench's own flags first, then Google Benchmark's (benchmark::Initialize calls this for --help).
+void print_help() {
+  std::printf(
+      "usage:\n"
+      "  qbench [options] [Google Benchmark flags]   kernel benchmarks against this machine's roofline\n"
+      "  qbench -m FILE[,FILE...] [flags]           whole-model tests with llama-bench's flags and output\n"
+      "                                              (qbench -m FILE --help lists them)\n"
+      "\n"
+      "options:\n"
+      "  --full            135M / 1.1B / 8B shapes, 1/8/64/512 tokens, every supported ISA\n"
+      "                    (default: 1.1B FFN-up, best ISA, 1/64/512 tokens; < 2 min on 2 cores)\n"
+      "  --isa=<level>     only this kernel level: ref, avx2, avx512, neon (default: see --full)\n"
+      "  --threads=<n>     threads of the multi-threaded runs and the roofline (default: %d, the physical "
+      "cores)\n"
+      "  --json            results and roofline as one JSON document on stdout (default: tables)\n"
+      "  --roofline        only the roofline (DRAM read, int8, FMA at 1 and --threads), as JSON\n"
+      "\n"
+      "Google Benchmark's flags (qbench's defaults: --benchmark_min_time=0.1 --benchmark_repetitions=3;\n"
+      "colour only when stdout is a terminal):\n",
+      kernels::default_thread_count());
+  benchmark::PrintDefaultHelp();
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -194,7 +220,7 @@ int main(int argc, char** argv) {
   if (!has_min_time) rest.push_back(min_time.data());
   if (!has_reps) rest.push_back(reps.data());
   int rargc = static_cast<int>(rest.size());
-  benchmark::Initialize(&rargc, rest.data());
+  benchmark::Initialize(&rargc, rest.data(), print_help);
   if (benchmark::ReportUnrecognizedArguments(rargc, rest.data())) return 2;
 
   const int nthreads = n_threads_flag > 0 ? n_threads_flag : kernels::default_thread_count();

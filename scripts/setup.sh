@@ -14,6 +14,7 @@ APT_PACKAGES=(
   libpcre2-dev        # Unicode-aware regex for the BPE pre-tokenizers (\p{L}, \p{N}, lookahead)
   nlohmann-json3-dev  # safetensors headers, HF config.json / tokenizer.json, --json output
   libyaml-cpp-dev     # qconvert --config FILE.yaml: a conversion's flags kept in a file (front end only)
+  libcpp-httplib-dev  # qserve's HTTP server (as llama-server uses it; front end only)
   libgtest-dev        # unit tests
   libbenchmark-dev    # qbench
   clang libclang-rt-14-dev  # libFuzzer targets (QE_FUZZ)

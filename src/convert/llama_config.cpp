@@ -43,6 +43,8 @@ struct Fields {
     if (!it->is_number()) return err(key, fmt::format("{} is not a number", it->dump()));
     const double v = it->get<double>();
     if (!std::isfinite(v)) return err(key, "is not finite");
+    // Past float's range the cast gives inf, which "> 1" checks let through and JSON cannot write back.
+    if (!std::isfinite(static_cast<float>(v))) return err(key, fmt::format("{} is out of float range", v));
     return static_cast<float>(v);
   }
 };

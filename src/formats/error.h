@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -23,9 +24,14 @@ struct Error {
   // end maps the option to its own flag (cli/flag_errors.h). Not part of message().
   std::string option = {};
 
-  // "file: field: reason" (parts that are empty are left out), one line.
+  // "file: field: reason" (parts that are empty are left out), one line: printable() text.
   std::string message() const;
 };
+
+// `text` as one line of plain text, whatever a hostile file put in a name: line breaks become spaces;
+// other control characters (C0, DEL, C1: a terminal would act on ESC and CSI) and bytes that are not
+// well-formed UTF-8 become \xNN.
+std::string printable(std::string_view text);
 
 template <class T>
 class [[nodiscard]] Result {

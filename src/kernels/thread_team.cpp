@@ -112,6 +112,15 @@ void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void
     fn(ctx, 0, n_units, 0);
     return;
   }
+  // A job's class for the policy: its code and its size.
+  const uint64_t key = reinterpret_cast<uintptr_t>(fn) ^ static_cast<uint64_t>(n_units) << 40 ^
+                       static_cast<uint64_t>(min_chunk) << 20;
+  const Clock::time_point start = Clock::now();
+  if (!policy_.team()) {
+    fn(ctx, 0, n_units, 0);
+    policy_.record(key, std::chrono::duration<double, std::nano>(Clock::now() - start).count(), 0);
+    return;
+  }
   fn_ = fn;
   ctx_ = ctx;
   min_chunk_ = min_chunk;
@@ -120,6 +129,7 @@ void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void
   generation_.fetch_add(1);  // seq_cst: ordered against a worker's sleepers_ increment
   if (sleepers_.load() > 0) generation_.notify_all();
   work(0);
+  const Clock::time_point own_done = Clock::now();
   const auto n = static_cast<uint32_t>(n_units);
   wait_until([&] { return done_.load(std::memory_order_acquire) == n; },
              [&] {
@@ -128,6 +138,9 @@ void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void
                if (d != n) done_.wait(d);
                caller_waiting_.store(0);
              });
+  const Clock::time_point end = Clock::now();
+  policy_.record(key, std::chrono::duration<double, std::nano>(end - start).count(),
+                 std::chrono::duration<double, std::nano>(end - own_done).count());
 }
 
 }  // namespace qe::kernels

@@ -11,6 +11,9 @@
 //   ThreadTeam team(4);
 //   team.run(n_rows / 16, [&](int64_t begin, int64_t end, int thread) { ... units [begin, end) ... });
 //
+// On a busy machine the team may leave jobs to the caller alone, when its own timings say that is faster
+// (kernels/thread_team_policy.h); results are the same bits either way.
+//
 // run() is called by one thread at a time (the team's owner, which works as thread 0). OpenMP stays in
 // the offline converter (qconvert), whose loops run on a dedicated machine and gain nothing from this.
 #pragma once
@@ -21,6 +24,8 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include "kernels/thread_team_policy.h"
 
 namespace qe::kernels {
 
@@ -33,6 +38,7 @@ class ThreadTeam {
   ThreadTeam& operator=(const ThreadTeam&) = delete;
 
   int size() const { return n_threads_; }
+  const TeamPolicy& policy() const { return policy_; }
 
   // Calls fn(begin, end, thread) on disjoint ranges covering [0, n_units) and returns when all have
   // run. Chunks shrink from n_units / (4 * size()) to min_chunk units as the work runs out; `thread`
@@ -57,6 +63,7 @@ class ThreadTeam {
   void worker_main(int thread);
 
   const int n_threads_;
+  TeamPolicy policy_;  // used by the caller's thread only
   // The current job. Written by the caller only while no chunk is in flight; read by a worker only
   // after it claimed a chunk of it (so the job cannot end under it).
   ChunkFn fn_ = nullptr;

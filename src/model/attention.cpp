@@ -66,43 +66,83 @@ int64_t attention_scratch_floats(const Config& c) {
 // rows. So a (token, head) gets the same bits in a prompt batch, in decoding and on any thread count.
 // Only positions the cache holds for this step (< pos + n_tokens) are read; the rest of a block is
 // packed as zeros.
-void attention(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer, RunState& s,
-               int64_t n_tokens, int64_t pos) {
-  const kernels::AttnPackFn pack = kv.type() == GgmlType::F16 ? k.attn_pack_f16 : k.attn_pack_f32;
-  QE_CHECK(pack != nullptr && k.attn_block != nullptr);
+//
+// Several runs (sequences) share the one parallel region: their work items are numbered one run after
+// the other, the last run first (a step's prompt chunks come after its decode tokens and are the most
+// work), each run split as if it had its share of the threads.
+void attention(const kernels::KernelTable& k, const Config& c, std::span<const SeqRun> runs, int64_t layer,
+               RunState& s) {
+  QE_CHECK(k.attn_pack_f16 != nullptr && k.attn_pack_f32 != nullptr && k.attn_block != nullptr);
   QE_CHECK(static_cast<int64_t>(s.attn.size()) >= s.n_threads * per_thread_floats(c));
+  const int64_t n_runs = static_cast<int64_t>(runs.size());
+  QE_CHECK(n_runs >= 1 && n_runs < static_cast<int64_t>(s.attn_items.size()));
   const int64_t head_dim = c.head_dim, ld = padded_dim(c), q_dim = c.q_dim(), kv_dim = c.kv_dim();
-  const int64_t n_ctx = kv.n_ctx(), esz = kv.elem_bytes();
   const int64_t group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const uint8_t* k_cache = kv.k_layer(layer);  // (n_ctx, kv_dim)
-  const uint8_t* v_cache = kv.v_layer(layer);  // (kv_dim, n_ctx)
-  const Split sp = split_work(n_tokens, group, c.n_kv_heads, s.n_threads);
-  const int64_t n_tblocks = (n_tokens + sp.tokens - 1) / sp.tokens,
-                n_hblocks = (group + sp.heads - 1) / sp.heads;
-  const int64_t per_token_block = c.n_kv_heads * n_hblocks;
+  // Each run is split as if it had its share of the threads (the split changes no bits, only the balance).
+  const int run_threads = static_cast<int>(std::max<int64_t>(1, s.n_threads / n_runs));
+  // A run's rows and items: token blocks x (KV heads x blocks of their query heads).
+  struct RunWork {
+    const SeqRun* run = nullptr;
+    int64_t row0 = 0;  // its first row of s.q / s.att
+    Split sp{1, 1};
+    int64_t n_tblocks = 0, n_hblocks = 0, per_token_block = 0;
+  };
+  auto run_work = [&](int64_t i) {  // runs[i]
+    RunWork rw;
+    rw.run = &runs[static_cast<size_t>(i)];
+    for (int64_t j = 0; j < i; ++j) rw.row0 += runs[static_cast<size_t>(j)].n_tokens;
+    rw.sp = split_work(rw.run->n_tokens, group, c.n_kv_heads, run_threads);
+    rw.n_tblocks = (rw.run->n_tokens + rw.sp.tokens - 1) / rw.sp.tokens;
+    rw.n_hblocks = (group + rw.sp.heads - 1) / rw.sp.heads;
+    rw.per_token_block = c.n_kv_heads * rw.n_hblocks;
+    return rw;
+  };
+  // first_item[i]: the first work item of runs[n_runs - 1 - i] (the last run first).
+  int64_t* first_item = s.attn_items.data();
+  first_item[0] = 0;
+  for (int64_t i = 0; i < n_runs; ++i) {
+    const RunWork rw = run_work(n_runs - 1 - i);
+    first_item[i + 1] = first_item[i] + rw.n_tblocks * rw.per_token_block;
+  }
   // 64-byte aligned base for every thread's scratch
   float* scratch0 = s.attn.data();
   scratch0 += (16 - (reinterpret_cast<uintptr_t>(scratch0) / sizeof(float)) % 16) % 16;
 
-  s.team->run(n_tblocks * per_token_block, [&](int64_t begin, int64_t end, int thread) {
+  s.team->run(first_item[n_runs], [&](int64_t begin, int64_t end, int thread) {
     float* kt = scratch0 + thread * per_thread_floats(c);  // (head_dim, kB)
     float* vb = kt + head_dim * kB;                        // (kB, ld)
     float* qs = vb + kB * ld;                              // (rows, ld) q * scale
     float* o = qs + kMaxRows * ld;                         // (rows, ld) unnormalised output
     float m[kMaxRows], l[kMaxRows];
     int32_t nv[kMaxRows];
+    int64_t i = std::upper_bound(first_item, first_item + n_runs + 1, begin) - first_item - 1;
+    RunWork rw = run_work(n_runs - 1 - i);
     for (int64_t item = begin; item < end; ++item) {
+      if (item >= first_item[i + 1]) {
+        while (item >= first_item[i + 1]) ++i;
+        rw = run_work(n_runs - 1 - i);
+      }
+      const KvCache& kv = *rw.run->kv;
+      const kernels::AttnPackFn pack = kv.type() == GgmlType::F16 ? k.attn_pack_f16 : k.attn_pack_f32;
+      const int64_t n_ctx = kv.n_ctx(), esz = kv.elem_bytes();
+      const uint8_t* k_cache = kv.k_layer(layer);  // (n_ctx, kv_dim)
+      const uint8_t* v_cache = kv.v_layer(layer);  // (kv_dim, n_ctx)
+      const int64_t pos = rw.run->pos, n_tokens = rw.run->n_tokens;
+      const Split& sp = rw.sp;
+      const int64_t local = item - first_item[i], n_hblocks = rw.n_hblocks;
+      float* const q_rows = s.q.data() + rw.row0 * q_dim;
+      float* const att_rows = s.att.data() + rw.row0 * q_dim;
       // The last tokens first: they see the most keys, and the team's chunks shrink as work runs out.
-      const int64_t tb = n_tblocks - 1 - item / per_token_block;
-      const int64_t g = item % per_token_block / n_hblocks, hb = item % n_hblocks;
+      const int64_t tb = rw.n_tblocks - 1 - local / rw.per_token_block;
+      const int64_t g = local % rw.per_token_block / n_hblocks, hb = local % n_hblocks;
       const int64_t t0 = tb * sp.tokens, t1 = std::min(n_tokens, t0 + sp.tokens);
       const int64_t h0 = hb * sp.heads, h1 = std::min(group, h0 + sp.heads), nh = h1 - h0;
       const int64_t n_rows = (t1 - t0) * nh;
       for (int64_t t = t0; t < t1; ++t)
         for (int64_t h = h0; h < h1; ++h) {
           const int64_t r = (t - t0) * nh + h - h0;
-          k.scale(s.q.data() + t * q_dim + (g * group + h) * head_dim, scale, qs + r * ld, head_dim);
+          k.scale(q_rows + t * q_dim + (g * group + h) * head_dim, scale, qs + r * ld, head_dim);
           std::fill(qs + r * ld + head_dim, qs + (r + 1) * ld, 0.0f);
           std::fill(o + r * ld, o + (r + 1) * ld, 0.0f);
           m[r] = -INFINITY;
@@ -122,7 +162,7 @@ void attention(const kernels::KernelTable& k, const Config& c, const KvCache& kv
       }
       for (int64_t r = 0; r < n_rows; ++r) {
         const int64_t t = t0 + r / nh, h = h0 + r % nh;
-        k.scale(o + r * ld, 1.0f / l[r], s.att.data() + t * q_dim + (g * group + h) * head_dim, head_dim);
+        k.scale(o + r * ld, 1.0f / l[r], att_rows + t * q_dim + (g * group + h) * head_dim, head_dim);
       }
     }
   });

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "kernels/kernel_table.h"
 #include "model/config.h"
@@ -15,9 +16,12 @@
 namespace qe::model {
 
 // This engine's attention (fast numerics), f16 or f32 cache: flash-style, over blocks of
-// kernels::kAttnBlock keys with an online softmax (attention.cpp). Writes s.att (n_tokens, q_dim).
-void attention(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer, RunState& s,
-               int64_t n_tokens, int64_t pos);
+// kernels::kAttnBlock keys with an online softmax (attention.cpp). The step's rows of s.q are split into
+// runs, one per sequence (each over its own cache, the formula above with its own pos and n_tokens, the
+// runs' rows one after the other), all in one parallel region; a (token, head) gets the same bits
+// whatever the other runs are. Writes s.att (sum of n_tokens, q_dim).
+void attention(const kernels::KernelTable& k, const Config& c, std::span<const SeqRun> runs, int64_t layer,
+               RunState& s);
 
 // Floats of per-thread scratch attention() needs: RunState::attn holds n_threads of them.
 int64_t attention_scratch_floats(const Config& c);

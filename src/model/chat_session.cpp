@@ -7,27 +7,38 @@
 
 namespace qe::model {
 
-Result<ChatSession> ChatSession::create(const Model& model, const ContextParams& ctx_params,
-                                        const ChatParams& params) {
+Result<ResolvedTemplate> resolve_model_template(const Model& model, const std::string& name) {
   std::optional<std::string_view> gguf_template;
   Result<std::string> jinja = model.file.get_string("tokenizer.chat_template");
   if (jinja) gguf_template = *jinja;
-  Result<tokenizer::ChatTemplate> tmpl =
-      tokenizer::resolve_chat_template(params.template_name, gguf_template);
+  Result<tokenizer::ChatTemplate> tmpl = tokenizer::resolve_chat_template(name, gguf_template);
   if (!tmpl) {
     Error e = tmpl.error();
     // A template read from the model is the model's fault; a name given by the caller is the caller's.
-    e.file = params.template_name.empty() ? model.path : "";
-    if (!params.template_name.empty() && e.option.empty()) e.option = "chat_template";
+    e.file = name.empty() ? model.path : "";
+    if (!name.empty() && e.option.empty()) e.option = "chat_template";
     return e;
   }
+  return ResolvedTemplate{*tmpl, !name.empty()   ? TemplateSource::named
+                                 : gguf_template ? TemplateSource::model
+                                                 : TemplateSource::default_chatml};
+}
+
+std::vector<int32_t> tokenize_chat(const Model& model, tokenizer::ChatTemplate t,
+                                   std::span<const tokenizer::ChatMessage> messages) {
+  return model.tok.tokenize(tokenizer::format_chat(t, messages, /*add_assistant_prompt=*/true),
+                            /*add_special=*/true, /*parse_special=*/true);
+}
+
+Result<ChatSession> ChatSession::create(const Model& model, const ContextParams& ctx_params,
+                                        const ChatParams& params) {
+  Result<ResolvedTemplate> tmpl = resolve_model_template(model, params.template_name);
+  if (!tmpl) return tmpl.error();
   Result<Context> ctx = Context::create(model, ctx_params);
   if (!ctx) return ctx.error();
   ChatSession s(std::move(*ctx), Sampler(params.sampling));
-  s.tmpl_ = *tmpl;
-  s.source_ = !params.template_name.empty() ? TemplateSource::named
-              : gguf_template               ? TemplateSource::model
-                                            : TemplateSource::default_chatml;
+  s.tmpl_ = tmpl->tmpl;
+  s.source_ = tmpl->source;
   if (!params.system_prompt.empty()) s.messages_.push_back({"system", params.system_prompt});
   return s;
 }

@@ -30,6 +30,21 @@ struct ChatParams {
 // Where the template came from.
 enum class TemplateSource { named, model, default_chatml };
 
+struct ResolvedTemplate {
+  tokenizer::ChatTemplate tmpl = tokenizer::ChatTemplate::kChatml;
+  TemplateSource source = TemplateSource::default_chatml;
+};
+
+// The template a chat with `model` uses: `name` (llama.cpp's) when not empty, else the model's, else
+// chatml. Errors name the model file, or carry option "chat_template" for a bad name.
+Result<ResolvedTemplate> resolve_model_template(const Model& model, const std::string& name);
+
+// A whole conversation rendered with the assistant header appended and tokenized as a chat's first
+// turn: BOS when the vocabulary adds it, template markers as special tokens. A stateless server's
+// prompt; equal to what a ChatSession evaluates for the same messages in one turn.
+std::vector<int32_t> tokenize_chat(const Model& model, tokenizer::ChatTemplate t,
+                                   std::span<const tokenizer::ChatMessage> messages);
+
 class ChatSession {
  public:
   // Resolves the template (errors name the model file, or carry option "chat_template" for a bad name)

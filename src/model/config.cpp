@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <cmath>
 #include <string_view>
 
 namespace qe::model {
@@ -20,13 +21,21 @@ Result<int64_t> get_count_or(const GgufFile& f, std::string_view key, int64_t fa
   return get_count(f, key, lo, hi);
 }
 
+// A float64 past float's range becomes inf here, which every "> 1" / ">= 1" check below would let through
+// into RoPE (and NaN would fail them silently): both are refused by name.
 Result<float> get_float_or(const GgufFile& f, std::string_view key, float fallback) {
   if (!f.has(key)) return fallback;
+  float v;
   // Some converters store these as float64.
-  if (Result<float> v = f.get_f32(key)) return *v;
-  Result<double> d = f.get_f64(key);
-  if (!d) return f.get_f32(key).error();
-  return static_cast<float>(*d);
+  if (Result<float> v32 = f.get_f32(key)) {
+    v = *v32;
+  } else {
+    Result<double> d = f.get_f64(key);
+    if (!d) return v32.error();
+    v = static_cast<float>(*d);
+  }
+  if (!std::isfinite(v)) return Error{f.name(), "key " + std::string(key), fmt::format("{} is not a finite float", v)};
+  return v;
 }
 
 }  // namespace
@@ -106,6 +115,8 @@ Result<Config> load_config(const GgufFile& f) {
   if (f.has("llama.rope.freq_scale")) {
     auto scale = get_float_or(f, "llama.rope.freq_scale", 1.0f);
     if (!scale) return scale.error();
+    if (!(*scale > 0.0f))
+      return Error{f.name(), "key llama.rope.freq_scale", fmt::format("{} must be > 0", *scale)};
     c.rope_freq_scale = *scale;
   }
 

@@ -99,13 +99,29 @@ Status check_numerics(const Weights& w, Numerics numerics, GgmlType cache_type) 
 
 Result<std::span<const float>> forward(const Config& c, const Weights& w, RunState& s, KvCache& kv,
                                        std::span<const int32_t> tokens, int64_t pos, const ForwardTap* tap) {
+  const SeqRun run{&kv, pos, static_cast<int64_t>(tokens.size()), /*logits=*/true};
+  return forward(c, w, s, tokens, std::span<const SeqRun>(&run, 1), tap);
+}
+
+Result<std::span<const float>> forward(const Config& c, const Weights& w, RunState& s,
+                                       std::span<const int32_t> tokens, std::span<const SeqRun> runs,
+                                       const ForwardTap* tap) {
   const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t n_runs = static_cast<int64_t>(runs.size());
   if (n < 1 || n > s.n_batch)
     return Error{"", "forward", fmt::format("{} tokens in one batch (1 to {} allowed)", n, s.n_batch)};
-  if (pos < 0 || pos + n > std::min(kv.n_ctx(), s.n_ctx))
-    return Error{"", "forward",
-                 fmt::format("positions {}..{} are outside the context of {}", pos, pos + n - 1,
-                             std::min(kv.n_ctx(), s.n_ctx))};
+  if (n_runs < 1 || n_runs > s.n_seqs)
+    return Error{"", "forward", fmt::format("{} sequences in one batch (1 to {} allowed)", n_runs, s.n_seqs)};
+  int64_t covered = 0;
+  for (const SeqRun& r : runs) {
+    QE_CHECK(r.kv != nullptr && r.n_tokens >= 1);
+    if (r.pos < 0 || r.pos + r.n_tokens > std::min(r.kv->n_ctx(), s.n_ctx))
+      return Error{"", "forward",
+                   fmt::format("positions {}..{} are outside the context of {}", r.pos,
+                               r.pos + r.n_tokens - 1, std::min(r.kv->n_ctx(), s.n_ctx))};
+    covered += r.n_tokens;
+  }
+  QE_CHECK(covered == n);
   for (int32_t id : tokens)
     if (id < 0 || id >= c.n_vocab)
       return Error{"", "forward", fmt::format("token id {} is outside the vocabulary of {}", id, c.n_vocab)};
@@ -115,7 +131,8 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
   // Their attention differs in data flow too: llama.cpp's rounds q and the weights to f16 and dots them
   // over its padded cache.
   const kernels::KernelTable& k = kernels::kernels(s.numerics, n);
-  const auto attention_fn = k.numerics == Numerics::llamacpp ? attention_llamacpp : attention;
+  if (k.numerics == Numerics::llamacpp && n_runs > 1)
+    return Error{"", "forward", "llama.cpp numerics run one sequence per forward pass", "numerics"};
   const int64_t dim = c.dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
   float* x = s.x.data();      // (n, dim)
   float* xb = s.xb.data();    // (n, dim)
@@ -145,17 +162,26 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
                     {{L.wq, s.q.data(), q_dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
         !st)
       return st.error();
-    // RoPE on adjacent pairs of every head at position pos + t, then this token's k, v into the cache
+    // RoPE on adjacent pairs of every head at the token's position p in its run, then its k, v into the
+    // run's cache
     s.team->run(n, [&](int64_t t0, int64_t t1, int) {
-      for (int64_t t = t0; t < t1; ++t) {
-        float* qt = s.q.data() + t * q_dim;
-        float* kt = s.k.data() + t * kv_dim;
-        k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
-        k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(pos + t), s.rope.sin(pos + t));
-        kv.store(l, pos + t, kt, s.v.data() + t * kv_dim);
+      int64_t first = 0;  // the run's first token
+      for (const SeqRun& r : runs) {
+        for (int64_t t = std::max(t0, first); t < std::min(t1, first + r.n_tokens); ++t) {
+          const int64_t p = r.pos + t - first;
+          float* qt = s.q.data() + t * q_dim;
+          float* kt = s.k.data() + t * kv_dim;
+          k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
+          k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
+          r.kv->store(l, p, kt, s.v.data() + t * kv_dim);
+        }
+        first += r.n_tokens;
       }
     }, /*min_chunk=*/8);
-    attention_fn(k, c, kv, l, s, n, pos);  // s.att (n, q_dim)
+    if (k.numerics == Numerics::llamacpp)  // s.att (n, q_dim)
+      attention_llamacpp(k, c, *runs[0].kv, l, s, n, runs[0].pos);
+    else
+      attention(k, c, runs, l, s);
     observe(l, TapPoint::kAttnOut, s.att.data(), q_dim);
     if (Status st = project(s, k, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();
     k.add(x, xb2, x, n * dim);
@@ -166,7 +192,10 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     if (Status st = project(s, k, xb, n, dim, {{L.w_gate, s.hb.data(), n_ff}, {L.w_up, s.hb2.data(), n_ff}});
         !st)
       return st.error();
-    k.silu_mul(s.hb.data(), s.hb2.data(), s.hb.data(), n * n_ff);  // (n, n_ff)
+    // (n, n_ff), row by row: a vector kernel's scalar tail must not fall on a token's row by its place
+    // in the batch
+    for (int64_t t = 0; t < n; ++t)
+      k.silu_mul(s.hb.data() + t * n_ff, s.hb2.data() + t * n_ff, s.hb.data() + t * n_ff, n_ff);
     observe(l, TapPoint::kFfnDownIn, s.hb.data(), n_ff);
     if (Status st = project(s, k, s.hb.data(), n, n_ff, {{L.w_down, xb2, dim}}); !st) return st.error();
     k.add(x, xb2, x, n * dim);
@@ -174,12 +203,22 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
 
   if (tap && tap->skip_output) return std::span<const float>();
 
-  // ---- Final norm and the output projection: logits (n_out, n_vocab) for every token or only the last
-  const int64_t first = s.all_logits ? 0 : n - 1;
-  for (int64_t t = first; t < n; ++t) k.rms_norm(x + t * dim, w.output_norm, xb + t * dim, dim, c.rms_eps);
-  if (Status st = project(s, k, xb + first * dim, n - first, dim, {{w.output, s.logits.data(), c.n_vocab}}); !st)
-    return st.error();
-  return std::span<const float>(s.logits.data(), static_cast<size_t>((n - first) * c.n_vocab));
+  // ---- Final norm and the output projection: logits (n_out, n_vocab) for every token, or for the last
+  // token of each run that asks (their normalised rows packed at the front of xb)
+  int64_t n_out = 0;
+  if (s.all_logits) {
+    for (n_out = 0; n_out < n; ++n_out)
+      k.rms_norm(x + n_out * dim, w.output_norm, xb + n_out * dim, dim, c.rms_eps);
+  } else {
+    int64_t end = 0;
+    for (const SeqRun& r : runs) {
+      end += r.n_tokens;
+      if (r.logits) k.rms_norm(x + (end - 1) * dim, w.output_norm, xb + n_out++ * dim, dim, c.rms_eps);
+    }
+  }
+  if (n_out == 0) return std::span<const float>();
+  if (Status st = project(s, k, xb, n_out, dim, {{w.output, s.logits.data(), c.n_vocab}}); !st) return st.error();
+  return std::span<const float>(s.logits.data(), static_cast<size_t>(n_out * c.n_vocab));
 }
 
 }  // namespace qe::model

@@ -67,21 +67,46 @@ struct GenerateStats {
 // (<|im_start|>) parsed as such.
 std::vector<int32_t> tokenize_prompt(const Model& model, std::string_view text);
 
+// Every end-of-generation id of the vocabulary (EOS, EOT, <|im_end|>, ...): what --ignore-eos bans.
+std::vector<int32_t> eog_ids(const Model& model);
+
 // A prompt generate() can run in a context of n_ctx positions: not empty (option "prompt"), every id
 // in the vocabulary, no longer than n_ctx (option "n_ctx").
 Status check_prompt(const Model& model, std::span<const int32_t> prompt, int64_t n_ctx);
 
-// Generates from `prompt`, evaluated at ctx.n_past() (0 for a fresh context). prompt_logits, when given
-// (the context needs all_logits), receives the logits of every prompt position batch by batch.
+// Generates from `prompt`, evaluated at ctx.n_past() (0 for a fresh context). logits_sink, when given
+// (the context needs all_logits), receives the logits of every prompt position batch by batch, then those
+// of each decode step (--dump-logits: the rows llama.cpp's logits_all keeps).
 Result<GenerateStats> generate(Context& ctx, Sampler& sampler, std::span<const int32_t> prompt,
                                const GenerateParams& params, const StreamCallback& on_chunk,
-                               const Context::LogitsSink& prompt_logits = {});
+                               const Context::LogitsSink& logits_sink = {});
+
+// One generated token as llama-cli handles it: sampled from the logits of the last token in the cache,
+// accepted by the sampler (repeat penalties), and, unless it ends the generation (not streamed, not
+// counted), its piece and the text it completes through `out`. generate_from() and the BatchEngine
+// share it, so a batched request gives generate()'s tokens and text.
+struct SampledToken {
+  int32_t id = -1;
+  bool eog = false;
+  std::string_view piece;  // token_to_piece with control tokens as nothing
+  std::string text;
+};
+SampledToken sample_token(const tokenizer::Tokenizer& tok, Sampler& sampler, std::span<const float> logits,
+                          tokenizer::Utf8Stream& out);
+
+// What ends a generation after its n_gen-th token was streamed, in llama-cli's order: n_predict tokens
+// (n_predict >= 0), a full context (n_past of n_ctx positions hold K/V: the token cannot be evaluated),
+// the callback's false (go_on); nothing when the token is to be evaluated next.
+std::optional<StopReason> stop_after_token(int64_t n_gen, int32_t n_predict, int64_t n_past, int64_t n_ctx,
+                                           bool go_on);
 
 // The decode loop alone, for callers that evaluated the prompt themselves (a chat turn): samples from
 // `logits` (those of the last token in the cache) and streams through `out`, whose held bytes carry
 // over from anything streamed before. Stats count the loop only (n_prompt and prompt_ms are 0).
+// decode_logits, when given (all_logits), receives each decode step's logits.
 Result<GenerateStats> generate_from(Context& ctx, Sampler& sampler, std::span<const float> logits,
                                     const GenerateParams& params, const StreamCallback& on_chunk,
-                                    tokenizer::Utf8Stream& out);
+                                    tokenizer::Utf8Stream& out,
+                                    const Context::LogitsSink& decode_logits = {});
 
 }  // namespace qe::model

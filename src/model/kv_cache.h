@@ -45,4 +45,14 @@ class KvCache {
   std::unique_ptr<uint8_t[]> k_, v_;
 };
 
+// One sequence's part of a batched forward step (forward.h): the next n_tokens tokens of the batch go to
+// `kv` at positions [pos, pos + n_tokens) and attend only to that cache. logits: the step returns the
+// logits of the run's last token (a prompt chunk that does not end its prompt needs none).
+struct SeqRun {
+  KvCache* kv = nullptr;
+  int64_t pos = 0;
+  int64_t n_tokens = 0;
+  bool logits = true;
+};
+
 }  // namespace qe::model

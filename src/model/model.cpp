@@ -26,15 +26,16 @@ Result<std::unique_ptr<Model>> open_model(const std::string& path, const ModelOp
     e.file = path;
     return e;
   }
-  Result<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::from_gguf(*file);
+  std::vector<std::string> warnings;
+  Result<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::from_gguf(*file, &warnings);
   if (!tok) return tok.error();
   if (tok->n_vocab() != config->n_vocab)
     return Error{
         path, "tokenizer.ggml.tokens",
         fmt::format("{} tokens, but token_embd.weight has {} rows", tok->n_vocab(), config->n_vocab)};
   // Moving the GgufFile keeps its mapping (and so the weight views) where it is.
-  auto m = std::unique_ptr<Model>(
-      new Model{path, std::move(*file), std::move(*config), std::move(*weights), std::move(*tok), options});
+  auto m = std::unique_ptr<Model>(new Model{path, std::move(*file), std::move(*config), std::move(*weights),
+                                            std::move(*tok), options, std::move(warnings)});
   if (m->options.n_threads == 0) m->options.n_threads = kernels::default_thread_count();
   return m;
 }

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "formats/error.h"
 #include "formats/ggml_type.h"
@@ -42,6 +43,9 @@ struct Model {
   Weights weights;
   tokenizer::Tokenizer tok;
   ModelOptions options;  // as resolved: n_threads > 0
+  // What open_model tolerated in the file, as llama.cpp does (a special token id outside the
+  // vocabulary): one line each, naming the file and key. The library prints nothing; front ends do.
+  std::vector<std::string> warnings;
 
   int n_threads() const { return options.n_threads; }
 };

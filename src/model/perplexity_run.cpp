@@ -166,13 +166,14 @@ Result<PerplexityResult> PerplexityRun::run(const ChunkCallback& on_chunk) {
     }
     if (save)
       if (Status st = base_out_->write_chunk(rows); !st) return st.error();
-    if (on_chunk) on_chunk({i + 1, n_chunk, ms_since(t_chunk), res.ppl, res.kl});
+    res.n_chunk_done = i + 1;
+    if (on_chunk && !on_chunk({i + 1, n_chunk, ms_since(t_chunk), res.ppl, res.kl})) break;
   }
   std::sort(res.kld_sorted.begin(), res.kld_sorted.end());
   std::sort(res.p_diff_sorted.begin(), res.p_diff_sorted.end());
-  res.n_evaluated = n_chunk * n_ctx;
+  res.n_evaluated = res.n_chunk_done * n_ctx;
   res.total_ms = ms_since(t_all);
-  if (save) {
+  if (save && res.n_chunk_done == n_chunk) {
     if (Status st = base_out_->commit(); !st) return st.error();
     res.saved_base = base_out_->path();
   }

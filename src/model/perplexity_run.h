@@ -70,7 +70,8 @@ struct ChunkProgress {
   const PplAccumulator& ppl;  // perplexity
   const KlStats& kl;          // KL divergence
 };
-using ChunkCallback = std::function<void(const ChunkProgress&)>;
+// Returns false to stop after this chunk: the result then covers the chunks scored so far.
+using ChunkCallback = std::function<bool(const ChunkProgress&)>;
 
 struct PerplexityResult {
   bool kl_divergence = false;
@@ -78,9 +79,10 @@ struct PerplexityResult {
   KlStats kl;                        // KL divergence
   std::vector<float> kld_sorted;     // per position, ascending (KL divergence)
   std::vector<float> p_diff_sorted;  // per position, ascending (KL divergence)
-  int64_t n_evaluated = 0;           // tokens through the model (n_chunk * n_ctx)
+  int64_t n_chunk_done = 0;          // chunks scored: plan().n_chunk unless the callback stopped the run
+  int64_t n_evaluated = 0;           // tokens through the model (n_chunk_done * n_ctx)
   double total_ms = 0;
-  std::string saved_base;  // the base file written and in place ("" = none)
+  std::string saved_base;  // the base file written and in place ("" = none, or the run was stopped)
 };
 
 class PerplexityRun {
@@ -96,7 +98,8 @@ class PerplexityRun {
   const ChunkPlan& plan() const { return plan_; }
   bool is_kl() const { return base_in_.has_value(); }
 
-  // Scores every chunk, reporting each; commits the base file (when saving) at the end. Once only.
+  // Scores every chunk, reporting each; commits the base file (when saving) at the end, unless the
+  // callback stopped the run (a base file must hold every chunk its header counts). Once only.
   Result<PerplexityResult> run(const ChunkCallback& on_chunk = {});
 
  private:

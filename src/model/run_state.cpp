@@ -11,12 +11,15 @@
 namespace qe::model {
 
 Result<RunState> RunState::create(const Config& c, const float* freq_factors, int64_t n_batch, int64_t n_ctx,
-                                  int n_threads, bool all_logits) {
-  if (n_batch <= 0 || n_ctx <= 0 || n_threads <= 0)
-    return Error{"", "run state", fmt::format("batch {}, context {}, threads {}", n_batch, n_ctx, n_threads)};
+                                  int n_threads, bool all_logits, int64_t n_seqs) {
+  if (n_batch <= 0 || n_ctx <= 0 || n_threads <= 0 || n_seqs <= 0)
+    return Error{
+        "", "run state",
+        fmt::format("batch {}, context {}, threads {}, sequences {}", n_batch, n_ctx, n_threads, n_seqs)};
   RunState s;
   s.n_batch = n_batch;
   s.n_ctx = n_ctx;
+  s.n_seqs = n_seqs;
   s.n_threads = n_threads;
   s.all_logits = all_logits;
   s.team = std::make_unique<kernels::ThreadTeam>(n_threads);
@@ -34,7 +37,8 @@ Result<RunState> RunState::create(const Config& c, const float* freq_factors, in
     s.attn.resize(size(n_threads, attention_scratch_floats(c)));
     s.hb.resize(size(n_batch, c.n_ff));
     s.hb2.resize(size(n_batch, c.n_ff));
-    s.logits.resize(size(all_logits ? n_batch : 1, c.n_vocab));
+    s.logits.resize(size(all_logits ? std::max(n_batch, n_seqs) : n_seqs, c.n_vocab));
+    s.attn_items.resize(static_cast<size_t>(n_seqs + 1));
     s.rope = RopeTable(c, freq_factors, n_ctx);
     // Room for the activation buffer's largest size (n_batch rows of the widest input in the widest
     // activation type), so the token loop never reallocates it; reserved, not touched, so a decode-only

@@ -22,6 +22,7 @@ using Numerics = kernels::Numerics;
 struct RunState {
   int64_t n_batch = 0;  // most tokens one forward() call takes
   int64_t n_ctx = 0;    // positions the RoPE table and the score scratch cover
+  int64_t n_seqs = 1;   // most sequences (SeqRun) one forward() call takes
   int n_threads = 1;    // the team's size
   bool all_logits = false;
   Numerics numerics = Numerics::fast;
@@ -38,15 +39,16 @@ struct RunState {
   std::vector<float> attn;        // (n_threads, attention_scratch_floats) key/value blocks and query rows (fast attention)
   std::vector<float> hb;          // (n_batch, n_ff) gate, then silu(gate) * up
   std::vector<float> hb2;         // (n_batch, n_ff) up
-  std::vector<float> logits;      // (n_batch, n_vocab) when all_logits, else (1, n_vocab)
+  std::vector<float> logits;      // (n_batch, n_vocab) when all_logits, else (n_seqs, n_vocab)
+  std::vector<int64_t> attn_items;  // (n_seqs + 1) first attention work item of each run (attention.cpp)
   kernels::ActivationBuffer act;  // the current matmul input, quantized once for every matmul that reads it
   RopeTable rope;                 // cos/sin for positions [0, n_ctx)
   std::unique_ptr<kernels::ThreadTeam> team;  // n_threads threads (the caller's included) for every parallel step
 
   // freq_factors: Weights::rope_freqs (or nullptr). all_logits: keep the logits of every token of a
-  // batch (perplexity, tests) instead of only the last one.
+  // batch (perplexity, tests) instead of only the last one. n_seqs: sequences per batch (BatchEngine).
   static Result<RunState> create(const Config& c, const float* freq_factors, int64_t n_batch, int64_t n_ctx,
-                                 int n_threads, bool all_logits);
+                                 int n_threads, bool all_logits, int64_t n_seqs = 1);
 };
 
 }  // namespace qe::model

@@ -105,6 +105,8 @@ int32_t Sampler::sample(std::span<const float> logits) {
   for (size_t i = 0; i < logits.size(); ++i) cands_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
 
   const SamplerParams& p = params_;
+  for (int32_t id : p.banned_ids)
+    if (id >= 0 && static_cast<size_t>(id) < cands_.size()) cands_[static_cast<size_t>(id)].logit = -INFINITY;
   if (p.repeat_last_n != 0 && p.repeat_penalty != 1.0f) {
     const size_t n = p.repeat_last_n < 0 ? history_.size()
                                          : std::min(history_.size(), static_cast<size_t>(p.repeat_last_n));

@@ -24,6 +24,9 @@ struct SamplerParams {
   float repeat_penalty = 1.0f;  // --repeat-penalty; 1: off
   int32_t repeat_last_n = 64;   // --repeat-last-n; 0: off, -1: the whole history
   uint32_t seed = 0;            // -s
+  // Never sampled (llama.cpp's logit bias of -inf, applied first): --ignore-eos bans the
+  // end-of-generation tokens (generate.h: eog_ids).
+  std::vector<int32_t> banned_ids;
 };
 
 struct Candidate {

@@ -5,7 +5,10 @@
 // as our GGUF tokenizer (src/tokenizer/tokenizer.h).
 #pragma once
 
+#include <array>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -24,6 +27,21 @@ namespace qe::tokenizer {
 // Warnings (e.g. unknown pre-tokenizer: say what was assumed) are appended to `warnings`.
 // Errors name the file and the field (qe::Error{file, field, reason}).
 Result<std::vector<GgufKv>> hf_tokenizer_to_gguf(const std::string& model_dir, std::vector<std::string>& warnings);
+
+// The files of a model directory hf_tokenizer_to_gguf reads, as their bytes (nullopt: absent); `dir`
+// names them in messages ("DIR/tokenizer.json: ..."). Reading and converting are apart so that the
+// conversion can run on bytes that never were files (the fuzz target).
+struct HfTokenizerSources {
+  std::string dir;
+  std::optional<std::string> tokenizer_json, tokenizer_config_json, config_json, generation_config_json,
+      added_tokens_json, tokenizer_model, chat_template_jinja, chat_template_json;
+
+  // The file names above, and the member that holds one (nullptr for a name the importer does not read).
+  static const std::array<std::string_view, 8> kFileNames;
+  std::optional<std::string>* file(std::string_view name);
+};
+Result<HfTokenizerSources> read_hf_tokenizer_sources(const std::string& model_dir);
+Result<std::vector<GgufKv>> hf_tokenizer_to_gguf(const HfTokenizerSources& src, std::vector<std::string>& warnings);
 
 struct HfTokenizerFiles {
   nlohmann::ordered_json tokenizer_json;         // tokenizer.json

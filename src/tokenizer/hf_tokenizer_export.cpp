@@ -111,6 +111,12 @@ Result<HfTokenizerFiles> gguf_tokenizer_to_hf(const GgufFile& gguf) {
   Result<Vocab> loaded = load_vocab(gguf);
   if (!loaded) return loaded.error();
   const Vocab& v = *loaded;
+  // JSON holds UTF-8 only: a token that is not would come out changed (U+FFFD), maybe as a duplicate.
+  for (size_t i = 0; i < v.tokens.size(); ++i) {
+    if (const size_t ok = utf8_valid_prefix(v.tokens[i]); ok < v.tokens[i].size())
+      return Error{gguf.name(), "tokenizer.ggml.tokens",
+                   fmt::format("entry {} is not valid UTF-8 (at byte {}); tokenizer.json cannot hold it", i, ok)};
+  }
   const bool spm = v.model == VocabModel::kSpm;
   const PreTokenizerTraits* traits = spm ? nullptr : find_pre_tokenizer(v.pre);
 

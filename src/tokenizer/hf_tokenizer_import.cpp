@@ -50,12 +50,10 @@ Result<std::optional<std::string>> read_file(const std::string& path) {
   return std::optional<std::string>(ss.str());
 }
 
-Result<JsonFile> read_json(const std::string& dir, std::string_view name) {
+Result<JsonFile> parse_json_file(const std::string& dir, std::string_view name, const std::optional<std::string>& text) {
   JsonFile f{dir + "/" + std::string(name), nullptr};
-  Result<std::optional<std::string>> text = read_file(f.path);
-  if (!text) return text.error();
-  if (!*text) return f;
-  Result<Json> j = parse_ordered_json_strict(**text, f.path, "JSON");
+  if (!text) return f;
+  Result<Json> j = parse_ordered_json_strict(*text, f.path, "JSON");
   if (!j) return j.error();
   if (!j->is_object()) return f.error("", "top level is not a JSON object");
   f.json = std::move(*j);
@@ -284,17 +282,15 @@ Result<Specials> read_specials(const JsonFile& tj, const JsonFile& tc, const Jso
 
 // ---- Chat template(s): tokenizer_config.json, else chat_template.jinja, else chat_template.json;
 // a list of {name, template} is written the way gguf-py's add_chat_template does.
-Status add_chat_templates(const std::string& dir, const JsonFile& tc, std::vector<GgufKv>& kvs) {
+Status add_chat_templates(const HfTokenizerSources& src, const JsonFile& tc, std::vector<GgufKv>& kvs) {
   Json value;
   std::string from = tc.path;
   if (tc.present() && tc.json.contains("chat_template")) value = tc.json["chat_template"];
   if (value.is_null()) {
-    Result<std::optional<std::string>> jinja = read_file(dir + "/chat_template.jinja");
-    if (!jinja) return jinja.error();
-    if (*jinja) {
-      value = **jinja;
+    if (src.chat_template_jinja) {
+      value = *src.chat_template_jinja;
     } else {
-      Result<JsonFile> ct = read_json(dir, "chat_template.json");
+      Result<JsonFile> ct = parse_json_file(src.dir, "chat_template.json", src.chat_template_json);
       if (!ct) return ct.error();
       if (ct->present() && ct->json.contains("chat_template")) value = ct->json["chat_template"], from = ct->path;
     }
@@ -507,22 +503,53 @@ void push_u32(std::vector<GgufKv>& kvs, std::string key, int64_t v) {
 
 }  // namespace
 
-Result<std::vector<GgufKv>> hf_tokenizer_to_gguf(const std::string& model_dir, std::vector<std::string>& warnings) {
+const std::array<std::string_view, 8> HfTokenizerSources::kFileNames = {
+    "tokenizer.json",    "tokenizer_config.json", "config.json",         "generation_config.json",
+    "added_tokens.json", "tokenizer.model",       "chat_template.jinja", "chat_template.json"};
+
+std::optional<std::string>* HfTokenizerSources::file(std::string_view name) {
+  std::optional<std::string>* members[] = {&tokenizer_json,    &tokenizer_config_json, &config_json,
+                                           &generation_config_json, &added_tokens_json, &tokenizer_model,
+                                           &chat_template_jinja,    &chat_template_json};
+  static_assert(std::size(members) == kFileNames.size());
+  for (size_t i = 0; i < kFileNames.size(); ++i)
+    if (kFileNames[i] == name) return members[i];
+  return nullptr;
+}
+
+Result<HfTokenizerSources> read_hf_tokenizer_sources(const std::string& model_dir) {
   std::error_code ec;
   if (!fs::is_directory(model_dir, ec)) return Error{model_dir, "", "is not a directory"};
-  Result<JsonFile> tj = read_json(model_dir, "tokenizer.json");
+  HfTokenizerSources src;
+  src.dir = model_dir;
+  for (std::string_view name : HfTokenizerSources::kFileNames) {
+    Result<std::optional<std::string>> bytes = read_file(model_dir + "/" + std::string(name));
+    if (!bytes) return bytes.error();
+    *src.file(name) = std::move(*bytes);
+  }
+  return src;
+}
+
+Result<std::vector<GgufKv>> hf_tokenizer_to_gguf(const std::string& model_dir, std::vector<std::string>& warnings) {
+  Result<HfTokenizerSources> src = read_hf_tokenizer_sources(model_dir);
+  if (!src) return src.error();
+  return hf_tokenizer_to_gguf(*src, warnings);
+}
+
+Result<std::vector<GgufKv>> hf_tokenizer_to_gguf(const HfTokenizerSources& src, std::vector<std::string>& warnings) {
+  const std::string& model_dir = src.dir;
+  Result<JsonFile> tj = parse_json_file(model_dir, "tokenizer.json", src.tokenizer_json);
   if (!tj) return tj.error();
-  Result<JsonFile> tc = read_json(model_dir, "tokenizer_config.json");
+  Result<JsonFile> tc = parse_json_file(model_dir, "tokenizer_config.json", src.tokenizer_config_json);
   if (!tc) return tc.error();
-  Result<JsonFile> cfg = read_json(model_dir, "config.json");
+  Result<JsonFile> cfg = parse_json_file(model_dir, "config.json", src.config_json);
   if (!cfg) return cfg.error();
-  Result<JsonFile> gen = read_json(model_dir, "generation_config.json");
+  Result<JsonFile> gen = parse_json_file(model_dir, "generation_config.json", src.generation_config_json);
   if (!gen) return gen.error();
-  Result<JsonFile> added_json = read_json(model_dir, "added_tokens.json");
+  Result<JsonFile> added_json = parse_json_file(model_dir, "added_tokens.json", src.added_tokens_json);
   if (!added_json) return added_json.error();
   const std::string spm_path = model_dir + "/tokenizer.model";
-  Result<std::optional<std::string>> spm_bytes = read_file(spm_path);
-  if (!spm_bytes) return spm_bytes.error();
+  const std::optional<std::string>& spm_bytes = src.tokenizer_model;
 
   if (tc->present()) {
     for (const char* k : {"add_bos_token", "add_eos_token"}) {
@@ -539,9 +566,9 @@ Result<std::vector<GgufKv>> hf_tokenizer_to_gguf(const std::string& model_dir, s
   SpmModel spm;
   enum class Kind { kSpmModel, kSpmJson, kBpe } kind;
   // As llama.cpp's LlamaModel.set_vocab: SentencePiece first, then tokenizer.json.
-  if (*spm_bytes) {
+  if (spm_bytes) {
     kind = Kind::kSpmModel;
-    if (Status s = build_spm_tokens(spm_path, **spm_bytes, *tj, *tc, *added_json, *added, *vocab_size, tok, spm, warnings); !s) {
+    if (Status s = build_spm_tokens(spm_path, *spm_bytes, *tj, *tc, *added_json, *added, *vocab_size, tok, spm, warnings); !s) {
       return s.error();
     }
   } else {
@@ -660,7 +687,7 @@ Result<std::vector<GgufKv>> hf_tokenizer_to_gguf(const std::string& model_dir, s
                                     "space, so a text's first word may tokenize differently");
     }
   }
-  if (Status s = add_chat_templates(model_dir, *tc, kvs); !s) return s.error();
+  if (Status s = add_chat_templates(src, *tc, kvs); !s) return s.error();
   return kvs;
 }
 

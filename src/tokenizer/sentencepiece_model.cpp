@@ -7,6 +7,8 @@
 #include <string_view>
 #include <utility>
 
+#include "tokenizer/utf8.h"
+
 namespace qe::tokenizer {
 
 namespace {
@@ -134,6 +136,10 @@ Result<SpmPiece> parse_piece(std::span<const uint8_t> b, const std::string& file
     if (field == 1) {
       Result<std::string> text = string_field(r, wire, "piece");
       if (!text) return text.error();
+      // SentencePiece writes UTF-8 only; a piece that is not could not be written to tokenizer.json
+      // (or to any JSON) without changing it, and would no longer be the token it was.
+      if (const size_t ok = utf8_valid_prefix(*text); ok < text->size())
+        return r.error("piece", fmt::format("is not valid UTF-8 at its byte {}", ok));
       p.piece = std::move(*text);
       return true;
     }

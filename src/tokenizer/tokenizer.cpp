@@ -117,8 +117,8 @@ Result<Tokenizer> Tokenizer::create(Vocab vocab, std::string_view file) {
   return Tokenizer(std::move(impl));
 }
 
-Result<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
-  Result<Vocab> v = load_vocab(file);
+Result<Tokenizer> Tokenizer::from_gguf(const GgufFile& file, std::vector<std::string>* warnings) {
+  Result<Vocab> v = load_vocab(file, warnings);
   if (!v) return v.error();
   return create(std::move(*v), file.name());
 }

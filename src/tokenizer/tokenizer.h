@@ -28,8 +28,8 @@ class Tokenizer {
  public:
   // Validates `vocab` (validate_vocab) and builds the look-up tables. `file` names it in errors.
   static Result<Tokenizer> create(Vocab vocab, std::string_view file = "<memory>");
-  // load_vocab + create.
-  static Result<Tokenizer> from_gguf(const GgufFile& file);
+  // load_vocab (its warnings go to `warnings`) + create.
+  static Result<Tokenizer> from_gguf(const GgufFile& file, std::vector<std::string>* warnings = nullptr);
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;

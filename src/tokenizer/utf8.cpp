@@ -53,6 +53,12 @@ int utf8_valid_len(std::string_view s) {
   return n;
 }
 
+size_t utf8_valid_prefix(std::string_view s) {
+  size_t i = 0;
+  for (int n; i < s.size() && (n = utf8_valid_len(s.substr(i))) > 0;) i += static_cast<size_t>(n);
+  return i;
+}
+
 namespace {
 
 struct Gpt2Tables {

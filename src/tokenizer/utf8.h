@@ -21,6 +21,10 @@ void utf8_append(std::string& out, uint32_t cp);
 // missing continuation byte, an overlong form, a surrogate, past U+10FFFF).
 int utf8_valid_len(std::string_view s);
 
+// The length of the longest prefix of `s` that is valid UTF-8: s.size() when all of it is, else the
+// offset of the first bad sequence.
+size_t utf8_valid_prefix(std::string_view s);
+
 // GPT-2's byte-level alphabet (openai/gpt-2 encoder.py bytes_to_unicode): printable Latin-1 bytes
 // map to themselves, the other 68 bytes to U+0100.., so every byte is one visible character.
 uint32_t gpt2_byte_to_cp(uint8_t b);

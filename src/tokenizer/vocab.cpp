@@ -96,7 +96,7 @@ void resolve_special_tokens(Vocab& v) {
   }
 }
 
-Result<Vocab> load_vocab(const GgufFile& f) {
+Result<Vocab> load_vocab(const GgufFile& f, std::vector<std::string>* warnings) {
   const std::string& file = f.name();
   auto err = [&](std::string_view key, std::string reason) {
     return Error{file, std::string(key), std::move(reason)};
@@ -167,7 +167,8 @@ Result<Vocab> load_vocab(const GgufFile& f) {
     v.merges.assign(merges->begin(), merges->end());
   }
 
-  // ---- Special ids and flags. A present id outside the vocabulary keeps the default, as llama.cpp.
+  // ---- Special ids and flags. A present id outside the vocabulary keeps the default, as llama.cpp
+  // (llama_vocab::impl::load: "bad special token ... using default id"), and says so.
   struct IdKey {
     std::string_view key;
     int32_t* id;
@@ -180,7 +181,12 @@ Result<Vocab> load_vocab(const GgufFile& f) {
     if (!f.has(k.key)) continue;
     Result<int64_t> id = f.get_int(k.key);
     if (!id) return id.error();
-    if (*id >= 0 && *id < static_cast<int64_t>(n)) *k.id = static_cast<int32_t>(*id);
+    if (*id >= 0 && *id < static_cast<int64_t>(n)) {
+      *k.id = static_cast<int32_t>(*id);
+    } else if (warnings != nullptr) {
+      warnings->push_back(fmt::format("{}: {} = {} is outside the vocabulary ({} tokens); {}", file, k.key, *id, n,
+                                      *k.id == kNoToken ? "left unset" : fmt::format("using the default {}", *k.id)));
+    }
   }
   struct FlagKey {
     std::string_view key;

@@ -67,7 +67,11 @@ void resolve_special_tokens(Vocab& v);
 // Reads tokenizer.ggml.{model, pre, tokens, scores, token_type, merges, *_token_id, add_bos_token,
 // add_eos_token, add_space_prefix} and resolves them as above. Errors name the file and key:
 //   model.gguf: tokenizer.ggml.merges: entry 17 "ab" is not two tokens
-Result<Vocab> load_vocab(const GgufFile& file);
+// What it tolerates, as llama.cpp does, but a user should hear about is appended to `warnings` (one
+// line each, naming the file and key; the front end prints them):
+//   model.gguf: tokenizer.ggml.bos_token_id = 1000000 is outside the vocabulary (49152 tokens); using the default 11
+// nullptr: the caller only inspects the vocabulary and reports nothing.
+Result<Vocab> load_vocab(const GgufFile& file, std::vector<std::string>* warnings = nullptr);
 
 // Checks what a tokenizer relies on: one score and type per token, no empty or repeated token, BPE
 // merges of two space-separated parts and a known pre-tokenizer, add_bos/add_eos with their ids.

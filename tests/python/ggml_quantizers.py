@@ -11,6 +11,8 @@ import pathlib
 import numpy as np
 import pytest
 
+from conftest import optional_reference
+
 # name -> (ggml type id, block bytes, values per block)
 TYPES = {
     "q4_0": (2, 18, 32), "q4_1": (3, 20, 32), "q5_0": (6, 22, 32), "q5_1": (7, 24, 32), "q8_0": (8, 34, 32),
@@ -31,7 +33,7 @@ _TO_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_in
 
 def load_ggml() -> ctypes.CDLL:
     """libggml-base with ggml_quantize_chunk's signature; skips the test when llama_cpp is missing."""
-    llama_cpp = pytest.importorskip("llama_cpp")
+    llama_cpp = optional_reference("llama_cpp")
     path = pathlib.Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"
     if not path.exists():
         pytest.skip(f"{path} not found in this llama_cpp install")

@@ -25,7 +25,7 @@ import xxhash
 
 import gguf
 
-from conftest import REPO
+from conftest import REPO, optional_reference
 import llamacpp_compare as cmp
 from make_tiny_model import TinySpec, write_model
 
@@ -120,7 +120,7 @@ def test_imatrix_out_holds_the_calibration_sums(awq):
 
 
 def test_llama_cpp_loads_it_and_agrees_on_perplexity(awq, texts):
-    pytest.importorskip("llama_cpp")
+    optional_reference("llama_cpp")
     _, held_out = texts
     text = held_out.read_text(encoding="utf-8")
     n_ctx = 512

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import subprocess
 
+import gguf
+import jinja2  # noqa: F401  (transformers renders chat templates with it)
 import pytest
+import transformers.utils.chat_template_utils as chat_utils
 
 from conftest import tool
 
-chat_utils = pytest.importorskip("transformers.utils.chat_template_utils")
-pytest.importorskip("jinja2")
 
 LLAMA3 = ("{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
           "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + "
@@ -113,7 +114,6 @@ def test_matches_transformers(name, add_generation_prompt):
 
 
 def test_smollm2_template_from_the_gguf(default_model):
-    gguf = pytest.importorskip("gguf")
     template = gguf.GGUFReader(str(default_model)).get_field("tokenizer.chat_template").contents()
     for add in (True, False):
         got = ours(template, WITH_SYSTEM, add)

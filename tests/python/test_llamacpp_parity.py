@@ -24,7 +24,9 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("llama_cpp")
+from conftest import optional_reference
+
+optional_reference("llama_cpp")
 
 import llamacpp_compare as cmp  # noqa: E402
 

@@ -4,6 +4,8 @@ Rows come in llama-bench's order (model, threads, depth, then pp, tg and pg test
 has its columns and the JSON its keys; the model description, size and parameter count equal
 llama-bench's own on the same file when llama-bench is built (scripts/build-llamacpp-tools.sh). Bad
 flags exit 2 and a bad file 1, each with one line on stderr that starts with "qbench: ".
+Kernel mode: --help lists qbench's own flags before Google Benchmark's, and output to a pipe has no
+colour codes.
 """
 
 from __future__ import annotations
@@ -148,3 +150,17 @@ def test_description_size_params_match_llama_bench(model):
     for key in ("model_type", "model_size", "model_n_params", "n_prompt", "n_gen", "n_batch", "n_ubatch",
                 "n_threads", "cpu_info"):
         assert ours[key] == theirs[key], key
+
+
+def test_kernel_mode_help_lists_ours_first_then_google_benchmarks():
+    out = qbench("--help").stdout
+    assert out.startswith("usage:")
+    for flag in ["--full", "--isa=", "--threads=", "--json", "--roofline", "qbench -m FILE"]:
+        assert flag in out, flag
+    assert out.index("--roofline") < out.index("--benchmark_filter")
+
+
+def test_no_colour_when_stdout_is_not_a_terminal():
+    out = qbench("--benchmark_filter=^op/rms_norm", "--benchmark_min_time=0.01", "--benchmark_repetitions=1").stdout
+    assert "op/rms_norm" in out
+    assert "\x1b[" not in out

@@ -1,5 +1,6 @@
-"""Bad inputs to qconvert end with one line `qconvert: <file>: <field>: <reason>`, a non-zero exit and no
-output file; the input is never written."""
+"""Bad inputs to qconvert end with one line `qconvert: <file>: <field>: <reason>`, exit 1 and no output
+file; the input is never written. No run may print a sanitizer report (scripts/sanitize.sh runs this file
+against the ASan+UBSan build)."""
 
 import json
 import os
@@ -9,17 +10,14 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from conftest import program, sanitizer_report
 from make_tiny_hf_model import make_tiny_hf_model
-
-BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
 
 
 def qconvert(*args):
-    exe = BIN / "qconvert"
-    if not exe.exists():
-        pytest.skip(f"{exe} is not built (set QE_BIN)")
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([str(program("qconvert")), *map(str, args)], capture_output=True, text=True, timeout=120)
+    assert sanitizer_report(p.stderr) is None, p.stderr
+    return p
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +78,7 @@ def test_hostile_hf_dir(good, tmp_path, case):
     before = {p.name: p.read_bytes() for p in d.iterdir()}
     out = tmp_path / "out.gguf"
     p = qconvert(d, "-o", out, "--type", "q4_0", "--report", tmp_path / "r.json", "--card")
-    assert p.returncode != 0
+    assert p.returncode == 1
     lines = p.stderr.strip().split("\n")
     assert len(lines) == 1 and lines[0].startswith("qconvert: "), p.stderr
     assert expect in lines[0], lines[0]
@@ -95,11 +93,11 @@ def test_output_must_not_be_an_input(good, tmp_path):
     before = shard.read_bytes()
     for target in (shard, d / "." / ".." / "model" / shard.name):
         p = qconvert(d, "-o", target, "--type", "q8_0", "--force")
-        assert p.returncode != 0 and "is an input file" in p.stderr, p.stderr
+        assert p.returncode == 1 and "is an input file" in p.stderr, p.stderr
     link = tmp_path / "link.safetensors"
     link.symlink_to(shard)
     p = qconvert(d, "-o", link, "--type", "q8_0", "--force")
-    assert p.returncode != 0 and "is an input file" in p.stderr
+    assert p.returncode == 1 and "is an input file" in p.stderr
     assert shard.read_bytes() == before
 
 
@@ -107,7 +105,7 @@ def test_existing_output_needs_force(good, tmp_path):
     out = tmp_path / "o.gguf"
     out.write_bytes(b"keep me")
     p = qconvert(good, "-o", out, "--type", "q8_0")
-    assert p.returncode != 0 and "exists (use --force" in p.stderr
+    assert p.returncode == 1 and "exists (use --force" in p.stderr
     assert out.read_bytes() == b"keep me"
     p = qconvert(good, "-o", out, "--type", "q8_0", "--force")
     assert p.returncode == 0, p.stderr
@@ -120,7 +118,7 @@ def test_bad_flags(good, tmp_path):
                          (["--type", "q4_0", "--tensor-type", "attn(=q8_0"], "--tensor-type: 'attn(': bad regular expression"),
                          (["--type", "q4_0", "--tensor-type", "attn=q3"], "type 'q3' is not one of")]:
         p = qconvert(good, "-o", out, *args)
-        assert p.returncode != 0 and expect in p.stderr and len(p.stderr.strip().split("\n")) == 1, p.stderr
+        assert p.returncode == 1 and expect in p.stderr and len(p.stderr.strip().split("\n")) == 1, p.stderr
     assert not out.exists()
 
 
@@ -135,7 +133,7 @@ def test_full_disk_leaves_nothing(good, tmp_path):
         if os.access(ro, os.W_OK):
             pytest.skip("running as a user who can write anywhere (root)")
         p = qconvert(good, "-o", ro / "o.gguf", "--type", "q8_0")
-        assert p.returncode != 0 and len(p.stderr.strip().split("\n")) == 1
+        assert p.returncode == 1 and len(p.stderr.strip().split("\n")) == 1
         assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o700)
@@ -146,12 +144,12 @@ def test_export_dir_must_be_empty(tmp_path, default_model):
     d.mkdir()
     (d / "x").write_text("x")
     p = qconvert(default_model, "--to-hf", d)
-    assert p.returncode != 0 and "exists and is not empty" in p.stderr
+    assert p.returncode == 1 and "exists and is not empty" in p.stderr
     assert [x.name for x in d.iterdir()] == ["x"]
     p = qconvert(default_model, "--to-hf", tmp_path / "q", "--type", "q4_0")
-    assert p.returncode != 0 and "--to-hf writes f32, f16 or bf16" in p.stderr
+    assert p.returncode == 1 and "--to-hf writes f32, f16 or bf16" in p.stderr
     p = qconvert(default_model, "-o", tmp_path / "x.gguf")
-    assert p.returncode != 0 and "--type: required" in p.stderr
+    assert p.returncode == 1 and "--type: required" in p.stderr
     p = qconvert(default_model, "-o", tmp_path / "x.gguf", "--type", "q8_0")
-    assert p.returncode != 0 and "--allow-requantize" in p.stderr
+    assert p.returncode == 1 and "--allow-requantize" in p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["hf"]

@@ -10,7 +10,9 @@ import subprocess
 
 import pytest
 
-pytest.importorskip("llama_cpp")
+from conftest import optional_reference
+
+optional_reference("llama_cpp")
 
 import llamacpp_compare as cmp  # noqa: E402
 from conftest import REPO  # noqa: E402

@@ -3,14 +3,14 @@ here in Python, from a valid tiny llama GGUF broken in exactly one place), files
 all, GGUFs of another architecture, llama GGUFs whose hyperparameters and tensors disagree, and a prompt
 longer than the context.
 
-The contract for each: a non-zero exit (not a signal), within a timeout, and stderr is exactly one line
-that starts with "qrun: " and names the offending file.
+The contract for each: exit 1 (not a signal, no sanitizer report: scripts/sanitize.sh runs this file
+against the ASan+UBSan build), within a timeout, and stderr is exactly one line that starts with "qrun: "
+and names the offending file.
 """
 
 from __future__ import annotations
 
 import os
-import pathlib
 import struct
 import subprocess
 
@@ -18,385 +18,20 @@ import pytest
 
 import hostile_gguf as h
 import make_tiny_model as tiny
+from conftest import check_exit, program
+from hostile_gguf_cases import MODEL_CASES, READER_CASES, tiny_llama
 
-REPO = pathlib.Path(os.environ.get("QE_SOURCE", pathlib.Path(__file__).resolve().parents[2]))
-BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
 TIMEOUT_S = 60
-
-# ggml type ids
-F32, Q4_0, Q4_K = 0, 2, 12
-# Byte offsets in a GGUF v3 header: magic, version, tensor count, metadata count.
-OFF_VERSION, OFF_N_TENSORS, OFF_N_KV = 4, 8, 16
-
-
-def qrun() -> pathlib.Path:
-    path = BIN / "qrun"
-    if not path.exists():
-        pytest.skip(f"{path} is not built (set QE_BIN)")
-    return path
 
 
 @pytest.fixture(scope="module")
 def good() -> h.Gguf:
-    """The valid tiny llama model (f32 weights, GQA 4/2 heads, dim 64) as an editable Gguf."""
-    d = pathlib.Path(os.environ.get("TMPDIR", "/tmp"))
-    import tempfile
-    with tempfile.TemporaryDirectory(dir=d) as tmp:
-        path = os.path.join(tmp, "tiny.gguf")
-        tiny.write_model(path, tiny.TinySpec())
-        return h.from_file(path)
+    return tiny_llama()
 
-
-def first_matrix(g: h.Gguf) -> int:
-    return next(i for i, t in enumerate(g.tensors) if len(t.dims) == 2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Each case: name -> function(good Gguf) -> file bytes. All are GGUF-reader failures first, then
-# model-level ones. Names are pytest ids.
-
-def _patch(b: bytes, off: int, fmt: str, value) -> bytes:
-    return b[:off] + struct.pack(fmt, value) + b[off + struct.calcsize(fmt):]
-
-
-def case_bad_magic(g):
-    return b"XGUF" + g.to_bytes()[4:]
-
-
-def case_big_endian_version(g):
-    return _patch(g.to_bytes(), OFF_VERSION, ">I", 3)
-
-
-def case_version_1(g):
-    return g.to_bytes(version=1)
-
-
-def case_version_4(g):
-    return g.to_bytes(version=4)
-
-
-def case_truncated_header(g):
-    return g.to_bytes()[:10]
-
-
-def case_kv_count_larger_than_file(g):
-    return g.to_bytes(n_kv=1 << 60)
-
-
-def case_kv_count_one_too_many(g):
-    return g.to_bytes(n_kv=len(g.kvs) + 1)
-
-
-def case_tensor_count_larger_than_file(g):
-    return g.to_bytes(n_tensors=(1 << 64) - 1)
-
-
-def case_duplicate_key(g):
-    return g.to_bytes(raw_kvs=[h.enc_kv("llama.block_count", h.U32, 2)])
-
-
-def case_empty_key(g):
-    return g.to_bytes(raw_kvs=[h.enc_kv("", h.U32, 1)])
-
-
-def case_duplicate_tensor_name(g):
-    g = g.copy()
-    g.tensors[1].name = g.tensors[0].name
-    return g.to_bytes()
-
-
-def case_empty_tensor_name(g):
-    g = g.copy()
-    g.tensors[1].name = ""
-    return g.to_bytes()
-
-
-def case_tensor_type_out_of_range(g):
-    g = g.copy()
-    g.tensors[first_matrix(g)].ttype = 42
-    return g.to_bytes()
-
-
-def case_tensor_type_u32_max(g):
-    g = g.copy()
-    g.tensors[first_matrix(g)].ttype = 0xFFFFFFFF
-    return g.to_bytes()
-
-
-def case_tensor_type_removed(g):
-    g = g.copy()
-    g.tensors[first_matrix(g)].ttype = 4  # Q4_2, removed from ggml
-    return g.to_bytes()
-
-
-def case_misaligned_offset(g):
-    i = first_matrix(g)
-    return g.to_bytes(offsets={i: g.data_layout()[i] + 8})
-
-
-def case_overlapping_tensors(g):
-    i = first_matrix(g)
-    lay = g.data_layout()
-    return g.to_bytes(offsets={i + 1: lay[i] + 32})
-
-
-def case_shared_offset(g):
-    lay = g.data_layout()
-    return g.to_bytes(offsets={1: lay[0]})
-
-
-def case_offset_near_2_64(g):
-    return g.to_bytes(offsets={0: (1 << 64) - 32})
-
-
-def case_n_dims_0(g):
-    return g.to_bytes(n_dims={first_matrix(g): 0})
-
-
-def case_n_dims_5(g):
-    g = g.copy()
-    t = g.tensors[first_matrix(g)]
-    t.dims = t.dims + [1, 1, 1]
-    return g.to_bytes()
-
-
-def case_n_dims_huge(g):
-    return g.to_bytes(n_dims={first_matrix(g): 0xFFFFFFF0})
-
-
-def case_dim_zero(g):
-    g = g.copy()
-    g.tensors[first_matrix(g)].dims[1] = 0
-    return g.to_bytes()
-
-
-def case_element_count_overflow(g):
-    g = g.copy()
-    g.tensors[first_matrix(g)].dims = [1 << 32, 1 << 32]
-    return g.to_bytes()
-
-
-def case_byte_count_overflow(g):
-    g = g.copy()
-    g.tensors[first_matrix(g)].dims = [1 << 31, 1 << 31]
-    return g.to_bytes()
-
-
-def case_string_length_past_end(g):
-    return g.to_bytes(raw_kvs=[h.enc_str("general.description") + struct.pack("<I", h.STR)
-                               + h.enc_str(b"short", length=1 << 20)])
-
-
-def case_string_length_huge(g):
-    return g.to_bytes(raw_kvs=[h.enc_str("general.description") + struct.pack("<I", h.STR)
-                               + h.enc_str(b"x", length=1 << 62)])
-
-
-def case_key_length_huge(g):
-    return g.to_bytes(raw_kvs=[struct.pack("<Q", (1 << 64) - 4) + bytes(32)])
-
-
-def case_array_count_huge(g):
-    return g.to_bytes(raw_kvs=[h.enc_str("x.arr") + struct.pack("<IIQ", h.ARR, h.U32, 1 << 61)])
-
-
-def case_nested_arrays_too_deep(g):
-    return g.to_bytes(raw_kvs=[h.enc_kv("x.deep", h.ARR, h.nested_array(9))])  # reader limit: 8
-
-
-def case_nested_arrays_very_deep(g):
-    return g.to_bytes(raw_kvs=[h.enc_kv("x.deep", h.ARR, h.nested_array(100000))])
-
-
-def case_unknown_value_type(g):
-    return g.to_bytes(raw_kvs=[h.enc_str("x.y") + struct.pack("<II", 13, 0)])
-
-
-def case_unknown_array_element_type(g):
-    return g.to_bytes(raw_kvs=[h.enc_str("x.y") + struct.pack("<IIQ", h.ARR, 0xFFFFFFFF, 0)])
-
-
-def case_bool_not_0_or_1(g):
-    return g.to_bytes(raw_kvs=[h.enc_str("x.flag") + struct.pack("<IB", h.BOOL, 2)])
-
-
-def case_alignment_not_power_of_two(g):
-    g = g.copy().set("general.alignment", h.U32, 48)
-    return g.to_bytes()
-
-
-def case_alignment_zero(g):
-    return g.copy().set("general.alignment", h.U32, 0).to_bytes()
-
-
-def case_alignment_wrong_type(g):
-    return g.copy().set("general.alignment", h.U64, 32).to_bytes()
-
-
-def case_tensor_data_past_end(g):
-    return g.to_bytes()[:-100]
-
-
-def case_tensor_offset_past_end(g):
-    n = len(g.to_bytes()) - g.header_end()
-    return g.to_bytes(offsets={len(g.tensors) - 1: h._align(n, 32) + 4096})
-
-
-def case_row_not_multiple_of_block(g):
-    g = g.copy()
-    g.tensors[first_matrix(g)].ttype = Q4_K  # rows of 64 < the q4_K block of 256
-    return g.to_bytes()
-
-
-def case_truncated_in_metadata(g):
-    b = g.to_bytes()
-    return b[:len(b) // 2 if g.header_end() > len(b) // 2 else g.header_end() // 2]
-
-
-def case_truncated_in_tensor_infos(g):
-    return g.to_bytes()[:g.header_end() - 20]
-
-
-READER_CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
-
-
-# ---- Model-level: a well-formed GGUF that is not a model qrun can run.
-
-def rename_arch(g: h.Gguf, arch: str) -> h.Gguf:
-    g = g.copy()
-    g.kvs = [(k.replace("llama.", arch + ".", 1) if isinstance(k, str) and k.startswith("llama.") else k, t, v)
-             for k, t, v in g.kvs]
-    return g.set("general.architecture", h.STR, arch)
-
-
-def model_arch_gpt2(g):
-    return rename_arch(g, "gpt2").to_bytes()
-
-
-def model_arch_qwen2(g):
-    return rename_arch(g, "qwen2").to_bytes()
-
-
-def model_arch_missing(g):
-    return g.copy().drop("general.architecture").to_bytes()
-
-
-def model_arch_not_a_string(g):
-    return g.copy().set("general.architecture", h.U32, 7).to_bytes()
-
-
-def model_heads_do_not_divide_dim(g):
-    return g.copy().set("llama.attention.head_count", h.U32, 6).to_bytes()  # dim 64, 2 kv heads
-
-
-def model_heads_not_multiple_of_kv_heads(g):
-    return g.copy().set("llama.attention.head_count", h.U32, 5).to_bytes()  # 2 kv heads
-
-
-def model_kv_heads_do_not_divide_heads(g):
-    return g.copy().set("llama.attention.head_count_kv", h.U32, 3).to_bytes()  # 4 heads
-
-
-def model_kv_heads_zero(g):
-    return g.copy().set("llama.attention.head_count_kv", h.U32, 0).to_bytes()
-
-
-def model_heads_zero(g):
-    return g.copy().set("llama.attention.head_count", h.U32, 0).to_bytes()
-
-
-def model_dim_zero(g):
-    return g.copy().set("llama.embedding_length", h.U32, 0).to_bytes()
-
-
-def model_block_count_huge(g):
-    return g.copy().set("llama.block_count", h.U32, 0xFFFFFFFF).to_bytes()
-
-
-def model_block_count_one_more(g):
-    return g.copy().set("llama.block_count", h.U32, 3).to_bytes()  # blk.2.* missing
-
-
-def model_missing_key(g):
-    return g.copy().drop("llama.feed_forward_length").to_bytes()
-
-
-def model_key_wrong_type(g):
-    return g.copy().set("llama.block_count", h.STR, "two").to_bytes()
-
-
-def model_missing_tensor(g):
-    return g.copy().drop_tensor("blk.1.ffn_up.weight").to_bytes()
-
-
-def model_missing_embedding(g):
-    return g.copy().drop_tensor("token_embd.weight").to_bytes()
-
-
-def model_wrong_tensor_shape(g):
-    g = g.copy()
-    t = g.tensor("blk.0.attn_q.weight")
-    t.dims = [t.dims[0], t.dims[1] // 2]  # half the rows: still a valid tensor, wrong for the model
-    t.data = t.data[:len(t.data) // 2]
-    return g.to_bytes()
-
-
-def model_transposed_ffn(g):
-    g = g.copy()
-    t = g.tensor("blk.0.ffn_up.weight")
-    t.dims = t.dims[::-1]
-    return g.to_bytes()
-
-
-def model_vocab_size_mismatch(g):
-    return g.copy().set("llama.vocab_size", h.U32, 300).to_bytes()
-
-
-def model_token_list_short(g):
-    g = g.copy()
-    et, items = g.get("tokenizer.ggml.tokens")
-    return g.set("tokenizer.ggml.tokens", h.ARR, (et, items[:200])).to_bytes()
-
-
-def model_tokenizer_missing(g):
-    return g.copy().drop("tokenizer.ggml.tokens").to_bytes()
-
-
-def model_tokenizer_unknown(g):
-    return g.copy().set("tokenizer.ggml.model", h.STR, "nonsense").to_bytes()
-
-
-def model_rms_eps_zero(g):
-    return g.copy().set("llama.attention.layer_norm_rms_epsilon", h.F32, 0.0).to_bytes()
-
-
-def model_rope_dim_odd(g):
-    return g.copy().set("llama.rope.dimension_count", h.U32, 15).to_bytes()
-
-
-def model_norm_is_quantized(g):
-    g = g.copy()
-    t = g.tensor("blk.0.attn_norm.weight")
-    t.ttype, t.dims = Q4_0, [64]
-    t.data = t.data[:36]
-    return g.to_bytes()
-
-
-def model_no_tensors(g):
-    g = g.copy()
-    g.tensors = []
-    return g.to_bytes()
-
-
-MODEL_CASES = {name[6:]: fn for name, fn in globals().items() if name.startswith("model_")}
-
-
-# ---------------------------------------------------------------------------------------------
 
 def check_one_error_line(proc: subprocess.CompletedProcess, must_name: str, what: str) -> str:
-    err = proc.stderr.decode("utf-8", errors="replace")
+    err = check_exit(proc, 1, what)
     detail = f"{what}: exit {proc.returncode}\nstderr:\n{err}\nstdout:\n{proc.stdout[:500]!r}"
-    assert proc.returncode > 0, "not a clean non-zero exit (negative = killed by a signal): " + detail
     lines = err.splitlines()
     assert len(lines) == 1, f"expected exactly one line on stderr: {detail}"
     assert lines[0].startswith("qrun: "), detail
@@ -405,7 +40,7 @@ def check_one_error_line(proc: subprocess.CompletedProcess, must_name: str, what
 
 
 def run_qrun(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(qrun()), *args], capture_output=True, timeout=TIMEOUT_S)
+    return subprocess.run([str(program("qrun")), *args], capture_output=True, timeout=TIMEOUT_S)
 
 
 @pytest.mark.parametrize("case", sorted(READER_CASES))
@@ -446,7 +81,7 @@ def test_good_tiny_model_runs(good, tmp_path):
     path = tmp_path / "good.gguf"
     path.write_bytes(good.to_bytes())
     proc = run_qrun("-m", str(path), "-p", "hello", "-n", "4", "--temp", "0", "-t", "1")
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    check_exit(proc, 0, "the good tiny model")
 
 
 def test_missing_file(tmp_path):
@@ -543,7 +178,19 @@ def test_kquant_scale_not_finite(value, tmp_path):
             text.write_text("hello world " * 20)
             args[2] = str(text)
         proc = run_qrun("-m", str(path), "-t", "1", *args)
-        err = proc.stderr.decode("utf-8", errors="replace")
-        assert proc.returncode == 1, f"{args}: exit {proc.returncode}\n{err}"
+        err = check_exit(proc, 1, str(args))
         last = err.strip().splitlines()[-1]
         assert last.startswith("qrun: ") and "non-finite" in last and "position" in last, err
+
+
+def test_special_token_id_outside_vocabulary_warns(good, tmp_path):
+    """A special-token id past the vocabulary keeps the default, as llama.cpp does, and qrun says so:
+    exactly one warning line on stderr, naming the file and the key; the run itself succeeds."""
+    path = tmp_path / "bos.gguf"
+    path.write_bytes(good.copy().set("tokenizer.ggml.bos_token_id", h.U32, 1000000).to_bytes())
+    proc = run_qrun("-m", str(path), "-p", "hello", "-n", "2", "--temp", "0", "-t", "1")
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0, err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert warnings == [f"qrun: warning: {path}: tokenizer.ggml.bos_token_id = 1000000 is outside the vocabulary "
+                        "(256 tokens); using the default 11"], err

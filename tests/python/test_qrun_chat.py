@@ -88,7 +88,7 @@ def test_eof_at_once_and_blank_lines(tmp_path):
     proc = qrun("-m", model, "-cnv", "--temp", "0", "-n", "4", "-sys", "be brief", stdin="\n\nhello\n\n")
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert proc.stdout.endswith(b"\n")  # one reply (maybe empty), one newline
-    assert re.search(r"=\s*1 turns", proc.stderr.decode()), proc.stderr.decode()  # blank lines are no turns
+    assert re.search(r"=\s*1 turn,", proc.stderr.decode()), proc.stderr.decode()  # blank lines are no turns
 
 
 @pytest.mark.parametrize("args, message", [

@@ -2,8 +2,9 @@
 build/tests/quant_weighted_tool) must write the same BYTES as ggml's ggml_quantize_chunk given an imatrix:
 what llama-quantize --imatrix writes for q4_0 / q4_1 (and q8_0, which ignores the imatrix).
 
-The witness is ggml itself: llama-cpp-python's libggml-base, loaded with ctypes. The whole file is skipped
-when llama_cpp is not installed.
+The witness is ggml itself: llama-cpp-python's libggml-base, loaded with ctypes; the tests that need it
+are skipped when llama_cpp is not installed (the `ggml` fixture: files that import this one keep their
+other tests).
 """
 
 import ctypes
@@ -16,8 +17,6 @@ import pytest
 from ggml_quantizers import TYPES, ggml_quantize, load_ggml
 from conftest import tool
 from our_quantizers import ours_weighted
-
-llama_cpp = pytest.importorskip("llama_cpp")
 
 SEED = 20240611
 # ggml.h's enum ggml_type, and each type's block bytes for 32 values.

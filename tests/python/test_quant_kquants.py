@@ -6,8 +6,8 @@
 - our dequantization (quant_tool dequantize) == ggml's to_float bit for bit, on ggml-made blocks and on
   random bytes with sane fp16 scales; gguf.quants (numpy) as a second witness.
 
-The witness is llama-cpp-python's libggml-base (tests/python/ggml_quantizers.py); the file is skipped
-when llama_cpp is not installed.
+The witness is llama-cpp-python's libggml-base (tests/python/ggml_quantizers.py); the tests that need it
+are skipped when llama_cpp is not installed.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import pytest
 from our_quantizers import ours_dequantize, ours_plain, ours_weighted
 from ggml_quantizers import TYPES, ggml_dequantize, ggml_quantize, load_ggml
 from test_quant_imatrix import WEIGHTINGS, imatrix_like, weight_matrix, weights_for
-
-llama_cpp = pytest.importorskip("llama_cpp")
 
 SEED = 20240917
 K_TYPES = ("q2_K", "q3_K", "q4_K", "q5_K", "q6_K")
@@ -206,8 +204,8 @@ def test_dequantize_matches_ggml(name, ggml, tmp_path):
 @pytest.mark.parametrize("name", K_TYPES)
 def test_dequantize_matches_gguf(name, ggml, tmp_path):
     # A second witness written independently of ggml (numpy, in gguf.quants).
-    gguf_quants = pytest.importorskip("gguf.quants")
     import gguf
+    import gguf.quants as gguf_quants
     qtype = gguf.GGMLQuantizationType[name.upper()]
     rng = data_rng(13)
     x = weight_matrix(rng, 4, 1024, "outliers")

@@ -68,7 +68,8 @@ void run_step(const KernelTable& k, const model::Config& c, model::KvCache& kv, 
     else
       kv.store(0, p, nan.data(), nan.data());
   std::copy(qs.begin() + pos * q_dim, qs.begin() + (pos + n) * q_dim, s.q.begin());
-  model::attention(k, c, kv, 0, s, n, pos);
+  const model::SeqRun run{&kv, pos, n, true};
+  model::attention(k, c, std::span<const model::SeqRun>(&run, 1), 0, s);
   std::copy(s.att.begin(), s.att.begin() + n * q_dim, att.begin() + pos * q_dim);
 }
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
@@ -466,6 +467,7 @@ TEST_F(Engine, PerplexityMatchesADirectComputation) {
   Result<ppl::PerplexityResult> res = run->run([&](const ppl::ChunkProgress& p) {
     reported.push_back(p.chunk);
     EXPECT_EQ(p.ppl.count, p.chunk * 7);
+    return true;
   });
   ASSERT_TRUE(res.ok()) << res.error().message();
   EXPECT_EQ(reported, (std::vector<int64_t>{1, 2}));
@@ -487,6 +489,26 @@ TEST_F(Engine, PerplexityMatchesADirectComputation) {
   EXPECT_EQ(res->ppl.count, 14);
   EXPECT_NEAR(res->ppl.ppl(), want.ppl(), 1e-5 * want.ppl());
   EXPECT_NEAR(res->ppl.ppl_error(), want.ppl_error(), 1e-4 * want.ppl_error());
+}
+
+TEST_F(Engine, AStoppedPerplexityRunReportsItsChunksAndSavesNoBase) {
+  // Ctrl-C in qrun: the callback says stop after chunk 1 of 3; the figures cover that chunk, and a base
+  // file (whose header counts 3 chunks) is not left behind half written.
+  const std::string base = tmp_path("kl_base_stopped");
+  ppl::PerplexityParams params;
+  params.n_ctx = 16;
+  params.kl_base = base;
+  Result<ppl::PerplexityRun> run =
+      ppl::PerplexityRun::perplexity(*model_, ppl::tokenize_text(*model_, ppl_text(56)), params);
+  ASSERT_TRUE(run.ok()) << run.error().message();
+  ASSERT_EQ(run->plan().n_chunk, 3);
+  Result<ppl::PerplexityResult> res = run->run([](const ppl::ChunkProgress&) { return false; });
+  ASSERT_TRUE(res.ok()) << res.error().message();
+  EXPECT_EQ(res->n_chunk_done, 1);
+  EXPECT_EQ(res->n_evaluated, 16);
+  EXPECT_EQ(res->ppl.count, 7);
+  EXPECT_TRUE(res->saved_base.empty());
+  EXPECT_FALSE(std::filesystem::exists(base));
 }
 
 TEST_F(Engine, KlDivergenceAgainstItsOwnBaseIsZero) {

@@ -42,5 +42,15 @@ TEST(Error, MessageIsOneLineAndSkipsEmptyParts) {
   EXPECT_EQ((Error{"a.gguf", "bad\nname", "x"}).message(), "a.gguf: bad name: x");
 }
 
+// A hostile name cannot drive the terminal: C0 and C1 controls, DEL and bytes that are not well-formed
+// UTF-8 (a lone continuation, a truncated sequence, an overlong form, a surrogate) become \xNN; tabs and
+// well-formed UTF-8 stay as they are.
+TEST(Error, MessageEscapesControlsAndInvalidUtf8) {
+  EXPECT_EQ((Error{"a.gguf", "\x1b]0;t\x07", "x"}).message(), "a.gguf: \\x1b]0;t\\x07: x");
+  EXPECT_EQ(printable("\xc2\x9b[2J \x7f"), "\\xc2\\x9b[2J \\x7f");
+  EXPECT_EQ(printable("\x80 \xe2\x82 \xc0\xaf \xed\xa0\x80"), "\\x80 \\xe2\\x82 \\xc0\\xaf \\xed\\xa0\\x80");
+  EXPECT_EQ(printable("caf\xc3\xa9\t\xf0\x9f\xa6\x99 \xc2\xa0"), "caf\xc3\xa9\t\xf0\x9f\xa6\x99 \xc2\xa0");
+}
+
 }  // namespace
 }  // namespace qe

@@ -126,6 +126,26 @@ TEST(Sampler, GreedyAppliesTheRepeatPenaltyFirst) {
   EXPECT_EQ(s.sample(logits), 0);
 }
 
+TEST(Sampler, BannedIdsAreNeverSampled) {
+  // --ignore-eos: the end-of-generation ids get llama.cpp's -inf logit bias, greedy or drawn.
+  const std::vector<float> logits = {0.5f, -3.0f, 7.25f, 7.0f, 1.0f};
+  SamplerParams p;
+  p.temp = 0.0f;
+  p.banned_ids = {2, 99, -1};  // out-of-range ids are ignored
+  EXPECT_EQ(Sampler(p).sample(logits), 3);
+  p.temp = 1.0f;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  p.banned_ids = {2, 3};
+  Sampler s(p);
+  for (int i = 0; i < 500; ++i) {
+    const int32_t id = s.sample(logits);
+    ASSERT_NE(id, 2);
+    ASSERT_NE(id, 3);
+  }
+}
+
 TEST(Sampler, SameSeedSameTokens) {
   const uint32_t seed = 1234;
   SamplerParams p;

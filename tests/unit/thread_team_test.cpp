@@ -3,6 +3,8 @@
 // with more threads than cores (the busy-machine case, where workers are preempted mid-job).
 #include "kernels/thread_team.h"
 
+#include "kernels/thread_team_policy.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -75,6 +77,27 @@ TEST(ThreadTeam, MoreThreadsThanCores) {
   for (int job = 0; job < 200; ++job) check_job(team, 1000, 1);
 }
 
+TEST(ThreadTeam, LateWorkersHandTheJobsToTheCaller) {
+  // Units of 10 us, and workers that take 2 ms more over every chunk (as if preempted each time): the
+  // team is slower than its caller alone, the policy goes solo, and every unit still runs once.
+  ThreadTeam team(2);
+  std::vector<std::atomic<int>> hits(64);
+  for (int job = 0; job < 6 * TeamPolicy::kWindow && team.policy().team(); ++job) {
+    team.run(64, [&](int64_t b, int64_t e, int thread) {
+      if (thread != 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      for (int64_t i = b; i < e; ++i) {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(10);
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        hits[static_cast<size_t>(i)].fetch_add(1);
+      }
+    });
+    for (auto& h : hits) ASSERT_EQ(h.exchange(0), 1) << "job " << job;
+  }
+  EXPECT_FALSE(team.policy().team());
+  EXPECT_GE(team.policy().trials(), 1);
+}
+
 TEST(ThreadTeam, ForThisThreadKeepsOneTeamPerSize) {
   ThreadTeam& a = ThreadTeam::for_this_thread(2);
   EXPECT_EQ(&a, &ThreadTeam::for_this_thread(2));
@@ -83,6 +106,83 @@ TEST(ThreadTeam, ForThisThreadKeepsOneTeamPerSize) {
   ThreadTeam* other = nullptr;
   std::thread([&] { other = &ThreadTeam::for_this_thread(2); }).join();
   EXPECT_NE(other, &a);  // another calling thread gets its own team
+}
+
+}  // namespace
+}  // namespace qe::kernels
+
+namespace qe::kernels {
+namespace {
+
+// TeamPolicy on made-up timings: a job of class `key` costs team_ns (late_ns of it waiting for late
+// workers) with the team and solo_ns alone. Returns the share of jobs that ran with the team.
+struct Timings {
+  double team_ns, late_ns, solo_ns;
+};
+
+double team_share(TeamPolicy& p, int windows, const Timings& a, const Timings& b) {
+  int team_jobs = 0, jobs = windows * TeamPolicy::kWindow;
+  for (int j = 0; j < jobs; ++j) {
+    // Two classes in a 3:1 mix whose period does not divide the window, as a forward pass's jobs.
+    const bool first = j % 4 != 3;
+    const Timings& t = first ? a : b;
+    team_jobs += p.team();
+    if (p.team())
+      p.record(first ? 11 : 22, t.team_ns, t.late_ns);
+    else
+      p.record(first ? 11 : 22, t.solo_ns, 0);
+  }
+  return static_cast<double>(team_jobs) / jobs;
+}
+
+TEST(TeamPolicy, AQuietMachineNeverTriesSolo) {
+  TeamPolicy p;
+  EXPECT_EQ(team_share(p, 2000, {50e3, 2e3, 90e3}, {5e3, 0.4e3, 8e3}), 1.0);
+  EXPECT_EQ(p.trials(), 0);
+}
+
+TEST(TeamPolicy, GoesSoloWhenLateWorkersMakeTheTeamSlower) {
+  TeamPolicy p;
+  const double share = team_share(p, 2000, {150e3, 70e3, 100e3}, {15e3, 7e3, 10e3});
+  EXPECT_FALSE(p.team());
+  // Team trials back off to one window in kMaxBackoff: a few percent of the jobs at most.
+  EXPECT_LT(share, 0.03);
+  EXPECT_LT(p.trials(), 2000 / 32);
+}
+
+TEST(TeamPolicy, StaysATeamWhenItIsStillFaster) {
+  // Late workers, but the team still beats the caller alone: solo trials become rare.
+  TeamPolicy p;
+  const double share = team_share(p, 2000, {80e3, 25e3, 100e3}, {8e3, 2.5e3, 10e3});
+  EXPECT_TRUE(p.team());
+  EXPECT_GT(share, 0.97);
+}
+
+TEST(TeamPolicy, ReturnsToTheTeamWhenTheMachineIsQuietAgain) {
+  TeamPolicy p;
+  team_share(p, 500, {150e3, 70e3, 100e3}, {15e3, 7e3, 10e3});
+  ASSERT_FALSE(p.team());
+  // Quiet again: within the longest backoff (plus the trial), the team is back for good.
+  team_share(p, TeamPolicy::kMaxBackoff + 2, {50e3, 1e3, 100e3}, {5e3, 0.1e3, 10e3});
+  EXPECT_TRUE(p.team());
+  const int trials = p.trials();
+  EXPECT_EQ(team_share(p, 500, {50e3, 1e3, 100e3}, {5e3, 0.1e3, 10e3}), 1.0);
+  EXPECT_EQ(p.trials(), trials);
+}
+
+TEST(TeamPolicy, JudgesClassByClassNotByWindowTotals) {
+  // The trial window holds the same jobs as the window before it but in another mix; only a per-class
+  // comparison sees that solo is the faster mode for both classes.
+  TeamPolicy p;
+  for (int w = 0; w < 2 && p.team(); ++w)  // team windows: all cheap jobs, late share 40%
+    for (int j = 0; j < TeamPolicy::kWindow; ++j) p.record(1, 10e3, 4e3);
+  // The first solo-trial window: half of it the costly class, which the team never ran in a window.
+  for (int j = 0; j < TeamPolicy::kWindow; ++j) {
+    ASSERT_FALSE(p.team());
+    p.record(j % 2 ? 1 : 2, j % 2 ? 8e3 : 1000e3, 0);
+  }
+  // Class 2 has no team figure, class 1 was faster solo: solo stays.
+  EXPECT_FALSE(p.team());
 }
 
 }  // namespace

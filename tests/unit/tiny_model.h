@@ -4,14 +4,18 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "formats/gguf_writer.h"
+#include "model/model.h"
 
 namespace qe::testing {
 
@@ -113,6 +117,28 @@ inline void write_tiny_model(const std::string& path, const TinySpec& s) {
     ASSERT_TRUE(w.write_tensor(t.name, std::as_bytes(std::span<const float>(x))).ok()) << t.name;
   }
   ASSERT_TRUE(w.finish().ok());
+}
+
+// A tiny model written to QE_TEST_TMPDIR (the file name made of `name` and the process id), opened
+// (one thread unless the options say otherwise) and its file removed: the mapping stays valid. nullptr,
+// with a test failure, when it does not open.
+inline std::unique_ptr<model::Model> open_tiny_model(const std::string& name, const TinySpec& spec,
+                                                     model::ModelOptions options = {}) {
+  const std::string path =
+      std::string(QE_TEST_TMPDIR) + "/" + name + "_" + std::to_string(::getpid()) + ".gguf";
+  write_tiny_model(path, spec);
+  if (options.n_threads == 0) options.n_threads = 1;
+  Result<std::unique_ptr<model::Model>> m = model::open_model(path, options);
+  ::unlink(path.c_str());
+  EXPECT_TRUE(m.ok()) << m.error().message();
+  return m.ok() ? std::move(*m) : nullptr;
+}
+
+// A text as the tiny models' token ids (token i is byte i).
+inline std::vector<int32_t> byte_ids(std::string_view text) {
+  std::vector<int32_t> ids;
+  for (unsigned char ch : text) ids.push_back(ch);
+  return ids;
 }
 
 }  // namespace qe::testing

@@ -45,7 +45,7 @@ class Progress {
 
   void log(const std::string& line) {
     clear();
-    fmt::print(stderr, "qconvert: {}\n", line);
+    fmt::print(stderr, "qconvert: {}\n", printable(line));
   }
 
   void awq(const convert::AwqProgress& a) {
@@ -83,17 +83,18 @@ class Progress {
 
   void tensor(const convert::TensorPlan& p, size_t i, size_t n) {
     if (i == 0) t0_ = Clock::now();  // the ETA is the tensors' own, not counting a calibration before them
-    name_ = p.name;
+    name_ = printable(p.name);       // a hostile input's tensor names reach the terminal only escaped
     index_ = i;
     count_ = n;
     const std::string reason = type_reason(policy_, p.override_index, p.reason);
     if (!tty_) {
       std::string note = p.copy ? " (copied)" : reason.empty() ? "" : " (" + reason + ")";
-      fmt::print(stderr, "[{:>4}/{}] {:<32} {:>5} -> {:<5} {}{}\n", i + 1, n, p.name, ggml_type_name(p.computed.empty() ? p.src_type : GgmlType::F32),
-                 ggml_type_name(p.out_type), mb(p.out_bytes()), note);
+      fmt::print(stderr, "[{:>4}/{}] {:<32} {:>5} -> {:<5} {}{}\n", i + 1, n, name_,
+                 ggml_type_name(p.computed.empty() ? p.src_type : GgmlType::F32), ggml_type_name(p.out_type),
+                 mb(p.out_bytes()), note);
     } else if (verbose_ && !reason.empty()) {
       clear();
-      fmt::print(stderr, "qconvert: {}: {}\n", p.name, reason);
+      fmt::print(stderr, "qconvert: {}: {}\n", name_, reason);
     }
   }
 
@@ -264,7 +265,7 @@ Status run_conversion(const ConvertOptions& opt) {
   for (convert::TensorReport& x : res->tensors)
     x.reason = type_reason(job.policy, x.override_index, x.reason);
 
-  for (const std::string& w : res->warnings) fmt::print(stderr, "qconvert: warning: {}\n", w);
+  for (const std::string& w : res->warnings) fmt::print(stderr, "qconvert: warning: {}\n", printable(w));
   // One line per distinct reason, so a fallback or the q6_K stand-in is never silent.
   std::map<std::string, int> reasons;
   for (const convert::TensorReport& x : res->tensors)

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "convert/types.h"
+#include "formats/error.h"
 
 namespace qe::cli {
 namespace {
@@ -22,7 +23,7 @@ std::string one_line(const std::string& s) {
     else out += c;
   }
   if (out.size() > kMaxString) out = out.substr(0, kMaxString) + "...";
-  return out;
+  return printable(out);  // other control characters (a hostile file's ESC) and a cut character as \xNN
 }
 
 std::string preview(const nlohmann::json& v, const std::string& type) {
@@ -69,7 +70,7 @@ void print_info_table(std::FILE* out, const std::string& title, const nlohmann::
 
   if (!meta.empty()) fmt::print(out, "\nmetadata:\n");
   size_t key_w = 0;
-  for (const auto& [k, v] : meta.items()) key_w = std::max(key_w, k.size());
+  for (const auto& [k, v] : meta.items()) key_w = std::max(key_w, printable(k).size());
   const nlohmann::json* types = j.contains("metadata_types") ? &j.at("metadata_types") : nullptr;
   for (const auto& [k, v] : meta.items()) {
     std::string type = types && types->contains(k) ? types->at(k).get<std::string>() : "";
@@ -77,7 +78,7 @@ void print_info_table(std::FILE* out, const std::string& title, const nlohmann::
     // llama.cpp's file type by name, as llama-quantize calls it.
     if (k == "general.file_type" && v.is_number_unsigned())
       if (auto ft = convert::file_type_by_id(v.get<uint32_t>())) shown += fmt::format(" ({})", ft->name);
-    fmt::print(out, "  {:<{}}  {:<14} {}\n", k, key_w, type, shown);
+    fmt::print(out, "  {:<{}}  {:<14} {}\n", printable(k), key_w, type, shown);
   }
 
   if (tensors.empty()) return;
@@ -85,15 +86,16 @@ void print_info_table(std::FILE* out, const std::string& title, const nlohmann::
   bool has_hash = tensors[0].contains("xxh3");
   size_t name_w = 4, shape_w = 5;
   for (const auto& t : tensors) {
-    name_w = std::max(name_w, t.at("name").get<std::string>().size());
+    name_w = std::max(name_w, printable(t.at("name").get<std::string>()).size());
     shape_w = std::max(shape_w, shape_str(t.at("shape")).size());
   }
   fmt::print(out, "\ntensors:\n  {:>5}  {:<{}}  {:<6}  {:<{}}  {:>12}  {:>12}{}{}\n", "#", "name", name_w, "type",
              "shape", shape_w, "bytes", "offset", has_hash ? "  xxh3            " : "", has_file ? "  file" : "");
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
-    fmt::print(out, "  {:>5}  {:<{}}  {:<6}  {:<{}}  {:>12}  {:>12}", i, t.at("name").get<std::string>(), name_w,
-               t.at("type").get<std::string>(), shape_str(t.at("shape")), shape_w, t.at("bytes").get<uint64_t>(),
+    fmt::print(out, "  {:>5}  {:<{}}  {:<6}  {:<{}}  {:>12}  {:>12}", i,
+               printable(t.at("name").get<std::string>()), name_w, t.at("type").get<std::string>(),
+               shape_str(t.at("shape")), shape_w, t.at("bytes").get<uint64_t>(),
                t.at("offset").get<uint64_t>());
     if (has_hash) fmt::print(out, "  {}", t.at("xxh3").get<std::string>());
     if (has_file) fmt::print(out, "  {}", t.at("file").get<std::string>());

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <csignal>
 #include <cstdint>
 #include <exception>
 #include <limits>
@@ -49,6 +50,10 @@ constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f, RLIMIT_FSIZE) the kernel ends the process with SIGXFSZ, before
+  // the writer can remove its temporary or say which output did not fit. Ignored, write() fails with
+  // EFBIG instead, and the conversion ends as on a full disk: one line naming the output, nothing left.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"qconvert: inspect and convert GGUF / safetensors / Hugging Face models"};
   app.set_version_flag("--version", "qconvert 0.1.0");
   qe::cli::InfoOptions info;

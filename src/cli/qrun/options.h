@@ -23,14 +23,20 @@ struct RunOptions {
   model::SamplerParams sampling;   // --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n
   std::string isa;                 // --isa
   std::string cache_type = "f16";  // --cache-type
-  std::string dump_logits;         // --dump-logits (dev): raw f32 logits of every prompt position
+  std::string cache_type_k;        // -ctk, --cache-type-k: "" = --cache-type's (K and V must agree)
+  std::string cache_type_v;        // -ctv, --cache-type-v
+  bool ignore_eos = false;         // --ignore-eos: end-of-generation tokens are never sampled
+  bool no_display_prompt = false;  // --no-display-prompt: the prompt is not echoed
+  std::string dump_logits;         // --dump-logits (dev): f32 logits of the prompt, then of each decode step
   bool verbose = false;            // --verbose
   bool no_repack = false;          // -nr, --no-repack: weights stay in the file's layout
   bool f16_as_bf16 = false;        // --f16-as-bf16: f16 matrices repacked as bf16 (lossy, opt-in)
   std::string numerics = "fast";   // --numerics: fast, or llama.cpp (its bits; implies -nr)
 
   // Chat (llama-cli's conversation mode)
-  bool conversation = false;  // -cnv: user turns from stdin, replies to stdout
+  bool conversation = false;     // -cnv: user turns from stdin, replies to stdout
+  bool no_conversation = false;  // -no-cnv: completion (the default; llama-cli's default is chat)
+  bool single_turn = false;      // -st: chat for one user message, then exit
   std::string system_prompt;  // -sys
   std::string chat_template;  // --chat-template NAME ("" = the model's, else chatml)
 
@@ -40,6 +46,7 @@ struct RunOptions {
   std::string
       kl_divergence_base;  // --kl-divergence-base FILE: written by --perplexity, read by --kl-divergence
   int32_t n_chunks = -1;   // --chunks: at most this many chunks (-1 = all)
+  bool force = false;      // --force: --perplexity may overwrite an existing --kl-divergence-base
 };
 
 // Loads the model and runs the mode the options ask for: completion (the default: the prompt and the

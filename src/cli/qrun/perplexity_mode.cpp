@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "cli/interrupt.h"
 #include "cli/qrun/common.h"
 #include "model/perplexity.h"
 #include "model/perplexity_run.h"
@@ -131,10 +132,15 @@ Status run_perplexity(const RunOptions& o, const model::Model& m) {
       fmt::print("[{}]{:.4f},", p.chunk, p.ppl.ppl());  // llama-perplexity's running estimate
       std::fflush(stdout);
     }
+    return !interrupted();  // Ctrl-C: the figures of the chunks scored so far
   });
   if (!res) return flags(res.error());
   fmt::print("\n");
   std::fflush(stdout);
+  if (res->n_chunk_done < plan.n_chunk) {
+    fmt::print(stderr, "qrun: interrupted: {} of {} chunks scored{}\n", res->n_chunk_done, plan.n_chunk,
+               o.kl_divergence_base.empty() || kl ? "" : "; the KL base file was not written");
+  }
 
   if (kl) {
     // llama.cpp prints no statistics over fewer than 100 positions.
@@ -150,7 +156,7 @@ Status run_perplexity(const RunOptions& o, const model::Model& m) {
   }
   print_timing("eval time", res->total_ms, res->n_evaluated, "tokens");
   if (!res->saved_base.empty())
-    fmt::print(stderr, "qrun: saved the log-probabilities of {} chunks to {}\n", plan.n_chunk,
+    fmt::print(stderr, "qrun: saved the log-probabilities of {} chunks to {}\n", res->n_chunk_done,
                o.kl_divergence_base);
   return {};
 }

@@ -4,11 +4,17 @@
 #include <fmt/core.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
 
+#include "cli/interrupt.h"
 #include "cli/isa_choice.h"
 #include "cli/qrun/common.h"
 #include "cli/qrun/options.h"
+#include "formats/atomic_file.h"
 #include "model/context.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -33,19 +39,45 @@ Status check_modes(const RunOptions& o) {
     return usage("--token-ids and --dump-logits are for completion mode only");
   if (!o.conversation && (!o.system_prompt.empty() || !o.chat_template.empty()))
     return usage("-sys and --chat-template need -cnv (chat mode)");
-  if (o.kl_divergence && (!o.prompt.empty() || !o.prompt_file.empty()))
-    return usage("--kl-divergence reads its tokens from --kl-divergence-base; drop -p / -f");
+  if (o.conversation && o.no_conversation) return usage("-cnv and -no-cnv contradict each other; use one");
+  if (o.conversation && (o.ignore_eos || o.no_display_prompt))
+    return usage("--ignore-eos and --no-display-prompt are for completion mode, not -cnv");
+  if (o.perplexity && !o.kl_divergence && !o.kl_divergence_base.empty() && !o.force &&
+      std::filesystem::exists(o.kl_divergence_base))
+    return Error{o.kl_divergence_base, "", "exists; use --force to overwrite it (or --kl-divergence to read it)"};
+  return {};
+}
+
+// -ctk / -ctv are llama.cpp's names for the cache type; this engine keeps K and V in one type.
+Status resolve_cache_type(RunOptions& o) {
+  std::string_view flag = "--cache-type";
+  if (!o.cache_type_k.empty() || !o.cache_type_v.empty()) {
+    if (!o.cache_type_k.empty() && !o.cache_type_v.empty() && o.cache_type_k != o.cache_type_v)
+      return usage(fmt::format("-ctk {} and -ctv {}: K and V must have the same cache type here", o.cache_type_k,
+                               o.cache_type_v));
+    flag = o.cache_type_k.empty() ? "-ctv" : "-ctk";
+    o.cache_type = o.cache_type_k.empty() ? o.cache_type_v : o.cache_type_k;
+  }
+  if (o.cache_type != "f16" && o.cache_type != "f32")
+    return usage(fmt::format("{} {} is not supported (f16, f32)", flag, o.cache_type));
   return {};
 }
 
 }  // namespace
 
-Status run(const RunOptions& o) {
+Status run(const RunOptions& options) {
   const Clock::time_point t_load = Clock::now();
+  RunOptions o = options;
+  if (o.single_turn) o.conversation = true;  // llama-cli's -st is a one-message chat
+  if (o.kl_divergence && (!o.prompt.empty() || !o.prompt_file.empty())) {
+    // llama-perplexity takes -f with --kl-divergence and reads the base file's tokens anyway.
+    fmt::print(stderr, "qrun: note: --kl-divergence scores the tokens saved in --kl-divergence-base; -p / -f ignored\n");
+    o.prompt.clear();
+    o.prompt_file.clear();
+  }
   if (Status st = choose_isa(o.isa); !st) return st;
   if (!o.prompt.empty() && !o.prompt_file.empty()) return usage("-p and -f both give a prompt; use one");
-  if (o.cache_type != "f16" && o.cache_type != "f32")
-    return usage(fmt::format("--cache-type {} is not supported (f16, f32)", o.cache_type));
+  if (Status st = resolve_cache_type(o); !st) return st;
   if (o.n_threads < 0) return usage(fmt::format("-t {} must be >= 0", o.n_threads));
   if (o.n_ctx < 0) return usage(fmt::format("-c {} must be >= 0", o.n_ctx));
   if (o.n_ctx > (int64_t{1} << 24)) return usage(fmt::format("-c {} is too large", o.n_ctx));
@@ -55,11 +87,35 @@ Status run(const RunOptions& o) {
 
   Result<std::unique_ptr<model::Model>> m = model::open_model(o.model, model_options(o));
   if (!m) return to_flags(m.error());
+  for (const std::string& w : (*m)->warnings) fmt::print(stderr, "qrun: warning: {}\n", w);
   const double load_ms = ms_since(t_load);
+  const int64_t n_ctx_train = (*m)->config.n_ctx_train;
+  if (o.n_ctx > n_ctx_train)
+    fmt::print(stderr, "qrun: warning: -c {} is more than the model's training context ({}): expect worse output "
+               "past {} tokens\n", o.n_ctx, n_ctx_train, n_ctx_train);
   if (o.perplexity || o.kl_divergence) return run_perplexity(o, **m);
   if (o.conversation) return run_chat(o, **m, load_ms);
   return run_completion(o, **m, load_ms);
 }
+
+namespace {
+
+// The stop reason as llama-cli prints it, on stderr after the text.
+std::string_view stop_line(model::StopReason r) {
+  switch (r) {
+    case model::StopReason::eog:
+      return "[end of text]";
+    case model::StopReason::n_predict:
+      return "[n_predict reached]";
+    case model::StopReason::context_full:
+      return "[context full]";
+    case model::StopReason::callback:
+      return "[interrupted]";
+  }
+  return "";
+}
+
+}  // namespace
 
 Status run_completion(const RunOptions& o, const model::Model& m, double load_ms) {
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : model::default_n_ctx(m.config);
@@ -88,6 +144,7 @@ Status run_completion(const RunOptions& o, const model::Model& m, double load_ms
   if (!ctx) return to_flags(ctx.error());
   model::SamplerParams sp = o.sampling;
   sp.seed = resolve_seed(o);
+  if (o.ignore_eos) sp.banned_ids = model::eog_ids(m);
   model::Sampler sampler(sp);
 
   log_model(o, m);
@@ -101,35 +158,35 @@ Status run_completion(const RunOptions& o, const model::Model& m, double load_ms
     fmt::print(stderr, "\n");
   }
 
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> dump_file(nullptr, &std::fclose);
+  // Through a temporary renamed into place: a full disk or an error leaves no partial file.
+  std::optional<AtomicFile> dump_file;
   if (dump) {
-    dump_file.reset(std::fopen(o.dump_logits.c_str(), "wb"));
-    if (!dump_file) return Error{o.dump_logits, "", "cannot open for writing"};
+    Result<AtomicFile> f = AtomicFile::create(o.dump_logits, /*overwrite=*/true);
+    if (!f) return f.error();
+    dump_file.emplace(std::move(*f));
   }
-  // --dump-logits: the raw f32 logits of every prompt position, batch by batch.
+  // --dump-logits: the raw f32 logits of every prompt position, batch by batch, then of each decode step.
   model::Context::LogitsSink sink;
   if (dump)
     sink = [&](std::span<const float> logits) -> Status {
-      if (std::fwrite(logits.data(), sizeof(float), logits.size(), dump_file.get()) != logits.size())
-        return Error{o.dump_logits, "", "write failed"};
-      return {};
+      return dump_file->write(logits.data(), logits.size_bytes());
     };
 
   // The prompt is echoed, as llama-cli does (control tokens such as BOS render as nothing), then the
-  // continuation streams.
+  // continuation streams until a stop condition or Ctrl-C.
   std::vector<int32_t> generated;  // for --verbose's log of the ids
   auto on_chunk = [&](const model::StreamChunk& c) {
-    if (c.stop == model::StopReason::context_full)
-      fmt::print(stderr, "\nqrun: context full ({} tokens), stopping\n", ctx->n_ctx());
     emit(c.text);
     if (o.verbose && !c.prompt && !c.stop) generated.push_back(c.id);
-    return true;
+    return !interrupted();
   };
-  Result<model::GenerateStats> r =
-      model::generate(*ctx, sampler, prompt, {o.n_predict, /*echo_prompt=*/true}, on_chunk, sink);
+  Result<model::GenerateStats> r = model::generate(
+      *ctx, sampler, prompt, {o.n_predict, /*echo_prompt=*/!o.no_display_prompt}, on_chunk, sink);
   if (!r) return to_flags(r.error());
-  if (dump && std::fclose(dump_file.release()) != 0) return Error{o.dump_logits, "", "write failed"};
+  if (dump)
+    if (Status s = dump_file->commit(); !s) return s;
   emit("\n");
+  fmt::print(stderr, "{}\n", stop_line(r->stop));
 
   if (o.verbose) {
     fmt::print(stderr, "\nqrun: generated: {} tokens:", generated.size());

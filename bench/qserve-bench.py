@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""qserve's scaling: aggregate decode tokens/s with 1, 2, 4, 8 parallel streams, time to first token
+(p50/p95) and the server's RSS, as a Markdown table. Not a test: run it on a quiet machine.
+
+  bench/qserve-bench.py [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--tokens 64] [--rounds 2]
+
+Each round sends N streaming completions at once (greedy, different prompts, max_tokens --tokens) to a
+qserve started with -np 8. Aggregate t/s = generated tokens of the round / the round's wall time from
+the first request sent to the last token received (prompts are short, so this is mostly decode)."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import pathlib
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stream(port: int, prompt: str, tokens: int, out: dict) -> None:
+    body = json.dumps({"prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    t0 = time.perf_counter()
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    first, n_gen = None, 0
+    for line in r:
+        if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+            continue
+        chunk = json.loads(line[6:])
+        if first is None and chunk["choices"] and chunk["choices"][0].get("text"):
+            first = time.perf_counter()
+        if "usage" in chunk:
+            n_gen = chunk["usage"]["completion_tokens"]
+    out.update(start=t0, ttft=(first or time.perf_counter()) - t0, end=time.perf_counter(), n_gen=n_gen)
+    conn.close()
+
+
+def rss_mib(pid: int) -> float:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--streams", default="1,2,4,8")
+    ap.add_argument("-t", "--threads", type=int, default=0)
+    a = ap.parse_args()
+    counts = [int(x) for x in a.streams.split(",")]
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "qserve"), "-m", a.model, "--port", str(port), "-np", str(max(counts)),
+                             "-c", "512", "-t", str(a.threads)], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/health")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        stream(port, "Warm up:", 8, {})
+        print(f"model {pathlib.Path(a.model).name}, {a.tokens} tokens per stream, {a.rounds} rounds, "
+              f"load {os.getloadavg()[0]:.2f}\n")
+        print("| streams | aggregate decode t/s | per stream t/s | TTFT p50 ms | TTFT p95 ms | RSS MiB |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        base = None
+        for n in counts:
+            rates, ttfts = [], []
+            for rnd in range(a.rounds):
+                outs = [{} for _ in range(n)]
+                threads = [threading.Thread(target=stream, args=(
+                    port, f"Story {rnd}-{i}: count from one to one hundred in words: one, two,", a.tokens, outs[i]))
+                    for i in range(n)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
+                rates.append(sum(o["n_gen"] for o in outs) / wall)
+                ttfts += [o["ttft"] * 1e3 for o in outs]
+            rate = statistics.median(rates)
+            base = base or rate
+            ttfts.sort()
+            p95 = ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))]
+            print(f"| {n} | {rate:.1f} ({rate / base:.2f}x) | {rate / n:.1f} | {statistics.median(ttfts):.0f} "
+                  f"| {p95:.0f} | {rss_mib(proc.pid):.0f} |")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+// Ctrl-C as llama-cli users expect it: the first SIGINT (or SIGTERM) asks the work in progress to stop
+// at its next safe point (a token, a chunk), which then reports what it did and exits normally; a
+// second one, before the first was handled, exits at once (128 + the signal, as a shell reports it).
+// The front ends poll interrupted(); the library only sees callbacks that say "stop".
+#pragma once
+
+namespace qe::cli {
+
+// Installs the handlers for SIGINT and SIGTERM.
+void install_interrupt_handlers();
+bool interrupted();
+// The interrupt was handled (a chat reply stopped): the next Ctrl-C is a first one again.
+void clear_interrupt();
+
+}  // namespace qe::cli

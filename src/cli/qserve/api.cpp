@@ -1,0 +1,221 @@
+#include "cli/qserve/api.h"
+
+#include <fmt/core.h>
+
+#include <cmath>
+#include <limits>
+
+namespace qe::cli::serve {
+namespace {
+
+using nlohmann::json;
+
+// Thrown inside parse_request only; parse_request turns it into its result.
+struct Invalid {
+  ApiError error;
+};
+
+[[noreturn]] void fail(std::string param, std::string message) {
+  throw Invalid{ApiError{400, std::move(message), std::move(param), "", "invalid_request_error"}};
+}
+
+// A field that is absent or null is "not given" (OpenAI's clients send null for defaults).
+const json* field(const json& body, const char* name) {
+  auto it = body.find(name);
+  return it == body.end() || it->is_null() ? nullptr : &*it;
+}
+
+std::optional<double> number(const json& body, const char* name, double lo, double hi) {
+  const json* v = field(body, name);
+  if (!v) return std::nullopt;
+  if (!v->is_number()) fail(name, fmt::format("'{}' must be a number", name));
+  const double x = v->get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi)
+    fail(name, fmt::format("'{}' is {}; it must be between {} and {}", name, x, lo, hi));
+  return x;
+}
+
+std::optional<int64_t> integer(const json& body, const char* name, int64_t lo, int64_t hi) {
+  const json* v = field(body, name);
+  if (!v) return std::nullopt;
+  if (!v->is_number_integer()) fail(name, fmt::format("'{}' must be an integer", name));
+  if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi))
+    fail(name, fmt::format("'{}' must be between {} and {}", name, lo, hi));
+  const int64_t x = v->get<int64_t>();
+  if (x < lo || x > hi) fail(name, fmt::format("'{}' is {}; it must be between {} and {}", name, x, lo, hi));
+  return x;
+}
+
+std::string text_content(const json& content, const std::string& param) {
+  if (content.is_string()) return content.get<std::string>();
+  if (content.is_null()) return {};
+  if (!content.is_array()) fail(param, "message content must be a string or an array of text parts");
+  std::string text;
+  for (const json& part : content) {
+    const json* type = part.is_object() ? field(part, "type") : nullptr;
+    const json* t = part.is_object() ? field(part, "text") : nullptr;
+    if (!type || *type != "text" || !t || !t->is_string())
+      fail(param, "only text content parts ({\"type\": \"text\", \"text\": \"...\"}) are supported");
+    text += t->get<std::string>();
+  }
+  return text;
+}
+
+std::vector<tokenizer::ChatMessage> messages(const json& body) {
+  const json* m = field(body, "messages");
+  if (!m) fail("messages", "'messages' is required");
+  if (!m->is_array() || m->empty()) fail("messages", "'messages' must be a non-empty array");
+  std::vector<tokenizer::ChatMessage> out;
+  for (size_t i = 0; i < m->size(); ++i) {
+    const std::string param = fmt::format("messages[{}]", i);
+    const json& msg = (*m)[i];
+    if (!msg.is_object()) fail(param, "each message must be an object");
+    const json* role = field(msg, "role");
+    if (!role || !role->is_string()) fail(param + ".role", "each message needs a 'role' string");
+    std::string r = role->get<std::string>();
+    if (r == "developer") r = "system";  // OpenAI's newer name for the system message
+    if (r != "system" && r != "user" && r != "assistant")
+      fail(param + ".role", fmt::format("role '{}' is not supported (system, user, assistant)", r));
+    const json* content = field(msg, "content");
+    out.push_back({std::move(r), content ? text_content(*content, param + ".content") : std::string()});
+  }
+  return out;
+}
+
+std::vector<std::string> stop_strings(const json& body) {
+  const json* s = field(body, "stop");
+  if (!s) return {};
+  constexpr size_t kMaxStops = 16;  // OpenAI allows 4; llama-server any number
+  std::vector<std::string> out;
+  auto add = [&](const json& v) {
+    if (!v.is_string()) fail("stop", "'stop' must be a string or an array of strings");
+    if (!v.get_ref<const std::string&>().empty()) out.push_back(v.get<std::string>());
+  };
+  if (s->is_array()) {
+    if (s->size() > kMaxStops) fail("stop", fmt::format("'stop' holds at most {} strings", kMaxStops));
+    for (const json& v : *s) add(v);
+  } else {
+    add(*s);
+  }
+  return out;
+}
+
+ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const RequestLimits& limits) {
+  // nlohmann's parser rejects ill-formed UTF-8 inside strings, so invalid UTF-8 is a parse error too.
+  json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) fail("", "the body is not valid JSON (UTF-8)");
+  if (!body.is_object()) fail("", "the body must be a JSON object");
+
+  ParsedRequest r;
+  r.endpoint = endpoint;
+  if (endpoint == Endpoint::chat) {
+    r.messages = messages(body);
+  } else {
+    const json* p = field(body, "prompt");
+    if (!p) fail("prompt", "'prompt' is required");
+    if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) p = &(*p)[0];  // ["text"] is one prompt
+    if (!p->is_string()) fail("prompt", "'prompt' must be a string");
+    r.prompt = p->get<std::string>();
+    if (r.prompt.empty()) fail("prompt", "'prompt' must not be empty");
+  }
+  if (const json* n = field(body, "n"); n && *n != 1) fail("n", "only n = 1 is supported");
+  if (const json* s = field(body, "stream")) {
+    if (!s->is_boolean()) fail("stream", "'stream' must be a boolean");
+    r.stream = s->get<bool>();
+  }
+
+  const int64_t cap = limits.max_tokens < 0 ? std::numeric_limits<int32_t>::max() : limits.max_tokens;
+  const char* max_name = field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  r.max_tokens = static_cast<int32_t>(integer(body, max_name, 1, cap).value_or(limits.max_tokens));
+
+  r.sampling = limits.sampling;
+  if (auto t = number(body, "temperature", 0, 2)) r.sampling.temp = static_cast<float>(*t);
+  if (auto p = number(body, "top_p", 0, 1)) r.sampling.top_p = static_cast<float>(*p);
+  if (auto m = number(body, "min_p", 0, 1)) r.sampling.min_p = static_cast<float>(*m);
+  if (auto k = integer(body, "top_k", 0, std::numeric_limits<int32_t>::max()))
+    r.sampling.top_k = static_cast<int32_t>(*k);
+  if (auto seed = integer(body, "seed", -1, std::numeric_limits<uint32_t>::max()); seed && *seed >= 0) {
+    r.sampling.seed = static_cast<uint32_t>(*seed);
+    r.seed_given = true;
+  }
+  r.stop = stop_strings(body);
+  return r;
+}
+
+json usage(const Completion& c) {
+  return {
+      {"prompt_tokens", c.n_prompt}, {"completion_tokens", c.n_gen}, {"total_tokens", c.n_prompt + c.n_gen}};
+}
+
+json envelope(Endpoint endpoint, const ResponseHeader& h, bool chunk) {
+  const char* object = endpoint == Endpoint::completion ? "text_completion"
+                       : chunk                          ? "chat.completion.chunk"
+                                                        : "chat.completion";
+  return {{"id", h.id}, {"object", object}, {"created", h.created}, {"model", h.model}};
+}
+
+json choice(Endpoint endpoint, std::string_view text, bool chunk, bool first, const json& finish_reason) {
+  json c = {{"index", 0}, {"finish_reason", finish_reason}};
+  if (endpoint == Endpoint::completion) {
+    c["text"] = text;
+    c["logprobs"] = nullptr;
+  } else if (!chunk) {
+    c["message"] = {{"role", "assistant"}, {"content", text}};
+  } else {
+    json delta = json::object();
+    if (first) delta["role"] = "assistant";
+    if (!text.empty()) delta["content"] = text;
+    c["delta"] = std::move(delta);
+  }
+  return c;
+}
+
+}  // namespace
+
+json error_body(const ApiError& e) {
+  return {{"error",
+           {{"message", e.message},
+            {"type", e.type},
+            {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+            {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
+}
+
+ParseResult parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits) {
+  try {
+    return {parse(body, endpoint, limits), {}};
+  } catch (const Invalid& e) {
+    return {std::nullopt, e.error};
+  } catch (const json::exception& e) {  // a conversion the checks above did not foresee
+    return {std::nullopt, ApiError{400, e.what(), "", "", "invalid_request_error"}};
+  }
+}
+
+json response_body(Endpoint endpoint, const ResponseHeader& h, const Completion& c) {
+  json j = envelope(endpoint, h, false);
+  j["choices"] = json::array({choice(endpoint, c.text, false, false, c.finish_reason)});
+  j["usage"] = usage(c);
+  return j;
+}
+
+json stream_chunk(Endpoint endpoint, const ResponseHeader& h, std::string_view text, bool first) {
+  json j = envelope(endpoint, h, true);
+  j["choices"] = json::array({choice(endpoint, text, true, first, nullptr)});
+  return j;
+}
+
+json stream_final_chunk(Endpoint endpoint, const ResponseHeader& h, const Completion& c) {
+  json j = envelope(endpoint, h, true);
+  j["choices"] = json::array({choice(endpoint, "", true, false, c.finish_reason)});
+  j["usage"] = usage(c);  // llama-server's habit; OpenAI sends it when stream_options.include_usage
+  return j;
+}
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string sse_event(const json& j) {
+  return "data: " + dump(j) + "\n\n";
+}
+
+}  // namespace qe::cli::serve

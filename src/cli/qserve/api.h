@@ -1,0 +1,80 @@
+// The OpenAI API's request and response bodies, as qserve speaks them: pure functions of their
+// arguments (no sockets, no engine), so a request's validation is the same whatever the transport.
+//
+// Requests are hostile input: a field of the wrong type, a value out of range or a body that is not
+// well-formed JSON in UTF-8 is an ApiError (HTTP 400 with OpenAI's error object), never an exception
+// that escapes. Fields this server does not know are ignored, as OpenAI does.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/sampler.h"
+#include "tokenizer/chat_template.h"
+
+namespace qe::cli::serve {
+
+// OpenAI's error object: {"error": {"message", "type", "param", "code"}}.
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string param;  // the request field at fault ("" = null)
+  std::string code;   // "" = null
+  std::string type = "invalid_request_error";
+};
+nlohmann::json error_body(const ApiError& e);
+
+enum class Endpoint { chat, completion };
+
+// What a request may ask for, fixed by the server's flags.
+struct RequestLimits {
+  int32_t max_tokens = -1;        // -n: the most a request may generate and the default (-1: unbounded)
+  model::SamplerParams sampling;  // defaults for the fields a request leaves out (llama-server's)
+};
+
+struct ParsedRequest {
+  Endpoint endpoint = Endpoint::chat;
+  std::vector<tokenizer::ChatMessage> messages;  // chat
+  std::string prompt;                            // completion
+  int32_t max_tokens = -1;
+  model::SamplerParams sampling;
+  bool seed_given = false;  // else the server draws one
+  std::vector<std::string> stop;
+  bool stream = false;
+};
+
+struct ParseResult {
+  std::optional<ParsedRequest> request;
+  ApiError error;  // when !request
+};
+ParseResult parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits);
+
+// The finished request, in OpenAI's words.
+struct Completion {
+  std::string text;
+  std::string finish_reason;  // "stop" or "length"
+  int64_t n_prompt = 0, n_gen = 0;
+};
+
+// Fields every response object of one request repeats.
+struct ResponseHeader {
+  std::string id;  // "chatcmpl-N" / "cmpl-N"
+  int64_t created = 0;
+  std::string model;
+};
+
+// The whole response of a request that did not stream.
+nlohmann::json response_body(Endpoint endpoint, const ResponseHeader& h, const Completion& c);
+// One streamed chunk: text (chat: the delta; the first chunk of a chat also carries the role), or the
+// last one with finish_reason and the usage counts.
+nlohmann::json stream_chunk(Endpoint endpoint, const ResponseHeader& h, std::string_view text, bool first);
+nlohmann::json stream_final_chunk(Endpoint endpoint, const ResponseHeader& h, const Completion& c);
+// A server-sent event: "data: JSON\n\n" (invalid UTF-8 in a string is written as U+FFFD).
+std::string sse_event(const nlohmann::json& j);
+std::string dump(const nlohmann::json& j);
+
+}  // namespace qe::cli::serve

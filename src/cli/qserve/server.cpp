@@ -1,0 +1,296 @@
+#include "cli/qserve/server.h"
+
+#include <fmt/core.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "model/chat_session.h"
+#include "model/generate.h"
+
+namespace qe::cli::serve {
+
+using nlohmann::json;
+
+struct Server::Counters {
+  std::atomic<int64_t> ok{0}, client_error{0}, rejected{0}, cancelled{0};
+};
+
+namespace {
+
+constexpr const char* kJson = "application/json; charset=utf-8";
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  res.set_content(dump(error_body(e)), kJson);
+}
+
+// The events of one request, from the engine thread to the request's HTTP thread.
+struct Channel {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> texts;
+  bool done = false;
+  model::TokenEvent last;              // the final event, once done
+  std::atomic<bool> abandoned{false};  // the client went away: the engine callback says stop
+
+  bool on_event(const model::TokenEvent& e) {
+    {
+      std::lock_guard lock(mu);
+      if (!e.text.empty()) texts.push_back(e.text);
+      if (e.done) {
+        done = true;
+        last = e;
+      }
+    }
+    cv.notify_one();
+    return !abandoned;
+  }
+};
+
+Completion completion_of(const model::TokenEvent& last, std::string text) {
+  const bool length =
+      last.stop == model::StopReason::n_predict || last.stop == model::StopReason::context_full;
+  return {std::move(text), length ? "length" : "stop", last.n_prompt, last.n_gen};
+}
+
+int64_t unix_time() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool same_key(std::string_view a, std::string_view b) {
+  // Constant time in the key's content: a wrong key's length is all a timing reveals.
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+Server::Server(const model::Model& model, model::BatchEngine& engine, tokenizer::ChatTemplate tmpl,
+               ServerOptions options)
+    : model_(model),
+      engine_(engine),
+      tmpl_(tmpl),
+      options_(std::move(options)),
+      http_(std::make_unique<httplib::Server>()),
+      counters_(std::make_unique<Counters>()) {
+  const model::BatchEngineParams& p = engine_.params();
+  // Every waiting and running request holds an HTTP thread; the spare ones keep /health and errors
+  // answered when slots and queue are full.
+  const size_t n_threads = options_.threads_http > 0 ? static_cast<size_t>(options_.threads_http)
+                                                     : static_cast<size_t>(p.n_slots + p.max_queue + 32);
+  http_->new_task_queue = [n_threads] { return new httplib::ThreadPool(n_threads); };
+  http_->set_payload_max_length(options_.max_body);
+  http_->set_read_timeout(options_.timeout_s, 0);
+  http_->set_write_timeout(options_.timeout_s, 0);
+  http_->set_keep_alive_timeout(5);
+  routes();
+}
+
+Server::~Server() = default;
+
+Status Server::bind() {
+  if (!http_->bind_to_port(options_.host, options_.port))
+    return Error{"", fmt::format("{}:{}", options_.host, options_.port),
+                 "cannot listen there (in use, or not an address of this machine)"};
+  return {};
+}
+
+void Server::listen() {
+  http_->listen_after_bind();
+}
+
+void Server::wait_streams() const {
+  while (streams_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+void Server::stop() {
+  http_->stop();
+}
+
+void Server::routes() {
+  httplib::Server& s = *http_;
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (options_.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    const std::string auth = req.get_header_value("Authorization");
+    if (auth.rfind("Bearer ", 0) == 0 && same_key(std::string_view(auth).substr(7), options_.api_key))
+      return httplib::Server::HandlerResponse::Unhandled;
+    send_error(res, {401, "invalid or missing API key (Authorization: Bearer KEY)", "", "invalid_api_key",
+                     "invalid_request_error"});
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // httplib's own refusals (413 for a body over the cap, 404, 400) come with an empty body.
+  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    const std::string reason = res.status == 413   ? "the request body is larger than the server accepts"
+                               : res.status == 404 ? "no such endpoint"
+                                                   : "the server could not read the request";
+    send_error(res, {res.status, reason, "", "", "invalid_request_error"});
+  });
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, {500, what, "", "", "server_error"});
+  });
+
+  s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    res.status = draining_ ? 503 : 200;
+    res.set_content(draining_ ? R"({"status":"draining"})" : R"({"status":"ok"})", kJson);
+  });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics(), "text/plain; version=0.0.4");
+  });
+  s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    const json j = {
+        {"object", "list"},
+        {"data",
+         json::array(
+             {{{"id", options_.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "qengine"}}})}};
+    res.set_content(dump(j), kJson);
+  });
+
+  auto complete = [this](Endpoint endpoint) {
+    return [this, endpoint](const httplib::Request& req, httplib::Response& res) {
+      if (draining_) {
+        ++counters_->rejected;
+        res.set_header("Retry-After", "1");
+        return send_error(res, {503, "the server is shutting down", "", "shutting_down", "server_error"});
+      }
+      ParseResult parsed = parse_request(req.body, endpoint, options_.limits);
+      if (!parsed.request) {
+        ++counters_->client_error;
+        return send_error(res, parsed.error);
+      }
+      ParsedRequest& r = *parsed.request;
+      model::BatchRequest br;
+      br.prompt = endpoint == Endpoint::chat ? model::tokenize_chat(model_, tmpl_, r.messages)
+                                             : model::tokenize_prompt(model_, r.prompt);
+      br.max_tokens = r.max_tokens;
+      br.sampling = r.sampling;
+      if (!r.seed_given) br.sampling.seed = std::random_device{}();
+      br.stop = std::move(r.stop);
+
+      auto ch = std::make_shared<Channel>();
+      Result<uint64_t> id =
+          engine_.submit(std::move(br), [ch](const model::TokenEvent& e) { return ch->on_event(e); });
+      if (!id) {
+        const Error& e = id.error();
+        if (e.option == "queue") {
+          ++counters_->rejected;
+          res.set_header("Retry-After", "1");
+          return send_error(res, {503, "every slot is busy and the queue is full; retry later", "",
+                                  "queue_full", "server_error"});
+        }
+        ++counters_->client_error;
+        const char* param = endpoint == Endpoint::chat ? "messages" : "prompt";
+        return send_error(res, {400, e.reason, param, e.option == "prompt" ? "context_length_exceeded" : "",
+                                "invalid_request_error"});
+      }
+      const ResponseHeader head{
+          fmt::format("{}-{}", endpoint == Endpoint::chat ? "chatcmpl" : "cmpl", next_id_++), unix_time(),
+          options_.model_name};
+      if (!r.stream) {
+        std::string text;
+        std::unique_lock lock(ch->mu);
+        ch->cv.wait(lock, [&] { return ch->done; });
+        for (const std::string& t : ch->texts) text += t;
+        if (!ch->last.error.empty()) return send_error(res, {500, ch->last.error, "", "", "server_error"});
+        ++(ch->last.stop == model::StopReason::callback ? counters_->cancelled : counters_->ok);
+        res.set_content(dump(response_body(endpoint, head, completion_of(ch->last, std::move(text)))), kJson);
+        return;
+      }
+      auto first = std::make_shared<bool>(true);
+      auto text = std::make_shared<std::string>();
+      res.set_header("Cache-Control", "no-cache");
+      ++streams_;
+      res.set_chunked_content_provider(
+          "text/event-stream",
+          [this, ch, head, endpoint, first, text, id = *id](size_t, httplib::DataSink& sink) {
+            std::deque<std::string> texts;
+            bool done = false;
+            {
+              std::unique_lock lock(ch->mu);
+              // Wakes once a second while the request waits or reads its prompt, to notice a client
+              // that has gone.
+              ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done || !ch->texts.empty(); });
+              texts.swap(ch->texts);
+              done = ch->done;
+            }
+            if (!sink.is_writable()) return false;  // the releaser cancels the request
+            std::string out;
+            if (*first && endpoint == Endpoint::chat)
+              out += sse_event(stream_chunk(endpoint, head, "", true));
+            *first = false;
+            for (const std::string& t : texts) {
+              *text += t;
+              out += sse_event(stream_chunk(endpoint, head, t, false));
+            }
+            if (done) {
+              out += sse_event(ch->last.error.empty()
+                                   ? stream_final_chunk(endpoint, head, completion_of(ch->last, *text))
+                                   : error_body({500, ch->last.error, "", "", "server_error"}));
+              out += "data: [DONE]\n\n";
+            }
+            if (!out.empty() && !sink.write(out.data(), out.size())) return false;
+            if (done) {
+              ++counters_->ok;
+              sink.done();
+            }
+            return true;
+          },
+          [this, ch, id = *id](bool) {
+            std::lock_guard lock(ch->mu);
+            --streams_;
+            if (ch->done) return;
+            // The client went away (or the write timed out) before the end: free the slot.
+            ch->abandoned = true;
+            ++counters_->cancelled;
+            engine_.cancel(id);
+          });
+    };
+  };
+  s.Post("/v1/chat/completions", complete(Endpoint::chat));
+  s.Post("/chat/completions", complete(Endpoint::chat));
+  s.Post("/v1/completions", complete(Endpoint::completion));
+  s.Post("/completions", complete(Endpoint::completion));
+}
+
+std::string Server::metrics() const {
+  const model::BatchEngineStats st = engine_.stats();
+  const auto rate = [](int64_t n, double ms) { return ms > 0 ? 1e3 * static_cast<double>(n) / ms : 0.0; };
+  std::string out;
+  const auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
+  };
+  out +=
+      "# HELP qserve_requests_total Completion requests by outcome.\n# TYPE qserve_requests_total counter\n";
+  out += fmt::format("qserve_requests_total{{outcome=\"ok\"}} {}\n", counters_->ok.load());
+  out += fmt::format("qserve_requests_total{{outcome=\"invalid\"}} {}\n", counters_->client_error.load());
+  out += fmt::format("qserve_requests_total{{outcome=\"rejected\"}} {}\n", counters_->rejected.load());
+  out += fmt::format("qserve_requests_total{{outcome=\"cancelled\"}} {}\n", counters_->cancelled.load());
+  metric("qserve_prompt_tokens_total", "counter", "Prompt tokens evaluated.", st.tokens_prompt);
+  metric("qserve_tokens_generated_total", "counter", "Tokens generated.", st.tokens_generated);
+  metric("qserve_prompt_tokens_per_second", "gauge", "Prompt tokens per second of engine prompt time.",
+         rate(st.tokens_prompt, st.prompt_ms));
+  metric("qserve_decode_tokens_per_second", "gauge", "Generated tokens per second of engine decode time.",
+         rate(st.tokens_generated, st.decode_ms));
+  metric("qserve_requests_queued", "gauge", "Requests waiting for a slot.", st.requests_queued);
+  metric("qserve_slots_busy", "gauge", "Slots decoding or reading a prompt.", st.slots_busy);
+  metric("qserve_slots_total", "gauge", "Slots (-np).", engine_.params().n_slots);
+  return out;
+}
+
+}  // namespace qe::cli::serve

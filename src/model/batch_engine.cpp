@@ -1,0 +1,382 @@
+#include "model/batch_engine.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "model/context.h"
+#include "model/forward.h"
+#include "model/kv_cache.h"
+#include "model/run_state.h"
+#include "model/stop_strings.h"
+#include "model/timing.h"
+#include "tokenizer/utf8.h"
+
+namespace qe::model {
+namespace {
+
+struct Pending {
+  uint64_t id = 0;
+  BatchRequest req;
+  TokenCallback on_event;
+};
+
+// A sequence being served: its request, cache and sampler, and where it stands.
+struct Slot {
+  bool busy = false;
+  uint64_t id = 0;
+  uint64_t order = 0;  // admission order: the prompt budget of a step goes to the oldest first
+  BatchRequest req;
+  TokenCallback on_event;
+  KvCache kv;
+  std::optional<Sampler> sampler;
+  tokenizer::Utf8Stream out;
+  StopStrings stops;
+  int64_t n_past = 0;    // positions in the cache (prompt tokens read = min(n_past, prompt size))
+  int64_t n_gen = 0;     // tokens generated and streamed
+  int32_t next = -1;     // the last sampled token, to evaluate at the next step (-1: reading the prompt)
+  bool started = false;  // its first prompt chunk ran
+  Clock::time_point t_start;
+  double prompt_ms = 0;
+
+  int64_t prompt_size() const { return static_cast<int64_t>(req.prompt.size()); }
+  int64_t n_prompt() const { return std::min(n_past, prompt_size()); }
+};
+
+TokenEvent final_event(StopReason stop) {
+  TokenEvent e;
+  e.done = true;
+  e.stop = stop;
+  return e;
+}
+
+}  // namespace
+
+struct BatchEngine::Impl {
+  const Model* model = nullptr;
+  BatchEngineParams params;
+  RunState state;
+  std::vector<Slot> slots;
+
+  // Shared with the callers of submit / cancel / drain / stats, under mu.
+  mutable std::mutex mu;
+  std::condition_variable wake;  // the engine thread: work, a cancel, or stop
+  std::condition_variable idle;  // drain(): nothing queued or running
+  std::deque<Pending> queue;
+  std::vector<uint64_t> cancels;
+  bool stopping = false, draining = false;
+  uint64_t next_id = 1;
+  int64_t in_flight = 0;  // accepted requests whose final event is not sent yet
+  BatchEngineStats stats;
+
+  // The engine thread's own (a step's batch, reused).
+  std::vector<int32_t> tokens;
+  std::vector<SeqRun> runs;
+  std::vector<size_t> run_slot;
+  std::vector<size_t> reading;  // slots reading their prompts, oldest first
+  uint64_t next_order = 0;
+  std::thread thread;
+
+  void loop();
+  void admit(Pending p, Slot& slot);
+  bool step();
+  void sample(Slot& slot, std::span<const float> logits);
+  void finish(Slot& slot, StopReason stop, std::string error = {});
+  void count_done();
+};
+
+void BatchEngine::Impl::count_done() {
+  std::lock_guard lock(mu);
+  ++stats.requests_done;
+  stats.slots_busy = std::count_if(slots.begin(), slots.end(), [](const Slot& s) { return s.busy; });
+  if (--in_flight == 0) idle.notify_all();
+}
+
+void BatchEngine::Impl::admit(Pending p, Slot& slot) {
+  slot.busy = true;
+  slot.id = p.id;
+  slot.order = next_order++;
+  slot.req = std::move(p.req);
+  slot.on_event = std::move(p.on_event);
+  slot.sampler.emplace(slot.req.sampling);
+  for (int32_t id : slot.req.prompt) slot.sampler->accept(id);  // llama.cpp's penalties see the prompt too
+  slot.out = tokenizer::Utf8Stream();
+  slot.stops = StopStrings(slot.req.stop);
+  slot.n_past = 0;
+  slot.n_gen = 0;
+  slot.next = -1;
+  slot.started = false;
+  slot.prompt_ms = 0;
+}
+
+// The last event of a request: the held text (what no stop string took), the counts, and the slot free.
+void BatchEngine::Impl::finish(Slot& slot, StopReason stop, std::string error) {
+  TokenEvent e = final_event(stop);
+  if (!slot.stops.matched()) {
+    e.text = slot.stops.push(slot.out.finish());
+    if (!slot.stops.matched()) e.text += slot.stops.finish();
+  }
+  if (slot.stops.matched()) {
+    e.stop = StopReason::eog;
+    e.stopped_by_string = true;
+  }
+  e.n_prompt = slot.n_prompt();
+  e.n_gen = slot.n_gen;
+  e.prompt_ms = slot.prompt_ms;
+  e.error = std::move(error);
+  slot.on_event(e);
+  slot.busy = false;
+  slot.on_event = nullptr;
+  slot.sampler.reset();
+  count_done();
+}
+
+// One token of a slot from its logits, in generate_from()'s order (model/generate.h: sample_token,
+// stop_after_token), with the stop strings on the text.
+void BatchEngine::Impl::sample(Slot& slot, std::span<const float> logits) {
+  if (slot.req.max_tokens >= 0 && slot.n_gen >= slot.req.max_tokens)
+    return finish(slot, StopReason::n_predict);
+  // A NaN or Inf in a weight's scales reaches the logits (Context::decode says the same).
+  if (std::any_of(logits.begin(), logits.end(), [](float v) { return !std::isfinite(v); }))
+    return finish(
+        slot, StopReason::eog,
+        fmt::format("non-finite logits at position {}: the weights or scales of the model hold NaN or Inf",
+                    slot.n_past - 1));
+  const SampledToken t = sample_token(model->tok, *slot.sampler, logits, slot.out);
+  if (slot.n_gen == 0) slot.prompt_ms = ms_since(slot.t_start);
+  if (t.eog) return finish(slot, StopReason::eog);
+  ++slot.n_gen;
+  {
+    std::lock_guard lock(mu);
+    ++stats.tokens_generated;
+  }
+  TokenEvent e;
+  e.id = t.id;
+  e.text = slot.stops.push(t.text);
+  e.n_prompt = slot.n_prompt();
+  e.n_gen = slot.n_gen;
+  e.prompt_ms = slot.prompt_ms;
+  const bool go_on = slot.on_event(e);
+  if (slot.stops.matched()) return finish(slot, StopReason::eog);
+  if (const std::optional<StopReason> stop =
+          stop_after_token(slot.n_gen, slot.req.max_tokens, slot.n_past, params.n_ctx, go_on))
+    return finish(slot, *stop);
+  slot.next = t.id;
+}
+
+// One forward pass: the next token of every generating slot, then prompt chunks (oldest request
+// first) up to n_batch tokens; then a token for every slot whose logits came out. False when idle.
+bool BatchEngine::Impl::step() {
+  tokens.clear();
+  runs.clear();
+  run_slot.clear();
+  for (size_t i = 0; i < slots.size(); ++i) {
+    Slot& s = slots[i];
+    if (!s.busy || s.next < 0) continue;
+    tokens.push_back(s.next);
+    runs.push_back({&s.kv, s.n_past, 1, true});
+    run_slot.push_back(i);
+  }
+  const int64_t n_decode = static_cast<int64_t>(tokens.size());
+  reading.clear();
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (slots[i].busy && slots[i].next < 0) reading.push_back(i);
+  std::sort(reading.begin(), reading.end(),
+            [&](size_t a, size_t b) { return slots[a].order < slots[b].order; });
+  const Clock::time_point t0 = Clock::now();
+  for (size_t i : reading) {
+    Slot& s = slots[i];
+    const int64_t budget = params.n_batch - static_cast<int64_t>(tokens.size());
+    if (budget <= 0) break;
+    const int64_t n = std::min(budget, s.prompt_size() - s.n_past);
+    tokens.insert(tokens.end(), s.req.prompt.begin() + s.n_past, s.req.prompt.begin() + s.n_past + n);
+    runs.push_back({&s.kv, s.n_past, n, /*logits=*/s.n_past + n == s.prompt_size()});
+    run_slot.push_back(i);
+    if (!s.started) {
+      s.started = true;
+      s.t_start = t0;
+    }
+  }
+  if (tokens.empty()) return false;
+
+  const Config& c = model->config;
+  Result<std::span<const float>> logits = forward(c, model->weights, state, tokens, runs);
+  const double ms = ms_since(t0);
+  const int64_t n_prompt = static_cast<int64_t>(tokens.size()) - n_decode;
+  {
+    std::lock_guard lock(mu);
+    stats.tokens_prompt += n_prompt;
+    // A mixed step's time is split by its token counts.
+    const double share = static_cast<double>(n_prompt) / static_cast<double>(tokens.size());
+    stats.prompt_ms += ms * share;
+    stats.decode_ms += ms * (1.0 - share);
+  }
+  if (!logits) {
+    for (size_t i : run_slot) finish(slots[i], StopReason::eog, logits.error().message());
+    return true;
+  }
+  size_t row = 0;
+  for (size_t r = 0; r < runs.size(); ++r) {
+    Slot& s = slots[run_slot[r]];
+    s.n_past += runs[r].n_tokens;
+    if (!runs[r].logits) continue;
+    const size_t n_vocab = static_cast<size_t>(c.n_vocab);
+    sample(s, logits->subspan(row++ * n_vocab, n_vocab));
+  }
+  return true;
+}
+
+void BatchEngine::Impl::loop() {
+  while (true) {
+    std::vector<Pending> admitted, dropped;
+    std::vector<uint64_t> cancelled;
+    bool stop = false;
+    {
+      std::unique_lock lock(mu);
+      const auto busy = [&] {
+        return std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return s.busy; });
+      };
+      wake.wait(lock, [&] { return stopping || !queue.empty() || !cancels.empty() || busy(); });
+      stop = stopping;
+      cancelled.swap(cancels);
+      // Cancelled requests still waiting leave the queue; free slots take the next ones.
+      for (auto it = queue.begin(); it != queue.end();) {
+        if (stop || std::find(cancelled.begin(), cancelled.end(), it->id) != cancelled.end()) {
+          dropped.push_back(std::move(*it));
+          it = queue.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      size_t n_free = 0;
+      for (const Slot& s : slots) n_free += s.busy ? 0 : 1;
+      while (!stop && n_free-- > 0 && !queue.empty()) {
+        admitted.push_back(std::move(queue.front()));
+        queue.pop_front();
+      }
+      stats.requests_queued = static_cast<int64_t>(queue.size());
+    }
+    for (Pending& p : dropped) {
+      p.on_event(final_event(StopReason::callback));
+      count_done();
+    }
+    for (Slot& s : slots)
+      if (s.busy && (stop || std::find(cancelled.begin(), cancelled.end(), s.id) != cancelled.end()))
+        finish(s, StopReason::callback);
+    if (stop) break;
+    size_t free_slot = 0;
+    for (Pending& p : admitted) {
+      while (slots[free_slot].busy) ++free_slot;
+      admit(std::move(p), slots[free_slot]);
+    }
+    step();
+    std::lock_guard lock(mu);
+    stats.slots_busy = std::count_if(slots.begin(), slots.end(), [](const Slot& s) { return s.busy; });
+  }
+  std::lock_guard lock(mu);
+  stats.slots_busy = 0;
+}
+
+Result<std::unique_ptr<BatchEngine>> BatchEngine::create(const Model& model,
+                                                         const BatchEngineParams& params) {
+  const Config& c = model.config;
+  auto impl = std::make_unique<Impl>();
+  impl->model = &model;
+  impl->params = params;
+  BatchEngineParams& p = impl->params;
+  p.n_ctx = params.n_ctx > 0 ? params.n_ctx : default_n_ctx(c);
+  if (params.n_slots < 1)
+    return Error{"", "n_slots", fmt::format("{} must be >= 1", params.n_slots), "n_slots"};
+  if (params.n_ctx < 0 || p.n_ctx < 1)
+    return Error{"", "n_ctx", fmt::format("{} must be >= 1", params.n_ctx), "n_ctx"};
+  if (params.n_batch < params.n_slots)
+    return Error{"", "n_batch",
+                 fmt::format("{} must be at least n_slots ({}): every slot decodes in each step",
+                             params.n_batch, params.n_slots),
+                 "n_batch"};
+  if (params.max_queue < 0)
+    return Error{"", "max_queue", fmt::format("{} must be >= 0", params.max_queue), "max_queue"};
+  if (model.options.numerics == Numerics::llamacpp && params.n_slots > 1)
+    return Error{"", "numerics", "llama.cpp numerics run one sequence per forward pass: use one slot",
+                 "numerics"};
+  Result<RunState> state =
+      RunState::create(c, model.weights.rope_freqs, p.n_batch, p.n_ctx, model.n_threads(),
+                       /*all_logits=*/false, p.n_slots);
+  if (!state) return state.error();
+  impl->state = std::move(*state);
+  impl->state.numerics = model.options.numerics;
+  impl->slots.resize(static_cast<size_t>(p.n_slots));
+  for (Slot& s : impl->slots) {
+    Result<KvCache> kv = KvCache::create(c, p.n_ctx, model.options.cache_type);
+    if (!kv) return kv.error();
+    s.kv = std::move(*kv);
+  }
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->loop(); });
+  return std::unique_ptr<BatchEngine>(new BatchEngine(std::move(impl)));
+}
+
+BatchEngine::BatchEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+BatchEngine::~BatchEngine() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  impl_->thread.join();
+}
+
+Result<uint64_t> BatchEngine::submit(BatchRequest request, TokenCallback on_event) {
+  Impl& m = *impl_;
+  if (Status st = check_prompt(*m.model, request.prompt, m.params.n_ctx); !st) {
+    Error e = st.error();
+    e.option = "prompt";
+    return e;
+  }
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(m.mu);
+    if (m.draining || m.stopping) return Error{"", "", "the engine is draining: no new requests", "queue"};
+    if (static_cast<int64_t>(m.queue.size()) >= m.params.max_queue)
+      return Error{"", "", fmt::format("{} requests are already waiting for a slot", m.queue.size()),
+                   "queue"};
+    id = m.next_id++;
+    ++m.in_flight;
+    m.queue.push_back({id, std::move(request), std::move(on_event)});
+    m.stats.requests_queued = static_cast<int64_t>(m.queue.size());
+  }
+  m.wake.notify_one();
+  return id;
+}
+
+void BatchEngine::cancel(uint64_t id) {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->cancels.push_back(id);
+  }
+  impl_->wake.notify_one();
+}
+
+void BatchEngine::drain() {
+  std::unique_lock lock(impl_->mu);
+  impl_->draining = true;
+  impl_->idle.wait(lock, [&] { return impl_->in_flight == 0; });
+}
+
+BatchEngineStats BatchEngine::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->stats;
+}
+
+const BatchEngineParams& BatchEngine::params() const {
+  return impl_->params;
+}
+
+}  // namespace qe::model

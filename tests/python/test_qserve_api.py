@@ -1,0 +1,162 @@
+"""qserve through the openai client: chat, streaming chat and completions give qrun's greedy text token
+for token; concurrent requests give what each gives alone (the batch never changes a request's tokens)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import subprocess
+
+import openai
+import pytest
+
+from conftest import program
+from qserve_process import Qserve, qrun_text
+
+SYSTEM = "You are a helpful assistant. Answer briefly."
+USER = "What is the capital of France, and why is it famous?"
+PROMPT = "The three most important inventions of the nineteenth century were"
+N = 24
+
+
+@pytest.fixture(scope="module")
+def server(default_model):
+    s = Qserve(default_model, "-np", "4", "-c", "1024")
+    yield s
+    assert s.stop() == 0, s.log()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+def chat(client, messages, stream=False, **kw):
+    """(text, finish_reason, usage or None) of one chat completion."""
+    if not stream:
+        r = client.chat.completions.create(model="m", messages=messages, **kw)
+        return r.choices[0].message.content, r.choices[0].finish_reason, r.usage
+    text, finish, usage, first = "", None, None, True
+    for chunk in client.chat.completions.create(model="m", messages=messages, stream=True, **kw):
+        if chunk.choices:
+            delta = chunk.choices[0].delta
+            if first:
+                assert delta.role == "assistant"
+                first = False
+            text += delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+        usage = getattr(chunk, "usage", None) or usage
+    return text, finish, usage
+
+
+def complete(client, prompt, stream=False, **kw):
+    if not stream:
+        r = client.completions.create(model="m", prompt=prompt, **kw)
+        return r.choices[0].text, r.choices[0].finish_reason, r.usage
+    text, finish = "", None
+    for chunk in client.completions.create(model="m", prompt=prompt, stream=True, **kw):
+        if chunk.choices:
+            text += chunk.choices[0].text or ""
+            finish = chunk.choices[0].finish_reason or finish
+    return text, finish, None
+
+
+def test_health_models_metrics(server, client):
+    status, _, body = server.request("GET", "/health")
+    assert status == 200 and b'"ok"' in body
+    assert [m.id for m in client.models.list().data] == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
+    m = server.metrics()
+    for name in ("qserve_prompt_tokens_total", "qserve_tokens_generated_total", "qserve_requests_queued",
+                 "qserve_slots_busy", "qserve_decode_tokens_per_second", "qserve_prompt_tokens_per_second"):
+        assert name in m, name
+    assert m["qserve_slots_total"] == 4
+
+
+def test_chat_greedy_equals_qrun(server, client, default_model):
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}]
+    text, finish, usage = chat(client, messages, temperature=0, max_tokens=N)
+    want = qrun_text(default_model, "-cnv", "-st", "-sys", SYSTEM, "-p", USER, "--temp", "0", "-n", str(N))
+    assert text == want
+    assert finish in ("stop", "length")
+    assert usage.completion_tokens <= N and usage.prompt_tokens > 10
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    streamed, finish_s, usage_s = chat(client, messages, stream=True, temperature=0, max_tokens=N)
+    assert (streamed, finish_s) == (text, finish)
+    assert usage_s is None or usage_s.completion_tokens == usage.completion_tokens
+
+
+def test_completion_greedy_equals_qrun(server, client, default_model):
+    text, finish, usage = complete(client, PROMPT, temperature=0, max_tokens=N)
+    want = qrun_text(default_model, "-p", PROMPT, "--temp", "0", "-n", str(N), "--no-display-prompt")
+    assert text == want
+    if finish == "length":
+        assert usage.completion_tokens == N
+    assert complete(client, PROMPT, stream=True, temperature=0, max_tokens=N)[:2] == (text, finish)
+
+
+def test_stop_string_ends_the_text(client):
+    full, _, _ = complete(client, PROMPT, temperature=0, max_tokens=N)
+    words = full.split()
+    assert len(words) > 3, full
+    stop = words[2]
+    text, finish, _ = complete(client, PROMPT, temperature=0, max_tokens=N, stop=[stop, "zzzz"])
+    assert finish == "stop"
+    assert text == full[:full.index(stop)]
+
+
+def test_seeded_sampling_is_reproducible(client):
+    kw = dict(temperature=0.9, top_p=0.95, seed=1234, max_tokens=16)
+    a = complete(client, PROMPT, **kw)[0]
+    assert complete(client, PROMPT, stream=True, **kw)[0] == a
+
+
+# Mixed prompt lengths, greedy and seeded sampling: 8 requests, each sent alone first, then 8 clients
+# each send 4 of them (streaming and not) at once.
+SPECS = [
+    ("chat", "Hi!", dict(temperature=0, max_tokens=12)),
+    ("completion", "Once upon a time", dict(temperature=0, max_tokens=20)),
+    ("chat", "Explain photosynthesis. " * 12, dict(temperature=0, max_tokens=16)),
+    ("completion", "A list of fruits: apple, banana, " * 20, dict(temperature=0.8, seed=7, max_tokens=14)),
+    ("chat", "Write a haiku about the sea.", dict(temperature=0.7, seed=42, max_tokens=18)),
+    ("completion", "def fibonacci(n):", dict(temperature=0, max_tokens=10)),
+    ("chat", "Summarise: " + "The quick brown fox jumps over the lazy dog. " * 30, dict(temperature=0, max_tokens=8)),
+    ("completion", "1, 2, 3, 4,", dict(temperature=1.0, seed=3, max_tokens=16, extra_body={"top_k": 20, "min_p": 0.1})),
+]
+
+
+def run_spec(client, spec, stream):
+    kind, text, kw = spec
+    if kind == "chat":
+        return chat(client, [{"role": "user", "content": text}], stream=stream, **kw)[:2]
+    return complete(client, text, stream=stream, **kw)[:2]
+
+
+def test_concurrent_clients_match_requests_alone(server):
+    clients = [openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=300)
+               for _ in range(8)]
+    alone = [run_spec(clients[0], spec, stream=False) for spec in SPECS]
+
+    def client_work(i):
+        return [(k, run_spec(clients[i], SPECS[k], stream=(i + j) % 2 == 1))
+                for j in range(4) for k in [(i + 3 * j) % len(SPECS)]]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = [r for rs in pool.map(client_work, range(8)) for r in rs]
+    assert len(results) == 32
+    for k, got in results:
+        assert got == alone[k], f"request {k} {SPECS[k][:2]!r}: batched {got!r} != alone {alone[k]!r}"
+    assert server.metrics()["qserve_slots_busy"] == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-xyz"], "unknown option -xyz"),
+    (["-np", "0"], "-np 0 must be 1..256"),
+    (["--queue", "0"], "--queue 0 must be >= 1"),
+    (["-n", "0"], "-n 0 must be > 0"),
+    (["--chat-template", "bogus"], "--chat-template"),
+])
+def test_bad_flags_exit_1_with_one_line(default_model, args, message):
+    proc = subprocess.run([str(program("qserve")), "-m", str(default_model), *args], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("qserve: note:")]
+    assert len(lines) == 1 and lines[0].startswith("qserve: ") and message in lines[0], proc.stderr

@@ -1,0 +1,241 @@
+"""qserve against hostile and unlucky clients, loopback only, bounded in count and time: many connections
+at once, bodies too large or not JSON or not UTF-8, wrong types, unknown fields, a client that leaves
+mid-stream, a client that stalls, a wrong API key, SIGTERM while a request streams. The server never
+crashes, answers /health throughout, and its RSS stays within the model file + KV caches + 64 MiB."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import socket
+import threading
+import time
+
+import gguf
+import pytest
+
+from qserve_process import Qserve, signal
+
+KEY = "sk-test-0123456789"
+SLOTS, CTX, QUEUE, MAX_BODY = 2, 512, 4, 65536
+
+
+@pytest.fixture(scope="module")
+def server(default_model):
+    s = Qserve(default_model, "-np", str(SLOTS), "-c", str(CTX), "--queue", str(QUEUE), "--max-body",
+               str(MAX_BODY), "--timeout", "2", "-n", "256", api_key=KEY)
+    yield s
+    assert s.proc.poll() is None, f"qserve died:\n{s.log()}"
+    assert s.stop() == 0, s.log()
+
+
+@pytest.fixture(autouse=True)
+def healthy_after(server):
+    yield
+    assert server.proc.poll() is None, f"qserve died:\n{server.log()}"
+    assert server.request("GET", "/health", headers={})[0] == 200
+
+
+def assert_error(status, body, want_status, param=None):
+    assert status == want_status, body
+    err = json.loads(body)["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"], err
+    if param is not None:
+        assert err["param"] == param, err
+    return err
+
+
+def raw(server, data: bytes, read=True, timeout=10.0) -> bytes:
+    """Sends bytes on a fresh connection and returns what comes back until the server closes it."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        out = b""
+        while read:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def post_bytes(server, body: bytes, path="/v1/chat/completions"):
+    status, _, data = server.request("POST", path, body)
+    return status, data
+
+
+def test_api_key(server):
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        status, _, data = server.request("POST", "/v1/chat/completions", json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json", **headers})
+        assert_error(status, data, 401)
+    assert server.request("GET", "/v1/models", headers={})[0] == 401
+    assert server.request("GET", "/health", headers={})[0] == 200
+
+
+def test_oversized_body_is_413(server):
+    big = json.dumps({"messages": [{"role": "user", "content": "x" * (MAX_BODY * 2)}]}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(big)}\r\nConnection: close\r\n\r\n").encode()
+    reply = raw(server, head + big)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+
+
+@pytest.mark.parametrize("body, param", [
+    (b"{not json", ""),
+    (b'{"messages": [{"role": "user", "content": "\xff\xfe bad utf-8"}]}', ""),
+    (b"[1, 2, 3]", ""),
+    (b"[" * 30000 + b"]" * 30000, ""),  # deep nesting: no recursion to overflow
+    (b'{"messages": "hello"}', "messages"),
+    (b'{"messages": []}', "messages"),
+    (b'{"messages": [{"role": "tool", "content": "x"}]}', "messages[0].role"),
+    (b'{"messages": [{"role": "user", "content": 5}]}', "messages[0].content"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', "temperature"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "temperature": -1}', "temperature"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "top_p": 3}', "top_p"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', "max_tokens"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}', "max_tokens"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 1.5}', "max_tokens"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "seed": 99999999999}', "seed"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "stop": 5}', "stop"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "n": 2}', "n"),
+])
+def test_bad_requests_are_400(server, body, param):
+    status, data = post_bytes(server, body)
+    err = assert_error(status, data, 400, param or None)
+    assert err["type"] == "invalid_request_error"
+
+
+def test_bad_completion_prompt_is_400(server):
+    assert_error(*post_bytes(server, b'{"prompt": 12}', "/v1/completions"), 400, "prompt")
+    assert_error(*post_bytes(server, b'{"prompt": ""}', "/v1/completions"), 400, "prompt")
+    too_long = json.dumps({"prompt": "hello " * (CTX * 2)}).encode()
+    assert_error(*post_bytes(server, too_long, "/v1/completions"), 400, "prompt")
+
+
+def test_unknown_fields_are_ignored(server):
+    status, body = server.post("/v1/chat/completions", {
+        "messages": [{"role": "user", "content": "hi", "name": "bob"}], "max_tokens": 2, "temperature": 0,
+        "frobnicate": {"deep": [1, 2]}, "logit_bias": {}, "user": "u1"})
+    assert status == 200, body
+    assert body["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_unknown_endpoint_is_404(server):
+    status, _, data = server.request("GET", "/v1/nothing")
+    assert_error(status, data, 404)
+
+
+def stream_request(server, max_tokens=200) -> bytes:
+    body = json.dumps({"prompt": "Count from one to one thousand: one, two, three,", "max_tokens": max_tokens,
+                       "temperature": 0, "stream": True}).encode()
+    return (f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def wait_idle(server, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        m = server.metrics()
+        if m["qserve_slots_busy"] == 0 and m["qserve_requests_queued"] == 0:
+            return m
+        time.sleep(0.1)
+    raise AssertionError(f"slots still busy after {seconds} s: {server.metrics()}")
+
+
+def test_disconnect_mid_stream_frees_the_slot(server):
+    before = server.metrics()['qserve_requests_total{outcome="cancelled"}']
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(stream_request(server, max_tokens=256))
+        got = b""
+        while got.count(b"data: ") < 3:
+            got += s.recv(4096)
+    # 256 tokens would take several seconds more: the slot is freed at once instead.
+    m = wait_idle(server, 3)
+    assert m['qserve_requests_total{outcome="cancelled"}'] == before + 1
+
+
+def test_stalled_client_is_cut_by_the_read_timeout(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Len")
+        t = time.monotonic()
+        assert server.request("GET", "/health", headers={})[0] == 200  # others are served meanwhile
+        reply = s.recv(4096)  # the server gives up on it (--timeout 2): closed, or a 4xx then closed
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 4"), reply[:100]
+        assert time.monotonic() - t < 8
+
+
+def test_64_connections_at_once(server):
+    """Streams, whole requests, /health and idle sockets at once: every answer is a completion, or 503
+    with Retry-After once slots and queue are full; /health keeps answering."""
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(16)]
+    stop = threading.Event()
+    health = []
+
+    def probe():
+        while not stop.is_set():
+            health.append(server.request("GET", "/health", headers={}, timeout=10)[0])
+            time.sleep(0.05)
+
+    def one(i):
+        if i % 4 == 0:
+            return server.request("GET", "/health", headers={}, timeout=60)[:2]
+        body = {"prompt": f"Request {i}: the weather today is", "max_tokens": 4, "temperature": 0,
+                "stream": i % 4 == 1}
+        return server.request("POST", "/v1/completions", json.dumps(body).encode(), timeout=60)[:2]
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(48) as pool:
+            results = list(pool.map(one, range(48)))
+    finally:
+        stop.set()
+        prober.join()
+        for s in idle:
+            s.close()
+    statuses = [st for st, _ in results]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) >= 12 + SLOTS
+    assert all(h.get("Retry-After") for st, h in results if st == 503)
+    assert health and set(health) == {200}, health
+    wait_idle(server, 30)
+
+
+def test_rss_within_model_caches_and_64_mib(server, default_model):
+    r = gguf.GGUFReader(default_model)
+    meta = {f.name: f.parts[f.data[0]][0] for f in r.fields.values() if f.data and len(f.data) == 1}
+    n_layer = int(meta["llama.block_count"])
+    head_dim = int(meta["llama.embedding_length"]) // int(meta["llama.attention.head_count"])
+    kv_dim = head_dim * int(meta["llama.attention.head_count_kv"])
+    kv_bytes = SLOTS * CTX * n_layer * 2 * kv_dim * 2  # K and V, f16
+    limit = default_model.stat().st_size + kv_bytes + 64 * 2**20
+    rss = server.rss_bytes()
+    assert rss <= limit, f"RSS {rss / 2**20:.1f} MiB > {limit / 2**20:.1f} MiB"
+
+
+def test_sigterm_drains_streams_and_exits_0(default_model):
+    s = Qserve(default_model, "-np", "1", "-c", "256")
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=60) as c:
+            body = json.dumps({"prompt": "Once upon a time", "max_tokens": 32, "temperature": 0,
+                               "stream": True}).encode()
+            c.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body)
+            got = c.recv(4096)
+            assert got.startswith(b"HTTP/1.1 200"), got
+            s.proc.send_signal(signal.SIGTERM)
+            while chunk := c.recv(65536):
+                got += chunk
+        assert b"data: [DONE]" in got and b'"finish_reason":"length"' in got, got[-300:]
+        assert s.proc.wait(timeout=30) == 0, s.log()  # no second signal: that one exits at once
+    finally:
+        if s.proc.poll() is None:
+            s.stop(signal.SIGKILL)

@@ -1,0 +1,447 @@
+// Continuous batching (model/batch_engine.h) on the tiny llama models of tiny_model.h: the batched
+// forward pass gives every sequence the logits it gets alone, bit for bit, whatever shares its steps
+// and on 1 or 2 threads; the engine's requests give model::generate()'s tokens and text; cancel, a full
+// queue, stop strings, max_tokens and drain.
+#include "model/batch_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/context.h"
+#include "model/forward.h"
+#include "model/generate.h"
+#include "model/model.h"
+#include "model/stop_strings.h"
+#include "tiny_model.h"
+
+namespace qe::model {
+namespace {
+
+using testing::byte_ids;
+
+std::unique_ptr<Model> open_tiny(int n_threads) {
+  ModelOptions o;
+  o.n_threads = n_threads;
+  return testing::open_tiny_model("batch_engine", {}, o);
+}
+
+const char* const kPrompts[] = {
+    "the quick brown fox jumps over the lazy dog",
+    "hi",
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et "
+    "dolore magna aliqua. Ut enim ad minim veniam, quis nostrud",
+    "0123456789",
+    "a",
+    "Pack my box with five dozen liquor jugs.",
+};
+
+int32_t argmax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// One sequence alone through Context::eval: the logits after its prompt, then after each of its greedy
+// tokens evaluated one at a time.
+struct Alone {
+  std::vector<int32_t> prompt, tokens;  // tokens[i]: the argmax of logits[i]
+  std::vector<std::vector<float>> logits;
+};
+
+Alone run_alone(const Model& m, const std::vector<int32_t>& prompt, int n_decode) {
+  Alone a;
+  a.prompt = prompt;
+  Result<Context> ctx = Context::create(m, {256, 512, false});
+  EXPECT_TRUE(ctx.ok());
+  Result<std::span<const float>> l = ctx->eval(prompt);
+  EXPECT_TRUE(l.ok());
+  for (int i = 0;; ++i) {
+    a.logits.emplace_back(l->begin(), l->end());
+    a.tokens.push_back(argmax(*l));
+    if (i == n_decode) break;
+    l = ctx->eval(std::span<const int32_t>(&a.tokens.back(), 1));
+    EXPECT_TRUE(l.ok());
+  }
+  return a;
+}
+
+// The sequences of `alone` through the batched forward pass together: each step takes one token of
+// every sequence past its prompt and prompt chunks of random sizes (seeded) of the others, so steps mix
+// prompt chunks, whole prompts and decode tokens; every logits row must equal the one alone.
+void expect_batched_equals_alone(const Model& m, const std::vector<Alone>& alone, uint32_t seed) {
+  SCOPED_TRACE("seed " + std::to_string(seed) + ", threads " + std::to_string(m.n_threads()));
+  const Config& c = m.config;
+  const int64_t n_seqs = static_cast<int64_t>(alone.size());
+  Result<RunState> s = RunState::create(c, m.weights.rope_freqs, 64, 256, m.n_threads(), false, n_seqs);
+  ASSERT_TRUE(s.ok());
+  std::vector<KvCache> caches;
+  for (int64_t i = 0; i < n_seqs; ++i) caches.push_back(*KvCache::create(c, 256, m.options.cache_type));
+  std::vector<int64_t> n_past(alone.size(), 0), n_out(alone.size(), 0);
+  std::mt19937 rng(seed);
+  for (int step = 0;; ++step) {
+    std::vector<int32_t> tokens;
+    std::vector<SeqRun> runs;
+    std::vector<size_t> who;
+    for (size_t i = 0; i < alone.size(); ++i) {
+      const Alone& a = alone[i];
+      const int64_t p = static_cast<int64_t>(a.prompt.size());
+      if (n_out[i] == static_cast<int64_t>(a.logits.size())) continue;  // done
+      if (n_past[i] >= p) {  // decoding: the token it sampled alone
+        tokens.push_back(a.tokens[static_cast<size_t>(n_out[i] - 1)]);
+        runs.push_back({&caches[i], n_past[i], 1, true});
+      } else {  // a chunk of 1..17 prompt tokens
+        const int64_t n = std::min<int64_t>(p - n_past[i], 1 + rng() % 17);
+        tokens.insert(tokens.end(), a.prompt.begin() + n_past[i], a.prompt.begin() + n_past[i] + n);
+        runs.push_back({&caches[i], n_past[i], n, n_past[i] + n == p});
+      }
+      who.push_back(i);
+    }
+    if (runs.empty()) break;
+    Result<std::span<const float>> l = forward(c, m.weights, *s, tokens, runs);
+    ASSERT_TRUE(l.ok()) << l.error().message();
+    size_t row = 0;
+    for (size_t r = 0; r < runs.size(); ++r) {
+      const size_t i = who[r];
+      n_past[i] += runs[r].n_tokens;
+      if (!runs[r].logits) continue;
+      const std::vector<float>& want = alone[i].logits[static_cast<size_t>(n_out[i])];
+      ASSERT_EQ(0, std::memcmp(l->data() + row * want.size(), want.data(), want.size() * sizeof(float)))
+          << "sequence " << i << ", logits " << n_out[i] << " (step " << step << ", " << runs.size()
+          << " runs)";
+      ++row;
+      ++n_out[i];
+    }
+    ASSERT_EQ(row * static_cast<size_t>(c.n_vocab), l->size());
+  }
+}
+
+TEST(BatchForward, EverySequenceGetsItsLogitsAloneBitForBit) {
+  std::unique_ptr<Model> one = open_tiny(1), two = open_tiny(2);
+  ASSERT_TRUE(one && two);
+  std::vector<Alone> alone;
+  for (const char* p : kPrompts) alone.push_back(run_alone(*one, byte_ids(p), 12));
+  // The alone runs themselves do not depend on the thread count.
+  for (size_t i = 0; i < alone.size(); ++i) {
+    const Alone a2 = run_alone(*two, alone[i].prompt, 12);
+    for (size_t j = 0; j < a2.logits.size(); ++j)
+      ASSERT_EQ(
+          0, std::memcmp(a2.logits[j].data(), alone[i].logits[j].data(), a2.logits[j].size() * sizeof(float)))
+          << "sequence " << i << " logits " << j;
+  }
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    expect_batched_equals_alone(*one, alone, seed);
+    expect_batched_equals_alone(*two, alone, seed);
+  }
+  // Fewer sequences than the state allows, and one alone in a batch state.
+  expect_batched_equals_alone(*two, {alone[2], alone[4]}, 4);
+}
+
+TEST(BatchForward, RefusesBadRuns) {
+  std::unique_ptr<Model> m = open_tiny(1);
+  ASSERT_TRUE(m);
+  Result<RunState> s = RunState::create(m->config, nullptr, 8, 16, 1, false, 2);
+  KvCache a = *KvCache::create(m->config, 16, GgmlType::F16),
+          b = *KvCache::create(m->config, 16, GgmlType::F16);
+  const std::vector<int32_t> tokens = byte_ids("abc");
+  const SeqRun three[] = {{&a, 0, 1, true}, {&b, 0, 1, true}, {&a, 1, 1, true}};
+  EXPECT_FALSE(forward(m->config, m->weights, *s, tokens, three).ok()) << "more runs than n_seqs";
+  const SeqRun past[] = {{&a, 0, 1, true}, {&b, 15, 2, true}};
+  Result<std::span<const float>> r = forward(m->config, m->weights, *s, tokens, past);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("15..16"), std::string::npos) << r.error().message();
+  const SeqRun none[] = {{&a, 0, 1, false}, {&b, 0, 2, false}};
+  r = forward(m->config, m->weights, *s, tokens, none);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->empty()) << "no run asked for logits";
+}
+
+TEST(StopStrings, HoldsBackOnlyWhatCanStillMatch) {
+  StopStrings s({"abc", "", "xyz"});
+  EXPECT_EQ(s.push("hello a"), "hello ");
+  EXPECT_EQ(s.push("b"), "");
+  EXPECT_EQ(s.push("d x"), "abd ");
+  EXPECT_EQ(s.push("yz and more"), "");
+  EXPECT_TRUE(s.matched());
+  EXPECT_EQ(s.push("later"), "");
+
+  StopStrings t({"ab", "b"});
+  EXPECT_EQ(t.push("xab"), "x") << "the earliest match wins";
+  StopStrings u({"end"});
+  EXPECT_EQ(u.push("the en"), "the ");
+  EXPECT_EQ(u.finish(), "en") << "held text is released at the end";
+  EXPECT_FALSE(u.matched());
+  StopStrings none;
+  EXPECT_EQ(none.push("abc"), "abc");
+}
+
+// ---- BatchEngine
+
+// A request's events, collected (on the engine thread; read after its final event).
+struct Collected {
+  std::mutex mu;
+  std::vector<int32_t> ids;
+  std::string text;
+  std::vector<TokenEvent> finals;
+  std::promise<void> done;
+  int cancel_after = -1;  // return false after this many tokens
+
+  TokenCallback callback() {
+    return [this](const TokenEvent& e) {
+      std::lock_guard lock(mu);
+      text += e.text;
+      if (e.done) {
+        finals.push_back(e);
+        done.set_value();
+        return true;
+      }
+      ids.push_back(e.id);
+      return cancel_after < 0 || static_cast<int>(ids.size()) < cancel_after;
+    };
+  }
+};
+
+struct Reference {
+  std::vector<int32_t> ids;
+  std::string text;
+  StopReason stop = StopReason::eog;
+};
+
+Reference generate_alone(const Model& m, const BatchRequest& req, int64_t n_ctx) {
+  Result<Context> ctx = Context::create(m, {n_ctx, 512, false});
+  EXPECT_TRUE(ctx.ok());
+  Sampler sampler(req.sampling);
+  Reference ref;
+  Result<GenerateStats> r =
+      generate(*ctx, sampler, req.prompt, {req.max_tokens, false}, [&](const StreamChunk& ch) {
+        ref.text += ch.text;
+        if (!ch.stop) ref.ids.push_back(ch.id);
+        return true;
+      });
+  EXPECT_TRUE(r.ok());
+  ref.stop = r->stop;
+  return ref;
+}
+
+std::vector<BatchRequest> mixed_requests() {
+  std::vector<BatchRequest> reqs;
+  for (size_t i = 0; i < std::size(kPrompts); ++i) {
+    BatchRequest r;
+    r.prompt = byte_ids(kPrompts[i]);
+    r.max_tokens = static_cast<int32_t>(10 + 7 * i);
+    if (i % 2 == 0) {
+      r.sampling.temp = 0;  // greedy
+    } else {
+      r.sampling.temp = 0.8f;
+      r.sampling.seed = static_cast<uint32_t>(100 + i);
+    }
+    if (i == 3) r.sampling.repeat_penalty = 1.3f;  // sees the prompt
+    reqs.push_back(r);
+  }
+  reqs[4].max_tokens = -1;  // until end of generation or a full slot: the EOS (2) banned, a full slot
+  reqs[4].sampling.banned_ids = {2};
+  return reqs;
+}
+
+TEST(BatchEngine, RequestsGiveWhatGenerateGivesAlone) {
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    std::unique_ptr<Model> m = open_tiny(threads);
+    ASSERT_TRUE(m);
+    const std::vector<BatchRequest> reqs = mixed_requests();
+    // 3 slots for 6 requests (some wait), steps of at most 16 tokens (prompts in chunks), 192 positions
+    // (the unbounded request fills its slot). The callbacks' data outlives the engine.
+    std::vector<std::unique_ptr<Collected>> got;
+    Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {3, 192, 16, 64});
+    ASSERT_TRUE(engine.ok()) << engine.error().message();
+    for (const BatchRequest& r : reqs) {
+      got.push_back(std::make_unique<Collected>());
+      ASSERT_TRUE((*engine)->submit(r, got.back()->callback()).ok());
+    }
+    (*engine)->drain();
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      const Reference want = generate_alone(*m, reqs[i], 192);
+      Collected& g = *got[i];
+      ASSERT_EQ(g.finals.size(), 1u) << "request " << i;
+      EXPECT_EQ(g.ids, want.ids) << "request " << i;
+      EXPECT_EQ(g.text, want.text) << "request " << i;
+      EXPECT_EQ(g.finals[0].stop, want.stop) << "request " << i;
+      EXPECT_EQ(g.finals[0].n_gen, static_cast<int64_t>(want.ids.size()));
+      EXPECT_EQ(g.finals[0].n_prompt, static_cast<int64_t>(reqs[i].prompt.size()));
+      EXPECT_TRUE(g.finals[0].error.empty());
+    }
+    EXPECT_EQ(got[4]->finals[0].stop, StopReason::context_full);
+    const BatchEngineStats st = (*engine)->stats();
+    EXPECT_EQ(st.requests_done, 6);
+    EXPECT_EQ(st.slots_busy, 0);
+    EXPECT_EQ(st.requests_queued, 0);
+    int64_t n_prompt = 0;
+    for (const BatchRequest& r : reqs) n_prompt += static_cast<int64_t>(r.prompt.size());
+    EXPECT_EQ(st.tokens_prompt, n_prompt);
+  }
+}
+
+TEST(BatchEngine, CancelFreesTheSlot) {
+  std::unique_ptr<Model> m = open_tiny(1);
+  ASSERT_TRUE(m);
+  Collected a, b, c;
+  Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {1, 128, 32, 8});
+  ASSERT_TRUE(engine.ok());
+  BatchRequest req;
+  req.prompt = byte_ids(kPrompts[0]);
+  req.sampling.temp = 0;
+  // By the callback's false after 3 tokens; the next request takes the one slot.
+  a.cancel_after = 3;
+  ASSERT_TRUE((*engine)->submit(req, a.callback()).ok());
+  req.max_tokens = 4;
+  ASSERT_TRUE((*engine)->submit(req, b.callback()).ok());
+  // By cancel(id) while waiting in the queue (the slot is busy with b or a).
+  req.max_tokens = -1;
+  Result<uint64_t> id_c = (*engine)->submit(req, c.callback());
+  ASSERT_TRUE(id_c.ok());
+  (*engine)->cancel(*id_c);
+  (*engine)->drain();
+  ASSERT_EQ(a.finals.size(), 1u);
+  EXPECT_EQ(a.finals[0].stop, StopReason::callback);
+  EXPECT_EQ(a.ids.size(), 3u);
+  ASSERT_EQ(b.finals.size(), 1u);
+  EXPECT_EQ(b.finals[0].stop, StopReason::n_predict);
+  EXPECT_EQ(b.ids.size(), 4u);
+  EXPECT_EQ(std::vector<int32_t>(b.ids.begin(), b.ids.begin() + 3), a.ids) << "greedy, the same prompt";
+  ASSERT_EQ(c.finals.size(), 1u);
+  EXPECT_EQ(c.finals[0].stop, StopReason::callback);
+  EXPECT_TRUE(c.ids.empty());
+
+  // cancel(id) of a running request, from its own callback.
+  Collected d;
+  uint64_t id_d = 0;
+  std::promise<uint64_t> id_known;
+  std::shared_future<uint64_t> id_future = id_known.get_future().share();
+  Result<std::unique_ptr<BatchEngine>> e2 = BatchEngine::create(*m, {2, 128, 32, 8});
+  ASSERT_TRUE(e2.ok());
+  TokenCallback inner = d.callback();
+  Result<uint64_t> rd = (*e2)->submit(req, [&, inner](const TokenEvent& e) {
+    if (!e.done && e.n_gen == 2) (*e2)->cancel(id_future.get());
+    return inner(e);
+  });
+  ASSERT_TRUE(rd.ok());
+  id_d = *rd;
+  id_known.set_value(id_d);
+  (*e2)->drain();
+  ASSERT_EQ(d.finals.size(), 1u);
+  EXPECT_EQ(d.finals[0].stop, StopReason::callback);
+  EXPECT_EQ(d.ids.size(), 2u) << "ends before the next step";
+}
+
+TEST(BatchEngine, RefusesWhenTheQueueIsFullAndAfterDrain) {
+  std::unique_ptr<Model> m = open_tiny(1);
+  ASSERT_TRUE(m);
+  // a holds the one slot (its callback waits) while b waits in the queue: c finds it full.
+  std::promise<void> started, release;
+  std::shared_future<void> go = release.get_future().share();
+  Collected a, b;
+  TokenCallback inner = a.callback();
+  bool first = true;
+  Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {1, 128, 32, 1});
+  ASSERT_TRUE(engine.ok());
+  BatchRequest req;
+  req.prompt = byte_ids(kPrompts[1]);
+  req.max_tokens = 3;
+  ASSERT_TRUE((*engine)
+                  ->submit(req,
+                           [&, inner](const TokenEvent& e) {
+                             if (first) {
+                               first = false;
+                               started.set_value();
+                               go.wait();
+                             }
+                             return inner(e);
+                           })
+                  .ok());
+  started.get_future().wait();
+  ASSERT_TRUE((*engine)->submit(req, b.callback()).ok());
+  Result<uint64_t> c = (*engine)->submit(req, [](const TokenEvent&) { return true; });
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().option, "queue");
+  EXPECT_EQ((*engine)->stats().requests_queued, 1);
+  release.set_value();
+  (*engine)->drain();
+  EXPECT_EQ(a.finals.size(), 1u);
+  EXPECT_EQ(b.finals.size(), 1u);
+  EXPECT_EQ(a.ids, b.ids);
+  Result<uint64_t> after = (*engine)->submit(req, [](const TokenEvent&) { return true; });
+  ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.error().option, "queue");
+
+  // Requests that cannot run, and parameters that cannot.
+  Result<std::unique_ptr<BatchEngine>> e2 = BatchEngine::create(*m, {1, 16, 32, 1});
+  ASSERT_TRUE(e2.ok());
+  BatchRequest empty;
+  EXPECT_EQ((*e2)->submit(empty, [](const TokenEvent&) { return true; }).error().option, "prompt");
+  BatchRequest long_one;
+  long_one.prompt = byte_ids(kPrompts[2]);
+  EXPECT_EQ((*e2)->submit(long_one, [](const TokenEvent&) { return true; }).error().option, "prompt");
+  EXPECT_EQ(BatchEngine::create(*m, {4, 16, 2, 1}).error().option, "n_batch");
+  EXPECT_EQ(BatchEngine::create(*m, {0, 16, 2, 1}).error().option, "n_slots");
+  EXPECT_EQ((*e2)->params().n_ctx, 16);
+  EXPECT_EQ((*BatchEngine::create(*m, {1, 0, 8, 1}))->params().n_ctx, 256) << "the model's context";
+}
+
+TEST(BatchEngine, StopStringsAndMaxTokens) {
+  std::unique_ptr<Model> m = open_tiny(1);
+  ASSERT_TRUE(m);
+  BatchRequest req;
+  req.prompt = byte_ids(kPrompts[0]);
+  req.sampling.temp = 0;
+  req.max_tokens = 24;
+  const Reference ref = generate_alone(*m, req, 128);
+  ASSERT_GE(ref.text.size(), 12u);
+  Collected s, n;
+  Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {2, 128, 32, 8});
+  ASSERT_TRUE(engine.ok());
+  // A stop string from the middle of the reference text: the text ends before its first occurrence.
+  BatchRequest stopped = req;
+  stopped.stop = {"never there \x01", ref.text.substr(6, 3)};
+  const size_t cut = ref.text.find(stopped.stop[1]);
+  ASSERT_TRUE((*engine)->submit(stopped, s.callback()).ok());
+  BatchRequest short_one = req;
+  short_one.max_tokens = 5;
+  ASSERT_TRUE((*engine)->submit(short_one, n.callback()).ok());
+  (*engine)->drain();
+  ASSERT_EQ(s.finals.size(), 1u);
+  EXPECT_EQ(s.text, ref.text.substr(0, cut));
+  EXPECT_TRUE(s.finals[0].stopped_by_string);
+  EXPECT_EQ(s.finals[0].stop, StopReason::eog);
+  EXPECT_LT(s.ids.size(), ref.ids.size());
+  EXPECT_EQ(s.ids,
+            std::vector<int32_t>(ref.ids.begin(), ref.ids.begin() + static_cast<ptrdiff_t>(s.ids.size())));
+  ASSERT_EQ(n.finals.size(), 1u);
+  EXPECT_EQ(n.finals[0].stop, StopReason::n_predict);
+  EXPECT_FALSE(n.finals[0].stopped_by_string);
+  EXPECT_EQ(n.ids, std::vector<int32_t>(ref.ids.begin(), ref.ids.begin() + 5));
+}
+
+TEST(BatchEngine, DestroyingEndsPendingRequests) {
+  std::unique_ptr<Model> m = open_tiny(1);
+  ASSERT_TRUE(m);
+  std::vector<std::unique_ptr<Collected>> got;
+  {
+    Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {1, 256, 32, 8});
+    ASSERT_TRUE(engine.ok());
+    BatchRequest req;
+    req.prompt = byte_ids(kPrompts[2]);
+    for (int i = 0; i < 3; ++i) {
+      got.push_back(std::make_unique<Collected>());
+      ASSERT_TRUE((*engine)->submit(req, got.back()->callback()).ok());
+    }
+  }
+  for (const auto& g : got) ASSERT_EQ(g->finals.size(), 1u) << "every request gets its final event";
+}
+
+}  // namespace
+}  // namespace qe::model
