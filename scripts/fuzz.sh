@@ -33,11 +33,11 @@ run_one() {
   "build-fuzz/bin/fuzz_$name" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     "${dict[@]}" -artifact_prefix="build-fuzz/findings/$name-" "$work" >"$log" 2>&1 || rc=$?
   [ $rc -ne 0 ] && findings=1
-  local execs new cov ft
+  local execs new cov ft  # grep -a: a log may hold an input's raw bytes
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   new=$(sed -n 's/^stat::new_units_added: *//p' "$log" | tail -1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+  cov=$(grep -ao 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+  ft=$(grep -ao 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   echo "$(($(date +%s) - start)) ${execs:-?} ${cov:-?} ${ft:-?} $(find "$work" -type f | wc -l) ${new:-?} $findings" \
     >"build-fuzz/$name.result"
   rm -rf "$work"
