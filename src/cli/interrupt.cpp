@@ -10,10 +10,13 @@ namespace {
 
 // Lock-free, so the handler may touch it (async-signal-safe).
 std::atomic<int> g_pending{0};
+std::atomic<int> g_signal{0};
 static_assert(std::atomic<int>::is_always_lock_free);
 
 extern "C" void on_interrupt(int sig) {
   if (g_pending.fetch_add(1) > 0) _exit(128 + sig);  // the second one: no clean-up, no output
+  int none = 0;
+  g_signal.compare_exchange_strong(none, sig);
 }
 
 }  // namespace
@@ -33,8 +36,13 @@ bool interrupted() {
   return g_pending.load() > 0;
 }
 
+int interrupt_signal() {
+  return g_signal.load();
+}
+
 void clear_interrupt() {
   g_pending.store(0);
+  g_signal.store(0);
 }
 
 }  // namespace qe::cli

@@ -9,6 +9,9 @@ namespace qe::cli {
 // Installs the handlers for SIGINT and SIGTERM.
 void install_interrupt_handlers();
 bool interrupted();
+// The first signal received (SIGINT or SIGTERM), 0 if none: a front end that stops on it exits with 128 + it,
+// as a shell reports a process the signal ended.
+int interrupt_signal();
 // The interrupt was handled (a chat reply stopped): the next Ctrl-C is a first one again.
 void clear_interrupt();
 

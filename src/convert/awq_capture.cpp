@@ -156,7 +156,8 @@ Result<CalibrationWindows> calibration_windows(const tokenizer::Tokenizer& tok, 
 
 Result<std::vector<BlockStats>> capture_statistics(const model::Model& m, const CalibrationWindows& cw,
                                                    int64_t n_gram_tokens,
-                                                   const std::function<void(int64_t, int64_t)>& progress) {
+                                                   const std::function<void(int64_t, int64_t)>& progress,
+                                                   const std::function<bool()>& stop) {
   const model::Config& c = m.config;
   const auto n_windows = static_cast<int64_t>(cw.windows.size());
   QE_CHECK(n_windows > 0);
@@ -195,6 +196,7 @@ Result<std::vector<BlockStats>> capture_statistics(const model::Model& m, const 
     Result<std::span<const float>> r = model::forward(c, m.weights, *s, *kv, cw.windows[static_cast<size_t>(i)], 0, &tap);
     if (!r) return r.error();
     if (progress) progress(i + 1, n_windows);
+    if (stop && stop()) return Error{"", "", "interrupted", "interrupted"};
   }
   for (BlockStats& b : stats)
     for (ChannelStats* st : {&b.attn_in, &b.attn_out, &b.ffn_in, &b.ffn_down_in}) mirror_gram(*st);

@@ -49,9 +49,11 @@ struct BlockStats {
 // Runs every window through `m` (whose weights should be the full-precision ones) from position 0, and
 // returns n_layers BlockStats. The Gram matrices are summed over windows spread evenly through the set,
 // as many as n_gram_tokens holds (every window counts in sum_abs / sum_sq). progress(done, total) after
-// each window.
+// each window. stop() (may be empty), asked after each window: true ends the capture with an error whose
+// option is "interrupted".
 Result<std::vector<BlockStats>> capture_statistics(const model::Model& m, const CalibrationWindows& w,
                                                    int64_t n_gram_tokens,
-                                                   const std::function<void(int64_t, int64_t)>& progress);
+                                                   const std::function<void(int64_t, int64_t)>& progress,
+                                                   const std::function<bool()>& stop = {});
 
 }  // namespace qe::convert

@@ -183,7 +183,7 @@ Result<Calibrated> calibrate(const ConvertJob& job, TempModel& tmp, const Conver
   const Clock::time_point t_capture = Clock::now();
   Result<std::vector<BlockStats>> stats = capture_statistics(**m, *cw, kGramTokens, [&](int64_t done, int64_t total) {
     if (obs.awq_progress) obs.awq_progress({AwqProgress::Phase::kCapture, done, total});
-  });
+  }, obs.stop_requested);
   if (!stats) return stats.error();
   rep.capture_seconds = seconds_since(t_capture);
   rep.n_gram_tokens = (*stats)[0].attn_in.n_gram;
@@ -192,6 +192,7 @@ Result<Calibrated> calibrate(const ConvertJob& job, TempModel& tmp, const Conver
   const ModelShape model = model_shape(file);
   const int n_threads = (*m)->n_threads();
   for (int64_t l = 0; l < c.n_layers; ++l) {
+    if (obs.stop_requested && obs.stop_requested()) return interrupted_error(job.output);
     const BlockStats& bs = (*stats)[static_cast<size_t>(l)];
     AwqLayerReport lrep;
     lrep.layer = l;
@@ -380,20 +381,26 @@ Result<ConvertResult> run_awq_convert(const ConvertJob& job, const ConvertObserv
   ConvertJob f32 = job;
   f32.awq.reset();
   f32.output = tmp.path();
-  f32.policy = TypePolicy{GgmlType::F32, /*pure=*/true, {}};
+  f32.policy = TypePolicy{};
+  f32.policy.target = GgmlType::F32;
+  f32.policy.pure = true;
   f32.allow_requantize = true;
   f32.overwrite = true;
   f32.imatrix.clear();
   f32.imatrix_out.clear();
   f32.extra_outputs.clear();
+  f32.kv_overrides.clear();
   ConvertObserver quiet;
   quiet.log = obs.log;
+  quiet.stop_requested = obs.stop_requested;
+  // A stop in a stage is reported against the output the user named, not the working copy.
+  auto failed = [&](const Error& e) { return is_interrupted(e) ? interrupted_error(job.output) : e; };
   Result<ConvertResult> r1 = run_convert(f32, quiet);
-  if (!r1) return r1.error();
+  if (!r1) return failed(r1.error());
 
   // 2, 3. Statistics, search, the working copy rewritten.
   Result<Calibrated> cal = calibrate(job, tmp, obs);
-  if (!cal) return cal.error();
+  if (!cal) return failed(cal.error());
 
   // 4. The working copy to the output type.
   ConvertJob out = job;

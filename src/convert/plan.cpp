@@ -45,6 +45,12 @@ void finish_plan(TensorPlan& p) {
 
 // The policy's choice for p (its name and dims set), then finish_plan.
 void choose_type(TensorPlan& p, const TypePolicy& policy, const ModelShape& model) {
+  if (policy.leave_output && p.name == "output.weight" && p.dims.size() > 1) {  // llama-quantize: not (re)quantized
+    p.out_type = p.src_type;
+    p.reason = "output tensor left as it is";
+    finish_plan(p);
+    return;
+  }
   TypeChoice c = choose_tensor_type(policy, p.name, p.dims, model);
   p.out_type = c.type;
   p.reason = std::move(c.reason);

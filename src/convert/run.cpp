@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "convert/awq_run.h"
+#include "convert/general_metadata.h"
 #include "convert/importance.h"
 #include "formats/atomic_file.h"
 #include "formats/blocks.h"
@@ -142,14 +143,23 @@ Status stream_tensor(const TensorPlan& p, int n_threads, const Sink& sink, Tenso
   return {};
 }
 
+// A stop request is honoured between tensors and before each chunk is written (the sink may run on a
+// worker thread of the converting team: stop_requested must be thread-safe); the error goes out through
+// the writers' ordinary error path, which removes their temporary files.
 Status stream_all(const std::vector<TensorPlan>& plans, int n_threads, const std::function<Sink(const TensorPlan&)>& sink_for,
-                  const ConvertObserver& obs, ConvertResult& res) {
+                  const ConvertObserver& obs, const std::string& output, ConvertResult& res) {
+  auto stopped = [&] { return obs.stop_requested && obs.stop_requested(); };
   uint64_t total = 0, done = 0;
   for (const TensorPlan& p : plans) total += p.src_bytes();
   for (size_t i = 0; i < plans.size(); ++i) {
+    if (stopped()) return interrupted_error(output);
     if (obs.tensor) obs.tensor(plans[i], i, plans.size());
     TensorReport rep;
-    Status s = stream_tensor(plans[i], n_threads, sink_for(plans[i]), rep, [&](uint64_t n) {
+    Sink sink = [&, inner = sink_for(plans[i])](std::span<const std::byte> b) -> Status {
+      if (stopped()) return interrupted_error(output);
+      return inner(b);
+    };
+    Status s = stream_tensor(plans[i], n_threads, sink, rep, [&](uint64_t n) {
       done += n;
       if (obs.progress) obs.progress(done, total);
     });
@@ -192,22 +202,6 @@ std::vector<std::string> files_in(const std::string& dir) {
   return out;
 }
 
-// "license: apache-2.0" in a README's YAML front matter (the HF model card).
-std::string readme_license(const std::string& dir) {
-  std::ifstream in(dir + "/README.md");
-  std::string line;
-  if (!std::getline(in, line) || line.rfind("---", 0) != 0) return "";
-  while (std::getline(in, line) && line.rfind("---", 0) != 0) {
-    if (line.rfind("license:", 0) == 0) {
-      std::string v = line.substr(8);
-      v.erase(0, v.find_first_not_of(" \t\"'"));
-      v.erase(v.find_last_not_of(" \t\"'\r") + 1);
-      return v;
-    }
-  }
-  return "";
-}
-
 std::string dir_basename(const std::string& dir) {
   fs::path p = fs::path(dir).lexically_normal();
   if (p.filename().empty()) p = p.parent_path();
@@ -222,12 +216,30 @@ uint64_t file_size_or_zero(const std::string& path) {
   return ec ? 0 : n;
 }
 
-Status write_json_file(const std::string& path, const nlohmann::ordered_json& j, bool overwrite) {
+constexpr std::string_view kHfReadme = "README.md";  // the model card
+
+Status write_text_file(const std::string& path, const std::string& text, bool overwrite) {
   Result<AtomicFile> f = AtomicFile::create(path, overwrite);
   if (!f) return f.error();
-  const std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (Status s = f->write(text.data(), text.size()); !s) return s;
   return f->commit();
+}
+
+Status write_json_file(const std::string& path, const nlohmann::ordered_json& j, bool overwrite) {
+  return write_text_file(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", overwrite);
+}
+
+// What the card shows: the GGUF side's keys, less the tokenizer's (its vocabulary is most of the bytes).
+void describe(ConvertResult& res, const std::vector<GgufKv>& kvs) {
+  res.metadata.clear();
+  for (const GgufKv& kv : kvs)
+    if (kv.key.rfind("tokenizer.", 0) != 0) res.metadata.push_back(kv);
+  res.model_name.clear();
+  res.license.clear();
+  for (const GgufKv& kv : kvs) {
+    if (const std::string* v = kv.value.get<std::string>(); v && kv.key == "general.name") res.model_name = *v;
+    if (const std::string* v = kv.value.get<std::string>(); v && kv.key == "general.license") res.license = *v;
+  }
 }
 
 Status write_gguf(const ConvertJob& job, const std::vector<GgufKv>& kvs, const std::vector<TensorPlan>& plans,
@@ -242,7 +254,7 @@ Status write_gguf(const ConvertJob& job, const std::vector<GgufKv>& kvs, const s
                         [&](const TensorPlan& p) -> Sink {
                           return [&w, &p](std::span<const std::byte> b) { return w.write_tensor_chunk(p.name, b); };
                         },
-                        obs, res);
+                        obs, job.output, res);
   if (!s) return s;
   if (Status f = w.finish(); !f) return f;
   res.files_written.push_back(job.output);
@@ -266,16 +278,21 @@ Result<ConvertResult> hf_to_gguf(const ConvertJob& job, const ImportanceSet& imp
   Result<std::vector<GgufKv>> tok = tokenizer::hf_tokenizer_to_gguf(job.input, res.warnings);
   if (!tok) return tok.error();
 
-  res.model_name = dir_basename(job.input);
-  if (auto it = dir->config()->find("license"); it != dir->config()->end() && it->is_string())
-    res.license = it->get<std::string>();
-  if (res.license.empty()) res.license = readme_license(job.input);
+  // general.*: the model card's front matter (what an export of ours wrote, or HF's keys), the folder's
+  // name when it names nothing, config.json's licence when the card has none.
+  Result<std::vector<GgufKv>> general = general_kvs_from_hf_dir(job.input, res.warnings);
+  if (!general) return general.error();
+  auto has = [&](std::string_view key) {
+    return std::any_of(general->begin(), general->end(), [&](const GgufKv& kv) { return kv.key == key; });
+  };
+  if (!has("general.name")) general->insert(general->begin(), {"general.name", GgufValue::str(dir_basename(job.input))});
+  if (auto it = dir->config()->find("license"); !has("general.license") && it != dir->config()->end() && it->is_string())
+    general->push_back({"general.license", GgufValue::str(it->get<std::string>())});
 
   // Metadata in convert_hf_to_gguf.py's order: general.*, llama.*, file type, tokenizer, quantization version.
   std::vector<GgufKv> hparam_kvs = llama_gguf_kvs(*hp);
-  std::vector<GgufKv> kvs = {hparam_kvs[0], {"general.type", GgufValue::str("model")},
-                             {"general.name", GgufValue::str(res.model_name)}};
-  if (!res.license.empty()) kvs.push_back({"general.license", GgufValue::str(res.license)});
+  std::vector<GgufKv> kvs = {hparam_kvs[0], {"general.type", GgufValue::str("model")}};
+  kvs.insert(kvs.end(), general->begin(), general->end());
   kvs.insert(kvs.end(), hparam_kvs.begin() + 1, hparam_kvs.end());
   kvs.push_back({"general.file_type", GgufValue::u32(job.policy.effective_file_type().id)});
   for (GgufKv& kv : *tok) {
@@ -286,8 +303,10 @@ Result<ConvertResult> hf_to_gguf(const ConvertJob& job, const ImportanceSet& imp
     kvs.push_back(std::move(kv));
   }
   kvs.push_back({"general.quantization_version", GgufValue::u32(2)});
+  set_metadata(kvs, job.kv_overrides);
   set_metadata(kvs, imp.metadata);
   set_metadata(kvs, job.extra_metadata);
+  describe(res, kvs);
   if (Status s = write_gguf(job, kvs, *plans, obs, res); !s) return s.error();
   return res;
 }
@@ -300,8 +319,6 @@ Result<ConvertResult> requantize(const ConvertJob& job, const GgufFile& g, const
   if (!plans) return plans.error();
   if (Status s = attach_importance(job, imp, *plans); !s) return s.error();
   if (Status s = attach_prequantized(job, *plans); !s) return s.error();
-  if (auto n = g.get_string("general.name")) res.model_name = *n;
-  if (auto l = g.get_string("general.license")) res.license = *l;
   // llama-quantize's file, key for key and tensor for tensor: the input's keys, then it sets
   // general.quantization_version and general.file_type (ggml's gguf_set_val removes a key and appends
   // it), then its overrides (an imatrix's keys); the tensors in its loader's order.
@@ -312,8 +329,10 @@ Result<ConvertResult> requantize(const ConvertJob& job, const GgufFile& g, const
   kvs.push_back({"general.file_type", GgufValue::u32(job.policy.effective_file_type().id)});
   std::stable_sort(plans->begin(), plans->end(),
                    [](const TensorPlan& a, const TensorPlan& b) { return llama_loader_before(a.name, b.name); });
+  set_metadata(kvs, job.kv_overrides);
   set_metadata(kvs, imp.metadata);
   set_metadata(kvs, job.extra_metadata);
+  describe(res, kvs);
   if (Status s = write_gguf(job, kvs, *plans, obs, res); !s) return s.error();
   return res;
 }
@@ -364,8 +383,10 @@ Result<ConvertResult> gguf_to_hf(const ConvertJob& job, const GgufFile& g, const
   if (!plans) return plans.error();
   Result<tokenizer::HfTokenizerFiles> tok = tokenizer::gguf_tokenizer_to_hf(g);
   if (!tok) return tok.error();
-  if (auto n = g.get_string("general.name")) res.model_name = *n;
-  if (auto l = g.get_string("general.license")) res.license = *l;
+  describe(res, g.metadata());
+  // README.md's front matter carries the general.* keys (HF's card keys plus all of them exactly); made
+  // before anything is written, so a key without a spelling warns in the result.
+  const std::string front_matter = hf_front_matter(carried_general_kvs(g.metadata()), res.warnings);
 
   ExportDir dir;
   if (Status s = dir.open(job.output, job.overwrite); !s) return s.error();
@@ -379,7 +400,7 @@ Result<ConvertResult> gguf_to_hf(const ConvertJob& job, const GgufFile& g, const
   if (!st) return st.error();
   Status s = stream_all(*plans, job.n_threads,
                         [&](const TensorPlan&) -> Sink { return [&st](std::span<const std::byte> b) { return st->write(b); }; },
-                        obs, res);
+                        obs, job.output, res);
   if (!s) return s.error();
   if (Status c = st->commit(); !c) return c.error();
   dir.committed(st_path);
@@ -402,6 +423,14 @@ Result<ConvertResult> gguf_to_hf(const ConvertJob& job, const GgufFile& g, const
     dir.committed(path);
     res.output_file_bytes += file_size_or_zero(path);
   }
+  const std::string readme = dir.path(kHfReadme);
+  const std::string body = job.hf_readme_body
+                               ? job.hf_readme_body(res)
+                               : fmt::format("# {}\n\nConverted from GGUF by qconvert.\n",
+                                             res.model_name.empty() ? dir_basename(job.output) : res.model_name);
+  if (Status w = write_text_file(readme, front_matter + body, job.overwrite); !w) return w.error();
+  dir.committed(readme);
+  res.output_file_bytes += file_size_or_zero(readme);
   res.files_written = dir.files();
   dir.keep();
   return res;
@@ -414,6 +443,12 @@ bool starts_with_gguf_magic(const std::string& path) {
 }
 
 }  // namespace
+
+Error interrupted_error(const std::string& output) {
+  return Error{output, "", "interrupted; nothing was written", "interrupted"};
+}
+
+bool is_interrupted(const Error& e) { return e.option == "interrupted"; }
 
 Result<ConvertMode> detect_mode(const ConvertJob& job) {
   std::error_code ec;
@@ -436,12 +471,13 @@ Result<ConvertResult> run_convert(const ConvertJob& job, const ConvertObserver& 
   std::vector<std::string> inputs = *mode == ConvertMode::kHfToGguf ? files_in(job.input)
                                                                      : std::vector<std::string>{job.input};
   if (!job.imatrix.empty()) inputs.push_back(job.imatrix);
-  if (*mode == ConvertMode::kGgufToHf && (!job.imatrix.empty() || job.importance || !job.extra_metadata.empty()))
+  if (*mode == ConvertMode::kGgufToHf &&
+      (!job.imatrix.empty() || job.importance || !job.extra_metadata.empty() || !job.kv_overrides.empty()))
     return Error{job.output, "", "importance weights and metadata apply to GGUF outputs, not to an HF export", "to_hf"};
   std::vector<std::string> outputs = job.extra_outputs;
   if (*mode == ConvertMode::kGgufToHf) {
     for (std::string_view f : {kHfSingleFile, kHfConfigFile, std::string_view("generation_config.json"),
-                               std::string_view("tokenizer.json"), std::string_view("tokenizer_config.json")})
+                               std::string_view("tokenizer.json"), std::string_view("tokenizer_config.json"), kHfReadme})
       outputs.push_back(job.output + "/" + std::string(f));
   } else {
     outputs.push_back(job.output);

@@ -44,12 +44,19 @@ struct ConvertJob {
 
   // Set by the library itself (the calibrator's second stage), not by front ends: per output tensor name,
   // one importance per input column, used as `imatrix` entries are; and metadata written after the
-  // input's keys (a key already there is replaced in place).
+  // input's keys (a key already there is removed and appended, as ggml's gguf_set_val does).
   std::shared_ptr<const std::map<std::string, std::vector<float>>> importance;
   // Per output tensor name, its bytes already in the output type (the calibrator's error-compensated
   // rounding): written as they are, after a check of their size.
   std::shared_ptr<const std::map<std::string, std::vector<std::byte>>> prequantized;
   std::vector<GgufKv> extra_metadata;
+  // llama-quantize's --override-kv, as it writes them (the front end has made the values): after the file
+  // type keys and before an imatrix's, each key removed and appended (ggml's gguf_set_val). GGUF outputs.
+  std::vector<GgufKv> kv_overrides;
+
+  // GGUF -> HF: the text of README.md after its front matter (which carries the general.* keys,
+  // convert/general_metadata.h): the front end's model card. Unset: a short paragraph naming the source.
+  std::function<std::string(const struct ConvertResult&)> hf_readme_body;
 };
 
 struct TensorReport {
@@ -76,8 +83,11 @@ struct ConvertResult {
   uint64_t n_weights = 0;
   double seconds = 0.0;
   std::vector<std::string> warnings;
-  std::string license;        // from the input (config/README front matter, general.license), may be empty
-  std::string model_name;
+  std::string license;        // general.license of the GGUF side (from config.json's license for HF), may be empty
+  std::string model_name;     // general.name
+  // The GGUF side's metadata (the output's, or for GGUF -> HF the source's) without tokenizer.* keys:
+  // what the model card shows.
+  std::vector<GgufKv> metadata;
   std::optional<AwqReport> awq;  // with ConvertJob::awq
 };
 
@@ -86,7 +96,14 @@ struct ConvertObserver {
   std::function<void(const TensorPlan&, size_t index, size_t count)> tensor;   // a tensor starts
   std::function<void(uint64_t done, uint64_t total)> progress;                 // source bytes overall
   std::function<void(const AwqProgress&)> awq_progress;                        // calibration, before the tensors
+  // The front end asks to stop (Ctrl-C): checked between tensors, chunks, calibration windows and searched
+  // blocks. The conversion then ends with interrupted_error(output) and removes what it had written.
+  std::function<bool()> stop_requested;
 };
+
+// The error a stopped conversion returns (its option is "interrupted", for the front end's exit code).
+Error interrupted_error(const std::string& output);
+bool is_interrupted(const Error& e);
 
 Result<ConvertResult> run_convert(const ConvertJob& job, const ConvertObserver& obs);
 

@@ -166,6 +166,13 @@ std::optional<FileType> file_type_by_id(uint32_t id) {
   return std::nullopt;
 }
 
+std::string ftype_enum_name(const FileType& f) {
+  if (f.id == 0) return "ALL_F32";
+  std::string name = "MOSTLY_";
+  for (char c : f.name) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return name;
+}
+
 FileType file_type_of(GgmlType type) {
   for (const FileType& f : kFileTypes)
     if (f.base == type) return f;
@@ -209,8 +216,12 @@ TypeChoice choose_tensor_type(const TypePolicy& policy, std::string_view name, s
                               const ModelShape& model) {
   QE_CHECK(!dims.empty());
   if (dims.size() == 1) return {GgmlType::F32, "1-D: kept f32"};
+  if (name == "token_embd.weight" && policy.token_embd_type) return fit_rows({*policy.token_embd_type, "token embedding type"}, dims);
+  const bool output = name == "output.weight" ||
+                      (name == "token_embd.weight" && !model.has_output && !policy.pure && is_quantized(policy.target));
+  if (output && policy.output_type) return fit_rows({*policy.output_type, "output tensor type"}, dims);
   const std::string n(name);
-  for (size_t i = 0; i < policy.overrides.size(); ++i) {
+  for (size_t i = policy.overrides.size(); i-- > 0;) {  // the last match wins, as in llama-quantize
     const TensorTypeOverride& o = policy.overrides[i];
     if (std::regex_search(n, o.regex)) return fit_rows({o.type, "", false, i}, dims);
   }

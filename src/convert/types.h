@@ -3,7 +3,9 @@
 // types as its files for the same source and file type:
 //   - 1-D tensors (norms, rope_freqs) stay f32: ggml's norm and rope kernels read f32, and llama.cpp's
 //     quantize skips every tensor with fewer than 2 dims.
-//   - TypePolicy::overrides (REGEX=TYPE, llama-quantize's --tensor-type): first match wins.
+//   - TypePolicy::output_type / token_embd_type (llama-quantize's --output-tensor-type and
+//     --token-embedding-type): those two tensors' types, over everything below.
+//   - TypePolicy::overrides (REGEX=TYPE, llama-quantize's --tensor-type): the last match wins.
 //   - TypePolicy::pure: the target type everywhere else.
 //   - otherwise, for a quantized file type, llama-quantize's rules: the output projection (output.weight,
 //     or token_embd.weight when the embeddings are tied) gets q6_K (q8_0 for a q8_0 file); the k-quant
@@ -43,6 +45,8 @@ struct FileType {
 // mixes); nullopt otherwise.
 std::optional<FileType> parse_file_type(std::string_view name);
 std::optional<FileType> file_type_by_id(uint32_t id);
+// The name of llama.cpp's enum value without its prefix: "MOSTLY_Q4_1", "ALL_F32" (LLAMA_FTYPE_*).
+std::string ftype_enum_name(const FileType& f);
 // The plain file type whose base is `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q6_K, IQ4_NL,
 // IQ4_XS; the k-quants other than q6_K have only mixes: Q2_K, Q3_K_M, Q4_K_M, Q5_K_M).
 FileType file_type_of(GgmlType type);
@@ -72,6 +76,13 @@ struct TypePolicy {
   // An imatrix is given: llama-quantize then spares q4_0 / q5_0 files' first ffn_down layers (q4_1 /
   // q5_1) and the iq4 files' (q5_K without one).
   bool has_imatrix = false;
+  // llama-quantize's --output-tensor-type / --token-embedding-type: the type of output.weight /
+  // token_embd.weight over every rule and override (llama-quantize sets them last). With tied embeddings
+  // token_embd.weight is the output projection and takes the output type, unless a token type is given
+  // or the policy is pure (llama-quantize's rules then do not run).
+  std::optional<GgmlType> output_type = std::nullopt, token_embd_type = std::nullopt;
+  // --leave-output-tensor: output.weight keeps its source type (TensorPlan decides: it knows the source).
+  bool leave_output = false;
 
   FileType effective_file_type() const { return file_type ? *file_type : file_type_of(target); }
 };

@@ -26,6 +26,17 @@ EXIT_OPTIONAL_MISSING = 77
 _optional_missing: list[str] = []
 
 
+def synthetic_llama() -> ModuleType:
+    """scripts/make-synthetic-llama.py as a module (write_model, SHAPES): llama-shaped GGUFs llama.cpp loads."""
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location("make_synthetic_llama", REPO / "scripts" / "make-synthetic-llama.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up while it loads
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def optional_reference(name: str) -> ModuleType:
     """Imports an optional reference, or skips the calling test (or, at module level, the whole file) when
     it is not installed. Only ModuleNotFoundError skips: an installed package that fails to import (any

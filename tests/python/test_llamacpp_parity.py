@@ -19,16 +19,14 @@ written to $QE_PARITY_TABLE (scripts/compare-llamacpp.sh prints it), else to bui
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import optional_reference
+from conftest import optional_reference, synthetic_llama
 
 optional_reference("llama_cpp")
 
@@ -73,11 +71,7 @@ KQUANT_CTX = 64
 
 @pytest.fixture(scope="module")
 def tiny_f32(tmp_path_factory):
-    script = cmp.REPO / "scripts" / "make-synthetic-llama.py"
-    spec = importlib.util.spec_from_file_location("make_synthetic_llama", script)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up while it loads
-    spec.loader.exec_module(mod)
+    mod = synthetic_llama()
     path = tmp_path_factory.mktemp("kquant_parity") / "tiny-f32.gguf"
     mod.write_model(str(path), mod.SHAPES["tiny"], "tiny", "f32", 20240701)
     return path

@@ -112,7 +112,7 @@ def test_wrong_model_to_hf(case, good_gguf, dirs):
         refused(path, ["--to-hf", out / "hf"], out, [str(path)], case)
         return
     check_exit(qconvert(path, "--to-hf", out / "hf"), 0, case)
-    assert sorted(os.listdir(out / "hf")) == ["config.json", "generation_config.json", "model.safetensors",
+    assert sorted(os.listdir(out / "hf")) == ["README.md", "config.json", "generation_config.json", "model.safetensors",
                                               "tokenizer.json", "tokenizer_config.json"]
 
 

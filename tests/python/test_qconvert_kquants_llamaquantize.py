@@ -20,32 +20,22 @@ from $QE_BIN (default <repo>/build/bin).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from gguf import GGML_QUANT_SIZES, GGUFReader
 
-from conftest import REPO
+from conftest import REPO, synthetic_llama
 
 LLAMA_BIN = pathlib.Path(os.environ.get("QE_LLAMACPP_TOOLS", REPO / ".venv" / "llama.cpp-tools")) / "bin"
 BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
 SEED = 20240701
 SHAPES = ["tiny", "tiny576"]
 TYPES = ["Q2_K", "Q3_K_M", "Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K", "Q5_0", "Q5_1", "IQ4_NL", "IQ4_XS", "Q4_0"]
-
-
-def synthetic():
-    spec = importlib.util.spec_from_file_location("make_synthetic_llama", REPO / "scripts" / "make-synthetic-llama.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up while it loads
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def exe(path: pathlib.Path, hint: str) -> pathlib.Path:
@@ -67,7 +57,7 @@ def run(cmd: pathlib.Path, *args, timeout: float = 300) -> str:
 def models(tmp_path_factory):
     """Per shape: an f32 model and its synthetic imatrix."""
     exe(LLAMA_BIN / "llama-quantize", "scripts/build-llamacpp-tools.sh")
-    mod = synthetic()
+    mod = synthetic_llama()
     d = tmp_path_factory.mktemp("kquants_llamaquantize")
     out = {}
     for shape in SHAPES:

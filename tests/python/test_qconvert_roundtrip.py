@@ -52,7 +52,7 @@ def test_round_trip_q8_0_identical(default_model, exported):
 def test_exported_config_and_files(default_model, exported):
     from gguf import GGUFReader
     hf = exported / "hf"
-    assert sorted(p.name for p in hf.iterdir()) == ["config.json", "generation_config.json", "model.safetensors",
+    assert sorted(p.name for p in hf.iterdir()) == ["README.md", "config.json", "generation_config.json", "model.safetensors",
                                                     "tokenizer.json", "tokenizer_config.json"]
     cfg = json.loads((hf / "config.json").read_text())
     assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["torch_dtype"] == "float32"

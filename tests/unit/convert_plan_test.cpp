@@ -54,23 +54,23 @@ TEST(ConvertTypes, LlamaQuantizePolicy) {
   p.pure = true;
   EXPECT_EQ(choose_tensor_type(p, "output.weight", mat, has_out).type, GgmlType::Q4_0);
   p.pure = false;
-  p.overrides.push_back(*parse_tensor_type_override("attn_(q|k)=q8_0"));
   p.overrides.push_back(*parse_tensor_type_override("attn=bf16"));
+  p.overrides.push_back(*parse_tensor_type_override("attn_(q|k)=q8_0"));  // the last match wins
   EXPECT_EQ(choose_tensor_type(p, "blk.0.attn_k.weight", mat, has_out).type, GgmlType::Q8_0);
   EXPECT_EQ(choose_tensor_type(p, "blk.0.attn_v.weight", mat, has_out).type, GgmlType::BF16);
   EXPECT_EQ(choose_tensor_type(p, "blk.0.attn_norm.weight", vec, has_out).type, GgmlType::F32);
   // The choice records which override decided it; the words are the front end's.
-  EXPECT_EQ(choose_tensor_type(p, "blk.0.attn_k.weight", mat, has_out).override_index, 0u);
+  EXPECT_EQ(choose_tensor_type(p, "blk.0.attn_k.weight", mat, has_out).override_index, 1u);
   TypeChoice ov = choose_tensor_type(p, "blk.0.attn_v.weight", odd, has_out);
-  EXPECT_EQ(ov.override_index, 1u);
+  EXPECT_EQ(ov.override_index, 0u);
   EXPECT_EQ(ov.type, GgmlType::BF16);  // bf16 has no blocks: no fallback
   EXPECT_TRUE(ov.reason.empty());
   EXPECT_FALSE(choose_tensor_type(p, "output.weight", mat, has_out).override_index);
-  EXPECT_EQ(tensor_type_override_spec(p.overrides[0]), "attn_(q|k)=q8_0");
+  EXPECT_EQ(tensor_type_override_spec(p.overrides[1]), "attn_(q|k)=q8_0");
   EXPECT_EQ(tensor_type_override_spec(*parse_tensor_type_override("ffn=Q4_1")), "ffn=q4_1");
-  p.overrides.insert(p.overrides.begin(), *parse_tensor_type_override("ffn_down=q4_0"));
+  p.overrides.push_back(*parse_tensor_type_override("ffn_down=q4_0"));
   TypeChoice ovfb = choose_tensor_type(p, "blk.0.ffn_down.weight", odd, has_out);
-  EXPECT_EQ(ovfb.override_index, 0u);
+  EXPECT_EQ(ovfb.override_index, 2u);
   EXPECT_TRUE(ovfb.fallback);
   EXPECT_EQ(ovfb.type, GgmlType::F16);
   EXPECT_NE(ovfb.reason.find("row length 80"), std::string::npos);

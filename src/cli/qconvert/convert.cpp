@@ -9,9 +9,13 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
+#include "cli/interrupt.h"
 #include "cli/isa_choice.h"
+#include "cli/kv_override.h"
 #include "cli/qconvert/convert_report.h"
+#include "cli/units.h"
 #include "formats/atomic_file.h"
 #include "kernels/kernel_table.h"
 #include "kernels/threads.h"
@@ -23,7 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::string mb(uint64_t bytes) { return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6); }
 
 // Why a tensor got its type, in qconvert's words: the library says which override chose it, we name the
 // flag it came from ("--tensor-type attn=q8_0", then the fallback, if any).
@@ -91,7 +94,7 @@ class Progress {
       std::string note = p.copy ? " (copied)" : reason.empty() ? "" : " (" + reason + ")";
       fmt::print(stderr, "[{:>4}/{}] {:<32} {:>5} -> {:<5} {}{}\n", i + 1, n, name_,
                  ggml_type_name(p.computed.empty() ? p.src_type : GgmlType::F32), ggml_type_name(p.out_type),
-                 mb(p.out_bytes()), note);
+                 bytes_text(p.out_bytes()), note);
     } else if (verbose_ && !reason.empty()) {
       clear();
       fmt::print(stderr, "qconvert: {}: {}\n", name_, reason);
@@ -107,7 +110,7 @@ class Progress {
     const double frac = total ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
     const double eta = frac > 0 ? s * (1.0 - frac) / frac : 0.0;
     fmt::print(stderr, "\r\033[K{} {:3.0f}% {:>4}/{} {:<28.28} {}/{} ETA {:.0f}s", bar(frac), frac * 100, index_ + 1,
-               count_, name_, mb(done), mb(total), eta);
+               count_, name_, bytes_text(done), bytes_text(total), eta);
     drawn_ = true;
   }
 
@@ -189,7 +192,6 @@ Status write_text(const std::string& path, const std::string& text, bool overwri
 }
 
 std::string card_path(const ConvertOptions& opt) {
-  if (!opt.to_hf.empty()) return opt.to_hf + "/README.md";
   fs::path p(opt.output);
   return (p.extension() == ".gguf" ? p.replace_extension(".md") : fs::path(opt.output + ".md")).string();
 }
@@ -203,6 +205,18 @@ Status run_conversion(const ConvertOptions& opt) {
                                                    : "-o and --to-hf exclude each other"};
 
   convert::ConvertJob job;
+  if (!opt.kv_overrides.empty() && !opt.to_hf.empty())
+    return Error{"", "--override-kv", "sets GGUF metadata; it does not apply to --to-hf"};
+  for (const std::string& spec : opt.kv_overrides) {
+    Result<KvOverride> o = parse_kv_override(spec);
+    if (!o) return o.error();
+    Result<GgufKv> kv = quantize_kv(*o);
+    if (!kv) return kv.error();
+    if (const auto* i = std::get_if<int64_t>(&o->value); i && *i < 0)
+      fmt::print(stderr, "qconvert: warning: --override-kv {}: written as {} (llama-quantize writes an int as u32 of "
+                         "its absolute value)\n", printable(spec), -*i);
+    job.kv_overrides.push_back(std::move(*kv));
+  }
   job.input = opt.input;
   job.output = opt.to_hf.empty() ? opt.output : opt.to_hf;
   job.to_hf = !opt.to_hf.empty();
@@ -231,19 +245,34 @@ Status run_conversion(const ConvertOptions& opt) {
   const GgmlType t = ft->base;
   if (*mode == convert::ConvertMode::kGgufToHf) {
     if (convert::is_quantized(t)) return Error{"", "--type", fmt::format("--to-hf writes f32, f16 or bf16, not {}", type)};
-    if (!opt.tensor_types.empty() || opt.pure) return Error{"", "--to-hf", "--tensor-type and --pure apply to GGUF outputs"};
+    if (!opt.tensor_types.empty() || opt.pure || !opt.output_tensor_type.empty() || !opt.token_embedding_type.empty() ||
+        opt.leave_output_tensor)
+      return Error{"", "--to-hf", "--tensor-type, --output-tensor-type, --token-embedding-type, --leave-output-tensor "
+                                  "and --pure apply to GGUF outputs"};
     job.export_type = t;
   }
   job.policy.target = t;
   job.policy.file_type = *ft;
   job.policy.has_imatrix = !opt.imatrix.empty();
+  for (const auto& [name, flag, slot] : {std::tuple{&opt.output_tensor_type, "--output-tensor-type", &job.policy.output_type},
+                                         {&opt.token_embedding_type, "--token-embedding-type", &job.policy.token_embd_type}}) {
+    if (name->empty()) continue;
+    std::optional<GgmlType> chosen = convert::parse_output_type(*name);
+    if (!chosen) return Error{"", flag, fmt::format("'{}' is not one of {}", *name, convert::output_type_names())};
+    *slot = *chosen;
+  }
+  job.policy.leave_output = opt.leave_output_tensor;
   for (const std::string& spec : opt.tensor_types) {
     Result<convert::TensorTypeOverride> o = convert::parse_tensor_type_override(spec);
     if (!o) return o.error();
     job.policy.overrides.push_back(std::move(*o));
   }
-  const std::string card = opt.card ? card_path(opt) : "";
+  // The card: beside a GGUF output (out.md); in an HF export it is the README.md the library writes
+  // (after the front matter that carries the general.* keys), so without --card that one is short.
+  const std::string card = opt.card && !job.to_hf ? card_path(opt) : "";
   if (!card.empty()) job.extra_outputs.push_back(card);
+  if (opt.card && job.to_hf)
+    job.hf_readme_body = [&opt, type](const convert::ConvertResult& r) { return model_card(opt, type, opt.to_hf, r); };
   if (!opt.report.empty()) job.extra_outputs.push_back(opt.report);
   if (!opt.imatrix_out.empty()) job.extra_outputs.push_back(opt.imatrix_out);
   for (const std::string& extra : job.extra_outputs)  // worded as AtomicFile's refusal; main.cpp adds --force
@@ -259,18 +288,27 @@ Status run_conversion(const ConvertOptions& opt) {
   obs.progress = [&](uint64_t done, uint64_t total) { progress.bytes(done, total); };
   obs.awq_progress = [&](const convert::AwqProgress& a) { progress.awq(a); };
   obs.log = [&](const std::string& line) { progress.log(line); };
+  obs.stop_requested = [] { return interrupted(); };  // main.cpp installed the handlers
   Result<convert::ConvertResult> res = convert::run_convert(job, obs);
   progress.clear();
   if (!res) return res.error();
   for (convert::TensorReport& x : res->tensors)
     x.reason = type_reason(job.policy, x.override_index, x.reason);
 
-  for (const std::string& w : res->warnings) fmt::print(stderr, "qconvert: warning: {}\n", printable(w));
-  // One line per distinct reason, so a fallback or the q6_K stand-in is never silent.
-  std::map<std::string, int> reasons;
+  // One line per distinct reason, so a fallback or the q6_K stand-in is never silent; a fallback (a type
+  // that could not be written) is a warning, and lands in the report's and the card's warnings too.
+  std::map<std::string, std::pair<int, bool>> reasons;
   for (const convert::TensorReport& x : res->tensors)
-    if (!x.reason.empty() && x.reason != "1-D: kept f32") ++reasons[x.reason];
-  for (const auto& [why, n] : reasons) fmt::print(stderr, "qconvert: {} tensor{}: {}\n", n, n == 1 ? "" : "s", why);
+    if (!x.reason.empty() && x.reason != "1-D: kept f32") {
+      auto& [n, fallback] = reasons[x.reason];
+      ++n;
+      fallback = fallback || x.fallback;
+    }
+  for (const auto& [why, r] : reasons)
+    if (r.second) res->warnings.push_back(fmt::format("{} tensor{}: {}", r.first, r.first == 1 ? "" : "s", why));
+  for (const std::string& w : res->warnings) fmt::print(stderr, "qconvert: warning: {}\n", printable(w));
+  for (const auto& [why, r] : reasons)
+    if (!r.second) fmt::print(stderr, "qconvert: {} tensor{}: {}\n", r.first, r.first == 1 ? "" : "s", why);
   const auto n_weighted = std::count_if(res->tensors.begin(), res->tensors.end(),
                                         [](const convert::TensorReport& x) { return x.weighted; });
   if (!opt.imatrix.empty() || n_weighted > 0)
@@ -282,10 +320,10 @@ Status run_conversion(const ConvertOptions& opt) {
   const ConvertTotals tot = totals_of(*res);
   fmt::print(stderr, "qconvert: wrote {}: {} tensors, {} weights, {} threads\n", job.output, res->tensors.size(),
              res->n_weights, job.n_threads);
-  fmt::print(stderr,
-             "qconvert: source {} -> output {} (file {}), ratio {:.2f}x, {:.2f} bits/weight, {:.2f} s ({:.0f} MB/s)\n",
-             mb(res->src_bytes), mb(res->out_bytes), mb(res->output_file_bytes), tot.ratio, tot.bits_per_weight,
-             res->seconds, tot.mb_per_s);
+  fmt::print(stderr, "qconvert: source {} -> output {} (file {}), {}, {:.2f} bits/weight, {:.2f} s ({})\n",
+             bytes_text(res->src_bytes), bytes_text(res->out_bytes), bytes_text(res->output_file_bytes),
+             size_change_text(res->src_bytes, res->out_bytes), tot.bits_per_weight, res->seconds,
+             rate_text(res->src_bytes, res->seconds));
 
   if (!opt.report.empty()) {
     const std::string text = report_json(opt, type, *res).dump(2) + "\n";

@@ -17,6 +17,9 @@ struct ConvertOptions {
   std::string to_hf;                      // --to-hf DIR
   std::string type;                       // --type; default f16 (HF input), f32 (--to-hf), required for GGUF -> GGUF
   std::vector<std::string> tensor_types;  // --tensor-type REGEX=TYPE, repeatable
+  std::string output_tensor_type;         // --output-tensor-type TYPE
+  std::string token_embedding_type;       // --token-embedding-type TYPE
+  bool leave_output_tensor = false;       // --leave-output-tensor
   bool pure = false;
   bool allow_requantize = false;
   bool force = false;
@@ -25,7 +28,7 @@ struct ConvertOptions {
   bool card = false;
   std::string isa;
   bool verbose = false;
-  std::string command_line;               // for the report and the card
+  std::vector<std::string> args;          // the command line (argv), for the report and the card
 
   std::string imatrix;                    // --imatrix FILE: llama.cpp importance matrix (GGUF or .dat)
   std::string awq;                        // --awq CALIB.txt: activation-aware calibration on this text
@@ -37,6 +40,7 @@ struct ConvertOptions {
   std::string imatrix_out;                // --imatrix-out FILE (with --awq)
   std::string method;                     // --method awq_q4_0|awq_q4_1|awq_q8_0|awq_f16: --type and --awq in one
   std::string config;                     // --config FILE.yaml (main.cpp has applied it)
+  std::vector<std::string> kv_overrides;  // --override-kv KEY=TYPE:VALUE, repeatable (llama-quantize's)
 };
 
 Status run_conversion(const ConvertOptions& opt);

@@ -3,9 +3,15 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <optional>
+#include <type_traits>
+#include <variant>
 #include <map>
 #include <string>
 
+#include "cli/units.h"
+#include "convert/types.h"
 #include "formats/ggml_type.h"
 
 namespace qe::cli {
@@ -19,8 +25,6 @@ std::string_view mode_name(convert::ConvertMode m) {
   }
   return "";
 }
-
-std::string mb(uint64_t bytes) { return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6); }
 
 // A float as the double its shortest decimal form reads as (alpha 0.4f: 0.4, not 0.4000000059604645).
 double shortest(float f) { return std::stod(fmt::format("{}", f)); }
@@ -91,9 +95,88 @@ nlohmann::ordered_json awq_json(const convert::AwqReport& r) {
   return j;
 }
 
+// A path as the card shows it: its last component (a card travels; the converting machine's paths do not).
+std::string file_name(const std::string& path) {
+  std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().empty() ? path : p.filename().string();
+}
+
+// The command line with every path reduced to its file name (also in --flag=PATH).
+std::string portable_command(const std::vector<std::string>& args) {
+  std::string out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    const size_t eq = a.rfind("--", 0) == 0 ? a.find('=') : std::string::npos;
+    if (eq != std::string::npos && a.find('/', eq) != std::string::npos)
+      a = a.substr(0, eq + 1) + file_name(a.substr(eq + 1));
+    else if (a.find('/') != std::string::npos)
+      a = file_name(a);
+    if (a.empty() || a.find_first_of(" \t\"'$`\\") != std::string::npos) a = "'" + a + "'";
+    out += (i ? " " : "") + a;
+  }
+  return out;
+}
+
+// The GGUF side's metadata, read for the card.
+struct CardFacts {
+  const std::vector<GgufKv>& kvs;
+
+  const GgufValue* find(std::string_view key) const {
+    for (const GgufKv& kv : kvs)
+      if (kv.key == key) return &kv.value;
+    return nullptr;
+  }
+  // Strings, numbers and arrays of strings as text; "" when absent.
+  std::string text(std::string_view key) const {
+    const GgufValue* v = find(key);
+    if (!v) return "";
+    if (const auto* a = v->get<GgufArray>()) {
+      const auto* strs = a->get<std::string>();
+      if (!strs) return "";
+      std::string out;
+      for (const std::string& s : *strs) out += (out.empty() ? "" : ", ") + s;
+      return out;
+    }
+    return std::visit(
+        [](const auto& x) -> std::string {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, GgufArray>)
+            return "";
+          else if constexpr (std::is_same_v<T, std::string>)
+            return x;
+          else if constexpr (std::is_same_v<T, bool>)
+            return x ? "true" : "false";
+          else
+            return fmt::format("{}", x);
+        },
+        v->storage());
+  }
+  std::string file_type() const {
+    const GgufValue* v = find("general.file_type");
+    const uint32_t* id = v ? v->get<uint32_t>() : nullptr;
+    std::optional<convert::FileType> ft = id ? convert::file_type_by_id(*id) : std::nullopt;
+    return ft ? convert::ftype_enum_name(*ft) : "unknown";
+  }
+  std::vector<std::string> base_models() const {
+    std::vector<std::string> out;
+    const GgufValue* count = find("general.base_model.count");
+    const uint32_t* n = count ? count->get<uint32_t>() : nullptr;
+    for (uint32_t i = 0; n && i < *n && i < 64; ++i) {
+      std::string name = text(fmt::format("general.base_model.{}.name", i));
+      const std::string org = text(fmt::format("general.base_model.{}.organization", i));
+      const std::string url = text(fmt::format("general.base_model.{}.repo_url", i));
+      if (!org.empty()) name = org + " / " + name;
+      if (!url.empty()) name += " (" + url + ")";
+      out.push_back(name);
+    }
+    return out;
+  }
+};
+
 std::string awq_card(const convert::AwqReport& r) {
   std::string md = "\n## Activation-aware calibration\n\n";
-  md += fmt::format("- Calibration text: `{}` (XXH3-64 `{}`)\n", r.calib_path, hex64(r.calib_xxh3));
+  md += fmt::format("- Calibration text: `{}` (XXH3-64 `{}`)\n", file_name(r.calib_path), hex64(r.calib_xxh3));
   md += fmt::format("- Windows: {} × {} tokens ({} tokens)\n", r.n_samples, r.n_ctx, r.n_tokens);
   md += fmt::format("- Scale search: alpha grid {}, clipping {}, seed {}\n", r.n_grid, r.clip ? "on" : "off", r.seed);
   md += fmt::format("- Time: capture {:.1f} s, search {:.1f} s\n\n", r.capture_seconds, r.search_seconds);
@@ -182,7 +265,7 @@ nlohmann::ordered_json report_json(const ConvertOptions& opt, const std::string&
   j["output"] = opt.to_hf.empty() ? opt.output : opt.to_hf;
   j["mode"] = mode_name(r.mode);
   j["type"] = type;
-  j["command"] = opt.command_line;
+  j["command"] = opt.args;
   j["model_name"] = r.model_name;
   j["seconds"] = r.seconds;
   j["source_bytes"] = r.src_bytes;
@@ -217,23 +300,65 @@ nlohmann::ordered_json report_json(const ConvertOptions& opt, const std::string&
 
 std::string model_card(const ConvertOptions& opt, const std::string& type, const std::string& output,
                        const convert::ConvertResult& r) {
-  const ConvertTotals t = totals_of(r);
-  std::string md;
-  md += fmt::format("# {}\n\n", r.model_name.empty() ? output : r.model_name);
-  md += fmt::format("Converted by qconvert ({}) from `{}` to `{}`.\n\n", mode_name(r.mode), opt.input, output);
-  md += fmt::format("```sh\n{}\n```\n\n", opt.command_line);
-  md += fmt::format("- Licence: {}\n", r.license.empty() ? "not declared by the source" : r.license);
-  md += fmt::format("- Target type: {}\n", type);
-  md += fmt::format("- Source tensors: {} ({} weights)\n", mb(r.src_bytes), r.n_weights);
-  md += fmt::format("- Output tensors: {}; file size {}\n", mb(r.out_bytes), mb(r.output_file_bytes));
-  md += fmt::format("- Compression ratio: {:.2f}x, {:.2f} bits per weight\n", t.ratio, t.bits_per_weight);
-  md += fmt::format("- Conversion time: {:.2f} s\n", r.seconds);
+  const CardFacts f{r.metadata};
+  const bool to_hf = r.mode == convert::ConvertMode::kGgufToHf;
+  const std::string out_name = file_name(output);
+  const std::string name = r.model_name.empty() ? out_name : r.model_name;
+  std::string md = fmt::format("# {}\n\n", name);
+  md += to_hf ? fmt::format("{}, exported from the GGUF file `{}` to a Hugging Face model directory ({}) by "
+                            "qconvert.\n\n", name, file_name(opt.input), type)
+              : fmt::format("{} in GGUF, {} (file type {}), converted by qconvert from `{}`.\n\n", name, type,
+                            f.file_type(), file_name(opt.input));
+
+  // What the model is: general.*, as the source declared it.
+  md += "| | |\n|---|---|\n";
+  md += fmt::format("| Licence | {} |\n", r.license.empty() ? "not declared by the source" : r.license);
+  for (const auto& [label, key] : {std::pair{"Organization", "general.organization"}, {"Base name", "general.basename"},
+                                   {"Fine-tune", "general.finetune"}, {"Size label", "general.size_label"},
+                                   {"Version", "general.version"}, {"Languages", "general.languages"},
+                                   {"Tags", "general.tags"}, {"URL", "general.url"}, {"Repository", "general.repo_url"},
+                                   {"Source", "general.source.url"}, {"Source repository", "general.source.repo_url"}})
+    if (std::string v = f.text(key); !v.empty()) md += fmt::format("| {} | {} |\n", label, v);
+  for (const std::string& base : f.base_models()) md += fmt::format("| Base model | {} |\n", base);
+
+  md += "\n## Architecture\n\n| | |\n|---|---|\n";
+  const std::string a = f.text("general.architecture");
+  md += fmt::format("| architecture | {} |\n", a.empty() ? "?" : a);
+  for (const auto& [label, key] :
+       {std::pair{"layers", "block_count"}, {"embedding length", "embedding_length"},
+        {"feed-forward length", "feed_forward_length"}, {"attention heads", "attention.head_count"},
+        {"KV heads", "attention.head_count_kv"}, {"head dimension (RoPE)", "rope.dimension_count"},
+        {"context length (training)", "context_length"}, {"vocabulary", "vocab_size"},
+        {"RoPE base", "rope.freq_base"}, {"RMS norm epsilon", "attention.layer_norm_rms_epsilon"}})
+    if (std::string v = f.text(a + "." + key); !v.empty()) md += fmt::format("| {} | {} |\n", label, v);
+  md += fmt::format("| parameters | {} |\n", r.n_weights);
+
+  md += "\n## Usage\n\n";
+  if (to_hf) {
+    md += fmt::format("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                      "tokenizer = AutoTokenizer.from_pretrained(\"{0}\")\nmodel = AutoModelForCausalLM.from_pretrained(\"{0}\")\n"
+                      "```\n\nBack to GGUF (the general.* keys above come back as they were):\n\n"
+                      "```sh\nqconvert {0} -o {1}.gguf --type q8_0\n```\n",
+                      out_name, f.text("general.basename").empty() ? "model" : f.text("general.basename"));
+  } else {
+    md += fmt::format("```sh\nqrun -m {0} -p \"The capital of France is\" -n 64     # completion\n"
+                      "qrun -m {0} -cnv                                      # chat\n"
+                      "qserve -m {0} --port 8080                             # OpenAI-compatible server\n"
+                      "llama-cli -m {0} -p \"The capital of France is\" -n 64  # llama.cpp reads the same file\n"
+                      "```\n",
+                      out_name);
+  }
+
+  md += "\n## Conversion\n\n";
+  md += fmt::format("```sh\n{}\n```\n\n", portable_command(opt.args));
+  md += fmt::format("- Source tensors: {} → output tensors: {} ({}); output files: {}\n", bytes_text(r.src_bytes),
+                    bytes_text(r.out_bytes), size_change_text(r.src_bytes, r.out_bytes), bytes_text(r.output_file_bytes));
+  md += fmt::format("- {} weights, {:.2f} bits per weight\n", r.n_weights, totals_of(r).bits_per_weight);
+  md += fmt::format("- Conversion time: {:.2f} s ({})\n", r.seconds, rate_text(r.src_bytes, r.seconds));
   if (!opt.imatrix.empty()) {
     const auto n = std::count_if(r.tensors.begin(), r.tensors.end(), [](const convert::TensorReport& x) { return x.weighted; });
-    md += fmt::format("- Importance matrix: `{}` ({} tensors rounded with its weights)\n", opt.imatrix, n);
+    md += fmt::format("- Importance matrix: `{}` ({} tensors rounded with its weights)\n", file_name(opt.imatrix), n);
   }
-  if (r.awq) md += awq_card(*r.awq);
-  md += "\n";
 
   std::map<std::string, std::pair<int, uint64_t>> by_type;
   for (const convert::TensorReport& x : r.tensors) {
@@ -241,8 +366,15 @@ std::string model_card(const ConvertOptions& opt, const std::string& type, const
     ++n;
     bytes += x.out_bytes;
   }
-  md += "## Types\n\n| type | tensors | bytes |\n|---|---:|---:|\n";
-  for (const auto& [name, nb] : by_type) md += fmt::format("| {} | {} | {} |\n", name, nb.first, nb.second);
+  md += "\nType mix:\n\n| type | tensors | bytes | share |\n|---|---:|---:|---:|\n";
+  for (const auto& [tname, nb] : by_type)
+    md += fmt::format("| {} | {} | {} | {:.1f}% |\n", tname, nb.first, bytes_text(nb.second),
+                      r.out_bytes ? 100.0 * static_cast<double>(nb.second) / static_cast<double>(r.out_bytes) : 0.0);
+  if (r.awq) md += awq_card(*r.awq);
+  if (!r.warnings.empty()) {
+    md += "\n## Warnings\n\n";
+    for (const std::string& w : r.warnings) md += "- " + w + "\n";
+  }
 
   md += "\n## Tensors\n\nError of the written tensor against the source, measured by dequantizing it.\n\n"
         "| tensor | shape | source | type | bytes | rmse | max abs error | note |\n|---|---|---|---|---:|---:|---:|---|\n";
@@ -253,10 +385,6 @@ std::string model_card(const ConvertOptions& opt, const std::string& type, const
                       ggml_type_name(x.out_type), x.out_bytes, x.rmse, x.max_abs_error,
                       x.copied ? "copied" : x.weighted && !x.reason.empty() ? "importance-weighted; " + x.reason
                                           : x.weighted ? "importance-weighted" : x.reason);
-  }
-  if (!r.warnings.empty()) {
-    md += "\n## Warnings\n\n";
-    for (const std::string& w : r.warnings) md += "- " + w + "\n";
   }
   return md;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cli/units.h"
 #include "convert/types.h"
 #include "formats/error.h"
 
@@ -51,13 +52,6 @@ std::string shape_str(const nlohmann::json& shape) {
   return out;
 }
 
-std::string human_bytes(uint64_t n) {
-  if (n >= (1ull << 30)) return fmt::format("{:.2f} GiB", n / double(1ull << 30));
-  if (n >= (1ull << 20)) return fmt::format("{:.1f} MiB", n / double(1ull << 20));
-  if (n >= (1ull << 10)) return fmt::format("{:.1f} KiB", n / double(1ull << 10));
-  return fmt::format("{} B", n);
-}
-
 }  // namespace
 
 void print_info_table(std::FILE* out, const std::string& title, const nlohmann::json& j) {
@@ -66,7 +60,7 @@ void print_info_table(std::FILE* out, const std::string& title, const nlohmann::
   uint64_t total = 0;
   for (const auto& t : tensors) total += t.at("bytes").get<uint64_t>();
   fmt::print(out, "{}: {} metadata keys, {} tensors, {} of tensor data\n", title, meta.size(), tensors.size(),
-             human_bytes(total));
+             bytes_text(total));
 
   if (!meta.empty()) fmt::print(out, "\nmetadata:\n");
   size_t key_w = 0;
@@ -75,9 +69,9 @@ void print_info_table(std::FILE* out, const std::string& title, const nlohmann::
   for (const auto& [k, v] : meta.items()) {
     std::string type = types && types->contains(k) ? types->at(k).get<std::string>() : "";
     std::string shown = preview(v, type);
-    // llama.cpp's file type by name, as llama-quantize calls it.
+    // llama.cpp's file type by its name (LLAMA_FTYPE_MOSTLY_Q4_1).
     if (k == "general.file_type" && v.is_number_unsigned())
-      if (auto ft = convert::file_type_by_id(v.get<uint32_t>())) shown += fmt::format(" ({})", ft->name);
+      if (auto ft = convert::file_type_by_id(v.get<uint32_t>())) shown += fmt::format(" ({})", convert::ftype_enum_name(*ft));
     fmt::print(out, "  {:<{}}  {:<14} {}\n", printable(k), key_w, type, shown);
   }
 
