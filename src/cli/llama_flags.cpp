@@ -66,11 +66,11 @@ Result<SortedArgs> sort_llama_flags(const CLI::App& app, int argc, const char* c
                                [&](const FlagRename& r) { return r.llama == name; });
         it != flags.renames.end())
       ours = it->ours;
-    else if (is_short(a)) {  // CLI11 knows its single letters and says which one is wrong
+    else if (is_short(a)) {  // -n 5, -n5, -t2: CLI11 splits them; a letter the tool lacks (-i, -r) is unknown
+      const CLI::Option* opt = find_option(app, a.substr(0, 2));
+      if (opt == nullptr) return Error{"", "", fmt::format("unknown option {}", a.substr(0, 2))};
       out.args.emplace_back(a);
-      if (const CLI::Option* opt = find_option(app, a.substr(0, 2)); opt && takes_value(*opt) && a.size() == 2 &&
-                                                                     i + 1 < argc)
-        out.args.emplace_back(argv[++i]);
+      if (takes_value(*opt) && a.size() == 2 && i + 1 < argc) out.args.emplace_back(argv[++i]);
       continue;
     }
     const CLI::Option* opt = find_option(app, ours);

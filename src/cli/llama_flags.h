@@ -9,7 +9,7 @@
 //   * any other dash-word that the tool does not know is an error: "unknown option -xyz";
 //   * the value of an option that takes one is passed on untouched, even when it starts with a dash.
 // Single-letter options, with or without an attached value (-n 5, -n5, -t2), and numbers (-1) are
-// CLI11's.
+// CLI11's; a letter the tool does not know (llama-cli's -i, -r, -e) is "unknown option -i" too.
 #pragma once
 
 #include <CLI/CLI.hpp>

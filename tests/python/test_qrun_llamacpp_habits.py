@@ -171,11 +171,17 @@ def test_gpu_flags_are_accepted_with_a_note(default_model):
         assert err.count(f"note: {flag} does nothing on this CPU engine") == 1, err
 
 
-@pytest.mark.parametrize("flag", ["-xyz", "--no-such-option", "-ngx", "-st2x"])
+@pytest.mark.parametrize("flag", ["-xyz", "--no-such-option", "-ngx", "-st2x", "-i", "-e"])
 def test_unknown_options_are_named(default_model, flag):
     p = qrun("-m", default_model, "-p", "Hi", "-n", "2", flag)
     assert p.returncode == 1
     assert p.stderr.decode().strip() == f"qrun: unknown option {flag} (see --help)"
+
+
+def test_an_unknown_letter_with_a_value_is_named_not_misparsed(default_model):
+    p = qrun("-m", default_model, "-p", "Hi", "-n", "2", "-r", "User:")
+    assert p.returncode == 1
+    assert p.stderr.decode().strip() == "qrun: unknown option -r (see --help)"
 
 
 def test_a_value_that_starts_with_a_dash_is_a_value(default_model):

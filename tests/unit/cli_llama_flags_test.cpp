@@ -59,6 +59,15 @@ TEST(LlamaFlags, UnknownDashWordsAreNamedNeverMisread) {
   }
 }
 
+TEST(LlamaFlags, UnknownSingleLettersAreNamedToo) {
+  for (const char* bad : {"-i", "-r", "-e", "-r5"}) {  // llama-cli's -i, -r PROMPT, -e: not this tool's
+    Fixture f;
+    Result<SortedArgs> r = f.sort({"-n", "2", bad, "x"});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().reason, "unknown option " + std::string(bad).substr(0, 2));
+  }
+}
+
 TEST(LlamaFlags, EverythingAfterDoubleDashIsPositional) {
   Fixture f;
   Result<SortedArgs> r = f.sort({"-n", "1", "--", "-ngl", "-xyz"});

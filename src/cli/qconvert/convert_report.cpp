@@ -254,7 +254,6 @@ ConvertTotals totals_of(const convert::ConvertResult& r) {
   ConvertTotals t;
   if (r.out_bytes) t.ratio = static_cast<double>(r.src_bytes) / static_cast<double>(r.out_bytes);
   if (r.n_weights) t.bits_per_weight = 8.0 * static_cast<double>(r.out_bytes) / static_cast<double>(r.n_weights);
-  if (r.seconds > 0) t.mb_per_s = static_cast<double>(r.src_bytes) / 1e6 / r.seconds;
   return t;
 }
 

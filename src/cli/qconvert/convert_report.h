@@ -11,11 +11,10 @@
 
 namespace qe::cli {
 
-// Totals: bytes, compression ratio, bits per weight, time.
+// Totals: compression ratio, bits per weight.
 struct ConvertTotals {
   double ratio = 0.0;            // source tensor bytes / output tensor bytes
   double bits_per_weight = 0.0;  // output tensor bits / weights
-  double mb_per_s = 0.0;         // source MB (1e6 bytes) per second
 };
 ConvertTotals totals_of(const convert::ConvertResult& r);
 
