@@ -167,9 +167,19 @@ std::optional<int> parse_args(int argc, char** argv, Params& p) {
         "-m", "--model", "-p", "--n-prompt", "-n", "--n-gen", "-d", "--n-depth", "-b", "--batch-size",
         "-ub", "--ubatch-size", "-t", "--threads", "-pg", "-r", "--repetitions", "--delay", "-o", "--output",
         "--isa", "--numerics"};
+    // llama-bench's GPU options (each takes a value there, a list such as -ngl 0,99): one note, value dropped.
+    static const std::set<std::string> gpu_only = {
+        "-ngl", "--n-gpu-layers", "-fa", "--flash-attn", "-sm", "--split-mode", "-mg", "--main-gpu", "-ts",
+        "--tensor-split", "-nkvo", "--no-kv-offload", "-dev", "--device"};
     // clang-format on
+    if (gpu_only.count(arg) > 0) {
+      if (i + 1 >= argc) return fail(arg + ": missing value");
+      ++i;
+      std::fprintf(stderr, "qbench: note: %s does nothing on this CPU engine; ignored\n", arg.c_str());
+      continue;
+    }
     const bool takes_value = with_value.count(arg) > 0;
-    if (!takes_value && switches.count(arg) == 0) return fail("unknown argument " + std::string(argv[i]));
+    if (!takes_value && switches.count(arg) == 0) return fail("unknown option " + std::string(argv[i]));
     if (takes_value && i + 1 >= argc) return fail(arg + ": missing value");
     const std::string val = takes_value ? argv[i + 1] : "";
     if (takes_value) ++i;

@@ -164,3 +164,15 @@ def test_no_colour_when_stdout_is_not_a_terminal():
     out = qbench("--benchmark_filter=^op/rms_norm", "--benchmark_min_time=0.01", "--benchmark_repetitions=1").stdout
     assert "op/rms_norm" in out
     assert "\x1b[" not in out
+
+
+def test_llama_bench_gpu_flags_are_accepted_with_a_note(model):
+    proc = qbench("-m", model, "-p", "0", "-n", "1", "-r", "1", "-ngl", "99", "-fa", "1", "-sm", "none")
+    for flag in ("-ngl", "-fa", "-sm"):
+        assert proc.stderr.count(f"qbench: note: {flag} does nothing on this CPU engine; ignored") == 1, proc.stderr
+    assert "tg1" in proc.stdout
+
+
+def test_unknown_flag_is_named(model):
+    proc = qbench("-m", model, "-xyz", check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("qbench: unknown option -xyz"), proc.stderr

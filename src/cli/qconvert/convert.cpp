@@ -318,8 +318,8 @@ Status run_conversion(const ConvertOptions& opt) {
     for (const std::string& line : awq_summary_lines(*res->awq)) fmt::print(stderr, "qconvert: {}\n", line);
 
   const ConvertTotals tot = totals_of(*res);
-  fmt::print(stderr, "qconvert: wrote {}: {} tensors, {} weights, {} threads\n", job.output, res->tensors.size(),
-             res->n_weights, job.n_threads);
+  fmt::print(stderr, "qconvert: wrote {}: {} tensors, {} weights, {} thread{}\n", job.output, res->tensors.size(),
+             res->n_weights, job.n_threads, job.n_threads == 1 ? "" : "s");
   fmt::print(stderr, "qconvert: source {} -> output {} (file {}), {}, {:.2f} bits/weight, {:.2f} s ({})\n",
              bytes_text(res->src_bytes), bytes_text(res->out_bytes), bytes_text(res->output_file_bytes),
              size_change_text(res->src_bytes, res->out_bytes), tot.bits_per_weight, res->seconds,
