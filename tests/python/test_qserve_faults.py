@@ -162,6 +162,37 @@ def test_disconnect_mid_stream_frees_the_slot(server):
     assert m['qserve_requests_total{outcome="cancelled"}'] == before + 1
 
 
+def test_disconnect_while_waiting_for_a_whole_response_frees_the_slot(default_model):
+    """A non-streamed request that runs past a second is answered chunked, a space (JSON's leading
+    whitespace) each second, so a client that has left is noticed like a stream's."""
+    s = Qserve(default_model, "-np", "1", "-c", "2048", "-n", "2000", api_key=KEY)
+    try:
+        body = json.dumps({"prompt": "Count from one to one thousand: one, two, three,", "max_tokens": 2000,
+                           "temperature": 0}).encode()
+        req = (f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        with socket.create_connection(("127.0.0.1", s.port), timeout=30) as c:
+            c.sendall(req)
+            head = c.recv(4096)  # after a second: the headers of the chunked answer, then spaces
+            assert head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(), head
+        t0 = time.monotonic()
+        m = wait_idle(s, 5)  # 2000 tokens would take far longer
+        assert m['qserve_requests_total{outcome="cancelled"}'] == 1, (time.monotonic() - t0, m)
+        # The same request, waited for: leading spaces, then the whole completion.
+        status, _, text = s.request("POST", "/v1/completions", {"prompt": "Say hi.", "max_tokens": 4, "temperature": 0})
+        assert status == 200 and json.loads(text)["object"] == "text_completion"
+    finally:
+        assert s.stop() == 0, s.log()
+
+
+def test_a_long_whole_response_is_json_after_its_spaces(server):
+    status, _, text = server.request("POST", "/v1/completions", {"prompt": "Count from one to one thousand: one, two,",
+                                                                 "max_tokens": 256, "temperature": 0})
+    assert status == 200, text
+    body = json.loads(text)  # leading whitespace is JSON
+    assert body["choices"][0]["text"] and body["usage"]["completion_tokens"] > 0
+
+
 def test_stalled_client_is_cut_by_the_read_timeout(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Len")

@@ -21,17 +21,8 @@ struct Server::Counters {
   std::atomic<int64_t> ok{0}, client_error{0}, rejected{0}, cancelled{0};
 };
 
-namespace {
-
-constexpr const char* kJson = "application/json; charset=utf-8";
-
-void send_error(httplib::Response& res, const ApiError& e) {
-  res.status = e.status;
-  res.set_content(dump(error_body(e)), kJson);
-}
-
 // The events of one request, from the engine thread to the request's HTTP thread.
-struct Channel {
+struct Server::Channel {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<std::string> texts;
@@ -52,6 +43,15 @@ struct Channel {
     return !abandoned;
   }
 };
+
+namespace {
+
+constexpr const char* kJson = "application/json; charset=utf-8";
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  res.set_content(dump(error_body(e)), kJson);
+}
 
 Completion completion_of(const model::TokenEvent& last, std::string text) {
   const bool length =
@@ -203,13 +203,42 @@ void Server::routes() {
           fmt::format("{}-{}", endpoint == Endpoint::chat ? "chatcmpl" : "cmpl", next_id_++), unix_time(),
           options_.model_name};
       if (!r.stream) {
-        std::string text;
-        std::unique_lock lock(ch->mu);
-        ch->cv.wait(lock, [&] { return ch->done; });
-        for (const std::string& t : ch->texts) text += t;
-        if (!ch->last.error.empty()) return send_error(res, {500, ch->last.error, "", "", "server_error"});
-        ++(ch->last.stop == model::StopReason::callback ? counters_->cancelled : counters_->ok);
-        res.set_content(dump(response_body(endpoint, head, completion_of(ch->last, std::move(text)))), kJson);
+        // Done within a second: one ordinary response. Longer: the body is sent chunked, a space (JSON's
+        // leading whitespace) each second while the engine works, so that a client that has gone is
+        // noticed (the write fails) and its slot freed, as for a stream; an engine error then comes as
+        // the error object in a 200 response.
+        {
+          std::unique_lock lock(ch->mu);
+          if (ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done; })) {
+            std::string text;
+            for (const std::string& t : ch->texts) text += t;
+            if (!ch->last.error.empty()) return send_error(res, {500, ch->last.error, "", "", "server_error"});
+            ++(ch->last.stop == model::StopReason::callback ? counters_->cancelled : counters_->ok);
+            res.set_content(dump(response_body(endpoint, head, completion_of(ch->last, std::move(text)))), kJson);
+            return;
+          }
+        }
+        ++streams_;
+        res.set_chunked_content_provider(
+            kJson,
+            [this, ch, head, endpoint](size_t, httplib::DataSink& sink) {
+              std::string text;
+              {
+                std::unique_lock lock(ch->mu);
+                if (!ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done; }))
+                  return sink.is_writable() && sink.write(" ", 1);  // a failed write: the releaser cancels
+                for (const std::string& t : ch->texts) text += t;
+              }
+              const std::string body =
+                  ch->last.error.empty()
+                      ? dump(response_body(endpoint, head, completion_of(ch->last, std::move(text))))
+                      : dump(error_body({500, ch->last.error, "", "", "server_error"}));
+              if (!sink.write(body.data(), body.size())) return false;
+              ++(ch->last.stop == model::StopReason::callback ? counters_->cancelled : counters_->ok);
+              sink.done();
+              return true;
+            },
+            [this, ch, id = *id](bool) { release(*ch, id); });
         return;
       }
       auto first = std::make_shared<bool>(true);
@@ -251,21 +280,24 @@ void Server::routes() {
             }
             return true;
           },
-          [this, ch, id = *id](bool) {
-            std::lock_guard lock(ch->mu);
-            --streams_;
-            if (ch->done) return;
-            // The client went away (or the write timed out) before the end: free the slot.
-            ch->abandoned = true;
-            ++counters_->cancelled;
-            engine_.cancel(id);
-          });
+          [this, ch, id = *id](bool) { release(*ch, id); });
     };
   };
   s.Post("/v1/chat/completions", complete(Endpoint::chat));
   s.Post("/chat/completions", complete(Endpoint::chat));
   s.Post("/v1/completions", complete(Endpoint::completion));
   s.Post("/completions", complete(Endpoint::completion));
+}
+
+// A chunked response has ended, sent or not: a request still running lost its client (gone, or the write
+// timed out), so its slot is freed at the engine's next step.
+void Server::release(Channel& ch, uint64_t id) {
+  std::lock_guard lock(ch.mu);
+  --streams_;
+  if (ch.done) return;
+  ch.abandoned = true;
+  ++counters_->cancelled;
+  engine_.cancel(id);
 }
 
 std::string Server::metrics() const {

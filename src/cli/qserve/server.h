@@ -53,6 +53,8 @@ class Server {
 
  private:
   struct Counters;
+  struct Channel;  // one request's events, from the engine thread to its HTTP thread
+  void release(Channel& ch, uint64_t id);
   void routes();
   std::string metrics() const;
 
@@ -64,7 +66,7 @@ class Server {
   std::unique_ptr<Counters> counters_;
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> next_id_{1};
-  std::atomic<int64_t> streams_{0};  // streamed responses not yet finished
+  std::atomic<int64_t> streams_{0};  // chunked responses (streams, long non-streamed ones) not yet finished
 };
 
 }  // namespace qe::cli::serve
