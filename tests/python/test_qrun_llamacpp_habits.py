@@ -171,7 +171,7 @@ def test_gpu_flags_are_accepted_with_a_note(default_model):
         assert err.count(f"note: {flag} does nothing on this CPU engine") == 1, err
 
 
-@pytest.mark.parametrize("flag", ["-xyz", "--no-such-option", "-ngx", "-st2x", "-i", "-e"])
+@pytest.mark.parametrize("flag", ["-xyz", "--no-such-option", "-ngx", "-st2x", "-i"])
 def test_unknown_options_are_named(default_model, flag):
     p = qrun("-m", default_model, "-p", "Hi", "-n", "2", flag)
     assert p.returncode == 1
@@ -266,3 +266,34 @@ def test_kl_divergence_base_is_not_overwritten_and_f_is_accepted(default_model, 
     p = qrun(*common, "--perplexity", "--kl-divergence", "--kl-divergence-base", base, "-f", text)
     assert p.returncode == 0, p.stderr.decode()
     assert "-p / -f ignored" in p.stderr.decode()
+
+
+def prompt_ids(model, *args) -> list[int]:
+    p = qrun("-m", model, "-n", "1", "--temp", "0", "-v", *args)
+    assert p.returncode == 0, p.stderr.decode()
+    line = next(l for l in p.stderr.decode().splitlines() if l.startswith("qrun: prompt: "))
+    return [int(x) for x in line.split("tokens:", 1)[1].split()]
+
+
+def test_escapes_as_llama_cli_processes_them(default_model, tmp_path):
+    """llama-cli's -e (on by default): \\n \\t \\xHH ... in -p and -f become the characters; --no-escape keeps
+    them; an unknown escape keeps its backslash."""
+    real = prompt_ids(default_model, "-p", "Hello\nWorld\tA\"B'C\\D")
+    assert prompt_ids(default_model, "-p", r"Hello\nWorld\tA\"B\'C\\D") == real
+    assert prompt_ids(default_model, "-p", r"Hello\nWorld\x09A") == prompt_ids(default_model, "-p", "Hello\nWorld\tA")
+    assert prompt_ids(default_model, "-p", r"Hello\nWorld", "--no-escape") != prompt_ids(default_model, "-p", "Hello\nWorld")
+    assert prompt_ids(default_model, "-p", r"a\q\x4") == prompt_ids(default_model, "-p", r"a\q\x4", "--no-escape")
+    f = tmp_path / "prompt.txt"
+    f.write_text("Hello\\nWorld\n")  # the one trailing newline goes, as in llama.cpp
+    assert prompt_ids(default_model, "-f", f) == prompt_ids(default_model, "-p", "Hello\nWorld")
+
+
+def test_perplexity_reads_its_text_as_it_is(default_model, tmp_path):
+    """llama-perplexity turns escapes off: a text's backslashes are scored as written."""
+    f = tmp_path / "text.txt"
+    f.write_text(("print('a\\nb')  # a line of code with escapes\\t" * 40) + "\n")
+    outs = [(lambda p: p.stdout.decode() + p.stderr.decode())(
+        qrun("-m", default_model, "--perplexity", "-f", f, "-c", "64", "--chunks", "2", *extra))
+        for extra in ([], ["--no-escape"])]
+    final = [next(l for l in o.splitlines() if "Final estimate" in l) for o in outs]
+    assert final[0] == final[1], outs[0]

@@ -77,7 +77,7 @@ std::optional<std::string> next_user_turn(const RunOptions& o, StdinLines& in, b
     }
     if (!line->empty() && line->back() == '\r') line->pop_back();
     if (echo) fmt::print(stderr, "{}\n", *line);
-    if (!line->empty()) return line;
+    if (!line->empty()) return o.escape ? process_escapes(*line) : *line;
   }
 }
 

@@ -21,6 +21,10 @@ using model::ms_since;
 Error usage(std::string reason);
 // A -f file as llama.cpp reads it: the bytes, less the one trailing newline an editor adds.
 Result<std::string> read_prompt_file(const std::string& path);
+
+// llama-cli's escapes in prompts (its -e, on by default): \n \r \t \' \" \\ and \xHH become the
+// characters; any other backslash stays as it is.
+std::string process_escapes(std::string_view text);
 // Writes text to stdout at once, so the stream is visible token by token.
 void emit(std::string_view text);
 void print_timing(const char* what, double ms, int64_t n, const char* unit);

@@ -42,6 +42,9 @@ int main(int argc, char** argv) {
   app.add_flag("--ignore-eos", o.ignore_eos,
                "ignore end of stream tokens and continue generating (never samples them)");
   app.add_flag("--no-display-prompt", o.no_display_prompt, "don't print the prompt before the generation");
+  app.add_flag("-e,--escape,!--no-escape", o.escape,
+               "process escapes (\\n, \\r, \\t, \\', \\\", \\\\, \\xHH) in -p, -f, -sys and chat lines (default: on; "
+               "--no-escape: take them literally; --perplexity never does)");
   app.add_option("--isa", o.isa, "kernel level: ref, avx2, avx512, neon (\"\" = best the CPU has)");
   app.add_option("--cache-type", o.cache_type, "KV cache type for K and V: f16 or f32");
   app.add_option("--cache-type-k", o.cache_type_k, "KV cache type for K (as --cache-type; same as V's)");

@@ -27,6 +27,7 @@ struct RunOptions {
   std::string cache_type_v;        // -ctv, --cache-type-v
   bool ignore_eos = false;         // --ignore-eos: end-of-generation tokens are never sampled
   bool no_display_prompt = false;  // --no-display-prompt: the prompt is not echoed
+  bool escape = true;              // -e (llama-cli's default) / --no-escape: escapes in -p, -f, -sys, chat lines
   std::string dump_logits;         // --dump-logits (dev): f32 logits of the prompt, then of each decode step
   bool verbose = false;            // --verbose
   bool no_repack = false;          // -nr, --no-repack: weights stay in the file's layout

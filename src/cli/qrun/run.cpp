@@ -77,6 +77,12 @@ Status run(const RunOptions& options) {
   }
   if (Status st = choose_isa(o.isa); !st) return st;
   if (!o.prompt.empty() && !o.prompt_file.empty()) return usage("-p and -f both give a prompt; use one");
+  // As llama-cli (-e, on by default); llama-perplexity reads its text as it is.
+  o.escape = o.escape && !o.perplexity && !o.kl_divergence;
+  if (o.escape) {
+    o.prompt = process_escapes(o.prompt);
+    o.system_prompt = process_escapes(o.system_prompt);
+  }
   if (Status st = resolve_cache_type(o); !st) return st;
   if (o.n_threads < 0) return usage(fmt::format("-t {} must be >= 0", o.n_threads));
   if (o.n_ctx < 0) return usage(fmt::format("-c {} must be >= 0", o.n_ctx));
@@ -127,7 +133,7 @@ Status run_completion(const RunOptions& o, const model::Model& m, double load_ms
     if (!o.prompt_file.empty()) {
       Result<std::string> t = read_prompt_file(o.prompt_file);
       if (!t) return t.error();
-      text = std::move(*t);
+      text = o.escape ? process_escapes(*t) : std::move(*t);
     }
     prompt = model::tokenize_prompt(m, text);
   }
