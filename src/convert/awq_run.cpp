@@ -384,6 +384,7 @@ Result<ConvertResult> run_awq_convert(const ConvertJob& job, const ConvertObserv
   f32.policy = TypePolicy{};
   f32.policy.target = GgmlType::F32;
   f32.policy.pure = true;
+  f32.policy.leave_output = job.policy.leave_output;  // kept as the source has it, through both stages
   f32.allow_requantize = true;
   f32.overwrite = true;
   f32.imatrix.clear();
