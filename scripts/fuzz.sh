@@ -12,8 +12,12 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
 shift || true
 JOBS=${JOBS:-$(nproc)}
+# -O1 -gline-tables-only: what libFuzzer's docs use; a report's stack trace keeps its lines, and the tree
+# builds in about half the time of -O2 -g.
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-  -DCMAKE_CXX_COMPILER=clang++ -DQE_FUZZ=ON -DQE_BUILD_TESTS=OFF -DQE_BUILD_BENCH=OFF >/dev/null
+  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" \
+  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" -DQE_FUZZ=ON -DQE_BUILD_TESTS=OFF \
+  -DQE_BUILD_BENCH=OFF >/dev/null
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   for src in tests/fuzz/fuzz_*.cpp; do n=$(basename "$src" .cpp); names+=("${n#fuzz_}"); done
