@@ -25,6 +25,13 @@ constexpr size_t kMaxCardBytes = 1 << 20;  // a model card's front matter is a f
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
+// A key the front matter can carry: GGUF's keys are printable ASCII without spaces (the spec asks for
+// lower_snake_case words and dots), and a short one, since YAML caps an implicit key at 1024 characters
+// (a control byte is six as an escape).
+bool carriable_key(std::string_view key) {
+  return key.size() <= 256 && std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
 // A YAML double-quoted scalar: JSON's escapes are YAML's (\" \\ \n \uXXXX ...); invalid UTF-8 becomes U+FFFD.
 std::string quoted(const std::string& s) {
   return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -401,6 +408,10 @@ std::string hf_front_matter(const std::vector<GgufKv>& general, std::vector<std:
   md += "library_name: \"transformers\"\n";
   std::string block;
   for (const GgufKv& kv : general) {
+    if (!carriable_key(kv.key)) {
+      warnings.push_back(fmt::format("the key {} is not printable ASCII of at most 256 bytes; not carried", quoted(kv.key)));
+      continue;
+    }
     if (std::optional<std::string> text = value_text(kv.value))
       block += fmt::format("  {}: {}\n", quoted(kv.key), *text);
     else
@@ -441,8 +452,8 @@ Result<std::vector<GgufKv>> general_kvs_from_front_matter(const std::string& tex
     for (const auto& entry : block) {
       if (!entry.first.IsScalar()) return Error{path, "gguf", "a key is not a string"};
       const std::string key = entry.first.Scalar();
-      if (!starts_with(key, "general.") || key.size() > 256)
-        return Error{path, "gguf." + key, "only general.* keys belong here"};
+      if (!starts_with(key, "general.") || !carriable_key(key))
+        return Error{path, "gguf." + key, "only general.* keys (printable ASCII, at most 256 bytes) belong here"};
       for (const GgufKv& seen : out)
         if (seen.key == key) return Error{path, "gguf." + key, "appears twice"};
       std::optional<GgufValue> v = block_value(entry.second);

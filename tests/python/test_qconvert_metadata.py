@@ -282,3 +282,30 @@ def test_sizes_in_binary_units_and_honest_ratios(default_model, tmp_path):
     assert " MB " not in p.stderr and "ratio" not in p.stderr
     info = qconvert("--info", default_model).stdout
     assert re.search(r"general\.file_type\s+uint32\s+3 \(MOSTLY_Q4_1\)", info)
+
+
+def test_a_key_the_front_matter_cannot_hold_is_a_warning(tmp_path):
+    """GGUF keys are printable ASCII; one with a control byte (or past 256 bytes: YAML caps an implicit key
+    at 1024 characters, and a control byte takes six) is left out of README.md with a warning."""
+    make_tiny_hf_model(tmp_path / "tiny", dtype="f32")
+    qconvert(tmp_path / "tiny", "-o", tmp_path / "plain.gguf", "--type", "f32")
+    r = gguf.GGUFReader(str(tmp_path / "plain.gguf"))
+    w = gguf.GGUFWriter(str(tmp_path / "odd.gguf"), "llama")
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        w.add_key_value(k, f.contents(), gguf.GGUFValueType(f.types[0]),
+                        sub_type=gguf.GGUFValueType(f.types[-1]) if len(f.types) > 1 else None)
+    w.add_key_value("general.bad\x00" + "\x01" * 200, "x", gguf.GGUFValueType.STRING)
+    w.add_key_value("general.x" * 40, "long", gguf.GGUFValueType.STRING)
+    for t in r.tensors:
+        w.add_tensor(t.name, np.array(t.data), raw_shape=list(reversed([int(x) for x in t.shape])))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    p = qconvert(tmp_path / "odd.gguf", "--to-hf", tmp_path / "hf")
+    assert p.stderr.count("not printable ASCII of at most 256 bytes; not carried") == 2, p.stderr
+    qconvert(tmp_path / "hf", "-o", tmp_path / "back.gguf", "--type", "f32")
+    back = {k for k, _ in general_fields(tmp_path / "back.gguf")}
+    assert "general.name" in back and not any(k.startswith("general.bad") or k.startswith("general.xgeneral") for k in back)
