@@ -3,7 +3,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <atomic>
+#include <cstdint>
 
 namespace qe::cli {
 namespace {
@@ -11,10 +14,28 @@ namespace {
 // Lock-free, so the handler may touch it (async-signal-safe).
 std::atomic<int> g_pending{0};
 std::atomic<int> g_signal{0};
-static_assert(std::atomic<int>::is_always_lock_free);
+std::atomic<int64_t> g_first_ns{0};  // when the first one came (CLOCK_MONOTONIC)
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<int64_t>::is_always_lock_free);
+
+// A repeat this soon is the same Ctrl-C delivered twice: GNU timeout (`timeout -s INT 2 qrun ...`) sends
+// its signal to the child and again to its process group, microseconds apart. A person's second Ctrl-C
+// comes later.
+constexpr int64_t kSameSignalNs = 100'000'000;
+
+int64_t now_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);  // async-signal-safe
+  return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
 
 extern "C" void on_interrupt(int sig) {
-  if (g_pending.fetch_add(1) > 0) _exit(128 + sig);  // the second one: no clean-up, no output
+  const int64_t now = now_ns();
+  if (g_pending.load() > 0) {
+    if (now - g_first_ns.load() < kSameSignalNs) return;
+    _exit(128 + sig);  // the second one: no clean-up, no output
+  }
+  g_first_ns.store(now);
+  g_pending.fetch_add(1);
   int none = 0;
   g_signal.compare_exchange_strong(none, sig);
 }

@@ -1,6 +1,7 @@
 // Ctrl-C as llama-cli users expect it: the first SIGINT (or SIGTERM) asks the work in progress to stop
 // at its next safe point (a token, a chunk), which then reports what it did and exits normally; a
-// second one, before the first was handled, exits at once (128 + the signal, as a shell reports it).
+// second one, before the first was handled, exits at once (128 + the signal, as a shell reports it). A
+// repeat within 0.1 s is the first one delivered twice (GNU timeout signals the child and its group).
 // The front ends poll interrupted(); the library only sees callbacks that say "stop".
 #pragma once
 

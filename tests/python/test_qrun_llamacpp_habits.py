@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import threading
@@ -113,11 +114,23 @@ def test_second_signal_exits_at_once(default_model):
     c = Child("-m", default_model, "-p", prompt, "-n", "64", "--temp", "0", "-c", "8192", "--no-display-prompt")
     c.wait_for(b"n_ctx = ", where="err")
     c.send(signal.SIGINT)
-    time.sleep(0.05)
+    time.sleep(0.3)  # a person's second Ctrl-C (a repeat within 0.1 s is the first one delivered twice)
     c.send(signal.SIGINT)
     rc = c.finish(timeout=30)
     assert rc == 128 + signal.SIGINT, c.stderr
     assert "total time" not in c.stderr
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="no timeout(1)")
+def test_timeout_s_int_stops_with_timings(default_model):
+    """The issue's command: GNU timeout sends SIGINT to qrun and again to its process group at once; that
+    is one Ctrl-C, so qrun stops, prints its timings and exits 0."""
+    p = subprocess.run(["timeout", "--preserve-status", "-s", "INT", "3", str(qrun_path()), "-m", str(default_model),
+                        "-p", "1, 2, 3,", "-n", "20000", "-c", "8192", "--temp", "0", "--ignore-eos"],
+                       capture_output=True, timeout=120)
+    err = p.stderr.decode()
+    assert p.returncode == 0, err
+    assert "[interrupted]" in err and "total time" in err, err
 
 
 def test_chat_ctrl_c_ends_the_reply_then_the_chat_goes_on(default_model):
