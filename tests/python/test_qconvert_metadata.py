@@ -82,12 +82,32 @@ def test_export_front_matter_is_read_back_by_gguf_py(default_model, smollm2_roun
     assert m.tags is None  # no pipeline_tag: gguf-py would add it to the tags
 
 
-def typed_source(tmp_path) -> pathlib.Path:
-    """A tiny f32 GGUF (from our HF converter) rewritten by gguf-py with general.* keys of every type."""
+def tiny_gguf_with(tmp_path, name: str, extra: list, sub: dict | None = None) -> pathlib.Path:
+    """A tiny f32 GGUF (from our HF converter) rewritten by gguf-py with the keys `extra` ((key, value,
+    type) triples; `sub`: array element types) in place of any of the same name."""
     make_tiny_hf_model(tmp_path / "tiny", dtype="f32")
     qconvert(tmp_path / "tiny", "-o", tmp_path / "plain.gguf", "--type", "f32")
     r = gguf.GGUFReader(str(tmp_path / "plain.gguf"))
-    w = gguf.GGUFWriter(str(tmp_path / "typed.gguf"), "llama")
+    w = gguf.GGUFWriter(str(tmp_path / name), "llama")
+    names = {k for k, _, _ in extra}
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture" or k in names:
+            continue
+        w.add_key_value(k, f.contents(), gguf.GGUFValueType(f.types[0]),
+                        sub_type=gguf.GGUFValueType(f.types[-1]) if len(f.types) > 1 else None)
+    for k, v, t in extra:
+        w.add_key_value(k, v, t, sub_type=(sub or {}).get(k))
+    for t in r.tensors:
+        w.add_tensor(t.name, np.array(t.data), raw_shape=list(reversed([int(x) for x in t.shape])))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return tmp_path / name
+
+
+def typed_source(tmp_path) -> pathlib.Path:
+    """A tiny f32 GGUF rewritten by gguf-py with general.* keys of every type."""
     extra = [
         ("general.name", "Tiny \"quoted\" name: with a colon, a # hash\nand a newline — ünïcode", gguf.GGUFValueType.STRING),
         ("general.organization", "  leading spaces", gguf.GGUFValueType.STRING),
@@ -113,21 +133,7 @@ def typed_source(tmp_path) -> pathlib.Path:
     ]
     sub = {"general.tags": gguf.GGUFValueType.STRING, "general.languages": gguf.GGUFValueType.STRING,
            "general.x.ints": gguf.GGUFValueType.INT32, "general.x.floats": gguf.GGUFValueType.FLOAT32}
-    names = {k for k, _, _ in extra}
-    for k, f in r.fields.items():
-        if k.startswith("GGUF.") or k == "general.architecture" or k in names:
-            continue
-        vtype = gguf.GGUFValueType(f.types[0])
-        w.add_key_value(k, f.contents(), vtype, sub_type=gguf.GGUFValueType(f.types[-1]) if len(f.types) > 1 else None)
-    for k, v, t in extra:
-        w.add_key_value(k, v, t, sub_type=sub.get(k))
-    for t in r.tensors:
-        w.add_tensor(t.name, np.array(t.data), raw_shape=list(reversed([int(x) for x in t.shape])))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return tmp_path / "typed.gguf"
+    return tiny_gguf_with(tmp_path, "typed.gguf", extra, sub)
 
 
 def test_every_gguf_value_type_survives_the_hf_front_matter(tmp_path):
@@ -287,24 +293,9 @@ def test_sizes_in_binary_units_and_honest_ratios(default_model, tmp_path):
 def test_a_key_the_front_matter_cannot_hold_is_a_warning(tmp_path):
     """GGUF keys are printable ASCII; one with a control byte (or past 256 bytes: YAML caps an implicit key
     at 1024 characters, and a control byte takes six) is left out of README.md with a warning."""
-    make_tiny_hf_model(tmp_path / "tiny", dtype="f32")
-    qconvert(tmp_path / "tiny", "-o", tmp_path / "plain.gguf", "--type", "f32")
-    r = gguf.GGUFReader(str(tmp_path / "plain.gguf"))
-    w = gguf.GGUFWriter(str(tmp_path / "odd.gguf"), "llama")
-    for k, f in r.fields.items():
-        if k.startswith("GGUF.") or k == "general.architecture":
-            continue
-        w.add_key_value(k, f.contents(), gguf.GGUFValueType(f.types[0]),
-                        sub_type=gguf.GGUFValueType(f.types[-1]) if len(f.types) > 1 else None)
-    w.add_key_value("general.bad\x00" + "\x01" * 200, "x", gguf.GGUFValueType.STRING)
-    w.add_key_value("general.x" * 40, "long", gguf.GGUFValueType.STRING)
-    for t in r.tensors:
-        w.add_tensor(t.name, np.array(t.data), raw_shape=list(reversed([int(x) for x in t.shape])))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    p = qconvert(tmp_path / "odd.gguf", "--to-hf", tmp_path / "hf")
+    odd = tiny_gguf_with(tmp_path, "odd.gguf", [("general.bad\x00" + "\x01" * 200, "x", gguf.GGUFValueType.STRING),
+                                                ("general.x" * 40, "long", gguf.GGUFValueType.STRING)])
+    p = qconvert(odd, "--to-hf", tmp_path / "hf")
     assert p.stderr.count("not printable ASCII of at most 256 bytes; not carried") == 2, p.stderr
     qconvert(tmp_path / "hf", "-o", tmp_path / "back.gguf", "--type", "f32")
     back = {k for k, _ in general_fields(tmp_path / "back.gguf")}
