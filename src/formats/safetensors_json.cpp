@@ -4,7 +4,8 @@
 #include <xxhash.h>
 
 #include <new>
-#include <optional>
+#include <string>
+#include <type_traits>
 #include <unordered_set>
 #include <vector>
 
@@ -14,78 +15,132 @@
 namespace qe {
 namespace {
 
-struct TooDeep {};  // thrown from the parser callback to stop at once; caught below, never escapes
+// A SAX handler that builds the document itself, so each key is inserted in O(1) (ordered_json) or
+// O(log n) (json): nlohmann's own builder looks every key up first, which for ordered_json is a linear
+// scan, so an object of n keys (a 150k-token vocabulary, a hostile header) took O(n^2). Duplicates are
+// caught here with a hash set per open object; nesting is capped at max_depth; nothing throws.
+template <class Json>
+class StrictBuilder {
+ public:
+  using number_integer_t = typename Json::number_integer_t;
+  using number_unsigned_t = typename Json::number_unsigned_t;
+  using number_float_t = typename Json::number_float_t;
+  using string_t = typename Json::string_t;
+  using binary_t = typename Json::binary_t;
+
+  explicit StrictBuilder(size_t max_depth) : max_depth_(max_depth) {}
+
+  bool null() { return put(Json(nullptr)) != nullptr; }
+  bool boolean(bool v) { return put(Json(v)) != nullptr; }
+  bool number_integer(number_integer_t v) { return put(Json(v)) != nullptr; }
+  bool number_unsigned(number_unsigned_t v) { return put(Json(v)) != nullptr; }
+  bool number_float(number_float_t v, const string_t& /*text*/) { return put(Json(v)) != nullptr; }
+  bool string(string_t& v) { return put(Json(std::move(v))) != nullptr; }
+  bool binary(binary_t& v) { return put(Json::binary(std::move(v))) != nullptr; }  // not in text JSON
+
+  bool start_object(size_t /*elements*/) {
+    if (!deeper()) return false;
+    Json* o = put(Json::object());
+    open_.push_back({o, {}, {}});
+    return true;
+  }
+  bool key(string_t& k) {
+    Open& top = open_.back();
+    top.last = k;
+    if (!top.keys.insert(k).second) {
+      std::string path;
+      for (const Open& f : open_) {
+        if (f.value->is_object()) path += (path.empty() ? "" : ".") + f.last;
+      }
+      error_ = fmt::format("duplicate key \"{}\" in the JSON", path);
+      return false;
+    }
+    return true;
+  }
+  bool end_object() { return close(); }
+  bool start_array(size_t /*elements*/) {
+    if (!deeper()) return false;
+    open_.push_back({put(Json::array()), {}, {}});
+    return true;
+  }
+  bool end_array() { return close(); }
+  bool parse_error(size_t /*position*/, const std::string& /*last_token*/, const nlohmann::json::exception& e) {
+    // Drop nlohmann's "[json.exception.parse_error.101] " tag: the message is for people.
+    std::string_view msg = e.what();
+    if (!msg.empty() && msg.front() == '[') {
+      if (auto close = msg.find("] "); close != std::string_view::npos) msg.remove_prefix(close + 2);
+    }
+    error_ = fmt::format("invalid JSON: {}", msg);
+    return false;
+  }
+
+  Json& root() { return root_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  struct Open {
+    Json* value;                           // the object or array being filled
+    std::unordered_set<std::string> keys;  // objects: the keys so far
+    std::string last;                      // objects: the latest key (where the next value goes)
+  };
+
+  bool deeper() {
+    if (open_.size() + 1 > max_depth_) {
+      error_ = fmt::format("JSON nested deeper than {} levels", max_depth_);
+      return false;
+    }
+    return true;
+  }
+  bool close() {
+    open_.pop_back();
+    return true;
+  }
+  // Places `v` where the text has it and returns it. Only the innermost open container grows, so the
+  // pointers held for the outer ones stay valid.
+  Json* put(Json&& v) {
+    if (open_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    Json& c = *open_.back().value;
+    if (c.is_array()) {
+      auto& a = c.template get_ref<typename Json::array_t&>();
+      a.push_back(std::move(v));
+      return &a.back();
+    }
+    auto& o = c.template get_ref<typename Json::object_t&>();
+    if constexpr (std::is_same_v<Json, nlohmann::ordered_json>) {
+      o.emplace_back(open_.back().last, std::move(v));  // the key is new: key() checked
+      return &o.back().second;
+    } else {
+      return &o.emplace(open_.back().last, std::move(v)).first->second;
+    }
+  }
+
+  size_t max_depth_;
+  Json root_;
+  std::vector<Open> open_;
+  std::string error_;
+};
 
 template <class Json>
 Result<Json> parse_strict(std::string_view text, const std::string& file, const std::string& what,
                           size_t max_depth) {
-  // One frame per open object: the keys seen so far and the last one (for the path in the message).
-  struct Frame {
-    std::unordered_set<std::string> keys;
-    std::string last;
-  };
-  std::vector<Frame> objects;
-  size_t depth = 0;
-  std::optional<std::string> duplicate;
-
-  auto callback = [&](int /*depth*/, typename Json::parse_event_t event, Json& parsed) -> bool {
-    using E = typename Json::parse_event_t;
-    switch (event) {
-      case E::object_start:
-        if (++depth > max_depth) throw TooDeep{};
-        objects.emplace_back();
-        break;
-      case E::array_start:
-        if (++depth > max_depth) throw TooDeep{};
-        break;
-      case E::object_end:
-        --depth;
-        objects.pop_back();
-        break;
-      case E::array_end:
-        --depth;
-        break;
-      case E::key: {
-        Frame& top = objects.back();
-        top.last = parsed.template get<std::string>();
-        if (!top.keys.insert(top.last).second && !duplicate) {
-          std::string path;
-          for (const Frame& f : objects) {
-            if (!path.empty()) path += '.';
-            path += f.last;
-          }
-          duplicate = path;
-        }
-        break;
-      }
-      case E::value:
-        break;
-    }
-    return true;
-  };
-
   // nlohmann's lexer takes a NUL byte for the end of the input, so "{}\0<anything>" would parse as {}.
   // JSON never contains a raw NUL (in strings it must be escaped), so any NUL is an error.
   if (auto nul = text.find('\0'); nul != std::string_view::npos)
     return Error{file, what, fmt::format("invalid JSON: NUL byte at offset {}", nul)};
+  StrictBuilder<Json> builder(max_depth);
   try {
-    Json j = Json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true,
-                         /*ignore_comments=*/false);
-    if (duplicate) return Error{file, what, fmt::format("duplicate key \"{}\" in the JSON", *duplicate)};
-    return j;
-  } catch (const TooDeep&) {
-    return Error{file, what, fmt::format("JSON nested deeper than {} levels", max_depth)};
-  } catch (const nlohmann::json::exception& e) {
-    // Drop nlohmann's "[json.exception.parse_error.101] " tag: the message is for people.
-    std::string_view msg = e.what();
-    if (!msg.empty() && msg.front() == '[') {
-      auto close = msg.find("] ");
-      if (close != std::string_view::npos) msg.remove_prefix(close + 2);
-    }
-    return Error{file, what, fmt::format("invalid JSON: {}", msg)};
+    if (!Json::sax_parse(text.begin(), text.end(), &builder, nlohmann::json::input_format_t::json, /*strict=*/true,
+                         /*ignore_comments=*/false))
+      return Error{file, what, builder.error()};
   } catch (const std::bad_alloc&) {
     return Error{file, what, "out of memory while parsing the JSON"};
+  } catch (const nlohmann::json::exception& e) {  // not expected from sax_parse; kept so nothing escapes
+    return Error{file, what, fmt::format("invalid JSON: {}", e.what())};
   }
+  return std::move(builder.root());
 }
 
 }  // namespace

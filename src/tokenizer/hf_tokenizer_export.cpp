@@ -4,8 +4,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/hf_tokenizer_pre.h"
@@ -50,6 +52,26 @@ Json post_processor(const Vocab& v) {
   return Json{{"type", "TemplateProcessing"}, {"single", single}, {"pair", pair}, {"special_tokens", specials}};
 }
 
+// Builds a JSON object key by key in O(1) each where `json[key] = value` on an ordered_json scans all
+// keys so far (O(n^2) for a vocabulary). A repeated key keeps its first place and takes the last value,
+// as operator[] would.
+class ObjectBuilder {
+ public:
+  void set(const std::string& key, Json value) {
+    auto& o = obj_.get_ref<Json::object_t&>();
+    if (auto [it, fresh] = index_.try_emplace(key, o.size()); !fresh) {
+      std::next(o.begin(), static_cast<std::ptrdiff_t>(it->second))->second = std::move(value);
+      return;
+    }
+    o.emplace_back(key, std::move(value));
+  }
+  Json take() { return std::move(obj_); }
+
+ private:
+  Json obj_ = Json::object();
+  std::unordered_map<std::string, size_t> index_;
+};
+
 // Code point boundaries of `s` (byte offsets, the end included), so a split never cuts a character.
 std::vector<size_t> char_bounds(std::string_view s) {
   std::vector<size_t> b{0};
@@ -68,12 +90,19 @@ Json spm_merges(const Vocab& v, const TokenMap& map) {
     int32_t l, r;
     float score;
   };
+  // A split can only match where both parts have the length of some token; looking up just those
+  // splits keeps one long token from costing O(length^2) in hashing.
+  size_t longest = 0;
+  for (const std::string& t : v.tokens) longest = std::max(longest, t.size());
+  std::vector<bool> token_length(longest + 1, false);
+  for (const std::string& t : v.tokens) token_length[t.size()] = true;
   std::vector<M> merges;
   for (int32_t id = 0; id < v.size(); ++id) {
     const std::string& t = v.tokens[static_cast<size_t>(id)];
     const std::vector<size_t> b = char_bounds(t);
     std::vector<M> local;
     for (size_t k = 1; k + 1 < b.size(); ++k) {
+      if (!token_length[b[k]] || !token_length[t.size() - b[k]]) continue;
       const int32_t l = find_token(map, std::string_view(t).substr(0, b[k]));
       const int32_t r = find_token(map, std::string_view(t).substr(b[k]));
       if (l >= 0 && r >= 0) local.push_back({l, r, v.scores[static_cast<size_t>(id)]});
@@ -130,19 +159,20 @@ Result<HfTokenizerFiles> gguf_tokenizer_to_hf(const GgufFile& gguf) {
   tj["truncation"] = nullptr;
   tj["padding"] = nullptr;
   Json added = Json::array();
-  Json decoder_map = Json::object();
+  ObjectBuilder decoder_map;
   for (int32_t id = 0; id < v.size(); ++id) {
     const TokenType t = v.type(id);
     if (!is_added(t)) continue;
     const std::string& text = v.tokens[static_cast<size_t>(id)];
     added.push_back(added_token(id, text, t != TokenType::kUserDefined));
-    decoder_map[std::to_string(id)] = Json{{"content", text}, {"lstrip", false}, {"normalized", false}, {"rstrip", false},
-                                           {"single_word", false}, {"special", t != TokenType::kUserDefined}};
+    decoder_map.set(std::to_string(id), Json{{"content", text}, {"lstrip", false}, {"normalized", false}, {"rstrip", false},
+                                           {"single_word", false}, {"special", t != TokenType::kUserDefined}});
   }
   tj["added_tokens"] = std::move(added);
 
-  Json vocab = Json::object();
-  for (int32_t id = 0; id < v.size(); ++id) vocab[v.tokens[static_cast<size_t>(id)]] = id;
+  ObjectBuilder vocab_builder;
+  for (int32_t id = 0; id < v.size(); ++id) vocab_builder.set(v.tokens[static_cast<size_t>(id)], id);
+  Json vocab = vocab_builder.take();
 
   if (spm) {
     // Llama 2's tokenizer.json (LlamaTokenizerFast, legacy): a space before every text segment (HF splits
@@ -191,7 +221,7 @@ Result<HfTokenizerFiles> gguf_tokenizer_to_hf(const GgufFile& gguf) {
   Json& tc = out.tokenizer_config_json;
   tc["add_bos_token"] = v.add_bos;
   tc["add_eos_token"] = v.add_eos;
-  tc["added_tokens_decoder"] = std::move(decoder_map);
+  tc["added_tokens_decoder"] = decoder_map.take();
   auto name = [&](int32_t id) { return id != kNoToken ? Json(v.tokens[static_cast<size_t>(id)]) : Json(nullptr); };
   tc["bos_token"] = name(v.bos);
   tc["eos_token"] = name(v.eos);

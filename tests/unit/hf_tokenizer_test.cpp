@@ -7,10 +7,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "formats/gguf_writer.h"
+#include "formats/safetensors_json.h"
 #include "tokenizer/hf_tokenizer_pre.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/sentencepiece_model.h"
@@ -49,6 +52,21 @@ class HfTokenizerTest : public ::testing::Test {
   Result<std::vector<GgufKv>> import() {
     warnings_.clear();
     return qe::tokenizer::hf_tokenizer_to_gguf(dir_, warnings_);
+  }
+  // The directory's tokenizer imported, written as a GGUF, and exported back to HF files.
+  void import_and_export(std::optional<qe::tokenizer::HfTokenizerFiles>& out) {
+    Result<std::vector<GgufKv>> kvs = import();
+    ASSERT_TRUE(kvs.ok()) << kvs.error().message();
+    qe::GgufWriter w;
+    for (GgufKv& kv : *kvs) ASSERT_TRUE(w.set(kv.key, kv.value).ok());
+    const std::string path = dir_ + "/t.gguf";
+    ASSERT_TRUE(w.open(path, true).ok());
+    ASSERT_TRUE(w.finish().ok());
+    Result<qe::GgufFile> g = qe::GgufFile::open(path);
+    ASSERT_TRUE(g.ok()) << g.error().message();
+    Result<qe::tokenizer::HfTokenizerFiles> hf = qe::tokenizer::gguf_tokenizer_to_hf(*g);
+    ASSERT_TRUE(hf.ok()) << hf.error().message();
+    out = std::move(*hf);
   }
   static const GgufValue* find(const std::vector<GgufKv>& kvs, std::string_view key) {
     for (const GgufKv& kv : kvs) {
@@ -146,6 +164,8 @@ TEST_F(HfTokenizerTest, ErrorsNameFileAndField) {
   neg_id["added_tokens"][0]["id"] = -3;
   Json wordpiece = bpe_json();
   wordpiece["model"]["type"] = "WordPiece";
+  Json far_id = bpe_json();  // ids up to 2e9 would be placeholders: a few bytes asking for 2e9 strings
+  far_id["model"]["vocab"]["far"] = 2000000000;
   const std::vector<Case> cases = {
       {"tokenizer.json", "{\"model\": ", "tokenizer.json"},
       {"tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "a": 1}}})", "tokenizer.json"},
@@ -156,6 +176,8 @@ TEST_F(HfTokenizerTest, ErrorsNameFileAndField) {
       {"tokenizer.json", wordpiece.dump(), "tokenizer.json: model.type"},
       {"tokenizer_config.json", R"({"add_bos_token": "yes"})", "tokenizer_config.json: add_bos_token: is not a boolean"},
       {"config.json", R"({"vocab_size": 3})", "config.json: vocab_size: 3 is too small"},
+      {"tokenizer.json", far_id.dump(), "tokenizer.json: model.vocab: id 2000000000 is far past the 7 tokens"},
+      {"config.json", R"({"vocab_size": 2000000000})", "config.json: vocab_size: 2000000000 is far more than the tokenizer's 6"},
       {"config.json", R"({"eos_token_id": "x"})", "config.json: eos_token_id"},
   };
   for (const Case& c : cases) {
@@ -216,17 +238,8 @@ TEST_F(HfTokenizerTest, ImportsSentencePieceModel) {
 TEST_F(HfTokenizerTest, ExportRoundTripsSmallBpe) {
   write("tokenizer.json", bpe_json().dump());
   write("tokenizer_config.json", R"({"eos_token": "<|endoftext|>", "chat_template": "T"})");
-  Result<std::vector<GgufKv>> kvs = import();
-  ASSERT_TRUE(kvs.ok()) << kvs.error().message();
-  qe::GgufWriter w;
-  for (GgufKv& kv : *kvs) ASSERT_TRUE(w.set(kv.key, kv.value).ok());
-  const std::string path = dir_ + "/t.gguf";
-  ASSERT_TRUE(w.open(path, true).ok());
-  ASSERT_TRUE(w.finish().ok());
-  Result<qe::GgufFile> g = qe::GgufFile::open(path);
-  ASSERT_TRUE(g.ok()) << g.error().message();
-  Result<qe::tokenizer::HfTokenizerFiles> hf = qe::tokenizer::gguf_tokenizer_to_hf(*g);
-  ASSERT_TRUE(hf.ok()) << hf.error().message();
+  std::optional<qe::tokenizer::HfTokenizerFiles> hf;
+  ASSERT_NO_FATAL_FAILURE(import_and_export(hf));
   const Json& tj = hf->tokenizer_json;
   EXPECT_EQ(tj["model"]["merges"], Json::parse(R"([["a", "b"]])"));
   EXPECT_EQ(tj["model"]["vocab"]["<tag>"], 6);
@@ -235,6 +248,25 @@ TEST_F(HfTokenizerTest, ExportRoundTripsSmallBpe) {
   EXPECT_EQ(tj["pre_tokenizer"]["type"], "ByteLevel");
   EXPECT_EQ(hf->tokenizer_config_json["eos_token"], "<|endoftext|>");
   EXPECT_EQ(hf->tokenizer_config_json["chat_template"], "T");
+}
+
+// A vocabulary padded to config.json's vocab_size exports as one tokenizer.json vocab in id order (the
+// exporter builds the object without a lookup per key: 65k keys are quick, not O(n^2)).
+TEST_F(HfTokenizerTest, PaddedVocabExportsInIdOrder) {
+  write("tokenizer.json", bpe_json().dump());
+  write("config.json", R"({"vocab_size": 65000})");
+  std::optional<qe::tokenizer::HfTokenizerFiles> hf;
+  ASSERT_NO_FATAL_FAILURE(import_and_export(hf));
+  const Json& vocab = hf->tokenizer_json["model"]["vocab"];
+  ASSERT_EQ(vocab.size(), 65000u);
+  int expected = 0;
+  for (const auto& [text, id] : vocab.items()) ASSERT_EQ(id, expected++) << text;
+  EXPECT_EQ(vocab.begin().key(), "a");
+  EXPECT_EQ(std::prev(vocab.end()).key(), "[PAD64999]");
+  // And the strict parser reads the exported text back with its keys in the same order.
+  Result<Json> again = qe::parse_ordered_json_strict(hf->tokenizer_json.dump(), "tokenizer.json", "");
+  ASSERT_TRUE(again.ok()) << again.error().message();
+  EXPECT_EQ((*again)["model"]["vocab"], vocab);
 }
 
 }  // namespace
