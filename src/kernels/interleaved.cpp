@@ -109,7 +109,104 @@ void interleave_float_all(const WeightView& w, uint8_t* dst, int n_threads, Conv
   }
 }
 
+// ---- The inverse, one row at a time: row r of an x16 weight back in its plain bytes.
+
+void deinterleave_dwords(const void* in, int64_t r, int n_dwords, void* out) {
+  for (int j = 0; j < n_dwords; ++j)
+    std::memcpy(static_cast<uint8_t*>(out) + 4 * j, static_cast<const uint8_t*>(in) + 64 * j + 4 * r, 4);
+}
+
+template <class Plain, class X16, int kQsBytes>
+void plain_row_simple(const X16* group, int64_t nb, int64_t r, Plain* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const X16& o = group[b];
+    Plain& x = out[b];
+    x.d = o.d[r];
+    if constexpr (requires { o.m[0]; }) x.m = o.m[r];
+    deinterleave_dwords(o.qs, r, kQsBytes / 4, x.qs);
+  }
+}
+
+// ggml's 12-byte q4_K / q5_K scale packing from the 8 six-bit scales and mins (inverse of
+// get_scale_min_k4: every one of the 96 bits is determined, so the bytes come back exactly).
+template <class Plain, class X16>
+void plain_row_k45(const X16* group, int64_t nb, int64_t r, Plain* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const X16& o = group[b];
+    Plain& x = out[b];
+    x.d = o.d[r];
+    x.dmin = o.dmin[r];
+    int sc[8], m[8];
+    for (int s = 0; s < 8; ++s) {
+      sc[s] = kquant_scale(o.scales_lo, o.scales_hi, s, r);
+      m[s] = kquant_min(o.scales_lo, o.scales_hi, s, r);
+    }
+    for (int s = 0; s < 4; ++s) {
+      x.scales[s] = static_cast<uint8_t>(sc[s] | (sc[s + 4] >> 4) << 6);
+      x.scales[s + 4] = static_cast<uint8_t>(m[s] | (m[s + 4] >> 4) << 6);
+      x.scales[s + 8] = static_cast<uint8_t>((sc[s + 4] & 15) | (m[s + 4] & 15) << 4);
+    }
+    deinterleave_dwords(o.qs, r, QK_K / 8, x.qs);
+    if constexpr (requires { o.qh[0]; }) deinterleave_dwords(o.qh, r, QK_K / 32, x.qh);
+  }
+}
+
+void plain_row_k6(const BlockQ6_Kx16* group, int64_t nb, int64_t r, BlockQ6_K* out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ6_Kx16& o = group[b];
+    BlockQ6_K& x = out[b];
+    x.d = o.d[r];
+    for (int t = 0; t < 8; ++t)
+      for (int i = 0; i < 2; ++i) x.scales[2 * t + i] = o.scales[32 * t + 2 * r + i];
+    deinterleave_dwords(o.ql, r, QK_K / 8, x.ql);
+    deinterleave_dwords(o.qh, r, QK_K / 16, x.qh);
+  }
+}
+
+template <bool kPairs>
+void plain_row_float(const uint16_t* group, int64_t n, int64_t r, uint16_t* out) {
+  const int64_t n_even = kPairs ? n & ~int64_t{1} : 0;
+  for (int64_t k = 0; k < n_even; ++k) out[k] = group[32 * (k / 2) + 2 * r + k % 2];
+  for (int64_t k = n_even; k < n; ++k) out[k] = group[kInterleave * k + r];
+}
+
 }  // namespace
+
+void x16_plain_row(const WeightView& w, int64_t row, void* out) {
+  const int64_t g = row / kInterleave, r = row % kInterleave;
+  const auto* group = static_cast<const uint8_t*>(w.data) + g * kInterleave * w.row_stride;
+  auto* o = static_cast<uint8_t*>(out);
+  const int64_t nb32 = w.cols / QK8_0, nb256 = w.cols / QK_K;
+  switch (w.type) {
+    case GgmlType::Q4_0:
+      plain_row_simple<BlockQ4_0, BlockQ4_0x16, QK4_0 / 2>(reinterpret_cast<const BlockQ4_0x16*>(group), nb32, r,
+                                                          reinterpret_cast<BlockQ4_0*>(o));
+      break;
+    case GgmlType::Q4_1:
+      plain_row_simple<BlockQ4_1, BlockQ4_1x16, QK4_1 / 2>(reinterpret_cast<const BlockQ4_1x16*>(group), nb32, r,
+                                                          reinterpret_cast<BlockQ4_1*>(o));
+      break;
+    case GgmlType::Q8_0:
+      plain_row_simple<BlockQ8_0, BlockQ8_0x16, QK8_0>(reinterpret_cast<const BlockQ8_0x16*>(group), nb32, r,
+                                                      reinterpret_cast<BlockQ8_0*>(o));
+      break;
+    case GgmlType::Q4_K:
+      plain_row_k45(reinterpret_cast<const BlockQ4_Kx16*>(group), nb256, r, reinterpret_cast<BlockQ4_K*>(o));
+      break;
+    case GgmlType::Q5_K:
+      plain_row_k45(reinterpret_cast<const BlockQ5_Kx16*>(group), nb256, r, reinterpret_cast<BlockQ5_K*>(o));
+      break;
+    case GgmlType::Q6_K:
+      plain_row_k6(reinterpret_cast<const BlockQ6_Kx16*>(group), nb256, r, reinterpret_cast<BlockQ6_K*>(o));
+      break;
+    case GgmlType::F16:
+      plain_row_float<false>(reinterpret_cast<const uint16_t*>(group), w.cols, r, reinterpret_cast<uint16_t*>(o));
+      break;
+    default:  // BF16 (can_interleave admits nothing else)
+      plain_row_float<true>(reinterpret_cast<const uint16_t*>(group), w.cols, r, reinterpret_cast<uint16_t*>(o));
+      break;
+  }
+}
 
 bool can_interleave(const WeightView& w) {
   int64_t block = 0;

@@ -172,4 +172,9 @@ bool can_interleave(const WeightView& w);
 Result<WeightView> interleave_rows(const WeightView& w, std::span<uint8_t> dst, int n_threads = 0,
                                    bool f16_as_bf16 = false);
 
+// Row `row` of an x16 weight (interleave_rows' output, w.interleave == 16) in its plain ggml bytes:
+// w.row_stride bytes into out, exactly the row interleave_rows read (f16_as_bf16 aside: then the bf16
+// values). For a tied embedding kept in x16 for the output matmul: its lookups read rows back this way.
+void x16_plain_row(const WeightView& w, int64_t row, void* out);
+
 }  // namespace qe::kernels

@@ -7,8 +7,10 @@
 #include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "formats/blocks.h"
+#include "kernels/interleaved.h"
 #include "kernels/kernel_table.h"
 #include "model/attention.h"
 
@@ -146,9 +148,15 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
   if (!embd)
     return Error{"", "token_embd.weight",
                  fmt::format("cannot dequantize {}", ggml_type_name(w.token_embd.type))};
-  for (int64_t t = 0; t < n; ++t)
-    embd->to_float(static_cast<const uint8_t*>(w.token_embd.data) + tokens[t] * w.token_embd.row_stride,
-                   x + t * dim, dim);
+  std::vector<uint8_t> plain_row(w.token_embd.interleave == 1 ? 0 : static_cast<size_t>(w.token_embd.row_stride));
+  for (int64_t t = 0; t < n; ++t) {
+    const uint8_t* row = static_cast<const uint8_t*>(w.token_embd.data) + tokens[t] * w.token_embd.row_stride;
+    if (w.token_embd.interleave != 1) {  // a tied embedding, in x16 for the output matmul
+      kernels::x16_plain_row(w.token_embd, tokens[t], plain_row.data());
+      row = plain_row.data();
+    }
+    embd->to_float(row, x + t * dim, dim);
+  }
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];

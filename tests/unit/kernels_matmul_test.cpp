@@ -2,10 +2,12 @@
 // group equals separate calls, and every level stays within an input-derived tolerance of the reference.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "formats/blocks.h"
@@ -200,6 +202,32 @@ TEST(Matmul, InterleaveRefusesWhatItCannotDo) {
   const Result<WeightView> r = interleave_rows(ok.view, small);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("destination"), std::string::npos) << r.error().message();
+}
+
+// x16_plain_row is interleave_rows' exact inverse, row by row, for every x16 type: random bytes (every
+// bit of every scale field set somewhere), an odd column count for the float types.
+TEST(Matmul, PlainRowUndoesInterleave) {
+  struct Case {
+    GgmlType type;
+    int64_t cols;
+  };
+  for (const Case c : {Case{GgmlType::Q4_0, 96}, Case{GgmlType::Q4_1, 96}, Case{GgmlType::Q8_0, 96},
+                       Case{GgmlType::Q4_K, 512}, Case{GgmlType::Q5_K, 512}, Case{GgmlType::Q6_K, 512},
+                       Case{GgmlType::F16, 33}, Case{GgmlType::BF16, 33}, Case{GgmlType::BF16, 34}}) {
+    SCOPED_TRACE(std::string(ggml_type_name(c.type)) + " x " + std::to_string(c.cols));
+    const int64_t rows = 48, stride = static_cast<int64_t>(ggml_row_bytes(c.type, static_cast<uint64_t>(c.cols)));
+    std::mt19937 rng(static_cast<uint32_t>(c.cols) * 7 + static_cast<uint32_t>(c.type));
+    std::vector<uint8_t> plain(static_cast<size_t>(rows * stride)), x16(plain.size()), row(static_cast<size_t>(stride));
+    for (uint8_t& b : plain) b = static_cast<uint8_t>(rng());
+    const Result<WeightView> v = interleave_rows(WeightView{c.type, rows, c.cols, plain.data(), stride}, x16, 2);
+    ASSERT_TRUE(v.ok()) << v.error().message();
+    ASSERT_NE(std::memcmp(x16.data(), plain.data(), plain.size()), 0);  // it did move bytes
+    for (int64_t r = 0; r < rows; ++r) {
+      std::fill(row.begin(), row.end(), uint8_t{0xEE});
+      x16_plain_row(*v, r, row.data());
+      ASSERT_EQ(std::memcmp(row.data(), plain.data() + r * stride, row.size()), 0) << "row " << r;
+    }
+  }
 }
 
 TEST(Matmul, MismatchesAreErrors) {
