@@ -31,6 +31,14 @@ namespace {
 // of the int8 peak for q4_0).
 constexpr int kCols = 8;
 
+// A GEMV streams its weights from DRAM once; on Zen 3 (one core reaches ~10 GB/s) the hardware prefetcher
+// alone left it at 55-75% of that. Software prefetch of the lines 1 KiB ahead, one pass over both halves,
+// measured on a 2-core Zen 3 EPYC (1.1B ffn_up, 1 thread, 5 interleaved rounds): q4_0/q4_1/q8_0 from
+// 5.8-8.3 GB/s to 7.3-9.4 GB/s, faster in 14 of 15 pairs. A GEMM's first pass over a group (half 0)
+// streams it from DRAM too and prefetches the same way (135M ffn_up, 8 tokens, 1 thread: 10-20% faster).
+// A prefetch past the end of the weights is harmless: it never faults.
+constexpr size_t kGemvPrefetchBytes = 1024;
+
 // f(std::integral_constant<int, I>{}) for I = 0 .. N - 1, in order (keeps the register arrays registers).
 template <int N, class F>
 inline __attribute__((always_inline)) void unroll(F&& f) {
@@ -96,68 +104,77 @@ void token_scales(int64_t nb, const uint8_t* a, int64_t as, int64_t nc, int64_t 
   }
 }
 
-// y[c * ldy + r] for c < C tokens (rows ar[c]) and the 8 rows of half h of group wg. One token (GEMV)
-// reads its scalars from its own row (block sums at sums_off) rather than from ts, as at the AVX-512
-// level (faster at DRAM speed there), same bits.
-template <class K, int C>
+// y[c * ldy + 8 * k + r] for c < C tokens (rows ar[c]) and the 8 rows of half h + k of group wg, k < NH.
+// NH = 2 does both halves in one pass over the weights (one token: a purely sequential stream, half the
+// loop overhead); with 8 tokens the registers only hold one half. One token (GEMV) reads its scalars
+// from its own row (block sums at sums_off) rather than from ts, as at the AVX-512 level (faster at DRAM
+// speed there), same bits.
+template <class K, int C, int NH = 1>
 void part(int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar, int64_t sums_off,
           const TokenScales* ts, float* y, int64_t ldy) {
   using A = typename K::A;
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   const uint8_t* q[C];
-  __m256 acc[C];
+  __m256 acc[NH][C];
   unroll<C>([&](auto c) {
     q[c] = ar[c] + offsetof(A, qs);
-    acc[c] = _mm256_setzero_ps();
+    unroll<NH>([&](auto k) { acc[k][c] = _mm256_setzero_ps(); });
   });
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t o = b * static_cast<int64_t>(sizeof(A));
-    __m256i isum[C];
-    if constexpr (K::kQ8) {
-      unroll<C>([&](auto c) { isum[c] = _mm256_setzero_si256(); });
-      unroll<8>([&](auto j) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * h));
-        const __m256i av = _mm256_sign_epi8(v, v);
-        unroll<C>([&](auto c) {
-          const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(bcast_dword(q[c] + o + 4 * j), v));
-          isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, ones));
-          keep(isum[c]);
+    if (NH == 2 || h == 0) {
+      const char* ahead = reinterpret_cast<const char*>(wg + b) + kGemvPrefetchBytes;
+      for (size_t off = 0; off < sizeof(typename K::W); off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
+    }
+    unroll<NH>([&](auto k) {
+      const int hk = h + k;
+      __m256i isum[C];
+      if constexpr (K::kQ8) {
+        unroll<C>([&](auto c) { isum[c] = _mm256_setzero_si256(); });
+        unroll<8>([&](auto j) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * hk));
+          const __m256i av = _mm256_sign_epi8(v, v);
+          unroll<C>([&](auto c) {
+            const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(bcast_dword(q[c] + o + 4 * j), v));
+            isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, ones));
+            keep(isum[c]);
+          });
         });
-      });
-    } else {
-      __m256i s16[C];
-      unroll<C>([&](auto c) { s16[c] = _mm256_setzero_si256(); });
-      unroll<4>([&](auto j) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * h));
-        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        unroll<C>([&](auto c) {
-          s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(lo, bcast_dword(q[c] + o + 4 * j)));
-          keep(s16[c]);
-          s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(hi, bcast_dword(q[c] + o + 16 + 4 * j)));
-          keep(s16[c]);
+      } else {
+        __m256i s16[C];
+        unroll<C>([&](auto c) { s16[c] = _mm256_setzero_si256(); });
+        unroll<4>([&](auto j) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * hk));
+          const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+          unroll<C>([&](auto c) {
+            s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(lo, bcast_dword(q[c] + o + 4 * j)));
+            keep(s16[c]);
+            s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(hi, bcast_dword(q[c] + o + 16 + 4 * j)));
+            keep(s16[c]);
+          });
         });
-      });
+        unroll<C>([&](auto c) {
+          isum[c] = _mm256_madd_epi16(s16[c], ones);
+          if constexpr (K::kSums) {
+            const int32_t* sums1 = reinterpret_cast<const int32_t*>(ar[0] + sums_off);
+            const int32_t start = C == 1 ? K::kOffset * sums1[b] : ts[b].start[c];
+            isum[c] = _mm256_add_epi32(isum[c], _mm256_set1_epi32(start));
+          }
+        });
+      }
+      const __m256 dw = h2f8(wg[b].d + 8 * hk);
+      const A& a1 = reinterpret_cast<const A*>(ar[0])[b];  // C == 1
       unroll<C>([&](auto c) {
-        isum[c] = _mm256_madd_epi16(s16[c], ones);
-        if constexpr (K::kSums) {
-          const int32_t* sums1 = reinterpret_cast<const int32_t*>(ar[0] + sums_off);
-          const int32_t start = C == 1 ? K::kOffset * sums1[b] : ts[b].start[c];
-          isum[c] = _mm256_add_epi32(isum[c], _mm256_set1_epi32(start));
+        const float da = C == 1 ? h2f(a1.d) : ts[b].d[c];
+        acc[k][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dw, _mm256_set1_ps(da)), acc[k][c]);
+        if constexpr (K::kHasMin) {
+          const float sa = C == 1 ? h2f(a1.s) : ts[b].s[c];
+          acc[k][c] = _mm256_fmadd_ps(h2f8(wg[b].m + 8 * hk), _mm256_set1_ps(sa), acc[k][c]);
         }
       });
-    }
-    const __m256 dw = h2f8(wg[b].d + 8 * h);
-    const A& a1 = reinterpret_cast<const A*>(ar[0])[b];  // C == 1
-    unroll<C>([&](auto c) {
-      const float da = C == 1 ? h2f(a1.d) : ts[b].d[c];
-      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dw, _mm256_set1_ps(da)), acc[c]);
-      if constexpr (K::kHasMin) {
-        const float sa = C == 1 ? h2f(a1.s) : ts[b].s[c];
-        acc[c] = _mm256_fmadd_ps(h2f8(wg[b].m + 8 * h), _mm256_set1_ps(sa), acc[c]);
-      }
     });
   }
-  unroll<C>([&](auto c) { _mm256_storeu_ps(y + c * ldy, acc[c]); });
+  unroll<C>([&](auto c) { unroll<NH>([&](auto k) { _mm256_storeu_ps(y + c * ldy + 8 * k, acc[k][c]); }); });
 }
 
 // Calls the C-token micro-kernel for exactly `c` tokens (c <= C): the token tail of a call.
@@ -190,6 +207,10 @@ void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
       const uint8_t* ar[kCols];
       for (int c = 0; c < cn; ++c) ar[c] = ab + (c0 + c) * as;
       const TokenScales* ts = scratch.data() + s * nb;
+      if (cn == 1) {  // GEMV: both halves in one pass
+        part<K, 1, 2>(nb, wg, 0, ar, sums_off, ts, y + c0 * ldy + g * kInterleave, ldy);
+        continue;
+      }
       for (int h = 0; h < 2; ++h) {
         float* yo = y + c0 * ldy + g * kInterleave + 8 * h;
         if (cn == kCols) part<K, kCols>(nb, wg, h, ar, sums_off, ts, yo, ldy);

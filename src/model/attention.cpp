@@ -151,9 +151,12 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
       const int64_t n_keys = pos + t1;  // keys any row of the item sees
       for (int64_t k0 = 0; k0 < n_keys; k0 += kB) {
         const int64_t nk = std::min(kB, n_keys - k0);
-        // K^T block: the nk position rows of this head's slice, transposed; V block from V^T's feature rows
-        pack(k_cache + (k0 * kv_dim + g * head_dim) * esz, kv_dim * esz, nk, head_dim, kB, head_dim, kt, kB);
-        pack(v_cache + (g * head_dim * n_ctx + k0) * esz, n_ctx * esz, head_dim, nk, ld, kB, vb, ld);
+        // K^T block: the nk position rows of this head's slice, transposed; V block from V^T's feature rows.
+        // Only the keys present, rounded up to whole 16-key tiles: attn_block reads nothing past a row's
+        // nv (what the scratch holds there is stale), and a decode step's last block is mostly empty.
+        const int64_t nk_out = std::min(kB, (nk + 15) / 16 * 16);
+        pack(k_cache + (k0 * kv_dim + g * head_dim) * esz, kv_dim * esz, nk, head_dim, nk_out, head_dim, kt, kB);
+        pack(v_cache + (g * head_dim * n_ctx + k0) * esz, n_ctx * esz, head_dim, nk, ld, nk_out, vb, ld);
         // Rows of tokens before this block do not see it; rows are in token order.
         const int64_t t_first = std::max(t0, k0 - pos), r0 = (t_first - t0) * nh;
         for (int64_t r = r0; r < n_rows; ++r)
