@@ -26,7 +26,9 @@ import pytest
 
 REPO = pathlib.Path(os.environ.get("QE_SOURCE", pathlib.Path(__file__).resolve().parents[2]))
 BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
-CHAT_PROMPT = "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n"
+# A question SmolLM2 answers in a few tokens at every kernel level and in both numerics ("Hi!" got a
+# reply that ends by itself on AVX-512 but runs past 200 tokens on AVX2: a greedy path is that fragile).
+CHAT_PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 
 
 def qrun_path() -> pathlib.Path:
