@@ -6,6 +6,7 @@
 //   qbench --threads=N     the multi-threaded runs use N threads (default: physical cores)
 //   qbench --roofline      only the roofline (DRAM read, int8, FMA at 1 and --threads=N threads), as JSON
 //   qbench -m FILE ...     whole-model tests with llama-bench's flags and output (bench/model_bench.h)
+//   qbench --batched -m FILE ...   llama-batched-bench's table through the batching engine (bench/batched_bench.h)
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "kernels/kernel_table.h"
 #include "kernels/matmul.h"
 #include "kernels/threads.h"
+#include "batched_bench.h"
 #include "model_bench.h"
 #include "roofline.h"
 
@@ -183,6 +185,7 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   using namespace qe;
   using namespace qe::bench;
+  if (wants_batched_bench(argc, argv)) return run_batched_bench(argc, argv);
   if (wants_model_bench(argc, argv)) return run_model_bench(argc, argv);
   bool full = false, json = false, roofline_only = false;
   int n_threads_flag = 0;

@@ -176,3 +176,19 @@ def test_llama_bench_gpu_flags_are_accepted_with_a_note(model):
 def test_unknown_flag_is_named(model):
     proc = qbench("-m", model, "-xyz", check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("qbench: unknown option -xyz"), proc.stderr
+
+
+def test_batched_table(model):
+    """--batched: llama-batched-bench's columns, one row per B, every sequence generating its -ntg tokens
+    (S_TG > 0 needs the decode steps to have run); bad values exit 2 naming the flag."""
+    out = qbench("--batched", "-m", model, "-npp", 8, "-ntg", 4, "-npl", "1,3", "-t", 1).stdout
+    header, rows = md_rows(out)
+    assert header == ["PP", "TG", "B", "N_KV", "T_PP s", "S_PP t/s", "T_TG s", "S_TG t/s", "T s", "S t/s"]
+    assert [r[:4] for r in rows] == [["8", "4", "1", "12"], ["8", "4", "3", "36"]]
+    for r in rows:  # the t/s columns (the times print with llama-batched-bench's 3 decimals)
+        assert all(float(r[i]) > 0 for i in (5, 7, 9)), r
+    bad = qbench("--batched", "-m", model, "-npl", "1,x", check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("qbench: -npl:"), bad.stderr
+    assert len(bad.stderr.splitlines()) == 1
+    missing = qbench("--batched", "-m", model.with_name("absent.gguf"), check=False)
+    assert missing.returncode == 1 and missing.stderr.startswith("qbench: "), missing.stderr
