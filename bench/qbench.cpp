@@ -115,19 +115,22 @@ void BM_matmul(benchmark::State& state, const KernelTable* k, GgmlType t, int64_
 }
 
 void BM_op(benchmark::State& state, const KernelTable* k, const std::string& op, int64_t n) {
-  std::vector<float> x(static_cast<size_t>(n)), w(x.size(), 1.0f), y(x.size());
-  std::vector<uint8_t> q(static_cast<size_t>(n) * 2);
-  for (int64_t i = 0; i < n; ++i) x[i] = std::sin(static_cast<float>(i));
-  std::vector<float> c(static_cast<size_t>(128)), s(c.size());
-  kernels::rope_cos_sin(17, 128, 10000.0f, c.data(), s.data());
+  // One buffer for x, w, y and the rope table: with three vectors and a std::copy between them GCC 12's
+  // -Wfree-nonheap-object misfired here at -O3 (a false positive that -Werror turned into a failed build).
+  const size_t un = static_cast<size_t>(n);
+  std::vector<float> buf(3 * un + 256);
+  float *x = buf.data(), *w = x + un, *y = w + un, *c = y + un, *s = c + 128;
+  std::vector<uint8_t> q(un * 2);
+  for (int64_t i = 0; i < n; ++i) x[i] = std::sin(static_cast<float>(i)), w[i] = 1.0f;
+  kernels::rope_cos_sin(17, 128, 10000.0f, c, s);
   for (auto _ : state) {
-    if (op == "rms_norm") k->rms_norm(x.data(), w.data(), y.data(), n, 1e-5f);
-    else if (op == "softmax") { std::copy(x.begin(), x.end(), y.begin()); k->softmax(y.data(), n, 0.125f); }
-    else if (op == "silu_mul") k->silu_mul(x.data(), w.data(), y.data(), n);
-    else if (op == "rope") k->rope(y.data(), n / 128, 128, 128, c.data(), s.data());
-    else if (op == "quantize_q8_0") k->quantize_q8_0(x.data(), q.data(), n);
-    else if (op == "quantize_q8_K") k->quantize_q8_K(x.data(), q.data(), n);
-    benchmark::DoNotOptimize(y.data());
+    if (op == "rms_norm") k->rms_norm(x, w, y, n, 1e-5f);
+    else if (op == "softmax") { std::copy(x, x + n, y); k->softmax(y, n, 0.125f); }
+    else if (op == "silu_mul") k->silu_mul(x, w, y, n);
+    else if (op == "rope") k->rope(y, n / 128, 128, 128, c, s);
+    else if (op == "quantize_q8_0") k->quantize_q8_0(x, q.data(), n);
+    else if (op == "quantize_q8_K") k->quantize_q8_K(x, q.data(), n);
+    benchmark::DoNotOptimize(y);
     benchmark::DoNotOptimize(q.data());
   }
   state.counters["GB/s"] = benchmark::Counter(8.0 * n / 1e9, benchmark::Counter::kIsIterationInvariantRate);
