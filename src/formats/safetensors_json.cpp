@@ -30,13 +30,13 @@ class StrictBuilder {
 
   explicit StrictBuilder(size_t max_depth) : max_depth_(max_depth) {}
 
-  bool null() { return put(Json(nullptr)) != nullptr; }
-  bool boolean(bool v) { return put(Json(v)) != nullptr; }
-  bool number_integer(number_integer_t v) { return put(Json(v)) != nullptr; }
-  bool number_unsigned(number_unsigned_t v) { return put(Json(v)) != nullptr; }
-  bool number_float(number_float_t v, const string_t& /*text*/) { return put(Json(v)) != nullptr; }
-  bool string(string_t& v) { return put(Json(std::move(v))) != nullptr; }
-  bool binary(binary_t& v) { return put(Json::binary(std::move(v))) != nullptr; }  // not in text JSON
+  bool null() { return value(Json(nullptr)); }
+  bool boolean(bool v) { return value(Json(v)); }
+  bool number_integer(number_integer_t v) { return value(Json(v)); }
+  bool number_unsigned(number_unsigned_t v) { return value(Json(v)); }
+  bool number_float(number_float_t v, const string_t& /*text*/) { return value(Json(v)); }
+  bool string(string_t& v) { return value(Json(std::move(v))); }
+  bool binary(binary_t& v) { return value(Json::binary(std::move(v))); }  // not in text JSON
 
   bool start_object(size_t /*elements*/) {
     if (!deeper()) return false;
@@ -89,6 +89,10 @@ class StrictBuilder {
       error_ = fmt::format("JSON nested deeper than {} levels", max_depth_);
       return false;
     }
+    return true;
+  }
+  bool value(Json&& v) {
+    put(std::move(v));
     return true;
   }
   bool close() {

@@ -122,7 +122,7 @@ void part(int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar, 
   });
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t o = b * static_cast<int64_t>(sizeof(A));
-    if (NH == 2 || h == 0) {
+    if (h == 0) {  // the first (or only) pass over the group: the one that reads it from DRAM
       const char* ahead = reinterpret_cast<const char*>(wg + b) + kGemvPrefetchBytes;
       for (size_t off = 0; off < sizeof(typename K::W); off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
     }
@@ -177,11 +177,12 @@ void part(int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar, 
   unroll<C>([&](auto c) { unroll<NH>([&](auto k) { _mm256_storeu_ps(y + c * ldy + 8 * k, acc[k][c]); }); });
 }
 
-// Calls the C-token micro-kernel for exactly `c` tokens (c <= C): the token tail of a call.
+// Calls the C-token micro-kernel for exactly `c` tokens (2 <= c <= C): the token tail of a call (one
+// token takes the two-half GEMV in x16).
 template <class K, int C>
 void part_tail(int c, int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar, int64_t sums_off,
                const TokenScales* ts, float* y, int64_t ldy) {
-  if constexpr (C > 0) {
+  if constexpr (C > 1) {
     if (c == C) part<K, C>(nb, wg, h, ar, sums_off, ts, y, ldy);
     else part_tail<K, C - 1>(c, nb, wg, h, ar, sums_off, ts, y, ldy);
   }
