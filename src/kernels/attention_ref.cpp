@@ -57,11 +57,30 @@ void attn_pack(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t 
     }
 }
 
+template <class S>
+void attn_rows(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nc_out, float* dst, int64_t ldd) {
+  for (int64_t r = 0; r < nr; ++r) {
+    const S* row = reinterpret_cast<const S*>(static_cast<const uint8_t*>(src) + r * stride);
+    for (int64_t c = 0; c < nc_out; ++c) {
+      float x = 0.0f;
+      if (c < nc) {
+        if constexpr (sizeof(S) == 2)
+          x = fp16_to_fp32(row[c]);
+        else
+          x = row[c];
+      }
+      dst[r * ldd + c] = x;
+    }
+  }
+}
+
 }  // namespace
 
 void fill_attention(KernelTable& t) {
   t.attn_pack_f16 = attn_pack<uint16_t>;
   t.attn_pack_f32 = attn_pack<float>;
+  t.attn_rows_f16 = attn_rows<uint16_t>;
+  t.attn_rows_f32 = attn_rows<float>;
   t.attn_block = attn_block;
 }
 

@@ -57,6 +57,10 @@ constexpr int64_t kAttnPad = 16;
 // Exact (a widening), so every level writes the same bits.
 using AttnPackFn = void (*)(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nr_out,
                             int64_t nc_out, float* dst, int64_t ldd);
+// The same without the transpose, for a cache whose tiles already lie the kernel's way:
+// dst[r * ldd + c] = src(r, c) for r < nr, c < nc, and 0 for c in [nc, nc_out). Exact.
+using AttnRowsFn = void (*)(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nc_out, float* dst,
+                            int64_t ldd);
 
 // One key block of online-softmax attention for n_rows query rows. q: (n_rows, ld), already scaled by
 // 1/sqrt(d), zero past d; kt: (d, kAttnBlock) the block's keys transposed; v: (kAttnBlock, ld) its values,
@@ -167,6 +171,8 @@ struct KernelTable {
   // blocks of kAttnBlock keys over the f16 / f32 cache.
   AttnPackFn attn_pack_f16 = nullptr;
   AttnPackFn attn_pack_f32 = nullptr;
+  AttnRowsFn attn_rows_f16 = nullptr;
+  AttnRowsFn attn_rows_f32 = nullptr;
   AttnBlockFn attn_block = nullptr;
 };
 

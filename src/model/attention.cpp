@@ -72,7 +72,8 @@ int64_t attention_scratch_floats(const Config& c) {
 // work), each run split as if it had its share of the threads.
 void attention(const kernels::KernelTable& k, const Config& c, std::span<const SeqRun> runs, int64_t layer,
                RunState& s) {
-  QE_CHECK(k.attn_pack_f16 != nullptr && k.attn_pack_f32 != nullptr && k.attn_block != nullptr);
+  QE_CHECK(k.attn_pack_f16 != nullptr && k.attn_pack_f32 != nullptr && k.attn_rows_f16 != nullptr &&
+           k.attn_rows_f32 != nullptr && k.attn_block != nullptr);
   QE_CHECK(static_cast<int64_t>(s.attn.size()) >= s.n_threads * per_thread_floats(c));
   const int64_t n_runs = static_cast<int64_t>(runs.size());
   QE_CHECK(n_runs >= 1 && n_runs < static_cast<int64_t>(s.attn_items.size()));
@@ -124,10 +125,12 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
         rw = run_work(n_runs - 1 - i);
       }
       const KvCache& kv = *rw.run->kv;
-      const kernels::AttnPackFn pack = kv.type() == GgmlType::F16 ? k.attn_pack_f16 : k.attn_pack_f32;
+      const bool f16 = kv.type() == GgmlType::F16, tiles = kv.layout() == KvLayout::tiles;
+      const kernels::AttnPackFn pack = f16 ? k.attn_pack_f16 : k.attn_pack_f32;
+      const kernels::AttnRowsFn rows = f16 ? k.attn_rows_f16 : k.attn_rows_f32;
       const int64_t n_ctx = kv.n_ctx(), esz = kv.elem_bytes();
-      const uint8_t* k_cache = kv.k_layer(layer);  // (n_ctx, kv_dim)
-      const uint8_t* v_cache = kv.v_layer(layer);  // (kv_dim, n_ctx)
+      const uint8_t* k_cache = kv.k_layer(layer);  // rows: (n_ctx, kv_dim); tiles: (n_ctx / kB, kv_dim, kB)
+      const uint8_t* v_cache = kv.v_layer(layer);  // rows: (kv_dim, n_ctx); tiles: (n_ctx, kv_dim)
       const int64_t pos = rw.run->pos, n_tokens = rw.run->n_tokens;
       const Split& sp = rw.sp;
       const int64_t local = item - first_item[i], n_hblocks = rw.n_hblocks;
@@ -154,9 +157,16 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
         // K^T block: the nk position rows of this head's slice, transposed; V block from V^T's feature rows.
         // Only the keys present, rounded up to whole 16-key tiles: attn_block reads nothing past a row's
         // nv (what the scratch holds there is stale), and a decode step's last block is mostly empty.
+        // With tiles the K^T block is the cache's own (its keys past nk are whatever the cache holds:
+        // masked all the same) and V's rows are positions: copies, no transpose.
         const int64_t nk_out = std::min(kB, (nk + 15) / 16 * 16);
-        pack(k_cache + (k0 * kv_dim + g * head_dim) * esz, kv_dim * esz, nk, head_dim, nk_out, head_dim, kt, kB);
-        pack(v_cache + (g * head_dim * n_ctx + k0) * esz, n_ctx * esz, head_dim, nk, ld, nk_out, vb, ld);
+        if (tiles) {
+          rows(k_cache + (k0 * kv_dim + g * head_dim * kB) * esz, kB * esz, head_dim, nk_out, nk_out, kt, kB);
+          rows(v_cache + (k0 * kv_dim + g * head_dim) * esz, kv_dim * esz, nk, head_dim, ld, vb, ld);
+        } else {
+          pack(k_cache + (k0 * kv_dim + g * head_dim) * esz, kv_dim * esz, nk, head_dim, nk_out, head_dim, kt, kB);
+          pack(v_cache + (g * head_dim * n_ctx + k0) * esz, n_ctx * esz, head_dim, nk, ld, nk_out, vb, ld);
+        }
         // Rows of tokens before this block do not see it; rows are in token order.
         const int64_t t_first = std::max(t0, k0 - pos), r0 = (t_first - t0) * nh;
         for (int64_t r = r0; r < n_rows; ++r)
@@ -175,6 +185,7 @@ void attention_llamacpp(const kernels::KernelTable& k, const Config& c, const Kv
   const int64_t head_dim = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ctx = kv.n_ctx();
   const int64_t group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  QE_CHECK(kv.layout() == KvLayout::rows);
   const auto* k_cache = reinterpret_cast<const uint16_t*>(kv.k_layer(layer));  // (n_ctx, kv_dim)
   const auto* v_cache = reinterpret_cast<const uint16_t*>(kv.v_layer(layer));  // (kv_dim, n_ctx)
   // tinyBLAS takes a batch only when the dot length is a multiple of 8 (K q: head_dim) and the rows a

@@ -313,7 +313,7 @@ Result<std::unique_ptr<BatchEngine>> BatchEngine::create(const Model& model,
   impl->state.numerics = model.options.numerics;
   impl->slots.resize(static_cast<size_t>(p.n_slots));
   for (Slot& s : impl->slots) {
-    Result<KvCache> kv = KvCache::create(c, p.n_ctx, model.options.cache_type);
+    Result<KvCache> kv = KvCache::create(c, p.n_ctx, model.options.cache_type, model.options.cache_layout());
     if (!kv) return kv.error();
     s.kv = std::move(*kv);
   }

@@ -21,7 +21,7 @@ Result<Context> Context::create(const Model& model, const ContextParams& params)
   if (params.n_batch < 1)
     return Error{"", "n_batch", fmt::format("{} must be >= 1", params.n_batch), "n_batch"};
   const int64_t n_batch = std::min(params.n_batch, n_ctx);
-  Result<KvCache> kv = KvCache::create(c, n_ctx, model.options.cache_type);
+  Result<KvCache> kv = KvCache::create(c, n_ctx, model.options.cache_type, model.options.cache_layout());
   if (!kv) return kv.error();
   Result<RunState> state =
       RunState::create(c, model.weights.rope_freqs, n_batch, n_ctx, model.n_threads(), params.all_logits);

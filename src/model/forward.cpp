@@ -135,6 +135,8 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
   const kernels::KernelTable& k = kernels::kernels(s.numerics, n);
   if (k.numerics == Numerics::llamacpp && n_runs > 1)
     return Error{"", "forward", "llama.cpp numerics run one sequence per forward pass", "numerics"};
+  if (k.numerics == Numerics::llamacpp && runs[0].kv->layout() != KvLayout::rows)
+    return Error{"", "forward", "llama.cpp numerics need the KV cache in rows layout", "numerics"};
   const int64_t dim = c.dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
   float* x = s.x.data();      // (n, dim)
   float* xb = s.xb.data();    // (n, dim)
@@ -181,11 +183,11 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
           float* kt = s.k.data() + t * kv_dim;
           k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
           k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
-          r.kv->store(l, p, kt, s.v.data() + t * kv_dim);
+          r.kv->store(l, p, kt, s.v.data() + t * kv_dim, k.from_f32_f16);
         }
         first += r.n_tokens;
       }
-    }, /*min_chunk=*/8);
+    }, /*min_chunk=*/4);
     if (k.numerics == Numerics::llamacpp)  // s.att (n, q_dim)
       attention_llamacpp(k, c, *runs[0].kv, l, s, n, runs[0].pos);
     else

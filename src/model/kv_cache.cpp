@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -9,20 +10,23 @@
 
 namespace qe::model {
 
-Result<KvCache> KvCache::create(const Config& c, int64_t n_ctx, GgmlType type) {
+Result<KvCache> KvCache::create(const Config& c, int64_t n_ctx, GgmlType type, KvLayout layout) {
   if (type != GgmlType::F16 && type != GgmlType::F32)
     return Error{"", "cache type", fmt::format("{} is not supported (f16, f32)", ggml_type_name(type))};
   if (n_ctx <= 0) return Error{"", "context", fmt::format("{} positions", n_ctx)};
   KvCache kv;
   kv.type_ = type;
+  kv.layout_ = layout;
   kv.n_ctx_ = n_ctx;
   kv.n_layers_ = c.n_layers;
   kv.kv_dim_ = c.kv_dim();
   kv.elem_ = type == GgmlType::F16 ? 2 : 4;
-  kv.layer_elems_ = n_ctx * c.kv_dim();
+  // tiles: whole tiles of positions (the last one partly unused).
+  kv.layer_elems_ = (layout == KvLayout::tiles ? (n_ctx + kTile - 1) / kTile * kTile : n_ctx) * c.kv_dim();
   const int64_t per_tensor = kv.layer_elems_ * kv.n_layers_ * kv.elem_;
-  // Positions never written are never read (attention stops at the current position), so the memory
-  // is left uninitialised: the OS hands out pages as the context fills.
+  // Positions never written are never used (attention stops at the current position; with tiles the
+  // kernels may read the rest of a block's keys, but mask them by replacement), so the memory is left
+  // uninitialised: the OS hands out pages as the context fills.
   kv.k_.reset(new (std::nothrow) uint8_t[static_cast<size_t>(per_tensor)]);
   kv.v_.reset(new (std::nothrow) uint8_t[static_cast<size_t>(per_tensor)]);
   if (!kv.k_ || !kv.v_)
@@ -32,19 +36,41 @@ Result<KvCache> KvCache::create(const Config& c, int64_t n_ctx, GgmlType type) {
   return kv;
 }
 
-void KvCache::store(int64_t layer, int64_t pos, const float* k, const float* v) {
-  QE_CHECK(layer >= 0 && layer < n_layers_ && pos >= 0 && pos < n_ctx_);
-  const int64_t base = layer * layer_elems_;
-  if (type_ == GgmlType::F32) {
-    auto* kd = reinterpret_cast<float*>(k_.get()) + base + pos * kv_dim_;
-    std::memcpy(kd, k, static_cast<size_t>(kv_dim_) * sizeof(float));
-    auto* vd = reinterpret_cast<float*>(v_.get()) + base + pos;
-    for (int64_t j = 0; j < kv_dim_; ++j) vd[j * n_ctx_] = v[j];
+template <class T>
+void KvCache::store_as(int64_t layer, int64_t pos, const float* k, const float* v, kernels::QuantizeRowFn to_f16) {
+  auto* kd = reinterpret_cast<T*>(k_.get()) + layer * layer_elems_;
+  auto* vd = reinterpret_cast<T*>(v_.get()) + layer * layer_elems_;
+  auto convert = [&](const float* x, T* y, int64_t n) {
+    if constexpr (sizeof(T) == 2) to_f16(x, y, n);
+    else std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));
+  };
+  // x's kv_dim values to y[j * stride]: in place when contiguous, else through a buffer.
+  auto put = [&](const float* x, T* y, int64_t stride) {
+    if (stride == 1) return convert(x, y, kv_dim_);
+    constexpr int64_t kChunk = 256;
+    T buf[kChunk];
+    for (int64_t j0 = 0; j0 < kv_dim_; j0 += kChunk) {
+      const int64_t m = std::min(kChunk, kv_dim_ - j0);
+      convert(x + j0, buf, m);
+      for (int64_t j = 0; j < m; ++j) y[(j0 + j) * stride] = buf[j];
+    }
+  };
+  if (layout_ == KvLayout::rows) {
+    put(k, kd + pos * kv_dim_, 1);
+    put(v, vd + pos, n_ctx_);
   } else {
-    auto* kd = reinterpret_cast<uint16_t*>(k_.get()) + base + pos * kv_dim_;
-    for (int64_t j = 0; j < kv_dim_; ++j) kd[j] = fp32_to_fp16(k[j]);
-    auto* vd = reinterpret_cast<uint16_t*>(v_.get()) + base + pos;
-    for (int64_t j = 0; j < kv_dim_; ++j) vd[j * n_ctx_] = fp32_to_fp16(v[j]);
+    put(k, kd + pos / kTile * kv_dim_ * kTile + pos % kTile, kTile);
+    put(v, vd + pos * kv_dim_, 1);
+  }
+}
+
+void KvCache::store(int64_t layer, int64_t pos, const float* k, const float* v, kernels::QuantizeRowFn to_f16) {
+  QE_CHECK(layer >= 0 && layer < n_layers_ && pos >= 0 && pos < n_ctx_);
+  if (type_ == GgmlType::F32) {
+    store_as<float>(layer, pos, k, v, to_f16);
+  } else {
+    QE_CHECK(to_f16 != nullptr);
+    store_as<uint16_t>(layer, pos, k, v, to_f16);
   }
 }
 

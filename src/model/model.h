@@ -14,6 +14,7 @@
 #include "formats/ggml_type.h"
 #include "formats/gguf_reader.h"
 #include "model/config.h"
+#include "model/kv_cache.h"
 #include "model/run_state.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
@@ -34,6 +35,9 @@ struct ModelOptions {
   // (rounded to nearest even), and the bf16 path also rounds the activations to bf16; so opt-in only.
   bool f16_as_bf16 = false;
   int n_threads = 0;  // matmul and scoring threads; 0 = physical cores
+
+  // The KV cache layout the numerics' attention reads (kv_cache.h).
+  KvLayout cache_layout() const { return numerics == Numerics::llamacpp ? KvLayout::rows : KvLayout::tiles; }
 };
 
 struct Model {

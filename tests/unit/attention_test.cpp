@@ -1,7 +1,7 @@
 // model::attention() (fast numerics, flash-style) on every level this CPU runs: against a
 // double-precision softmax(K q / sqrt(d)) V, and with the invariance the engine relies on: a (token,
-// head) gets the same bits whatever the batch, its place in it and the thread count, and positions the
-// cache does not hold for the step (NaN here) are never read.
+// head) gets the same bits whatever the batch, its place in it, the thread count and the cache layout,
+// and positions the cache does not hold for the step (NaN here) never reach a result.
 #include "model/attention.h"
 
 #include <gtest/gtest.h>
@@ -64,9 +64,9 @@ void run_step(const KernelTable& k, const model::Config& c, model::KvCache& kv, 
   const std::vector<float> nan(static_cast<size_t>(kv_dim), NAN);
   for (int64_t p = 0; p < kv.n_ctx(); ++p)
     if (p < pos + n)
-      kv.store(0, p, &ks[p * kv_dim], &vs[p * kv_dim]);
+      kv.store(0, p, &ks[p * kv_dim], &vs[p * kv_dim], k.from_f32_f16);
     else
-      kv.store(0, p, nan.data(), nan.data());
+      kv.store(0, p, nan.data(), nan.data(), k.from_f32_f16);
   std::copy(qs.begin() + pos * q_dim, qs.begin() + (pos + n) * q_dim, s.q.begin());
   const model::SeqRun run{&kv, pos, n, true};
   model::attention(k, c, std::span<const model::SeqRun>(&run, 1), 0, s);
@@ -121,6 +121,16 @@ TEST_P(AttentionModel, BatchDecodeAndThreadsGiveTheSameBits) {
               << " h=" << h;
         }
       }
+    // The other cache layout (rows, as llama.cpp numerics keep it) holds the same values in other
+    // places: the same bits, in one batch and token by token.
+    Result<model::KvCache> kv_rows = model::KvCache::create(c, n_ctx, sh.cache, model::KvLayout::rows);
+    ASSERT_TRUE(kv_rows.ok());
+    std::fill(other.begin(), other.end(), 0.0f);
+    run_step(*k, c, *kv_rows, *s1, qs, ks, vs, 0, n_ctx, other);
+    ASSERT_TRUE(same_bits(one.data(), other.data(), one.size())) << "rows layout, d=" << sh.head_dim;
+    std::fill(other.begin(), other.end(), 0.0f);
+    for (int64_t pos = 0; pos < n_ctx; ++pos) run_step(*k, c, *kv_rows, *s1, qs, ks, vs, pos, 1, other);
+    ASSERT_TRUE(same_bits(one.data(), other.data(), one.size())) << "rows layout token by token, d=" << sh.head_dim;
     // Token by token on 3 threads; then batches of 5 and 37 (ragged against the 64-key blocks) on 2
     // and 16 threads.
     for (auto [batch, threads] : {std::pair<int64_t, int>{1, 3}, {5, 2}, {37, 16}}) {

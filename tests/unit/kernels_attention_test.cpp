@@ -65,6 +65,35 @@ TEST_P(AttentionIsa, PackIsExact) {
     }
 }
 
+// Rows: a widening copy, so every level gives the reference's bits, zeros to nc_out included, and
+// writes nothing past nc_out or nr.
+TEST_P(AttentionIsa, RowsAreExact) {
+  for (int64_t nr : {1, 3, 16, 64})
+    for (int64_t nc : {1, 5, 16, 33, 64}) {
+      const uint32_t seed = static_cast<uint32_t>(nr * 100 + nc + 7);
+      const int64_t stride = nc + 3, nc_out = (nc + 15) / 16 * 16, ldd = nc_out + 16;
+      const auto x = randv(seed, static_cast<size_t>(nr * stride), -3, 3);
+      std::vector<uint16_t> h(x.size());
+      for (size_t i = 0; i < x.size(); ++i) h[i] = fp32_to_fp16(x[i]);
+      for (int f16 = 0; f16 < 2; ++f16) {
+        std::vector<float> a(static_cast<size_t>((nr + 1) * ldd), 7.0f), b = a;
+        const void* src = f16 ? static_cast<const void*>(h.data()) : x.data();
+        const int64_t sb = stride * (f16 ? 2 : 4);
+        (f16 ? k_->attn_rows_f16 : k_->attn_rows_f32)(src, sb, nr, nc, nc_out, a.data(), ldd);
+        (f16 ? ref_->attn_rows_f16 : ref_->attn_rows_f32)(src, sb, nr, nc, nc_out, b.data(), ldd);
+        ASSERT_TRUE(same_bits(a.data(), b.data(), a.size())) << "nr=" << nr << " nc=" << nc << " f16=" << f16;
+        const float last = f16 ? fp16_to_fp32(h[static_cast<size_t>((nr - 1) * stride + nc - 1)])
+                               : x[static_cast<size_t>((nr - 1) * stride + nc - 1)];
+        EXPECT_EQ(a[static_cast<size_t>((nr - 1) * ldd + nc - 1)], last);
+        if (nc < nc_out) {
+          EXPECT_EQ(a[static_cast<size_t>((nr - 1) * ldd + nc_out - 1)], 0.0f);
+        }
+        EXPECT_EQ(a[static_cast<size_t>(nc_out)], 7.0f) << "nothing past nc_out";
+        EXPECT_EQ(a[static_cast<size_t>(nr * ldd)], 7.0f) << "nothing past nr";
+      }
+    }
+}
+
 // A few key blocks for n_rows rows of head_dim d through attn_block, state carried between blocks.
 struct BlockRun {
   int64_t d, ld, rows;
