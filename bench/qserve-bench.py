@@ -4,9 +4,11 @@
 
   bench/qserve-bench.py [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--tokens 64] [--rounds 2]
 
-Each round sends N streaming completions at once (greedy, different prompts, max_tokens --tokens) to a
-qserve started with -np 8. Aggregate t/s = generated tokens of the round / the round's wall time from
-the first request sent to the last token received (prompts are short, so this is mostly decode)."""
+Each round sends, for each N in turn, N streaming completions at once (greedy, different prompts,
+max_tokens --tokens) to a qserve started with -np 8. Aggregate t/s (wall) = generated tokens of the round /
+the round's wall time from the first request sent to the last token received, prefill included; decode
+t/s = the tokens after each stream's first / the time from the first first-token to the last token (the
+prefill is TTFT's column)."""
 
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ def stream(port: int, prompt: str, tokens: int, out: dict) -> None:
             first = time.perf_counter()
         if "usage" in chunk:
             n_gen = chunk["usage"]["completion_tokens"]
-    out.update(start=t0, ttft=(first or time.perf_counter()) - t0, end=time.perf_counter(), n_gen=n_gen)
+    end = time.perf_counter()
+    out.update(start=t0, first=first or end, ttft=(first or end) - t0, end=end, n_gen=n_gen)
     conn.close()
 
 
@@ -82,12 +85,17 @@ def main() -> None:
         stream(port, "Warm up:", 8, {})
         print(f"model {pathlib.Path(a.model).name}, {a.tokens} tokens per stream, {a.rounds} rounds, "
               f"load {os.getloadavg()[0]:.2f}\n")
-        print("| streams | aggregate decode t/s | per stream t/s | TTFT p50 ms | TTFT p95 ms | RSS MiB |")
-        print("|---:|---:|---:|---:|---:|---:|")
-        base = None
-        for n in counts:
-            rates, ttfts = [], []
-            for rnd in range(a.rounds):
+        print("| streams | aggregate t/s (wall) | decode t/s (first token on) | per stream t/s | TTFT p50 ms "
+              "| TTFT p95 ms | RSS MiB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        # Rounds interleave the stream counts (1, 2, 4, 8, 1, 2, ...), so that a drift in the machine's
+        # speed (a shared VM's neighbours) reaches every count alike; medians per count.
+        rates = {n: [] for n in counts}
+        ttfts = {n: [] for n in counts}
+        decode = {n: [] for n in counts}
+        rss = {n: 0.0 for n in counts}
+        for rnd in range(a.rounds):
+            for n in counts:
                 outs = [{} for _ in range(n)]
                 threads = [threading.Thread(target=stream, args=(
                     port, f"Story {rnd}-{i}: count from one to one hundred in words: one, two,", a.tokens, outs[i]))
@@ -97,14 +105,22 @@ def main() -> None:
                 for t in threads:
                     t.join()
                 wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
-                rates.append(sum(o["n_gen"] for o in outs) / wall)
-                ttfts += [o["ttft"] * 1e3 for o in outs]
-            rate = statistics.median(rates)
-            base = base or rate
-            ttfts.sort()
-            p95 = ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))]
-            print(f"| {n} | {rate:.1f} ({rate / base:.2f}x) | {rate / n:.1f} | {statistics.median(ttfts):.0f} "
-                  f"| {p95:.0f} | {rss_mib(proc.pid):.0f} |")
+                rates[n].append(sum(o["n_gen"] for o in outs) / wall)
+                # Decode alone: the tokens after each stream's first, over the span from the first
+                # first-token to the last token (the prompts' prefill is left out; TTFT reports it).
+                span = max(o["end"] for o in outs) - min(o["first"] for o in outs)
+                decode[n].append(sum(o["n_gen"] - 1 for o in outs) / span)
+                ttfts[n] += [o["ttft"] * 1e3 for o in outs]
+                if rnd == 0:  # after the first round of n, before any larger count has run
+                    rss[n] = rss_mib(proc.pid)
+        base = statistics.median(rates[counts[0]])
+        dbase = statistics.median(decode[counts[0]])
+        for n in counts:
+            rate, drate = statistics.median(rates[n]), statistics.median(decode[n])
+            t = sorted(ttfts[n])
+            p95 = t[min(len(t) - 1, round(0.95 * (len(t) - 1)))]
+            print(f"| {n} | {rate:.1f} ({rate / base:.2f}x) | {drate:.1f} ({drate / dbase:.2f}x) | {rate / n:.1f} "
+                  f"| {statistics.median(t):.0f} | {p95:.0f} | {rss[n]:.0f} |")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
