@@ -50,7 +50,7 @@ if [[ -z $FILE ]]; then
   fi
 fi
 [[ -f $FILE ]] || die "$FILE: no such file"
-[[ -x $TOOLS/bin/llama-bench ]] || die "$TOOLS/bin/llama-bench missing: run scripts/build-llamacpp-tools.sh"
+QE_LLAMACPP_TOOLS=$TOOLS "$REPO/scripts/build-llamacpp-tools.sh" || die "could not build llama-bench (native)"
 
 tmp=$(mktemp -d)
 hog=""

@@ -59,10 +59,9 @@ for v in THREADS ROUNDS REPS PP TG; do [[ ${!v} =~ ^[0-9]+$ ]] || die "--${v,,} 
 [[ -x $BIN/qbench && -x $BIN/qconvert ]] || die "$BIN/qbench or qconvert missing: build first (QE_BUILD_DIR)"
 "$BIN/qbench" -m /dev/null --help >/dev/null 2>&1 || die "$BIN/qbench has no -m (an old build?)"
 
-# ---- llama-bench: built once.
-if [[ ! -x $TOOLS/bin/llama-bench ]]; then
-  QE_LLAMACPP_TOOLS=$TOOLS "$REPO/scripts/build-llamacpp-tools.sh" || die "could not build llama-bench"
-fi
+# ---- llama-bench: built once, native (the script's stamp makes this a no-op when it is; CI's AVX2-level
+# build for the tests, --with-python, is replaced).
+QE_LLAMACPP_TOOLS=$TOOLS "$REPO/scripts/build-llamacpp-tools.sh" || die "could not build llama-bench"
 LLAMA_BENCH=$TOOLS/bin/llama-bench
 
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -70,10 +70,10 @@ if(QE_FUZZ)
   endforeach()
 endif()
 
-# The sanitizer build (QE_SANITIZE) instruments only the SIMD levels this CPU can run: a sanitizer reports
-# code that runs, and the unit tests run a level only where the CPU has it. On an AVX2-only machine the
-# AVX-512 files cost about 2.5 min of CI's ASan+UBSan build for nothing.
-if(QE_SANITIZE AND QE_ARCH_X86 AND EXISTS /proc/cpuinfo)
+# The sanitizer and fuzz builds instrument only the SIMD levels this CPU can run: a sanitizer reports code
+# that runs, and the unit tests and fuzzers run a level only where the CPU has it. On an AVX2-only machine
+# the AVX-512 files cost about 2.5 min of CI's ASan+UBSan build for nothing.
+if((QE_SANITIZE OR QE_FUZZ) AND QE_ARCH_X86 AND EXISTS /proc/cpuinfo)
   file(READ /proc/cpuinfo qe_cpuinfo)
   foreach(level avx512 avx512bf16)
     set(flags avx512f avx512bw avx512vl avx512dq avx512_vnni)

@@ -58,6 +58,9 @@ CMAKE_FLAGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release "${LEVEL[@]}" -DGGML_CUDA=OFF -
              -DGGML_VULKAN=OFF -DGGML_OPENMP=ON -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=$SHARED
              -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF
              -DLLAMA_BUILD_TOOLS=ON)
+# Shared libraries find each other (and the tools find them) beside themselves ($ORIGIN), wherever they
+# are copied: the tools with them in bin/, the bindings in llama_cpp/lib.
+[[ $SHARED == ON ]] && CMAKE_FLAGS+=(-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON)
 want_stamp="llama-cpp-python $LLAMA_CPP_PYTHON_VERSION | ${CMAKE_FLAGS[*]} | ${TARGETS[*]}"
 if [[ $FORCE == 0 && -f $ROOT/stamp && $(cat "$ROOT/stamp") == "$want_stamp" ]]; then
   ok=1
@@ -72,39 +75,40 @@ SRC=$SRC_ROOT/src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION
 PY=.venv/bin/python
 [[ -x $PY ]] || PY=python3
 
-if [[ ${UP_TO_DATE:-0} == 0 ]]; then
-t0=$(date +%s)
-mkdir -p "$ROOT"
-rm -f "$ROOT/stamp"
+if [[ ${UP_TO_DATE:-0} == 0 ]]; then  # build (else only the Python package below is checked)
+  t0=$(date +%s)
+  mkdir -p "$ROOT"
+  rm -f "$ROOT/stamp"
 
-# ---- Sources: the sdist, unpacked once (its vendor/llama.cpp is all we build).
-if [[ ! -f $SRC/vendor/llama.cpp/CMakeLists.txt ]]; then
-  dl=$(mktemp -d)
-  trap 'rm -rf "$dl"' EXIT
-  echo "build-llamacpp-tools.sh: downloading the llama-cpp-python $LLAMA_CPP_PYTHON_VERSION sdist" >&2
-  $PY -m pip download --quiet --no-binary :all: --no-deps --dest "$dl" \
-    "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" || die "pip download failed (network?)"
-  tarball=$(ls "$dl"/llama_cpp_python-*.tar.gz 2>/dev/null | head -1)
-  [[ -n $tarball ]] || die "pip download gave no llama_cpp_python-*.tar.gz in $dl"
-  rm -rf "$SRC_ROOT/src"
-  mkdir -p "$SRC_ROOT/src"
-  tar -xzf "$tarball" -C "$SRC_ROOT/src"
-  [[ -f $SRC/vendor/llama.cpp/CMakeLists.txt ]] || die "$tarball has no vendor/llama.cpp/CMakeLists.txt"
-fi
+  # ---- Sources: the sdist, unpacked once (its vendor/llama.cpp is all we build).
+  if [[ ! -f $SRC/vendor/llama.cpp/CMakeLists.txt ]]; then
+    dl=$(mktemp -d)
+    trap 'rm -rf "$dl"' EXIT
+    echo "build-llamacpp-tools.sh: downloading the llama-cpp-python $LLAMA_CPP_PYTHON_VERSION sdist" >&2
+    $PY -m pip download --quiet --no-binary :all: --no-deps --dest "$dl" \
+      "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" || die "pip download failed (network?)"
+    tarball=$(ls "$dl"/llama_cpp_python-*.tar.gz 2>/dev/null | head -1)
+    [[ -n $tarball ]] || die "pip download gave no llama_cpp_python-*.tar.gz in $dl"
+    rm -rf "$SRC_ROOT/src"
+    mkdir -p "$SRC_ROOT/src"
+    tar -xzf "$tarball" -C "$SRC_ROOT/src"
+    [[ -f $SRC/vendor/llama.cpp/CMakeLists.txt ]] || die "$tarball has no vendor/llama.cpp/CMakeLists.txt"
+  fi
 
-# ---- Configure and build only the tools we need (not the whole tree).
-cmake -S "$SRC/vendor/llama.cpp" -B "$ROOT/build" "${CMAKE_FLAGS[@]}" >"$ROOT/configure.log" 2>&1 \
-  || { tail -20 "$ROOT/configure.log" >&2; die "cmake configure failed (log: $ROOT/configure.log)"; }
-cmake --build "$ROOT/build" -j "$JOBS" --target "${TARGETS[@]}" >"$ROOT/build.log" 2>&1 \
-  || { tail -30 "$ROOT/build.log" >&2; die "build failed (log: $ROOT/build.log)"; }
+  # ---- Configure and build only the tools we need (not the whole tree).
+  cmake -S "$SRC/vendor/llama.cpp" -B "$ROOT/build" "${CMAKE_FLAGS[@]}" >"$ROOT/configure.log" 2>&1 \
+    || { tail -20 "$ROOT/configure.log" >&2; die "cmake configure failed (log: $ROOT/configure.log)"; }
+  cmake --build "$ROOT/build" -j "$JOBS" --target "${TARGETS[@]}" >"$ROOT/build.log" 2>&1 \
+    || { tail -30 "$ROOT/build.log" >&2; die "build failed (log: $ROOT/build.log)"; }
 
-mkdir -p "$ROOT/bin"
-for t in "${TARGETS[@]}"; do
-  [[ -x $ROOT/build/bin/$t ]] || die "$ROOT/build/bin/$t was not built"
-  cp -f "$ROOT/build/bin/$t" "$ROOT/bin/$t"
-done
-echo "$want_stamp" >"$ROOT/stamp"
-echo "build-llamacpp-tools.sh: built ${TARGETS[*]} in $(( $(date +%s) - t0 )) s ($JOBS jobs) into $ROOT/bin" >&2
+  mkdir -p "$ROOT/bin"
+  for t in "${TARGETS[@]}"; do
+    [[ -x $ROOT/build/bin/$t ]] || die "$ROOT/build/bin/$t was not built"
+    cp -f "$ROOT/build/bin/$t" "$ROOT/bin/$t"
+  done
+  [[ $SHARED == ON ]] && cp -f "$ROOT"/build/bin/lib*.so* "$ROOT/bin/"
+  echo "$want_stamp" >"$ROOT/stamp"
+  echo "build-llamacpp-tools.sh: built ${TARGETS[*]} in $(( $(date +%s) - t0 )) s ($JOBS jobs) into $ROOT/bin" >&2
 fi
 [[ $SHARED == ON ]] || exit 0
 

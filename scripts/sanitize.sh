@@ -14,7 +14,10 @@ cd "$(dirname "$0")/.."
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQE_SANITIZE=ON \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
   -DQE_PYTHON_TESTS=OFF -DQE_BUILD_BENCH=OFF ${QE_CMAKE_ARGS:-} >/dev/null
-cmake --build build-asan -j "$(nproc)"
+# What the checks below run: the unit tests, qrun and qconvert (not qserve, nor the Python tests' tools).
+targets=(qrun qconvert)
+for src in tests/unit/*_test.cpp; do targets+=("$(basename "$src" .cpp)"); done
+cmake --build build-asan -j "$(nproc)" --target "${targets[@]}"
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1:exitcode=23
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:abort_on_error=1
 ctest --test-dir build-asan --output-on-failure -j "$(nproc)" "$@"

@@ -34,16 +34,25 @@ if ((${#missing[@]})); then
 fi
 
 # Python references we did not write: gguf (ggml's quantizers, GGUF reader/writer), safetensors,
-# tokenizers, numpy. A stamp of the requirements file skips pip when nothing changed.
+# tokenizers, numpy. A stamp of the requirements file skips pip when nothing changed. pip (mostly
+# downloads and unpacking) runs beside the build (mostly compiling), so neither waits for the other.
 REQ=tests/python/requirements.txt
 [ -x .venv/bin/python ] || python3 -m venv .venv
+pip_pid=""
 if ! cmp -s "$REQ" .venv/.requirements.stamp 2>/dev/null; then
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -r "$REQ"
-  cp "$REQ" .venv/.requirements.stamp
+  (
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -r "$REQ"
+    cp "$REQ" .venv/.requirements.stamp
+  ) &
+  pip_pid=$!
 fi
 
 # shellcheck disable=SC2086
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${QE_CMAKE_ARGS:-} >/dev/null
 cmake --build build -j "$(nproc)"
+if [ -n "$pip_pid" ] && ! wait "$pip_pid"; then
+  echo "setup: pip install -r $REQ failed" >&2
+  exit 1
+fi
 echo "setup: done (binaries in build/bin)"

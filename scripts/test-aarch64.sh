@@ -3,9 +3,12 @@
 # armv8.2-a + dotprod + fp16) and runs them under qemu-user, so the NEON kernels are really tested on an
 # x86 box. Installs the cross compiler and qemu when missing (non-interactive apt).
 #   scripts/test-aarch64.sh [build-dir]      (default: build-aarch64)
+#   scripts/test-aarch64.sh --install-only   (only the packages: CI fetches them while it compiles)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+install_only=0
+if [[ ${1:-} == --install-only ]]; then install_only=1; shift; fi
 build="${1:-$root/build-aarch64}"
 [[ "$build" = /* ]] || build="$root/$build"
 
@@ -20,6 +23,7 @@ if ((${#need[@]})); then
   $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get update -q
   $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
+[[ $install_only == 1 ]] && exit 0
 
 # A standalone project: only what the kernels need (no fmt/json/xxhash/hwloc for arm64 required).
 proj="$build/project"
