@@ -4,7 +4,6 @@
 // 512-bit FMA per cycle, so either product keeps the FMA port busy with loads to spare.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cmath>
 
 #include "formats/blocks.h"
@@ -70,79 +69,5 @@ struct Vec {
 }  // namespace
 
 #include "kernels/attention_block.inc"
-
-namespace {
-
-// In-register 16 x 16 transpose: x[i] holds row i on entry, column i on return (unpacks within 128-bit
-// lanes, then 128-bit lane shuffles).
-inline void transpose16(__m512 x[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(x[2 * i], x[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(x[2 * i], x[2 * i + 1]);
-  }
-  auto lo = [](__m512 a, __m512 b) {
-    return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
-  };
-  auto hi = [](__m512 a, __m512 b) {
-    return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
-  };
-  for (int i = 0; i < 4; ++i) {  // u[4i + k]: column 4L + k of rows 4i..4i+3 in 128-bit lane L
-    u[4 * i + 0] = lo(t[4 * i], t[4 * i + 2]);
-    u[4 * i + 1] = hi(t[4 * i], t[4 * i + 2]);
-    u[4 * i + 2] = lo(t[4 * i + 1], t[4 * i + 3]);
-    u[4 * i + 3] = hi(t[4 * i + 1], t[4 * i + 3]);
-  }
-  for (int k = 0; k < 4; ++k) {
-    const __m512 ab_lo = _mm512_shuffle_f32x4(u[k], u[4 + k], _MM_SHUFFLE(2, 0, 2, 0));
-    const __m512 ab_hi = _mm512_shuffle_f32x4(u[k], u[4 + k], _MM_SHUFFLE(3, 1, 3, 1));
-    const __m512 cd_lo = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], _MM_SHUFFLE(2, 0, 2, 0));
-    const __m512 cd_hi = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], _MM_SHUFFLE(3, 1, 3, 1));
-    x[k] = _mm512_shuffle_f32x4(ab_lo, cd_lo, _MM_SHUFFLE(2, 0, 2, 0));
-    x[8 + k] = _mm512_shuffle_f32x4(ab_lo, cd_lo, _MM_SHUFFLE(3, 1, 3, 1));
-    x[4 + k] = _mm512_shuffle_f32x4(ab_hi, cd_hi, _MM_SHUFFLE(2, 0, 2, 0));
-    x[12 + k] = _mm512_shuffle_f32x4(ab_hi, cd_hi, _MM_SHUFFLE(3, 1, 3, 1));
-  }
-}
-
-// The pack by 16 x 16 tiles: masked loads (which never touch the masked bytes, so nothing past the
-// cache's valid positions is read) give the zeros of the tails, so every tile is written whole. For a
-// decode step the pack is most of the work (8 query rows share a block), and scalar scatters cost
-// several times the block's FMAs.
-template <class S>
-void attn_pack16(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nr_out, int64_t nc_out,
-                 float* dst, int64_t ldd) {
-  if (nr_out % 16 != 0) return attn_pack<S>(src, stride, nr, nc, nr_out, nc_out, dst, ldd);
-  const auto* base = static_cast<const uint8_t*>(src);
-  for (int64_t r0 = 0; r0 < nr_out; r0 += 16) {
-    const int64_t rows = std::clamp<int64_t>(nr - r0, 0, 16);
-    for (int64_t c0 = 0; c0 < nc_out; c0 += 16) {
-      const int64_t cols = std::clamp<int64_t>(nc - c0, 0, 16), cols_out = std::min<int64_t>(16, nc_out - c0);
-      const __mmask16 cm = static_cast<__mmask16>(cols >= 16 ? 0xFFFFu : (1u << cols) - 1);
-      __m512 x[16];
-      for (int64_t i = 0; i < 16; ++i) {
-        if (i >= rows) {
-          x[i] = _mm512_setzero_ps();
-          continue;
-        }
-        const S* row = reinterpret_cast<const S*>(base + (r0 + i) * stride) + c0;
-        if constexpr (sizeof(S) == 2)
-          x[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(cm, row));
-        else
-          x[i] = _mm512_maskz_loadu_ps(cm, row);
-      }
-      transpose16(x);
-      for (int64_t j = 0; j < cols_out; ++j) _mm512_storeu_ps(dst + (c0 + j) * ldd + r0, x[j]);
-    }
-  }
-}
-
-}  // namespace
-
-void fill_attention(KernelTable& t) {
-  fill_attention_generic(t);
-  t.attn_pack_f16 = attn_pack16<uint16_t>;
-  t.attn_pack_f32 = attn_pack16<float>;
-}
 
 }  // namespace qe::kernels::avx512

@@ -43,8 +43,4 @@ struct Vec {
 
 #include "kernels/attention_block.inc"
 
-void fill_attention(KernelTable& t) {
-  fill_attention_generic(t);
-}
-
 }  // namespace qe::kernels::neon

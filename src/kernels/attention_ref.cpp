@@ -41,23 +41,6 @@ void attn_block(int64_t n_rows, int64_t d, int64_t ld, const float* q, const flo
 }
 
 template <class S>
-void attn_pack(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nr_out, int64_t nc_out,
-               float* dst, int64_t ldd) {
-  for (int64_t c = 0; c < nc_out; ++c)
-    for (int64_t r = 0; r < nr_out; ++r) {
-      float x = 0.0f;
-      if (r < nr && c < nc) {
-        const S* row = reinterpret_cast<const S*>(static_cast<const uint8_t*>(src) + r * stride);
-        if constexpr (sizeof(S) == 2)
-          x = fp16_to_fp32(row[c]);
-        else
-          x = row[c];
-      }
-      dst[c * ldd + r] = x;
-    }
-}
-
-template <class S>
 void attn_rows(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nc_out, float* dst, int64_t ldd) {
   for (int64_t r = 0; r < nr; ++r) {
     const S* row = reinterpret_cast<const S*>(static_cast<const uint8_t*>(src) + r * stride);
@@ -77,8 +60,6 @@ void attn_rows(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t 
 }  // namespace
 
 void fill_attention(KernelTable& t) {
-  t.attn_pack_f16 = attn_pack<uint16_t>;
-  t.attn_pack_f32 = attn_pack<float>;
   t.attn_rows_f16 = attn_rows<uint16_t>;
   t.attn_rows_f32 = attn_rows<float>;
   t.attn_block = attn_block;

@@ -52,12 +52,8 @@ using F16DotFn = float (*)(int64_t n, int64_t n_pad, const uint16_t* a, const ui
 constexpr int64_t kAttnBlock = 64;
 constexpr int64_t kAttnPad = 16;
 
-// Transposing conversion of a cache tile (f16 or f32 source rows `stride` bytes apart) to f32:
-// dst[c * ldd + r] = src(r, c) for r < nr, c < nc, and 0 for the rest of [0, nr_out) x [0, nc_out).
-// Exact (a widening), so every level writes the same bits.
-using AttnPackFn = void (*)(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nr_out,
-                            int64_t nc_out, float* dst, int64_t ldd);
-// The same without the transpose, for a cache whose tiles already lie the kernel's way:
+// Widening copy of a cache tile (f16 or f32 source rows `stride` bytes apart; the cache keeps its
+// tiles the kernel's way, model/kv_cache.h) to f32:
 // dst[r * ldd + c] = src(r, c) for r < nr, c < nc, and 0 for c in [nc, nc_out). Exact.
 using AttnRowsFn = void (*)(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nc_out, float* dst,
                             int64_t ldd);
@@ -169,8 +165,6 @@ struct KernelTable {
 
   // attention (fast numerics only; model/attention.cpp, kernels/attention_<isa>.cpp): flash-style
   // blocks of kAttnBlock keys over the f16 / f32 cache.
-  AttnPackFn attn_pack_f16 = nullptr;
-  AttnPackFn attn_pack_f32 = nullptr;
   AttnRowsFn attn_rows_f16 = nullptr;
   AttnRowsFn attn_rows_f32 = nullptr;
   AttnBlockFn attn_block = nullptr;

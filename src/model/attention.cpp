@@ -10,15 +10,15 @@ namespace qe::model {
 namespace {
 
 constexpr int64_t kB = kernels::kAttnBlock;
-// Query rows (token, head) of one work item: their packed key/value blocks are shared by all of them,
-// so more rows amortise the packing; 128 rows x 64 features keep q and o in 64 KiB (L2).
+// Query rows (token, head) of one work item: their widened key/value blocks are shared by all of them,
+// so more rows amortise the widening; 128 rows x 64 features keep q and o in 64 KiB (L2).
 constexpr int64_t kMaxRows = 128;
 
 int64_t padded_dim(const Config& c) {
   return (c.head_dim + kernels::kAttnPad - 1) / kernels::kAttnPad * kernels::kAttnPad;
 }
 
-// Floats of one thread's scratch: the packed K^T (head_dim, kB) and V (kB, ld) blocks, then q and o
+// Floats of one thread's scratch: the widened K^T (head_dim, kB) and V (kB, ld) blocks, then q and o
 // (kMaxRows, ld), plus 16 floats of slack for the 64-byte alignment of the base.
 int64_t per_thread_floats(const Config& c) {
   const int64_t ld = padded_dim(c);
@@ -27,8 +27,8 @@ int64_t per_thread_floats(const Config& c) {
 
 // A work item's shape: `tokens` consecutive tokens x `heads` query heads of one KV head. Any shape gives
 // the same bits per (token, head), so the split only balances the threads: as large as kMaxRows allows
-// (fewer packs per row), halved while there are fewer than two items per thread (decode: one token, so
-// the query heads of a group are split instead, each item packing the group's keys again).
+// (fewer widenings per row), halved while there are fewer than two items per thread (decode: one token, so
+// the query heads of a group are split instead, each item widening the group's keys again).
 struct Split {
   int64_t tokens, heads;
 };
@@ -56,24 +56,23 @@ int64_t attention_scratch_floats(const Config& c) {
 }
 
 // Flash-style: a work item takes a block of tokens x the query heads of one KV head, and walks the key
-// blocks [0, 64), [64, 128), ... up to its last token's position. Each block of K and V is converted
-// once into f32 tiles (K transposed) that feed every row of the item, and each row keeps a running max,
+// blocks [0, 64), [64, 128), ... up to its last token's position. Each block of K and V is widened
+// once into f32 tiles (the cache keeps K transposed, kv_cache.h) that feed every row of the item, and each row keeps a running max,
 // sum and unnormalised output (online softmax), divided by the sum at the end.
 //
 // Batch invariance: blocks sit at absolute positions with a fixed size, a row sees exactly the blocks
 // up to its own position and, in its last block, exactly its own keys (the kernel masks the rest by
 // replacement and stops its sums at them); the kernel's per-row arithmetic does not depend on the other
 // rows. So a (token, head) gets the same bits in a prompt batch, in decoding and on any thread count.
-// Only positions the cache holds for this step (< pos + n_tokens) are read; the rest of a block is
-// packed as zeros.
+// Whatever the cache holds past a row's own keys (stale positions of a K tile, up to its 16-key
+// rounding) is masked, never summed.
 //
 // Several runs (sequences) share the one parallel region: their work items are numbered one run after
 // the other, the last run first (a step's prompt chunks come after its decode tokens and are the most
 // work), each run split as if it had its share of the threads.
 void attention(const kernels::KernelTable& k, const Config& c, std::span<const SeqRun> runs, int64_t layer,
                RunState& s) {
-  QE_CHECK(k.attn_pack_f16 != nullptr && k.attn_pack_f32 != nullptr && k.attn_rows_f16 != nullptr &&
-           k.attn_rows_f32 != nullptr && k.attn_block != nullptr);
+  QE_CHECK(k.attn_rows_f16 != nullptr && k.attn_rows_f32 != nullptr && k.attn_block != nullptr);
   QE_CHECK(static_cast<int64_t>(s.attn.size()) >= s.n_threads * per_thread_floats(c));
   const int64_t n_runs = static_cast<int64_t>(runs.size());
   QE_CHECK(n_runs >= 1 && n_runs < static_cast<int64_t>(s.attn_items.size()));
@@ -125,12 +124,11 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
         rw = run_work(n_runs - 1 - i);
       }
       const KvCache& kv = *rw.run->kv;
-      const bool f16 = kv.type() == GgmlType::F16, tiles = kv.layout() == KvLayout::tiles;
-      const kernels::AttnPackFn pack = f16 ? k.attn_pack_f16 : k.attn_pack_f32;
-      const kernels::AttnRowsFn rows = f16 ? k.attn_rows_f16 : k.attn_rows_f32;
-      const int64_t n_ctx = kv.n_ctx(), esz = kv.elem_bytes();
-      const uint8_t* k_cache = kv.k_layer(layer);  // rows: (n_ctx, kv_dim); tiles: (n_ctx / kB, kv_dim, kB)
-      const uint8_t* v_cache = kv.v_layer(layer);  // rows: (kv_dim, n_ctx); tiles: (n_ctx, kv_dim)
+      QE_CHECK(kv.layout() == KvLayout::tiles);
+      const kernels::AttnRowsFn rows = kv.type() == GgmlType::F16 ? k.attn_rows_f16 : k.attn_rows_f32;
+      const int64_t esz = kv.elem_bytes();
+      const uint8_t* k_cache = kv.k_layer(layer);  // (n_ctx / kB, kv_dim, kB)
+      const uint8_t* v_cache = kv.v_layer(layer);  // (n_ctx, kv_dim)
       const int64_t pos = rw.run->pos, n_tokens = rw.run->n_tokens;
       const Split& sp = rw.sp;
       const int64_t local = item - first_item[i], n_hblocks = rw.n_hblocks;
@@ -154,19 +152,12 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
       const int64_t n_keys = pos + t1;  // keys any row of the item sees
       for (int64_t k0 = 0; k0 < n_keys; k0 += kB) {
         const int64_t nk = std::min(kB, n_keys - k0);
-        // K^T block: the nk position rows of this head's slice, transposed; V block from V^T's feature rows.
-        // Only the keys present, rounded up to whole 16-key tiles: attn_block reads nothing past a row's
-        // nv (what the scratch holds there is stale), and a decode step's last block is mostly empty.
-        // With tiles the K^T block is the cache's own (its keys past nk are whatever the cache holds:
-        // masked all the same) and V's rows are positions: copies, no transpose.
+        // The K^T block is the cache's own tile: head_dim feature rows of this head, each kB keys long;
+        // only the keys present are widened, rounded up to whole 16-key tiles (attn_block reads nothing
+        // past a row's nv, and the cache's keys past nk are masked all the same). V's rows are positions.
         const int64_t nk_out = std::min(kB, (nk + 15) / 16 * 16);
-        if (tiles) {
-          rows(k_cache + (k0 * kv_dim + g * head_dim * kB) * esz, kB * esz, head_dim, nk_out, nk_out, kt, kB);
-          rows(v_cache + (k0 * kv_dim + g * head_dim) * esz, kv_dim * esz, nk, head_dim, ld, vb, ld);
-        } else {
-          pack(k_cache + (k0 * kv_dim + g * head_dim) * esz, kv_dim * esz, nk, head_dim, nk_out, head_dim, kt, kB);
-          pack(v_cache + (g * head_dim * n_ctx + k0) * esz, n_ctx * esz, head_dim, nk, ld, nk_out, vb, ld);
-        }
+        rows(k_cache + (k0 * kv_dim + g * head_dim * kB) * esz, kB * esz, head_dim, nk_out, nk_out, kt, kB);
+        rows(v_cache + (k0 * kv_dim + g * head_dim) * esz, kv_dim * esz, nk, head_dim, ld, vb, ld);
         // Rows of tokens before this block do not see it; rows are in token order.
         const int64_t t_first = std::max(t0, k0 - pos), r0 = (t_first - t0) * nh;
         for (int64_t r = r0; r < n_rows; ++r)

@@ -137,6 +137,9 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     return Error{"", "forward", "llama.cpp numerics run one sequence per forward pass", "numerics"};
   if (k.numerics == Numerics::llamacpp && runs[0].kv->layout() != KvLayout::rows)
     return Error{"", "forward", "llama.cpp numerics need the KV cache in rows layout", "numerics"};
+  for (const SeqRun& r : runs)
+    if (k.numerics == Numerics::fast && r.kv->layout() != KvLayout::tiles)
+      return Error{"", "forward", "this engine's numerics need the KV cache in tiles layout", "numerics"};
   const int64_t dim = c.dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
   float* x = s.x.data();      // (n, dim)
   float* xb = s.xb.data();    // (n, dim)

@@ -159,6 +159,12 @@ TEST(BatchForward, RefusesBadRuns) {
   r = forward(m->config, m->weights, *s, tokens, none);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->empty()) << "no run asked for logits";
+  // A cache laid out for llama.cpp's numerics (rows) is refused by this engine's, not misread.
+  KvCache rows = *KvCache::create(m->config, 16, GgmlType::F16, KvLayout::rows);
+  const SeqRun wrong[] = {{&a, 0, 1, true}, {&rows, 0, 2, true}};
+  r = forward(m->config, m->weights, *s, tokens, wrong);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("tiles layout"), std::string::npos) << r.error().message();
 }
 
 TEST(StopStrings, HoldsBackOnlyWhatCanStillMatch) {

@@ -1,5 +1,5 @@
 // Flash-attention kernels (kernel_table.h, "attention") on every level this CPU runs against the scalar
-// reference: the pack is exact, the block step within float rounding of it, never reads past a row's
+// reference: the widening row copy is exact, the block step within float rounding of it, never reads past a row's
 // keys, and gives a row the same bits in any tile (model::attention's invariance rests on that;
 // tests/unit/attention_test.cpp checks the whole).
 #include <gtest/gtest.h>
@@ -42,28 +42,6 @@ class AttentionIsa : public ::testing::TestWithParam<Isa> {
   const KernelTable* k_ = nullptr;
   const KernelTable* ref_ = nullptr;
 };
-
-// Pack: a widening transpose, so every level gives the reference's bits, zeros included.
-TEST_P(AttentionIsa, PackIsExact) {
-  for (int64_t nr : {1, 3, 16, 17, 63, 64})
-    for (int64_t nc : {1, 5, 16, 33, 64, 80}) {
-      const uint32_t seed = static_cast<uint32_t>(nr * 100 + nc);
-      const int64_t stride = nc + 3, nr_out = 64, nc_out = nc + 7, ldd = 64 + 16;
-      const auto x = randv(seed, static_cast<size_t>(nr * stride), -3, 3);
-      std::vector<uint16_t> h(x.size());
-      for (size_t i = 0; i < x.size(); ++i) h[i] = fp32_to_fp16(x[i]);
-      for (int f16 = 0; f16 < 2; ++f16) {
-        std::vector<float> a(static_cast<size_t>(nc_out * ldd), 7.0f), b = a;
-        const void* src = f16 ? static_cast<const void*>(h.data()) : x.data();
-        const int64_t sb = stride * (f16 ? 2 : 4);
-        (f16 ? k_->attn_pack_f16 : k_->attn_pack_f32)(src, sb, nr, nc, nr_out, nc_out, a.data(), ldd);
-        (f16 ? ref_->attn_pack_f16 : ref_->attn_pack_f32)(src, sb, nr, nc, nr_out, nc_out, b.data(), ldd);
-        ASSERT_TRUE(same_bits(a.data(), b.data(), a.size())) << "nr=" << nr << " nc=" << nc << " f16=" << f16;
-        EXPECT_EQ(a[static_cast<size_t>((nc_out - 1) * ldd + nr_out - 1)], 0.0f);
-        EXPECT_EQ(a[static_cast<size_t>(nr_out)], 7.0f) << "nothing past nr_out";
-      }
-    }
-}
 
 // Rows: a widening copy, so every level gives the reference's bits, zeros to nc_out included, and
 // writes nothing past nc_out or nr.
