@@ -1,16 +1,18 @@
-// x16 kernels, AVX2 (layout and arithmetic contract: kernels/interleaved.h). A 16-row group is done as
-// two 8-row halves, one ymm lane per row; C = 8 tokens share each decoded weight vector. The int8 dot is
+// x16 kernels, AVX2 (layout and arithmetic contract: kernels/interleaved.h). A 16-row group is two
+// 8-row halves, one ymm lane per row; a pass takes both halves for C = 4 tokens. The int8 dot is
 // maddubs (unsigned weights x signed activation dword broadcast); for the 4-bit types the int16 pair sums
 // of a whole block fit in int16 (8 x 2 x 15 x 127 = 30480), so only one madd per block and token widens
 // them. q8_0 moves each weight's sign onto the activation (sign_epi8) so |w| can sit on the unsigned side
 // (tried: w + 128 split into two nibbles, 2 maddubs per dword into int16 sums, no sign: no faster on
 // Zen 4, its two sums per token crowd the 16 ymm).
 //
-// On Zen 4 (and Intel's two vector multiply ports alike) maddubs, madd, sign, mul and fma share two
-// pipes; adds, converts, logic and broadcasts from memory do not. Per (block, token, half) q4_0 is
-// 8 maddubs + 1 madd + 1 mul + 1 fma (q4_1 one fma more), so, as at the AVX-512 level, the activation
-// scalars (d_a as float, -8 * sum or s_a) are converted once per call into one line per (block, 8
-// tokens) and read with broadcast loads, not converted per (block, token, half).
+// The loop is bound by the vector uops it issues, not by the multiply pipes: per (block, token, half)
+// q4_1 is 8 maddubs + 8 adds + 8 broadcasts + a 6-op epilogue. Both halves in one pass let each
+// activation broadcast feed two maddubs (the weight decode is then shared by 4 tokens, not 8); measured
+// on a 2-core Zen 3 EPYC against one half and 8 tokens per pass (135M ffn_up, qbench, 3 interleaved
+// rounds): q4_0 / q4_1 8 tokens 1 thread +9% / +10%, 64 tokens +9% / +7%, 512 tokens +8%; q8_0 +2%.
+// As at the AVX-512 level, the activation scalars (d_a as float, -8 * sum or s_a) are converted once per
+// call into one line per (block, 4 tokens) and read with broadcast loads.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -25,17 +27,15 @@
 namespace qe::kernels::avx2 {
 namespace {
 
-// 8 tokens: 8 int16 sums + 8 float accumulators + the weight vectors are more than the 16 ymm, but the
-// float accumulators are touched once per block, so their spills are cheap, and each decoded weight
-// vector then feeds 8 maddubs (measured on Zen 4, 16-row groups from L2: C = 4, 6, 8 -> 40%, 44%, 47%
-// of the int8 peak for q4_0).
-constexpr int kCols = 8;
+// Tokens per pass: 2 halves x 4 tokens of int16 sums + the 2 x 2 decoded weight vectors and 2
+// broadcasts fill the 16 ymm (the float accumulators are touched once per block: their spills are cheap).
+constexpr int kCols = 4;
 
 // A GEMV streams its weights from DRAM once; on Zen 3 (one core reaches ~10 GB/s) the hardware prefetcher
 // alone left it at 55-75% of that. Software prefetch of the lines 1 KiB ahead, one pass over both halves,
 // measured on a 2-core Zen 3 EPYC (1.1B ffn_up, 1 thread, 5 interleaved rounds): q4_0/q4_1/q8_0 from
-// 5.8-8.3 GB/s to 7.3-9.4 GB/s, faster in 14 of 15 pairs. A GEMM's first pass over a group (half 0)
-// streams it from DRAM too and prefetches the same way (135M ffn_up, 8 tokens, 1 thread: 10-20% faster).
+// 5.8-8.3 GB/s to 7.3-9.4 GB/s, faster in 14 of 15 pairs. A GEMM's first pass over a group (its first
+// 4 tokens) streams it from DRAM too and prefetches the same way (135M ffn_up, 8 tokens, 1 thread: 10-20% faster).
 // A prefetch past the end of the weights is harmless: it never faults.
 constexpr size_t kGemvPrefetchBytes = 1024;
 
@@ -62,14 +62,14 @@ inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(r
 
 // The activation side of one block for kCols tokens: d_a as float, and either the integer sum's offset
 // (q4_0: -8 * sum; q8_0 takes none) or q4_1's s_a as float.
-struct alignas(64) TokenScales {
+struct alignas(32) TokenScales {
   float d[kCols];
   union {
     int32_t start[kCols];
     float s[kCols];
   };
 };
-static_assert(sizeof(TokenScales) == 64);
+static_assert(sizeof(TokenScales) == 32);
 
 template <class WBlock, class ABlock, bool kMin>
 struct Q4 {
@@ -104,14 +104,14 @@ void token_scales(int64_t nb, const uint8_t* a, int64_t as, int64_t nc, int64_t 
   }
 }
 
-// y[c * ldy + 8 * k + r] for c < C tokens (rows ar[c]) and the 8 rows of half h + k of group wg, k < NH.
-// NH = 2 does both halves in one pass over the weights (one token: a purely sequential stream, half the
-// loop overhead); with 8 tokens the registers only hold one half. One token (GEMV) reads its scalars
-// from its own row (block sums at sums_off) rather than from ts, as at the AVX-512 level (faster at DRAM
-// speed there), same bits.
-template <class K, int C, int NH = 1>
-void part(int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar, int64_t sums_off,
+// y[c * ldy + r] for c < C tokens (rows ar[c]) and the 16 rows of group wg. One token (GEMV) reads its
+// scalars from its own row (block sums at sums_off) rather than from ts, as at the AVX-512 level (faster
+// at DRAM speed there), same bits. `prefetch`: this pass is the group's first, the one that reads it
+// from DRAM.
+template <class K, int C>
+void part(int64_t nb, const typename K::W* wg, bool prefetch, const uint8_t* const* ar, int64_t sums_off,
           const TokenScales* ts, float* y, int64_t ldy) {
+  constexpr int NH = 2;
   using A = typename K::A;
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   const uint8_t* q[C];
@@ -122,54 +122,72 @@ void part(int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar, 
   });
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t o = b * static_cast<int64_t>(sizeof(A));
-    if (h == 0) {  // the first (or only) pass over the group: the one that reads it from DRAM
+    if (prefetch) {
       const char* ahead = reinterpret_cast<const char*>(wg + b) + kGemvPrefetchBytes;
       for (size_t off = 0; off < sizeof(typename K::W); off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
     }
-    unroll<NH>([&](auto k) {
-      const int hk = h + k;
-      __m256i isum[C];
-      if constexpr (K::kQ8) {
-        unroll<C>([&](auto c) { isum[c] = _mm256_setzero_si256(); });
-        unroll<8>([&](auto j) {
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * hk));
-          const __m256i av = _mm256_sign_epi8(v, v);
-          unroll<C>([&](auto c) {
-            const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(bcast_dword(q[c] + o + 4 * j), v));
-            isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, ones));
-            keep(isum[c]);
-          });
-        });
-      } else {
-        __m256i s16[C];
-        unroll<C>([&](auto c) { s16[c] = _mm256_setzero_si256(); });
-        unroll<4>([&](auto j) {
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * hk));
-          const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-          unroll<C>([&](auto c) {
-            s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(lo, bcast_dword(q[c] + o + 4 * j)));
-            keep(s16[c]);
-            s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(hi, bcast_dword(q[c] + o + 16 + 4 * j)));
-            keep(s16[c]);
-          });
+    __m256i isum[NH][C];
+    if constexpr (K::kQ8) {
+      unroll<NH>([&](auto k) { unroll<C>([&](auto c) { isum[k][c] = _mm256_setzero_si256(); }); });
+      unroll<8>([&](auto j) {
+        __m256i v[NH], av[NH];
+        unroll<NH>([&](auto k) {
+          v[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * k));
+          av[k] = _mm256_sign_epi8(v[k], v[k]);
         });
         unroll<C>([&](auto c) {
-          isum[c] = _mm256_madd_epi16(s16[c], ones);
+          const __m256i bc = bcast_dword(q[c] + o + 4 * j);
+          unroll<NH>([&](auto k) {
+            const __m256i p = _mm256_maddubs_epi16(av[k], _mm256_sign_epi8(bc, v[k]));
+            isum[k][c] = _mm256_add_epi32(isum[k][c], _mm256_madd_epi16(p, ones));
+            keep(isum[k][c]);
+          });
+        });
+      });
+    } else {
+      // dword j of a token feeds the low nibbles of both halves, dword 4 + j their high nibbles: one
+      // broadcast per NH maddubs.
+      __m256i s16[NH][C];
+      unroll<NH>([&](auto k) { unroll<C>([&](auto c) { s16[k][c] = _mm256_setzero_si256(); }); });
+      unroll<4>([&](auto j) {
+        __m256i lo[NH], hi[NH];
+        unroll<NH>([&](auto k) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[b].qs + 64 * j + 32 * k));
+          lo[k] = _mm256_and_si256(v, m4);
+          hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        });
+        unroll<C>([&](auto c) {
+          const __m256i bl = bcast_dword(q[c] + o + 4 * j), bh = bcast_dword(q[c] + o + 16 + 4 * j);
+          unroll<NH>([&](auto k) {
+            s16[k][c] = _mm256_add_epi16(s16[k][c], _mm256_maddubs_epi16(lo[k], bl));
+            keep(s16[k][c]);
+          });
+          unroll<NH>([&](auto k) {
+            s16[k][c] = _mm256_add_epi16(s16[k][c], _mm256_maddubs_epi16(hi[k], bh));
+            keep(s16[k][c]);
+          });
+        });
+      });
+      unroll<NH>([&](auto k) {
+        unroll<C>([&](auto c) {
+          isum[k][c] = _mm256_madd_epi16(s16[k][c], ones);
           if constexpr (K::kSums) {
             const int32_t* sums1 = reinterpret_cast<const int32_t*>(ar[0] + sums_off);
             const int32_t start = C == 1 ? K::kOffset * sums1[b] : ts[b].start[c];
-            isum[c] = _mm256_add_epi32(isum[c], _mm256_set1_epi32(start));
+            isum[k][c] = _mm256_add_epi32(isum[k][c], _mm256_set1_epi32(start));
           }
         });
-      }
-      const __m256 dw = h2f8(wg[b].d + 8 * hk);
-      const A& a1 = reinterpret_cast<const A*>(ar[0])[b];  // C == 1
+      });
+    }
+    const A& a1 = reinterpret_cast<const A*>(ar[0])[b];  // C == 1
+    unroll<NH>([&](auto k) {
+      const __m256 dw = h2f8(wg[b].d + 8 * k);
       unroll<C>([&](auto c) {
         const float da = C == 1 ? h2f(a1.d) : ts[b].d[c];
-        acc[k][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dw, _mm256_set1_ps(da)), acc[k][c]);
+        acc[k][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[k][c]), _mm256_mul_ps(dw, _mm256_set1_ps(da)), acc[k][c]);
         if constexpr (K::kHasMin) {
           const float sa = C == 1 ? h2f(a1.s) : ts[b].s[c];
-          acc[k][c] = _mm256_fmadd_ps(h2f8(wg[b].m + 8 * hk), _mm256_set1_ps(sa), acc[k][c]);
+          acc[k][c] = _mm256_fmadd_ps(h2f8(wg[b].m + 8 * k), _mm256_set1_ps(sa), acc[k][c]);
         }
       });
     });
@@ -177,19 +195,17 @@ void part(int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar, 
   unroll<C>([&](auto c) { unroll<NH>([&](auto k) { _mm256_storeu_ps(y + c * ldy + 8 * k, acc[k][c]); }); });
 }
 
-// Calls the C-token micro-kernel for exactly `c` tokens (2 <= c <= C): the token tail of a call (one
-// token takes the two-half GEMV in x16).
+// Calls the C-token micro-kernel for exactly `c` tokens (1 <= c <= C).
 template <class K, int C>
-void part_tail(int c, int64_t nb, const typename K::W* wg, int h, const uint8_t* const* ar, int64_t sums_off,
-               const TokenScales* ts, float* y, int64_t ldy) {
-  if constexpr (C > 1) {
-    if (c == C) part<K, C>(nb, wg, h, ar, sums_off, ts, y, ldy);
-    else part_tail<K, C - 1>(c, nb, wg, h, ar, sums_off, ts, y, ldy);
+void part_tail(int c, int64_t nb, const typename K::W* wg, bool prefetch, const uint8_t* const* ar,
+               int64_t sums_off, const TokenScales* ts, float* y, int64_t ldy) {
+  if constexpr (C > 0) {
+    if (c == C) part<K, C>(nb, wg, prefetch, ar, sums_off, ts, y, ldy);
+    else part_tail<K, C - 1>(c, nb, wg, prefetch, ar, sums_off, ts, y, ldy);
   }
 }
 
-// MatmulX16Fn: the activation scalars of all nc tokens once, then every group, kCols tokens at a time,
-// each half of the group in turn.
+// MatmulX16Fn: the activation scalars of all nc tokens once, then every group, kCols tokens at a time.
 template <class K>
 void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
   const int64_t nb = n / QK8_0;
@@ -208,15 +224,9 @@ void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
       const uint8_t* ar[kCols];
       for (int c = 0; c < cn; ++c) ar[c] = ab + (c0 + c) * as;
       const TokenScales* ts = scratch.data() + s * nb;
-      if (cn == 1) {  // GEMV: both halves in one pass
-        part<K, 1, 2>(nb, wg, 0, ar, sums_off, ts, y + c0 * ldy + g * kInterleave, ldy);
-        continue;
-      }
-      for (int h = 0; h < 2; ++h) {
-        float* yo = y + c0 * ldy + g * kInterleave + 8 * h;
-        if (cn == kCols) part<K, kCols>(nb, wg, h, ar, sums_off, ts, yo, ldy);
-        else part_tail<K, kCols - 1>(cn, nb, wg, h, ar, sums_off, ts, yo, ldy);
-      }
+      float* yo = y + c0 * ldy + g * kInterleave;
+      if (cn == kCols) part<K, kCols>(nb, wg, s == 0, ar, sums_off, ts, yo, ldy);
+      else part_tail<K, kCols - 1>(cn, nb, wg, s == 0, ar, sums_off, ts, yo, ldy);
     }
   }
 }
@@ -225,7 +235,7 @@ void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
 
 void fill_x16_k(KernelTable& t);  // the k-quants: matmul_x16_k_avx2.cpp
 
-// C = 8 tokens x 2 halves of 8 rows.
+// C = 4 tokens x both halves of 8 rows.
 void fill_x16(KernelTable& t) {
   fill_x16_k(t);
   t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>>;
