@@ -79,8 +79,12 @@ Result<GenerateStats> generate(Context& ctx, Sampler& sampler, std::span<const i
 
 SampledToken sample_token(const tokenizer::Tokenizer& tok, Sampler& sampler, std::span<const float> logits,
                           tokenizer::Utf8Stream& out) {
+  return take_token(tok, sampler, sampler.sample(logits), out);
+}
+
+SampledToken take_token(const tokenizer::Tokenizer& tok, Sampler& sampler, int32_t id, tokenizer::Utf8Stream& out) {
   SampledToken t;
-  t.id = sampler.sample(logits);
+  t.id = id;
   sampler.accept(t.id);
   t.eog = tok.is_eog(t.id);
   if (t.eog) return t;

@@ -93,6 +93,9 @@ struct SampledToken {
 };
 SampledToken sample_token(const tokenizer::Tokenizer& tok, Sampler& sampler, std::span<const float> logits,
                           tokenizer::Utf8Stream& out);
+// The same for a token `id` the sampler already drew (Sampler::sample): the steps after the draw. The
+// BatchEngine draws for its slots in parallel, then takes each token here in slot order.
+SampledToken take_token(const tokenizer::Tokenizer& tok, Sampler& sampler, int32_t id, tokenizer::Utf8Stream& out);
 
 // What ends a generation after its n_gen-th token was streamed, in llama-cli's order: n_predict tokens
 // (n_predict >= 0), a full context (n_past of n_ctx positions hold K/V: the token cannot be evaluated),
