@@ -1,9 +1,13 @@
 // Flash-attention kernels on 256-bit vectors (attention_block.inc). 16 ymm registers: the scores take
-// 2 rows x 32 keys per pass (8 accumulators + 4 key vectors) and the weighted sum of V 2 rows x 32
-// features, so the accumulators and the loaded vectors fit without spills.
+// 3 rows x 32 keys per pass (12 accumulators, 3 broadcasts, 1 key vector) and the weighted sum of V 3
+// rows x 32 features (the same), so they fit without spills, with 12 independent FMA chains to cover
+// the FMA latency (2 pipes x 4 cycles). Three rows per tile because a
+// decode step's work item is the query heads of one KV head (3 in SmolLM2, 8 in TinyLlama): each key or
+// value vector widened from the f16 cache then feeds all of them, or all but a tail.
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "formats/blocks.h"
 #include "kernels/kernel_tables.h"
@@ -18,7 +22,7 @@ struct Vec {
   using T = __m256;
   static constexpr int W = 8;
   static constexpr int kScoreVecs = 4;
-  static constexpr int kRows = 2;
+  static constexpr int kRows = 3;
   static constexpr int kOutVecs = 4;
   static T zero() { return _mm256_setzero_ps(); }
   static T load(const float* p) { return _mm256_loadu_ps(p); }

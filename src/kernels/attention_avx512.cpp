@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "formats/blocks.h"
 #include "kernels/kernel_tables.h"

@@ -4,6 +4,7 @@
 #include <arm_neon.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "formats/blocks.h"
 #include "kernels/kernel_tables.h"

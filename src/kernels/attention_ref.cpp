@@ -12,8 +12,17 @@ namespace {
 
 constexpr int64_t kB = kAttnBlock;
 
-void attn_block(int64_t n_rows, int64_t d, int64_t ld, const float* q, const float* kt, const float* v,
-                const int32_t* nv, float* m, float* l, float* o) {
+template <class S>
+float at(const S* p, int64_t i) {
+  if constexpr (sizeof(S) == 2) return fp16_to_fp32(p[i]);
+  else return p[i];
+}
+
+template <class S>
+void attn_block(int64_t n_rows, int64_t d, int64_t ld, const float* q, const void* kt_, int64_t ks, const void* v_,
+                int64_t vs, const int32_t* nv, float* m, float* l, float* o) {
+  const S* kt = static_cast<const S*>(kt_);
+  const S* v = static_cast<const S*>(v_);
   float p[kB];
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t n = nv[r];
@@ -21,7 +30,7 @@ void attn_block(int64_t n_rows, int64_t d, int64_t ld, const float* q, const flo
     float mx = -INFINITY;
     for (int64_t k = 0; k < n; ++k) {
       float s = 0.0f;
-      for (int64_t i = 0; i < d; ++i) s += qr[i] * kt[i * kB + k];
+      for (int64_t i = 0; i < d; ++i) s += qr[i] * at(kt, i * ks + k);
       p[k] = s;
       mx = std::fmax(mx, s);
     }
@@ -32,27 +41,10 @@ void attn_block(int64_t n_rows, int64_t d, int64_t ld, const float* q, const flo
     l[r] = l[r] * a + sum;
     m[r] = mnew;
     float* orow = o + r * ld;
-    for (int64_t j = 0; j < ld; ++j) {
+    for (int64_t j = 0; j < d; ++j) {
       float acc = orow[j] * a;
-      for (int64_t k = 0; k < n; ++k) acc += p[k] * v[k * ld + j];
+      for (int64_t k = 0; k < n; ++k) acc += p[k] * at(v, k * vs + j);
       orow[j] = acc;
-    }
-  }
-}
-
-template <class S>
-void attn_rows(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nc_out, float* dst, int64_t ldd) {
-  for (int64_t r = 0; r < nr; ++r) {
-    const S* row = reinterpret_cast<const S*>(static_cast<const uint8_t*>(src) + r * stride);
-    for (int64_t c = 0; c < nc_out; ++c) {
-      float x = 0.0f;
-      if (c < nc) {
-        if constexpr (sizeof(S) == 2)
-          x = fp16_to_fp32(row[c]);
-        else
-          x = row[c];
-      }
-      dst[r * ldd + c] = x;
     }
   }
 }
@@ -60,9 +52,8 @@ void attn_rows(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t 
 }  // namespace
 
 void fill_attention(KernelTable& t) {
-  t.attn_rows_f16 = attn_rows<uint16_t>;
-  t.attn_rows_f32 = attn_rows<float>;
-  t.attn_block = attn_block;
+  t.attn_block_f16 = attn_block<uint16_t>;
+  t.attn_block_f32 = attn_block<float>;
 }
 
 }  // namespace qe::kernels::ref

@@ -47,28 +47,25 @@ using RowErrorFn = RowError (*)(const float* src, const float* out, int64_t n);
 // the lanes (and so the bits) of some of llama.cpp's dots.
 using F16DotFn = float (*)(int64_t n, int64_t n_pad, const uint16_t* a, const uint16_t* b);
 
-// Flash attention (fast numerics). Keys come in blocks of kAttnBlock at absolute positions; feature
-// rows of the f32 tiles are padded to a multiple of kAttnPad floats (zeros), whole vectors at any level.
+// Flash attention (fast numerics). Keys come in blocks of kAttnBlock at absolute positions; the query
+// and output rows are padded to a multiple of kAttnPad floats (zeros), whole vectors at any level.
 constexpr int64_t kAttnBlock = 64;
 constexpr int64_t kAttnPad = 16;
 
-// Widening copy of a cache tile (f16 or f32 source rows `stride` bytes apart; the cache keeps its
-// tiles the kernel's way, model/kv_cache.h) to f32:
-// dst[r * ldd + c] = src(r, c) for r < nr, c < nc, and 0 for c in [nc, nc_out). Exact.
-using AttnRowsFn = void (*)(const void* src, int64_t stride, int64_t nr, int64_t nc, int64_t nc_out, float* dst,
-                            int64_t ldd);
-
-// One key block of online-softmax attention for n_rows query rows. q: (n_rows, ld), already scaled by
-// 1/sqrt(d), zero past d; kt: (d, kAttnBlock) the block's keys transposed; v: (kAttnBlock, ld) its values,
-// zero past d. Row r sees the block's first nv[r] keys (1 <= nv[r] <= kAttnBlock) and updates its state
-// (m: running max of the scores, l: running sum of exp(score - m), o: (n_rows, ld) running sum of
-// exp(score - m) v):
+// One key block of online-softmax attention for n_rows query rows, read from the cache as it lies (f16
+// or f32 elements S; widening is exact, so an f16 cache gives the bits of its values held in f32).
+// q: (n_rows, ld) f32, already scaled by 1/sqrt(d), zero past d; kt: the block's keys transposed, d
+// feature rows of kAttnBlock keys, ks elements apart; v: its values, one row of d features per key, vs
+// elements apart. Row r sees the block's first nv[r] keys (1 <= nv[r] <= kAttnBlock) and updates its
+// state (m: running max of the scores, l: running sum of exp(score - m), o: (n_rows, ld) running sum of
+// exp(score - m) v, features d..ld never touched):
 //   s_k = q_r . kt[:, k],  m' = max(m, max_k s_k),  a = exp(m - m'),  p_k = exp(s_k - m')
 //   l = l a + sum_k p_k,   o = o a + sum_k p_k v_k,  m = m'        (k < nv[r]; start m = -inf, l = o = 0)
 // A row's bits depend only on its own q, state and keys k < nv[r]: not on n_rows, the other rows or its
-// place in the call, and never on kt columns or v rows past nv[r] (they may hold anything, NaN included).
-using AttnBlockFn = void (*)(int64_t n_rows, int64_t d, int64_t ld, const float* q, const float* kt,
-                             const float* v, const int32_t* nv, float* m, float* l, float* o);
+// place in the call, and never on kt columns past nv[r] (they may hold anything, NaN included). Nothing
+// is read of v past a row's last key or past feature d.
+using AttnBlockFn = void (*)(int64_t n_rows, int64_t d, int64_t ld, const float* q, const void* kt, int64_t ks,
+                             const void* v, int64_t vs, const int32_t* nv, float* m, float* l, float* o);
 
 // Whose numerics a table computes. fast: this engine's kernels (x16 layouts, its own summation orders).
 // llamacpp: the bits llama.cpp's CPU backend computes when built for AVX2 (ggml-cpu's x86 quantize_row /
@@ -165,9 +162,8 @@ struct KernelTable {
 
   // attention (fast numerics only; model/attention.cpp, kernels/attention_<isa>.cpp): flash-style
   // blocks of kAttnBlock keys over the f16 / f32 cache.
-  AttnRowsFn attn_rows_f16 = nullptr;
-  AttnRowsFn attn_rows_f32 = nullptr;
-  AttnBlockFn attn_block = nullptr;
+  AttnBlockFn attn_block_f16 = nullptr;  // over an f16 cache
+  AttnBlockFn attn_block_f32 = nullptr;  // over an f32 cache
 };
 
 // The fast table of the active level: the best the CPU has unless select_isa() chose another.

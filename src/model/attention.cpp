@@ -10,25 +10,23 @@ namespace qe::model {
 namespace {
 
 constexpr int64_t kB = kernels::kAttnBlock;
-// Query rows (token, head) of one work item: their widened key/value blocks are shared by all of them,
-// so more rows amortise the widening; 128 rows x 64 features keep q and o in 64 KiB (L2).
+// Query rows (token, head) of one work item: each key/value block read from the cache serves all of
+// them; 128 rows x 64 features keep q and o in 64 KiB (L2).
 constexpr int64_t kMaxRows = 128;
 
 int64_t padded_dim(const Config& c) {
   return (c.head_dim + kernels::kAttnPad - 1) / kernels::kAttnPad * kernels::kAttnPad;
 }
 
-// Floats of one thread's scratch: the widened K^T (head_dim, kB) and V (kB, ld) blocks, then q and o
-// (kMaxRows, ld), plus 16 floats of slack for the 64-byte alignment of the base.
+// Floats of one thread's scratch: q and o (kMaxRows, ld), a multiple of 16 floats (64 bytes).
 int64_t per_thread_floats(const Config& c) {
-  const int64_t ld = padded_dim(c);
-  return (c.head_dim * kB + kB * ld + 2 * kMaxRows * ld + 15) / 16 * 16;
+  return 2 * kMaxRows * padded_dim(c);
 }
 
 // A work item's shape: `tokens` consecutive tokens x `heads` query heads of one KV head. Any shape gives
 // the same bits per (token, head), so the split only balances the threads: as large as kMaxRows allows
-// (fewer widenings per row), halved while there are fewer than two items per thread (decode: one token, so
-// the query heads of a group are split instead, each item widening the group's keys again).
+// (fewer cache reads per row), halved while there are fewer than two items per thread (decode: one token, so
+// the query heads of a group are split instead, each item reading the group's keys again).
 struct Split {
   int64_t tokens, heads;
 };
@@ -56,23 +54,22 @@ int64_t attention_scratch_floats(const Config& c) {
 }
 
 // Flash-style: a work item takes a block of tokens x the query heads of one KV head, and walks the key
-// blocks [0, 64), [64, 128), ... up to its last token's position. Each block of K and V is widened
-// once into f32 tiles (the cache keeps K transposed, kv_cache.h) that feed every row of the item, and each row keeps a running max,
+// blocks [0, 64), [64, 128), ... up to its last token's position. Each block of K and V is read from the
+// cache as it lies (K transposed in tiles, kv_cache.h) and feeds every row of the item, and each row keeps a running max,
 // sum and unnormalised output (online softmax), divided by the sum at the end.
 //
 // Batch invariance: blocks sit at absolute positions with a fixed size, a row sees exactly the blocks
 // up to its own position and, in its last block, exactly its own keys (the kernel masks the rest by
 // replacement and stops its sums at them); the kernel's per-row arithmetic does not depend on the other
 // rows. So a (token, head) gets the same bits in a prompt batch, in decoding and on any thread count.
-// Whatever the cache holds past a row's own keys (stale positions of a K tile, up to its 16-key
-// rounding) is masked, never summed.
+// Whatever the cache holds past a row's own keys (stale positions of a K tile) is masked, never summed.
 //
 // Several runs (sequences) share the one parallel region: their work items are numbered one run after
 // the other, the last run first (a step's prompt chunks come after its decode tokens and are the most
 // work), each run split as if it had its share of the threads.
 void attention(const kernels::KernelTable& k, const Config& c, std::span<const SeqRun> runs, int64_t layer,
                RunState& s) {
-  QE_CHECK(k.attn_rows_f16 != nullptr && k.attn_rows_f32 != nullptr && k.attn_block != nullptr);
+  QE_CHECK(k.attn_block_f16 != nullptr && k.attn_block_f32 != nullptr);
   QE_CHECK(static_cast<int64_t>(s.attn.size()) >= s.n_threads * per_thread_floats(c));
   const int64_t n_runs = static_cast<int64_t>(runs.size());
   QE_CHECK(n_runs >= 1 && n_runs < static_cast<int64_t>(s.attn_items.size()));
@@ -110,9 +107,7 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
   scratch0 += (16 - (reinterpret_cast<uintptr_t>(scratch0) / sizeof(float)) % 16) % 16;
 
   s.team->run(first_item[n_runs], [&](int64_t begin, int64_t end, int thread) {
-    float* kt = scratch0 + thread * per_thread_floats(c);  // (head_dim, kB)
-    float* vb = kt + head_dim * kB;                        // (kB, ld)
-    float* qs = vb + kB * ld;                              // (rows, ld) q * scale
+    float* qs = scratch0 + thread * per_thread_floats(c);  // (rows, ld) q * scale
     float* o = qs + kMaxRows * ld;                         // (rows, ld) unnormalised output
     float m[kMaxRows], l[kMaxRows];
     int32_t nv[kMaxRows];
@@ -125,7 +120,7 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
       }
       const KvCache& kv = *rw.run->kv;
       QE_CHECK(kv.layout() == KvLayout::tiles);
-      const kernels::AttnRowsFn rows = kv.type() == GgmlType::F16 ? k.attn_rows_f16 : k.attn_rows_f32;
+      const kernels::AttnBlockFn block = kv.type() == GgmlType::F16 ? k.attn_block_f16 : k.attn_block_f32;
       const int64_t esz = kv.elem_bytes();
       const uint8_t* k_cache = kv.k_layer(layer);  // (n_ctx / kB, kv_dim, kB)
       const uint8_t* v_cache = kv.v_layer(layer);  // (n_ctx, kv_dim)
@@ -151,18 +146,14 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
         }
       const int64_t n_keys = pos + t1;  // keys any row of the item sees
       for (int64_t k0 = 0; k0 < n_keys; k0 += kB) {
-        const int64_t nk = std::min(kB, n_keys - k0);
-        // The K^T block is the cache's own tile: head_dim feature rows of this head, each kB keys long;
-        // only the keys present are widened, rounded up to whole 16-key tiles (attn_block reads nothing
-        // past a row's nv, and the cache's keys past nk are masked all the same). V's rows are positions.
-        const int64_t nk_out = std::min(kB, (nk + 15) / 16 * 16);
-        rows(k_cache + (k0 * kv_dim + g * head_dim * kB) * esz, kB * esz, head_dim, nk_out, nk_out, kt, kB);
-        rows(v_cache + (k0 * kv_dim + g * head_dim) * esz, kv_dim * esz, nk, head_dim, ld, vb, ld);
+        // K^T: this head's head_dim feature rows of the block's tile, kB keys each; V: its rows by position.
+        const uint8_t* kt = k_cache + (k0 * kv_dim + g * head_dim * kB) * esz;
+        const uint8_t* vb = v_cache + (k0 * kv_dim + g * head_dim) * esz;
         // Rows of tokens before this block do not see it; rows are in token order.
         const int64_t t_first = std::max(t0, k0 - pos), r0 = (t_first - t0) * nh;
         for (int64_t r = r0; r < n_rows; ++r)
           nv[r] = static_cast<int32_t>(std::min(kB, pos + t0 + r / nh + 1 - k0));
-        k.attn_block(n_rows - r0, head_dim, ld, qs + r0 * ld, kt, vb, nv + r0, m + r0, l + r0, o + r0 * ld);
+        block(n_rows - r0, head_dim, ld, qs + r0 * ld, kt, kB, vb, kv_dim, nv + r0, m + r0, l + r0, o + r0 * ld);
       }
       for (int64_t r = 0; r < n_rows; ++r) {
         const int64_t t = t0 + r / nh, h = h0 + r % nh;
