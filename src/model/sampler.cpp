@@ -101,10 +101,20 @@ namespace qe::model {
 
 int32_t Sampler::sample(std::span<const float> logits) {
   QE_CHECK(!logits.empty());
+  const SamplerParams& p = params_;
+  // Greedy without penalties: the first largest logit straight from the logits, without building the
+  // candidates (a vocabulary's worth of writes per token). Banning only lowers logits, so this winner
+  // stands unless it is itself banned; then the full path below decides.
+  if (p.temp <= 0.0f && (p.repeat_last_n == 0 || p.repeat_penalty == 1.0f)) {
+    size_t best = 0;
+    for (size_t i = 1; i < logits.size(); ++i)
+      if (logits[i] > logits[best]) best = i;
+    const auto id = static_cast<int32_t>(best);
+    if (std::find(p.banned_ids.begin(), p.banned_ids.end(), id) == p.banned_ids.end()) return id;
+  }
   cands_.resize(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) cands_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
 
-  const SamplerParams& p = params_;
   for (int32_t id : p.banned_ids)
     if (id >= 0 && static_cast<size_t>(id) < cands_.size()) cands_[static_cast<size_t>(id)].logit = -INFINITY;
   if (p.repeat_last_n != 0 && p.repeat_penalty != 1.0f) {

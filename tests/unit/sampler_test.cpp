@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 #include <vector>
 
 namespace qe::model {
@@ -110,6 +111,23 @@ TEST(Sampler, GreedyIsArgmax) {
   p.temp = -1.0f;
   Sampler s2(p);
   EXPECT_EQ(s2.sample(logits), 2);
+}
+
+// Greedy without penalties reads the logits directly; with a penalty set (and nothing yet to penalise)
+// it builds the candidates: both give the first largest logit, ties and bans included.
+TEST(Sampler, GreedyFastPathEqualsTheCandidatePath) {
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<float> logits(1 + rng() % 300);
+    for (float& x : logits) x = static_cast<float>(static_cast<int>(rng() % 9)) - 4.0f;  // many ties
+    if (trial % 7 == 0) logits[rng() % logits.size()] = -INFINITY;
+    SamplerParams fast;
+    fast.temp = 0.0f;
+    if (trial % 3 == 0) fast.banned_ids = {static_cast<int32_t>(rng() % logits.size()), 0};
+    SamplerParams full = fast;
+    full.repeat_penalty = 1.5f;
+    ASSERT_EQ(Sampler(fast).sample(logits), Sampler(full).sample(logits)) << "trial " << trial;
+  }
 }
 
 TEST(Sampler, GreedyAppliesTheRepeatPenaltyFirst) {
