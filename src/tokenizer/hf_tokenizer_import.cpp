@@ -682,10 +682,21 @@ Result<std::vector<GgufKv>> hf_tokenizer_to_gguf(const HfTokenizerSources& src, 
       if (t == typ) push_u32(kvs, std::string(key), id);
     }
   }
+  // Unless told otherwise, llama.cpp's loader adds BOS to a SentencePiece vocabulary, id 1 when the file
+  // names none; with no such token that default points at nothing, so say "no BOS" in the file.
+  if (kind != Kind::kBpe && !sp->add_bos && !sp->get("bos") && tok.tokens.size() < 2) {
+    warnings.push_back(fmt::format("{}: no BOS token (none named, and the default id 1 is past the {} token(s)); "
+                                   "tokenizer.ggml.add_bos_token is written false",
+                                   kind == Kind::kSpmModel ? spm_path : tj->path, tok.tokens.size()));
+    sp->add_bos = false;
+  }
   if (sp->add_bos) kvs.push_back({"tokenizer.ggml.add_bos_token", GgufValue::boolean(*sp->add_bos)});
   if (sp->add_eos) kvs.push_back({"tokenizer.ggml.add_eos_token", GgufValue::boolean(*sp->add_eos)});
   if (sp->add_bos.value_or(false) && !sp->get("bos")) {
     return Error{tc->path, "bos_token", "BOS is to be added but no bos token id was found"};
+  }
+  if (sp->add_eos.value_or(false) && !sp->get("eos")) {
+    return Error{tc->path, "eos_token", "EOS is to be added but no eos token id was found"};
   }
 
   if (kind == Kind::kSpmModel) {

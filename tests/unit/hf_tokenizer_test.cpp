@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -233,6 +234,48 @@ TEST_F(HfTokenizerTest, ImportsSentencePieceModel) {
   bad = import();
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message().find("pieces[0].type: unknown piece type 9"), std::string::npos) << bad.error().message();
+}
+
+// Whatever the importer accepts loads: a SentencePiece-style vocabulary without a BOS token (none named,
+// and the default id 1 past a one-token vocabulary) must not leave the loader's default add_bos = true
+// pointing at nothing (fuzz_hf_tokenizer found this one).
+TEST_F(HfTokenizerTest, NoBosTokenMeansNoBosAdded) {
+  auto imports_and_loads = [&](const char* what) {
+    Result<std::vector<GgufKv>> kvs = import();
+    ASSERT_TRUE(kvs.ok()) << what << ": " << kvs.error().message();
+    const GgufValue* add_bos = find(*kvs, "tokenizer.ggml.add_bos_token");
+    ASSERT_NE(add_bos, nullptr) << what;
+    EXPECT_FALSE(*add_bos->get<bool>()) << what;
+    EXPECT_NE(std::find_if(warnings_.begin(), warnings_.end(),
+                           [](const std::string& w) { return w.find("no BOS token") != std::string::npos; }),
+              warnings_.end())
+        << what;
+    qe::GgufWriter w;
+    for (GgufKv& kv : *kvs) ASSERT_TRUE(w.set(kv.key, kv.value).ok());
+    const std::string path = dir_ + "/t.gguf";
+    ASSERT_TRUE(w.open(path, true).ok());
+    ASSERT_TRUE(w.finish().ok());
+    Result<qe::GgufFile> g = qe::GgufFile::open(path);
+    ASSERT_TRUE(g.ok()) << g.error().message();
+    Result<qe::tokenizer::Tokenizer> tok = qe::tokenizer::Tokenizer::from_gguf(*g);
+    ASSERT_TRUE(tok.ok()) << what << ": " << tok.error().message();
+    EXPECT_FALSE(tok->add_bos()) << what;
+  };
+  write("tokenizer.json", R"({"model": {"type": "BPE", "byte_fallback": true, "vocab": {"a": 0}, "merges": []}})");
+  imports_and_loads("tokenizer.json, byte_fallback");
+  fs::remove(dir_ + "/tokenizer.json");
+  write("tokenizer.model", proto_piece("<unk>", 0, 2));
+  imports_and_loads("tokenizer.model");
+
+  // Asked to add EOS with no EOS token anywhere: refused, as BOS is.
+  fs::remove(dir_ + "/tokenizer.model");
+  write("tokenizer.json", bpe_json().dump());
+  write("tokenizer_config.json", R"({"add_eos_token": true})");
+  Result<std::vector<GgufKv>> no_eos = import();
+  ASSERT_FALSE(no_eos.ok());
+  EXPECT_NE(no_eos.error().message().find("tokenizer_config.json: eos_token: EOS is to be added but no eos token id"),
+            std::string::npos)
+      << no_eos.error().message();
 }
 
 TEST_F(HfTokenizerTest, ExportRoundTripsSmallBpe) {
