@@ -12,21 +12,13 @@
 
 #include "formats/blocks.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/unroll.h"
 
 namespace qe::kernels::neon {
 
 #include "kernels/neon_tiles.inc"
 
 namespace {
-
-// f(std::integral_constant<int, i>) for i = 0..N-1: lane indices of MLA by element must be constants.
-template <int N, class F>
-inline void unroll(F&& f) {
-  [&]<int... I>(std::integer_sequence<int, I...>) {
-    (f(std::integral_constant<int, I>{}), ...);
-  }
-  (std::make_integer_sequence<int, N>{});
-}
 
 // q8_K activations: the 256 quants stay in memory (one 16-byte load per SDOT); the 16 bsums are loaded
 // in two registers for the minimum terms.

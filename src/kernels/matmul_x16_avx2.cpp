@@ -23,6 +23,7 @@
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/unroll.h"
 
 namespace qe::kernels::avx2 {
 namespace {
@@ -38,14 +39,6 @@ constexpr int kCols = 4;
 // 4 tokens) streams it from DRAM too and prefetches the same way (135M ffn_up, 8 tokens, 1 thread: 10-20% faster).
 // A prefetch past the end of the weights is harmless: it never faults.
 constexpr size_t kGemvPrefetchBytes = 1024;
-
-// f(std::integral_constant<int, I>{}) for I = 0 .. N - 1, in order (keeps the register arrays registers).
-template <int N, class F>
-inline __attribute__((always_inline)) void unroll(F&& f) {
-  [&]<int... I>(std::integer_sequence<int, I...>) __attribute__((always_inline)) {
-    (f(std::integral_constant<int, I>{}), ...);
-  }(std::make_integer_sequence<int, N>{});
-}
 
 inline __m256i bcast_dword(const uint8_t* p) {
   int32_t v;

@@ -31,6 +31,7 @@
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/unroll.h"
 
 // GCC 12's _mm512_cvtepi32_ps / _mm512_cvtph_ps pass _mm512_undefined_ps() as the unused merge source,
 // which -Wmaybe-uninitialized reports once inlined into a loop (a known header false positive).
@@ -43,15 +44,6 @@ namespace qe::kernels::avx512 {
 namespace {
 
 constexpr int kCols = 8;
-
-// f(std::integral_constant<int, I>{}) for I = 0 .. N - 1, in order: the register arrays below stay
-// registers (GCC 12 keeps a memory copy of an accumulator array indexed in a plain loop).
-template <int N, class F>
-inline __attribute__((always_inline)) void unroll(F&& f) {
-  [&]<int... I>(std::integer_sequence<int, I...>) __attribute__((always_inline)) {
-    (f(std::integral_constant<int, I>{}), ...);
-  }(std::make_integer_sequence<int, N>{});
-}
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 inline __m512 h2f16(const uint16_t* p) {

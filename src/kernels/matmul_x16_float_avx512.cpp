@@ -11,6 +11,7 @@
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/unroll.h"
 
 // GCC 12's conversion intrinsics pass _mm512_undefined_ps() as a merge source that -Wmaybe-uninitialized
 // reports once inlined (a known header false positive).
@@ -29,6 +30,7 @@ namespace {
 struct S {
   using V = __m512;
   static constexpr int kLanes = 16;
+  static constexpr int kGemvPrefetch = 0;
   static V zero() { return _mm512_setzero_ps(); }
   static V fma_bcast(V w, const float* a, V acc) { return _mm512_fmadd_ps(w, _mm512_set1_ps(*a), acc); }
   static void store_sum(float* y, V s0, V s1) { _mm512_storeu_ps(y, _mm512_add_ps(s0, s1)); }

@@ -20,19 +20,12 @@
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/unroll.h"
 
 namespace qe::kernels::avx2 {
 namespace {
 
 constexpr int kCols = 4;
-
-// f(std::integral_constant<int, I>{}) for I = 0 .. N - 1, in order.
-template <int N, class F>
-inline __attribute__((always_inline)) void unroll(F&& f) {
-  [&]<int... I>(std::integer_sequence<int, I...>) __attribute__((always_inline)) {
-    (f(std::integral_constant<int, I>{}), ...);
-  }(std::make_integer_sequence<int, N>{});
-}
 
 inline __m256i bcast_dword(const void* p) {
   int32_t v;

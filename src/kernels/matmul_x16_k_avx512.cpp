@@ -26,6 +26,7 @@
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/unroll.h"
 
 #if defined(__GNUC__) && !defined(__clang__)  // GCC 12 header false positives, see matmul_x16_avx512.cpp
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -36,14 +37,6 @@ namespace qe::kernels::avx512 {
 namespace {
 
 constexpr int kCols = 8;
-
-// f(std::integral_constant<int, I>{}) for I = 0 .. N - 1, in order.
-template <int N, class F>
-inline __attribute__((always_inline)) void unroll(F&& f) {
-  [&]<int... I>(std::integer_sequence<int, I...>) __attribute__((always_inline)) {
-    (f(std::integral_constant<int, I>{}), ...);
-  }(std::make_integer_sequence<int, N>{});
-}
 
 inline __m512i bcast_dword(const void* p) {
   int32_t v;
