@@ -54,17 +54,23 @@ class HfTokenizerTest : public ::testing::Test {
     warnings_.clear();
     return qe::tokenizer::hf_tokenizer_to_gguf(dir_, warnings_);
   }
-  // The directory's tokenizer imported, written as a GGUF, and exported back to HF files.
-  void import_and_export(std::optional<qe::tokenizer::HfTokenizerFiles>& out) {
-    Result<std::vector<GgufKv>> kvs = import();
-    ASSERT_TRUE(kvs.ok()) << kvs.error().message();
+  // The keys written as a GGUF file (dir_/t.gguf) and opened.
+  void write_gguf(const std::vector<GgufKv>& kvs, std::optional<qe::GgufFile>& out) {
     qe::GgufWriter w;
-    for (GgufKv& kv : *kvs) ASSERT_TRUE(w.set(kv.key, kv.value).ok());
+    for (const GgufKv& kv : kvs) ASSERT_TRUE(w.set(kv.key, kv.value).ok());
     const std::string path = dir_ + "/t.gguf";
     ASSERT_TRUE(w.open(path, true).ok());
     ASSERT_TRUE(w.finish().ok());
     Result<qe::GgufFile> g = qe::GgufFile::open(path);
     ASSERT_TRUE(g.ok()) << g.error().message();
+    out = std::move(*g);
+  }
+  // The directory's tokenizer imported, written as a GGUF, and exported back to HF files.
+  void import_and_export(std::optional<qe::tokenizer::HfTokenizerFiles>& out) {
+    Result<std::vector<GgufKv>> kvs = import();
+    ASSERT_TRUE(kvs.ok()) << kvs.error().message();
+    std::optional<qe::GgufFile> g;
+    ASSERT_NO_FATAL_FAILURE(write_gguf(*kvs, g));
     Result<qe::tokenizer::HfTokenizerFiles> hf = qe::tokenizer::gguf_tokenizer_to_hf(*g);
     ASSERT_TRUE(hf.ok()) << hf.error().message();
     out = std::move(*hf);
@@ -250,13 +256,8 @@ TEST_F(HfTokenizerTest, NoBosTokenMeansNoBosAdded) {
                            [](const std::string& w) { return w.find("no BOS token") != std::string::npos; }),
               warnings_.end())
         << what;
-    qe::GgufWriter w;
-    for (GgufKv& kv : *kvs) ASSERT_TRUE(w.set(kv.key, kv.value).ok());
-    const std::string path = dir_ + "/t.gguf";
-    ASSERT_TRUE(w.open(path, true).ok());
-    ASSERT_TRUE(w.finish().ok());
-    Result<qe::GgufFile> g = qe::GgufFile::open(path);
-    ASSERT_TRUE(g.ok()) << g.error().message();
+    std::optional<qe::GgufFile> g;
+    ASSERT_NO_FATAL_FAILURE(write_gguf(*kvs, g));
     Result<qe::tokenizer::Tokenizer> tok = qe::tokenizer::Tokenizer::from_gguf(*g);
     ASSERT_TRUE(tok.ok()) << what << ": " << tok.error().message();
     EXPECT_FALSE(tok->add_bos()) << what;
