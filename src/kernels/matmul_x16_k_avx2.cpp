@@ -8,8 +8,9 @@
 // pre-multiplied by -32, so the offset lands in the same accumulator).
 //
 // The q4_K / q5_K loops and q6_K's one-token path are unrolled at compile time (unroll<N>): immediate
-// shifts, no branches. One token takes both halves of q4_K / q5_K in one pass (K45::gemv). q6_K's one-token path reads each super-block in address order (ql, then qh), which
-// keeps the hardware prefetchers on the weight stream (matmul_x16_k_avx512.cpp says why).
+// shifts, no branches. One token takes both halves of q4_K / q5_K in one pass (K45::gemv) and both
+// halves of each q6_K super-block before the next (K6::gemv), each read in address order (scales, ql,
+// qh), which keeps the hardware prefetchers on the weight stream (matmul_x16_k_avx512.cpp says why).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -185,15 +186,98 @@ struct K6 {
   using W = BlockQ6_Kx16;
   static constexpr int64_t kBlock = QK_K;
   static constexpr bool kSums = false;
+  // vpshufb patterns (byte indices within each 128-bit lane): each dword's (sc[2t], sc[2t]) or
+  // (sc[2t + 1], sc[2t + 1]) int16 pair.
+  static __m256i dup(int q) {
+    const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,  //
+                                          0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+    return q ? _mm256_add_epi8(dup0, _mm256_set1_epi8(2)) : dup0;
+  }
+  // Rows 8h .. 8h + 7's (sc[2t], sc[2t + 1]) as int16 pairs; `is` takes their -32 offsets (the pairs
+  // times -32 against the token's bsums pair).
+  static __m256i scales(const W& blk, int h, int t, const BlockQ8_K& a, __m256i& is) {
+    const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
+    const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sp, 5));
+    is = _mm256_add_epi32(is, _mm256_madd_epi16(off, bcast_dword(a.bsums + 2 * t)));
+    return sp;
+  }
+  // One token, rows 8h .. 8h + 7 of one super-block: the exact int32 IS of the arithmetic contract.
+  // ql dwords 16 vh + 8P + 4q + i, i < 4, hold group 8 vh + 2P + q in their low nibbles and group
+  // 8 vh + 2P + 4 + q in their high ones: 4 slices of int16 sums (4 x 2 x 15 x 128 = 15360) and one
+  // madd with (sc, sc) each. qh dwords 8 vh + 4q + i hold the high bits of groups 8 vh + 2p + q, p < 4,
+  // summed unshifted (4 x 2 x 3 x 128 = 3072) and madd'ed with (16 sc, 16 sc). The block is read in
+  // address order (scales, ql, qh): read in the order of the C-token path below, ql and qh lines 2 KiB
+  // apart alternately, the hardware stream prefetchers lose the stream and DRAM bandwidth halves
+  // (matmul_x16_k_avx512.cpp).
+  // Not inlined: inlined into gemv's loop over h, GCC's schedule ran 35% slower from cache.
+  __attribute__((noinline)) static __m256i gemv_half(const W& blk, int h, const BlockQ8_K& a) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03);
+    const int8_t* qa = a.qs;
+    __m256i is = _mm256_setzero_si256(), sp[8];
+    for (int t = 0; t < 8; ++t) sp[t] = scales(blk, h, t, a, is);
+    unroll<8>([&](auto j_) {  // ql dwords 4j .. 4j + 3: vh = j / 4, P = j / 2 % 2, q = j % 2
+      constexpr int j = decltype(j_)::value, vh = j / 4, P = j / 2 % 2, q = j % 2;
+      __m256i lo16, hi16;
+      unroll<4>([&](auto i_) {
+        constexpr int i = decltype(i_)::value, l4 = 4 * q + i;
+        const __m256i v = load(blk.ql + 64 * (4 * j + i) + 32 * h);
+        const __m256i ml = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), bcast_dword_here(qa + 4 * (32 * vh + 8 * P + l4)));
+        const __m256i mh = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                                bcast_dword_here(qa + 4 * (32 * vh + 8 * P + 16 + l4)));
+        lo16 = i ? _mm256_add_epi16(lo16, ml) : ml;
+        hi16 = i ? _mm256_add_epi16(hi16, mh) : mh;
+      });
+      is = _mm256_add_epi32(is, _mm256_madd_epi16(lo16, _mm256_shuffle_epi8(sp[4 * vh + P], dup(q))));
+      is = _mm256_add_epi32(is, _mm256_madd_epi16(hi16, _mm256_shuffle_epi8(sp[4 * vh + P + 2], dup(q))));
+    });
+    unroll<4>([&](auto n_) {  // qh dwords 4n .. 4n + 3: vh = n / 2, q = n % 2
+      constexpr int n = decltype(n_)::value, vh = n / 2, q = n % 2;
+      __m256i s16[4];
+      unroll<4>([&](auto i_) {
+        constexpr int i = decltype(i_)::value, l4 = 4 * q + i;
+        const __m256i qh = load(blk.qh + 64 * (4 * n + i) + 32 * h);
+        unroll<4>([&](auto p_) {
+          constexpr int p = decltype(p_)::value;
+          const __m256i m = _mm256_maddubs_epi16(_mm256_and_si256(shift16<-2 * p>(qh), m3),
+                                                 bcast_dword_here(qa + 4 * (32 * vh + 8 * p + l4)));
+          s16[p] = i ? _mm256_add_epi16(s16[p], m) : m;
+        });
+      });
+      for (int p = 0; p < 4; ++p) {
+        const __m256i scp16 = _mm256_slli_epi16(_mm256_shuffle_epi8(sp[4 * vh + p], dup(q)), 4);
+        is = _mm256_add_epi32(is, _mm256_madd_epi16(s16[p], scp16));
+      }
+    });
+    return is;
+  }
+  // One token (DRAM bound): both halves of a super-block, one after the other, before the next block
+  // (the driver's second call, h == 1, finds its rows done), with the next block prefetched in address
+  // order. Measured on a 2-core Zen 3 EPYC (1.1B ffn_up, 1 thread, interleaved runs), against a pass
+  // per half over the whole group (the weight stream idle during the second pass, which reads from
+  // cache) and the scales at the end of the block: 990-1120 -> 780-850 us, 2 threads 580-640 -> 510-550.
+  // Tried and not kept: the C-token path's decode (6-bit weights, one maddub per 32 values: 19% fewer
+  // cycles from cache, but its three interleaved streams, ql, ql + 512 and qh, slowed DRAM reads by a
+  // third, and prefetched it was no faster than this); a prefetch 1-16 KiB ahead spread over the loads.
+  static void gemv(int64_t nb, const W* wg, const uint8_t* ar, float* y) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; ++b) {
+      const BlockQ8_K& a = act(ar, b);
+      const __m256 da = _mm256_set1_ps(a.d);
+      const char* next = reinterpret_cast<const char*>(wg + b + 1);  // past the end: harmless, never faults
+      for (size_t o = 0; o < sizeof(W); o += 64) _mm_prefetch(next + o, _MM_HINT_T0);
+      for (int h = 0; h < 2; ++h)
+        acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(gemv_half(wg[b], h, a)), _mm256_mul_ps(h2f8(wg[b].d + 8 * h), da), acc[h]);
+    }
+    unroll<2>([&](auto h) { _mm256_storeu_ps(y + 8 * h, acc[h]); });
+  }
   template <int C>
   static void part(int64_t nb, const W* wg, int h, const uint8_t* const* ar, const int32_t* const*, float* y,
                    int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), m3 = _mm256_set1_epi8(0x03);
-    // vpshufb patterns (byte indices within each 128-bit lane): each dword's (sc[2t], sc[2t]) or
-    // (sc[2t + 1], sc[2t + 1]) int16 pair.
-    const __m256i dup0 = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,  //
-                                          0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
-    const __m256i dup1 = _mm256_add_epi8(dup0, _mm256_set1_epi8(2));
+    if constexpr (C == 1) {
+      if (h == 0) gemv(nb, wg, ar[0], y);
+      return;
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     __m256 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
@@ -202,87 +286,35 @@ struct K6 {
       for (int c = 0; c < C; ++c) a[c] = &act(ar[c], b);
       __m256i is[C];
       for (int c = 0; c < C; ++c) is[c] = _mm256_setzero_si256();
-      // Row r's (sc[2t], sc[2t + 1]) as an int16 pair; times -32 against the bsums pair for the offsets.
-      auto scales = [&](int t) {
-        const __m256i sp =
-            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
-        const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sp, 5));
-        for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(off, bcast_dword(a[c]->bsums + 2 * t)));
-        return sp;
-      };
-      if constexpr (C == 1) {
-        // One token (DRAM bound): the weights are read in address order (ql, then qh). Read in the
-        // order of the C-token path below, ql and qh lines 2 KiB apart alternately, the hardware stream
-        // prefetchers lose the stream and DRAM bandwidth halves (matmul_x16_k_avx512.cpp).
-        // ql dwords 16 vh + 8P + 4q + i, i < 4, hold group 8 vh + 2P + q in their low nibbles and group 8 vh + 2P + 4 + q in their high
-        // ones: 4 slices of int16 sums (4 x 2 x 15 x 128 = 15360) and one madd with (sc, sc) each. qh
-        // dwords 8 vh + 4q + i hold the high bits of groups 8 vh + 2p + q, p < 4, summed unshifted
-        // (4 x 2 x 3 x 128 = 3072) and madd'ed with (16 sc, 16 sc).
-        const int8_t* qa = a[0]->qs;
-        __m256i sp[8];
-        for (int t = 0; t < 8; ++t) sp[t] = scales(t);
-        unroll<8>([&](auto j_) {  // ql dwords 4j .. 4j + 3: vh = j / 4, P = j / 2 % 2, q = j % 2
-          constexpr int j = decltype(j_)::value, vh = j / 4, P = j / 2 % 2, q = j % 2;
-          __m256i lo16, hi16;
-          unroll<4>([&](auto i_) {
-            constexpr int i = decltype(i_)::value, l4 = 4 * q + i;
-            const __m256i v = load(blk.ql + 64 * (4 * j + i) + 32 * h);
-            const __m256i ml = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), bcast_dword_here(qa + 4 * (32 * vh + 8 * P + l4)));
-            const __m256i mh = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
-                                                    bcast_dword_here(qa + 4 * (32 * vh + 8 * P + 16 + l4)));
-            lo16 = i ? _mm256_add_epi16(lo16, ml) : ml;
-            hi16 = i ? _mm256_add_epi16(hi16, mh) : mh;
-          });
-          is[0] = _mm256_add_epi32(is[0], _mm256_madd_epi16(lo16, _mm256_shuffle_epi8(sp[4 * vh + P], q ? dup1 : dup0)));
-          is[0] = _mm256_add_epi32(is[0], _mm256_madd_epi16(hi16, _mm256_shuffle_epi8(sp[4 * vh + P + 2], q ? dup1 : dup0)));
-        });
-        unroll<4>([&](auto n_) {  // qh dwords 4n .. 4n + 3: vh = n / 2, q = n % 2
-          constexpr int n = decltype(n_)::value, vh = n / 2, q = n % 2;
-          __m256i s16[4];
-          unroll<4>([&](auto i_) {
-            constexpr int i = decltype(i_)::value, l4 = 4 * q + i;
-            const __m256i qh = load(blk.qh + 64 * (4 * n + i) + 32 * h);
-            unroll<4>([&](auto p_) {
-              constexpr int p = decltype(p_)::value;
-              const __m256i m = _mm256_maddubs_epi16(_mm256_and_si256(shift16<-2 * p>(qh), m3),
-                                                     bcast_dword_here(qa + 4 * (32 * vh + 8 * p + l4)));
-              s16[p] = i ? _mm256_add_epi16(s16[p], m) : m;
-            });
-          });
-          for (int p = 0; p < 4; ++p) {
-            const __m256i scp16 = _mm256_slli_epi16(_mm256_shuffle_epi8(sp[4 * vh + p], q ? dup1 : dup0), 4);
-            is[0] = _mm256_add_epi32(is[0], _mm256_madd_epi16(s16[p], scp16));
-          }
-        });
-      } else {
-        // Plain loops (run-time shift counts) here: with 16 ymm, C = 4 accumulators and the decode, the
-        // fully unrolled form spilled and measured ~12% slower at 512 tokens.
-        for (int vh = 0; vh < 2; ++vh)
-          for (int part = 0; part < 4; ++part) {  // values 128 vh + 32 part .. +31: groups 2t + q
-            const int t = 4 * vh + part;
-            const __m256i sp = scales(t);
-            for (int q = 0; q < 2; ++q) {
-              const __m256i scp = _mm256_shuffle_epi8(sp, q ? dup1 : dup0);
-              for (int i0 = 0; i0 < 4; i0 += 2) {
-                __m256i s16[C];
-                for (int c = 0; c < C; ++c) s16[c] = _mm256_setzero_si256();
-                for (int i = i0; i < i0 + 2; ++i) {
-                  const int l4 = 4 * q + i;
-                  const __m256i v = load(blk.ql + 64 * (16 * vh + 8 * (part & 1) + l4) + 32 * h);
-                  const __m256i lo = _mm256_and_si256(part < 2 ? v : _mm256_srli_epi16(v, 4), m4);
-                  const __m256i qh = load(blk.qh + 64 * (8 * vh + l4) + 32 * h);
-                  const __m128i sh = _mm_cvtsi32_si128(std::abs(4 - 2 * part));
-                  const __m256i hs = part < 3 ? _mm256_sll_epi16(qh, sh) : _mm256_srl_epi16(qh, sh);
-                  const __m256i w = _mm256_or_si256(lo, _mm256_and_si256(hs, m30));
-                  for (int c = 0; c < C; ++c)
-                    s16[c] = _mm256_add_epi16(
-                        s16[c], _mm256_maddubs_epi16(w, bcast_dword(a[c]->qs + 4 * (32 * vh + 8 * part + l4))));
-                }
-                for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(s16[c], scp));
+      // Plain loops (run-time shift counts) here: with 16 ymm, C = 4 accumulators and the decode, the
+      // fully unrolled form spilled and measured ~12% slower at 512 tokens.
+      for (int vh = 0; vh < 2; ++vh)
+        for (int part = 0; part < 4; ++part) {  // values 128 vh + 32 part .. +31: groups 2t + q
+          const int t = 4 * vh + part;
+          const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
+          const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sp, 5));
+          for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(off, bcast_dword(a[c]->bsums + 2 * t)));
+          for (int q = 0; q < 2; ++q) {
+            const __m256i scp = _mm256_shuffle_epi8(sp, dup(q));
+            for (int i0 = 0; i0 < 4; i0 += 2) {
+              __m256i s16[C];
+              for (int c = 0; c < C; ++c) s16[c] = _mm256_setzero_si256();
+              for (int i = i0; i < i0 + 2; ++i) {
+                const int l4 = 4 * q + i;
+                const __m256i v = load(blk.ql + 64 * (16 * vh + 8 * (part & 1) + l4) + 32 * h);
+                const __m256i lo = _mm256_and_si256(part < 2 ? v : _mm256_srli_epi16(v, 4), m4);
+                const __m256i qh = load(blk.qh + 64 * (8 * vh + l4) + 32 * h);
+                const __m128i sh = _mm_cvtsi32_si128(std::abs(4 - 2 * part));
+                const __m256i hs = part < 3 ? _mm256_sll_epi16(qh, sh) : _mm256_srl_epi16(qh, sh);
+                const __m256i w = _mm256_or_si256(lo, _mm256_and_si256(hs, m30));
+                for (int c = 0; c < C; ++c)
+                  s16[c] = _mm256_add_epi16(
+                      s16[c], _mm256_maddubs_epi16(w, bcast_dword(a[c]->qs + 4 * (32 * vh + 8 * part + l4))));
               }
+              for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(s16[c], scp));
             }
           }
-      }
+        }
       const __m256 dw = h2f8(blk.d + 8 * h);
       for (int c = 0; c < C; ++c)
         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[c]), _mm256_mul_ps(dw, _mm256_set1_ps(a[c]->d)), acc[c]);
