@@ -45,10 +45,6 @@ inline __m256i bcast_dword(const uint8_t* p) {
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
 }
-// GCC reassociates a chain of integer adds into a tree of all the block's products, which needs 32
-// registers and spills them all (measured: half the speed); an empty asm on the running sum keeps the
-// chain a chain.
-inline void keep(__m256i& v) { asm("" : "+x"(v)); }
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }

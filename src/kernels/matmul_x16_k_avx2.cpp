@@ -61,6 +61,19 @@ inline __m256i u8x8_pairs(const uint8_t* p) {
   return _mm256_or_si256(x, _mm256_slli_epi32(x, 16));
 }
 
+// vpshufb pattern (per 128-bit lane) taking rows 8h .. 8h + 7's bytes of a broadcast 16-byte row vector to
+// (x, x) int16 pairs, one row per dword lane.
+inline __m256i pair_pattern(int h) {
+  alignas(32) int8_t p[32];
+  for (int l = 0; l < 2; ++l)
+    for (int j = 0; j < 4; ++j) {
+      const int8_t row = static_cast<int8_t>(8 * h + 4 * l + j);
+      p[16 * l + 4 * j + 0] = p[16 * l + 4 * j + 2] = row;
+      p[16 * l + 4 * j + 1] = p[16 * l + 4 * j + 3] = -1;  // zero
+    }
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+}
+
 // The 6-bit scales and mins of a q4_K / q5_K group, unpacked to sc[16 * s + r], mn[16 * s + r].
 inline void decode_scales(const uint8_t* lo, const uint8_t* hi, uint8_t* sc, uint8_t* mn) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
@@ -82,9 +95,13 @@ struct K45 {
   static constexpr int kRun = kQ5 ? 4 : 8;  // slices summed in int16 before the madd
   // One token, both halves in one pass (the driver's second call, h == 1, finds its rows done): each
   // activation broadcast feeds both halves' maddubs and the scales are decoded once per block, not per
-  // half. Measured on a 2-core Zen 3 EPYC (qbench, 1.1B ffn_up, interleaved rounds) against a pass per
-  // half: q4_K 497-506 -> 431-443 us at 1 thread, q5_K 643-655 -> 556-581 (the loop is bound by its
-  // uops, not by DRAM: 60% -> 70% of DRAM read). The same for q6_K measured no faster and is not done.
+  // half. Each qs (and q5_K qh) vector is loaded once for its two sub-blocks (low and high nibbles); a
+  // scale becomes its row's (sc, sc) int16 pair by one vpshufb of the broadcast 16 scale bytes; the mins
+  // go two sub-blocks per madd, (m[2i], m[2i + 1]) pairs against the token's (S[2i], S[2i + 1]) sub-block
+  // sums; an empty asm (keep) holds each int16 sum a chain. The loop is bound by its vector uops, not by
+  // DRAM: on a 2-core Zen 3 EPYC, 1 thread, 128 rows from cache, q4_K 28.4 -> 32.9 GB/s and q5_K 22.2 ->
+  // 23.1 against a decode per sub-block with the pairs widened from memory; 1.1B ffn_up from DRAM,
+  // interleaved runs, q4_K 532-607 -> 498-526 us (2 threads 310-331 -> 304), q5_K within the noise.
   static void gemv(int64_t nb, const W* wg, const uint8_t* ar, float* y) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), b4 = _mm256_set1_epi8(0x10);
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -93,32 +110,57 @@ struct K45 {
       const BlockQ8_K& a = act(ar, b);
       alignas(32) uint8_t sc[128], mn[128];
       decode_scales(blk.scales_lo, blk.scales_hi, sc, mn);
-      // DRAM bound: q5_K's qh lines are touched before qs, in address order (see K6); the empty asm
-      // makes the loads happen here, the uses below hit L1.
+      // DRAM bound: q5_K's qh lines are asked for before qs, in address order (see K6). A prefetch, not
+      // a load: GCC kept touched loads for their later uses and spilled them.
       if constexpr (kQ5)
-        for (int k = 0; k < 16; ++k) asm volatile("" : : "x"(load(blk.qh + 32 * k)));
+        for (size_t o = 0; o < sizeof(blk.qh); o += 64) _mm_prefetch(reinterpret_cast<const char*>(blk.qh) + o, _MM_HINT_T0);
       __m256i is[2], im[2];
       unroll<2>([&](auto h) { is[h] = im[h] = _mm256_setzero_si256(); });
-      unroll<8>([&](auto s_) {
-        constexpr int s = decltype(s_)::value, u = s / 2;
+      // The token's sub-block sums S[s] = bsums[2s] + bsums[2s + 1] (|S| <= 32 x 128: int16), as
+      // (S[2i], S[2i + 1]) pairs in dwords 0, 1 (i = 0, 1) and 4, 5 (i = 2, 3).
+      alignas(32) int32_t spair[8];
+      {
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(spair), _mm256_hadd_epi16(bs, bs));
+      }
+      unroll<4>([&](auto i_) {  // mn + 32i: m[2i] of rows 0..15, then m[2i + 1]
+        constexpr int i = decltype(i_)::value;
+        const __m256i x = load(mn + 32 * i), sw = _mm256_permute2x128_si256(x, x, 1);
+        const __m256i lo = _mm256_unpacklo_epi8(x, sw), hi = _mm256_unpackhi_epi8(x, sw);  // lane 0: rows 0-7, 8-15
+        const __m256i sp = _mm256_set1_epi32(spair[i < 2 ? i : i + 2]);
+        im[0] = _mm256_add_epi32(im[0], _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(lo)), sp));
+        im[1] = _mm256_add_epi32(im[1], _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(hi)), sp));
+      });
+      unroll<4>([&](auto u_) {  // sub-blocks 2u (low nibbles of qs dwords 8u + k) and 2u + 1 (high)
+        constexpr int u = decltype(u_)::value;
         unroll<8 / kRun>([&](auto r_) {
           constexpr int k0 = kRun * decltype(r_)::value;
-          __m256i s16[2];
+          __m256i sl[2], sh[2];
           unroll<kRun>([&](auto i_) {
             constexpr int k = k0 + decltype(i_)::value;
-            const __m256i bc = bcast_dword(a.qs + 4 * (8 * s + k));
+            const __m256i bl = bcast_dword(a.qs + 4 * (16 * u + k)), bh = bcast_dword(a.qs + 4 * (16 * u + 8 + k));
             unroll<2>([&](auto h) {
               const __m256i v = load(blk.qs + 64 * (8 * u + k) + 32 * h);
-              __m256i q = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
-              if constexpr (kQ5) q = _mm256_or_si256(q, _mm256_and_si256(shift16<4 - s>(load(blk.qh + 64 * k + 32 * h)), b4));
-              const __m256i p = _mm256_maddubs_epi16(q, bc);
-              s16[h] = k == k0 ? p : _mm256_add_epi16(s16[h], p);
+              __m256i ql = _mm256_and_si256(v, m4), qh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+              if constexpr (kQ5) {
+                const __m256i hb = load(blk.qh + 64 * k + 32 * h);
+                ql = _mm256_or_si256(ql, _mm256_and_si256(shift16<4 - 2 * u>(hb), b4));
+                qh = _mm256_or_si256(qh, _mm256_and_si256(shift16<3 - 2 * u>(hb), b4));
+              }
+              const __m256i pl = _mm256_maddubs_epi16(ql, bl), ph = _mm256_maddubs_epi16(qh, bh);
+              sl[h] = k == k0 ? pl : _mm256_add_epi16(sl[h], pl);
+              sh[h] = k == k0 ? ph : _mm256_add_epi16(sh[h], ph);
+              keep(sl[h]);
+              keep(sh[h]);
             });
           });
-          unroll<2>([&](auto h) { is[h] = _mm256_add_epi32(is[h], _mm256_madd_epi16(s16[h], u8x8_pairs(sc + 16 * s + 8 * h))); });
+          const __m256i scl = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(sc + 32 * u)));
+          const __m256i sch = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(sc + 32 * u + 16)));
+          unroll<2>([&](auto h) {
+            is[h] = _mm256_add_epi32(is[h], _mm256_madd_epi16(sl[h], _mm256_shuffle_epi8(scl, pair_pattern(h))));
+            is[h] = _mm256_add_epi32(is[h], _mm256_madd_epi16(sh[h], _mm256_shuffle_epi8(sch, pair_pattern(h))));
+          });
         });
-        const __m256i bs = bcast_dword(a.bsums + 2 * s);
-        unroll<2>([&](auto h) { im[h] = _mm256_add_epi32(im[h], _mm256_madd_epi16(u8x8_pairs(mn + 16 * s + 8 * h), bs)); });
       });
       const __m256 da = _mm256_set1_ps(a.d);
       unroll<2>([&](auto h) {
