@@ -124,10 +124,6 @@ struct K45 {
       const BlockQ8_K& a = act(ar, b);
       alignas(32) uint8_t sc[128], mn[128];
       decode_scales(blk.scales_lo, blk.scales_hi, sc, mn);
-      // DRAM bound: q5_K's qh lines are asked for before qs, in address order (see K6). A prefetch, not
-      // a load: GCC kept touched loads for their later uses and spilled them.
-      if constexpr (kQ5)
-        for (size_t o = 0; o < sizeof(blk.qh); o += 64) _mm_prefetch(reinterpret_cast<const char*>(blk.qh) + o, _MM_HINT_T0);
       __m256i is[2], im[2];
       unroll<2>([&](auto h) { is[h] = im[h] = _mm256_setzero_si256(); });
       // The token's sub-block sums S[s] = bsums[2s] + bsums[2s + 1] (|S| <= 32 x 128: int16), as
