@@ -21,6 +21,7 @@
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/schedule.h"
 #include "kernels/unroll.h"
 
 namespace qe::kernels::avx2 {
@@ -44,20 +45,16 @@ inline __m256i bcast_dword_here(const void* p) {
 }
 inline __m256i load(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-// One-token passes prefetch 4 KiB ahead of each line they consume, one prefetch per line: the hardware
-// prefetchers alone leave a k-quant GEMV's weight stream and its arithmetic taking turns rather than
-// overlapping. 1.1B ffn_up, 2-core Zen 3 EPYC, 4 interleaved rounds, faster in 22 of 24 pairs:
+// One-token passes prefetch 4 KiB ahead of each line they consume, one prefetch per line, each tied to
+// its step (prefetch_ahead, kernels/schedule.h): the hardware prefetchers alone leave a k-quant GEMV's
+// weight stream and its arithmetic taking turns rather than overlapping. 1.1B ffn_up, 2-core Zen 3 EPYC, 4 interleaved rounds, faster in 22 of 24 pairs:
 //   1 thread:  q4_K 561-631 -> 421-525 us, q5_K 703-871 -> 566-919, q6_K 1031-1114 -> 827-1032;
 //   2 threads: q4_K 340-470 -> 285-468,    q5_K 404-502 -> 373-607, q6_K 529-698 -> 442-567.
 // 2 and 8 KiB ahead measured about the same; a burst of a whole block's lines per block, or of the next
 // group's during the second half's pass, gained nothing. Past the end of the weights a prefetch is
 // harmless: it never faults.
-// The prefetch is tied to a register of the step that consumes the line (`anchor`, left unchanged):
-// free to move, GCC hoisted a block's prefetches to its start, and a burst of them was slower than none.
 constexpr size_t kGemvPrefetchAhead = 4096;
-inline void prefetch_ahead(const void* consumed, __m256i& anchor) {
-  asm volatile("prefetcht0 %1" : "+x"(anchor) : "m"(*(static_cast<const char*>(consumed) + kGemvPrefetchAhead)));
-}
+
 // 16-bit lane shift by a compile-time count: left for S > 0, right for S < 0 (callers mask to bits that
 // stay in their byte).
 template <int S>
@@ -163,9 +160,9 @@ struct K45 {
               keep(sl[h]);
               keep(sh[h]);
               if constexpr (h == 0) {
-                prefetch_ahead(blk.qs + 64 * (8 * u + k), sl[0]);
+                prefetch_ahead<kGemvPrefetchAhead>(blk.qs + 64 * (8 * u + k), sl[0]);
                 if constexpr (64 * (8 * u + k) < offsetof(W, qs))  // the scales (and q5_K's qh) lines
-                  prefetch_ahead(reinterpret_cast<const uint8_t*>(&blk) + 64 * (8 * u + k), sh[0]);
+                  prefetch_ahead<kGemvPrefetchAhead>(reinterpret_cast<const uint8_t*>(&blk) + 64 * (8 * u + k), sh[0]);
               }
             });
           });
@@ -283,8 +280,8 @@ struct K6 {
                                                 bcast_dword_here(qa + 4 * (32 * vh + 8 * P + 16 + l4)));
         lo16 = i ? _mm256_add_epi16(lo16, ml) : ml;
         hi16 = i ? _mm256_add_epi16(hi16, mh) : mh;
-        if ((4 * j + i) % 2 == h) prefetch_ahead(blk.ql + 64 * (4 * j + i), lo16);  // the halves take alternate lines
-        if (j == 0 && i < 3 && h == 0) prefetch_ahead(reinterpret_cast<const uint8_t*>(&blk) + 128 * i, hi16);  // d, scales
+        if ((4 * j + i) % 2 == h) prefetch_ahead<kGemvPrefetchAhead>(blk.ql + 64 * (4 * j + i), lo16);  // the halves take alternate lines
+        if (j == 0 && i < 3 && h == 0) prefetch_ahead<kGemvPrefetchAhead>(reinterpret_cast<const uint8_t*>(&blk) + 128 * i, hi16);  // d, scales
       });
       is = _mm256_add_epi32(is, _mm256_madd_epi16(lo16, _mm256_shuffle_epi8(sp[4 * vh + P], dup(q))));
       is = _mm256_add_epi32(is, _mm256_madd_epi16(hi16, _mm256_shuffle_epi8(sp[4 * vh + P + 2], dup(q))));
@@ -301,7 +298,7 @@ struct K6 {
                                                  bcast_dword_here(qa + 4 * (32 * vh + 8 * p + l4)));
           s16[p] = i ? _mm256_add_epi16(s16[p], m) : m;
         });
-        if (i % 2 == h) prefetch_ahead(blk.qh + 64 * (4 * n + i), s16[0]);
+        if (i % 2 == h) prefetch_ahead<kGemvPrefetchAhead>(blk.qh + 64 * (4 * n + i), s16[0]);
       });
       for (int p = 0; p < 4; ++p) {
         const __m256i scp16 = _mm256_slli_epi16(_mm256_shuffle_epi8(sp[4 * vh + p], dup(q)), 4);

@@ -17,13 +17,4 @@ inline __attribute__((always_inline)) void unroll(F&& f) {
   }(std::make_integer_sequence<int, N>{});
 }
 
-// keep(v): an empty asm that GCC must assume reads and changes the vector v. On an integer accumulator
-// chain (sum = add(sum, product) per step) it keeps the chain a chain: left alone, GCC reassociates the
-// adds into a tree over all of a block's products, which needs every product live at once and spills
-// them (measured: half the speed in the AVX2 x16 kernels).
-template <class V>
-inline __attribute__((always_inline)) void keep(V& v) {
-  asm("" : "+x"(v));
-}
-
 }  // namespace qe::kernels
