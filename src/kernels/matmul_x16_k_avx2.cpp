@@ -215,10 +215,14 @@ struct K45 {
             for (int c = 0; c < C; ++c) {
               const __m256i p = _mm256_maddubs_epi16(q, bcast_dword(a[c]->qs + 4 * (8 * s + k)));
               s16[c] = k == k0 ? p : _mm256_add_epi16(s16[c], p);
+              if constexpr (!kQ5) keep(s16[c]);  // q4_K: 10% faster; q5_K (4-slice runs): 10% slower
             }
           });
           for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(s16[c], scp));
         });
+      });
+      unroll<8>([&](auto s_) {  // the mins after the quants: im[] is not live in the loop above
+        constexpr int s = decltype(s_)::value;
         const __m256i mp = u8x8_pairs(mn + 16 * s + 8 * h);
         for (int c = 0; c < C; ++c) im[c] = _mm256_add_epi32(im[c], _mm256_madd_epi16(mp, bcast_dword(a[c]->bsums + 2 * s)));
       });
