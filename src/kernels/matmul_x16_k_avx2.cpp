@@ -47,7 +47,8 @@ inline __m256i load(const void* p) { return _mm256_loadu_si256(reinterpret_cast<
 inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 // One-token passes prefetch 4 KiB ahead of each line they consume, one prefetch per line, each tied to
 // its step (prefetch_ahead, kernels/schedule.h): the hardware prefetchers alone leave a k-quant GEMV's
-// weight stream and its arithmetic taking turns rather than overlapping. 1.1B ffn_up, 2-core Zen 3 EPYC, 4 interleaved rounds, faster in 22 of 24 pairs:
+// weight stream and its arithmetic taking turns rather than overlapping. 1.1B ffn_up, 2-core Zen 3 EPYC,
+// 4 interleaved rounds, faster in 22 of 24 pairs:
 //   1 thread:  q4_K 561-631 -> 421-525 us, q5_K 703-871 -> 566-919, q6_K 1031-1114 -> 827-1032;
 //   2 threads: q4_K 340-470 -> 285-468,    q5_K 404-502 -> 373-607, q6_K 529-698 -> 442-567.
 // 2 and 8 KiB ahead measured about the same; a burst of a whole block's lines per block, or of the next
