@@ -252,12 +252,13 @@ struct K6 {
                                           0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
     return q ? _mm256_add_epi8(dup0, _mm256_set1_epi8(2)) : dup0;
   }
-  // Rows 8h .. 8h + 7's (sc[2t], sc[2t + 1]) as int16 pairs; `is` takes their -32 offsets (the pairs
-  // times -32 against the token's bsums pair).
-  static __m256i scales(const W& blk, int h, int t, const BlockQ8_K& a, __m256i& is) {
+  // Rows 8h .. 8h + 7's (sc[2t], sc[2t + 1]) as int16 pairs; is[c] takes their -32 offsets (the pairs
+  // times -32 against token c's bsums pair), for the C tokens a[c].
+  template <int C>
+  static __m256i scales(const W& blk, int h, int t, const BlockQ8_K* const* a, __m256i* is) {
     const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
     const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sp, 5));
-    is = _mm256_add_epi32(is, _mm256_madd_epi16(off, bcast_dword(a.bsums + 2 * t)));
+    for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(off, bcast_dword(a[c]->bsums + 2 * t)));
     return sp;
   }
   // One token, rows 8h .. 8h + 7 of one super-block: the exact int32 IS of the arithmetic contract.
@@ -273,7 +274,8 @@ struct K6 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03);
     const int8_t* qa = a.qs;
     __m256i is = _mm256_setzero_si256(), sp[8];
-    for (int t = 0; t < 8; ++t) sp[t] = scales(blk, h, t, a, is);
+    const BlockQ8_K* const ap = &a;
+    for (int t = 0; t < 8; ++t) sp[t] = scales<1>(blk, h, t, &ap, &is);
     unroll<8>([&](auto j_) {  // ql dwords 4j .. 4j + 3: vh = j / 4, P = j / 2 % 2, q = j % 2
       constexpr int j = decltype(j_)::value, vh = j / 4, P = j / 2 % 2, q = j % 2;
       __m256i lo16, hi16;
@@ -351,9 +353,7 @@ struct K6 {
       for (int vh = 0; vh < 2; ++vh)
         for (int part = 0; part < 4; ++part) {  // values 128 vh + 32 part .. +31: groups 2t + q
           const int t = 4 * vh + part;
-          const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
-          const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sp, 5));
-          for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(off, bcast_dword(a[c]->bsums + 2 * t)));
+          const __m256i sp = scales<C>(blk, h, t, a, is);
           for (int q = 0; q < 2; ++q) {
             const __m256i scp = _mm256_shuffle_epi8(sp, dup(q));
             for (int i0 = 0; i0 < 4; i0 += 2) {
