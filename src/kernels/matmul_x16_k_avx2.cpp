@@ -9,8 +9,8 @@
 //
 // The q4_K / q5_K loops and q6_K's one-token path are unrolled at compile time (unroll<N>): immediate
 // shifts, no branches. One token takes both halves of q4_K / q5_K in one pass (K45::gemv) and both
-// halves of each q6_K super-block before the next (K6::gemv), each read in address order (scales, ql,
-// qh), which keeps the hardware prefetchers on the weight stream (matmul_x16_k_avx512.cpp says why).
+// halves of each q6_K super-block before the next (K6::gemv); each streams its weights with a software
+// prefetch in address order, one line per step, 4 KiB ahead (kGemvPrefetchAhead).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -33,15 +33,6 @@ inline __m256i bcast_dword(const void* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
-}
-// The same, as a load GCC may not merge with another: q6_K's one-token path broadcasts each activation
-// dword twice (ql pass, qh pass); left to itself GCC computes all 64 broadcasts once and spills them
-// (2-core Zen 3 EPYC, 1.1B ffn_up, 1 thread: 945-950 -> 870-885 us; still compute-bound at ~50% of DRAM
-// read: what is left is the decode's uop count, not memory).
-inline __m256i bcast_dword_here(const void* p) {
-  __m256i r;
-  asm volatile("vpbroadcastd %1, %0" : "=x"(r) : "m"(*static_cast<const int32_t*>(p)));
-  return r;
 }
 inline __m256i load(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
@@ -261,56 +252,54 @@ struct K6 {
     for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(off, bcast_dword(a[c]->bsums + 2 * t)));
     return sp;
   }
-  // One token, rows 8h .. 8h + 7 of one super-block: the exact int32 IS of the arithmetic contract.
-  // ql dwords 16 vh + 8P + 4q + i, i < 4, hold group 8 vh + 2P + q in their low nibbles and group
-  // 8 vh + 2P + 4 + q in their high ones: 4 slices of int16 sums (4 x 2 x 15 x 128 = 15360) and one
-  // madd with (sc, sc) each. qh dwords 8 vh + 4q + i hold the high bits of groups 8 vh + 2p + q, p < 4,
-  // summed unshifted (4 x 2 x 3 x 128 = 3072) and madd'ed with (16 sc, 16 sc). The block is read in
-  // address order (scales, ql, qh): read in the order of the C-token path below, ql and qh lines 2 KiB
-  // apart alternately, the hardware stream prefetchers lose the stream and DRAM bandwidth halves
-  // (matmul_x16_k_avx512.cpp).
-  // Not inlined: inlined into gemv's loop over h, GCC's schedule ran 35% slower from cache.
-  __attribute__((noinline)) static __m256i gemv_half(const W& blk, int h, const BlockQ8_K& a) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03);
+  // One token, rows 8H .. 8H + 7 of one super-block: the exact int32 IS of the arithmetic contract.
+  // Step (vh, q, i) reads ql dwords L0 = 16 vh + 4q + i and L1 = L0 + 8, whose low and high nibbles are
+  // the low bits of groups 8 vh + 2p + q (p = 0, 1 low, p = 2, 3 high: L0, L1, L0, L1), and qh dword
+  // 8 vh + 4q + i, whose bits 2p, 2p + 1 are those groups' high bits: four 6-bit weight vectors, one
+  // maddubs each, summed in int16 over two steps (2 x 2 x 63 x 128 = 32256) and madd'ed with (sc, sc).
+  // This order is the arithmetic's, not the block's; the prefetch keeps the DRAM stream in address
+  // order regardless: step n = 16H + 4(2 vh + q) + i of the block prefetches its lines 2n and 2n + 1,
+  // 4 KiB ahead. Against the split decode it replaces (the low nibbles, then the high bits as their own
+  // 2-bit maddubs, each read in address order: twice the maddubs), 2-core Zen 3 EPYC, 1.1B ffn_up, the
+  // two alternating rep by rep in one process: 1 thread 657-721 -> 537-605 us, 2 threads 372-470 ->
+  // 324-436 (15.7-17.6 GB/s at 1 thread, at the DRAM read roofline); from cache 4% faster.
+  // Not inlined: inlined into gemv's loop over H, GCC's schedule ran 35% slower from cache.
+  template <int H>
+  __attribute__((noinline)) static __m256i gemv_half(const W& blk, const BlockQ8_K& a) {
+    constexpr int kLines = static_cast<int>((sizeof(W) + 63) / 64);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     const int8_t* qa = a.qs;
-    __m256i is = _mm256_setzero_si256(), sp[8];
+    const auto* line = reinterpret_cast<const uint8_t*>(&blk);
+    __m256i is = _mm256_setzero_si256();
     const BlockQ8_K* const ap = &a;
-    for (int t = 0; t < 8; ++t) sp[t] = scales<1>(blk, h, t, &ap, &is);
-    unroll<8>([&](auto j_) {  // ql dwords 4j .. 4j + 3: vh = j / 4, P = j / 2 % 2, q = j % 2
-      constexpr int j = decltype(j_)::value, vh = j / 4, P = j / 2 % 2, q = j % 2;
-      __m256i lo16, hi16;
-      unroll<4>([&](auto i_) {
-        constexpr int i = decltype(i_)::value, l4 = 4 * q + i;
-        const __m256i v = load(blk.ql + 64 * (4 * j + i) + 32 * h);
-        const __m256i ml = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), bcast_dword_here(qa + 4 * (32 * vh + 8 * P + l4)));
-        const __m256i mh = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
-                                                bcast_dword_here(qa + 4 * (32 * vh + 8 * P + 16 + l4)));
-        lo16 = i ? _mm256_add_epi16(lo16, ml) : ml;
-        hi16 = i ? _mm256_add_epi16(hi16, mh) : mh;
-        if ((4 * j + i) % 2 == h) prefetch_ahead<kGemvPrefetchAhead>(blk.ql + 64 * (4 * j + i), lo16);  // the halves take alternate lines
-        if (j == 0 && i < 3 && h == 0) prefetch_ahead<kGemvPrefetchAhead>(reinterpret_cast<const uint8_t*>(&blk) + 128 * i, hi16);  // d, scales
-      });
-      is = _mm256_add_epi32(is, _mm256_madd_epi16(lo16, _mm256_shuffle_epi8(sp[4 * vh + P], dup(q))));
-      is = _mm256_add_epi32(is, _mm256_madd_epi16(hi16, _mm256_shuffle_epi8(sp[4 * vh + P + 2], dup(q))));
-    });
-    unroll<4>([&](auto n_) {  // qh dwords 4n .. 4n + 3: vh = n / 2, q = n % 2
+    unroll<8>([&](auto t) { (void)scales<1>(blk, H, t, &ap, &is); });  // the -32 offsets
+    unroll<4>([&](auto n_) {  // n = 2 vh + q
       constexpr int n = decltype(n_)::value, vh = n / 2, q = n % 2;
       __m256i s16[4];
       unroll<4>([&](auto i_) {
-        constexpr int i = decltype(i_)::value, l4 = 4 * q + i;
-        const __m256i qh = load(blk.qh + 64 * (4 * n + i) + 32 * h);
-        unroll<4>([&](auto p_) {
-          constexpr int p = decltype(p_)::value;
-          const __m256i m = _mm256_maddubs_epi16(_mm256_and_si256(shift16<-2 * p>(qh), m3),
-                                                 bcast_dword_here(qa + 4 * (32 * vh + 8 * p + l4)));
-          s16[p] = i ? _mm256_add_epi16(s16[p], m) : m;
+        constexpr int i = decltype(i_)::value, l4 = 4 * q + i, step = 16 * H + 4 * n + i;
+        const __m256i L0 = load(blk.ql + 64 * (16 * vh + l4) + 32 * H), L1 = load(blk.ql + 64 * (16 * vh + 8 + l4) + 32 * H);
+        const __m256i hb = load(blk.qh + 64 * (8 * vh + l4) + 32 * H);
+        const __m256i w[4] = {
+            _mm256_or_si256(_mm256_and_si256(L0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30)),
+            _mm256_or_si256(_mm256_and_si256(L1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L0, 4), m4), _mm256_and_si256(hb, m30)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30))};
+        unroll<4>([&](auto p) {
+          const __m256i m = _mm256_maddubs_epi16(w[p], bcast_dword(qa + 4 * (32 * vh + 8 * p + l4)));
+          s16[p] = i % 2 ? _mm256_add_epi16(s16[p], m) : m;
+          keep(s16[p]);
         });
-        if (i % 2 == h) prefetch_ahead<kGemvPrefetchAhead>(blk.qh + 64 * (4 * n + i), s16[0]);
+        if constexpr (2 * step < kLines) prefetch_ahead<kGemvPrefetchAhead>(line + 64 * (2 * step), s16[0]);
+        if constexpr (2 * step + 1 < kLines) prefetch_ahead<kGemvPrefetchAhead>(line + 64 * (2 * step + 1), s16[1]);
+        if constexpr (i % 2 == 1) {
+          unroll<4>([&](auto p) {  // group 8 vh + 2p + q: sc[2t + q] of t = 4 vh + p
+            const __m256i sp = _mm256_cvtepi8_epi16(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * (4 * vh + p) + 16 * H)));
+            is = _mm256_add_epi32(is, _mm256_madd_epi16(s16[p], _mm256_shuffle_epi8(sp, dup(q))));
+          });
+        }
       });
-      for (int p = 0; p < 4; ++p) {
-        const __m256i scp16 = _mm256_slli_epi16(_mm256_shuffle_epi8(sp[4 * vh + p], dup(q)), 4);
-        is = _mm256_add_epi32(is, _mm256_madd_epi16(s16[p], scp16));
-      }
     });
     return is;
   }
@@ -318,17 +307,17 @@ struct K6 {
   // (the driver's second call, h == 1, finds its rows done). Measured on a 2-core Zen 3 EPYC (1.1B
   // ffn_up, 1 thread, interleaved runs), against a pass per half over the whole group (the weight
   // stream idle during the second pass, which reads from cache) and the scales at the end of the block:
-  // 990-1120 -> 780-850 us, 2 threads 580-640 -> 510-550 (then the prefetch ahead, above). Tried and not
-  // kept: the C-token path's decode (6-bit weights, one maddub per 32 values: 19% fewer cycles from
-  // cache, but its three interleaved streams, ql, ql + 512 and qh, slowed DRAM reads by a third); the
-  // same read in two phases per 128 values (ql low lines with qh, then ql high lines): no faster.
+  // 990-1120 -> 780-850 us, 2 threads 580-640 -> 510-550 (then the prefetch ahead, then the 6-bit
+  // decode, above). Tried and not kept: the same read in two phases per 128 values: no faster.
   static void gemv(int64_t nb, const W* wg, const uint8_t* ar, float* y) {
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t b = 0; b < nb; ++b) {
       const BlockQ8_K& a = act(ar, b);
       const __m256 da = _mm256_set1_ps(a.d);
-      for (int h = 0; h < 2; ++h)
-        acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(gemv_half(wg[b], h, a)), _mm256_mul_ps(h2f8(wg[b].d + 8 * h), da), acc[h]);
+      unroll<2>([&](auto h) {
+        const __m256i is = h == 0 ? gemv_half<0>(wg[b], a) : gemv_half<1>(wg[b], a);
+        acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(h2f8(wg[b].d + 8 * h), da), acc[h]);
+      });
     }
     unroll<2>([&](auto h) { _mm256_storeu_ps(y + 8 * h, acc[h]); });
   }
