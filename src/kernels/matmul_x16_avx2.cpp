@@ -103,8 +103,8 @@ void token_scales(int64_t nb, const uint8_t* a, int64_t as, int64_t nc, int64_t 
 // scalars from its own row (block sums at sums_off) rather than from ts, as at the AVX-512 level (faster
 // at DRAM speed there), same bits. `prefetch`: this pass is the group's first, the one that reads it
 // from DRAM.
-template <class K, int C>
-void part(int64_t nb, const typename K::W* wg, bool prefetch, const uint8_t* const* ar, int64_t sums_off,
+template <class K, int C, bool prefetch>
+void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t sums_off,
           const TokenScales* ts, float* y, int64_t ldy) {
   constexpr int NH = 2;
   using A = typename K::A;
@@ -117,7 +117,7 @@ void part(int64_t nb, const typename K::W* wg, bool prefetch, const uint8_t* con
   });
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t o = b * static_cast<int64_t>(sizeof(A));
-    if (K::kQ8 && prefetch) {
+    if constexpr (K::kQ8 && prefetch) {
       const char* ahead = reinterpret_cast<const char*>(wg + b) + kGemvPrefetchBytes;
       for (size_t off = 0; off < sizeof(typename K::W); off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
     }
@@ -162,7 +162,7 @@ void part(int64_t nb, const typename K::W* wg, bool prefetch, const uint8_t* con
             keep(s16[k][c]);
           });
         });
-        if (prefetch) {  // qs line j; the scales' line with the first
+        if constexpr (prefetch) {  // qs line j; the scales' line with the first
           prefetch_ahead<kGemvPrefetchAhead>(wg[b].qs + 64 * j, s16[0][0]);
           if constexpr (j == 0) prefetch_ahead<kGemvPrefetchAhead>(&wg[b], s16[1][0]);
         }
@@ -195,12 +195,12 @@ void part(int64_t nb, const typename K::W* wg, bool prefetch, const uint8_t* con
 }
 
 // Calls the C-token micro-kernel for exactly `c` tokens (1 <= c <= C).
-template <class K, int C>
-void part_tail(int c, int64_t nb, const typename K::W* wg, bool prefetch, const uint8_t* const* ar,
-               int64_t sums_off, const TokenScales* ts, float* y, int64_t ldy) {
+template <class K, int C, bool prefetch>
+void part_tail(int c, int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t sums_off,
+               const TokenScales* ts, float* y, int64_t ldy) {
   if constexpr (C > 0) {
-    if (c == C) part<K, C>(nb, wg, prefetch, ar, sums_off, ts, y, ldy);
-    else part_tail<K, C - 1>(c, nb, wg, prefetch, ar, sums_off, ts, y, ldy);
+    if (c == C) part<K, C, prefetch>(nb, wg, ar, sums_off, ts, y, ldy);
+    else part_tail<K, C - 1, prefetch>(c, nb, wg, ar, sums_off, ts, y, ldy);
   }
 }
 
@@ -224,8 +224,13 @@ void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
       for (int c = 0; c < cn; ++c) ar[c] = ab + (c0 + c) * as;
       const TokenScales* ts = scratch.data() + s * nb;
       float* yo = y + c0 * ldy + g * kInterleave;
-      if (cn == kCols) part<K, kCols>(nb, wg, s == 0, ar, sums_off, ts, yo, ldy);
-      else part_tail<K, kCols - 1>(cn, nb, wg, s == 0, ar, sums_off, ts, yo, ldy);
+      if (s == 0) {  // the group's first pass, the one that reads it from DRAM
+        if (cn == kCols) part<K, kCols, true>(nb, wg, ar, sums_off, ts, yo, ldy);
+        else part_tail<K, kCols - 1, true>(cn, nb, wg, ar, sums_off, ts, yo, ldy);
+      } else {
+        if (cn == kCols) part<K, kCols, false>(nb, wg, ar, sums_off, ts, yo, ldy);
+        else part_tail<K, kCols - 1, false>(cn, nb, wg, ar, sums_off, ts, yo, ldy);
+      }
     }
   }
 }
