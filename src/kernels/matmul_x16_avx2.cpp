@@ -102,7 +102,8 @@ void token_scales(int64_t nb, const uint8_t* a, int64_t as, int64_t nc, int64_t 
 // y[c * ldy + r] for c < C tokens (rows ar[c]) and the 16 rows of group wg. One token (GEMV) reads its
 // scalars from its own row (block sums at sums_off) rather than from ts, as at the AVX-512 level (faster
 // at DRAM speed there), same bits. `prefetch`: this pass is the group's first, the one that reads it
-// from DRAM.
+// from DRAM; a template parameter because, as a run-time flag, its branch and the anchored prefetch asm
+// in every step of the later (cache-resident) passes cost the GEMM a fifth (1.1B q4_0 pp512, Zen 3).
 template <class K, int C, bool prefetch>
 void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t sums_off,
           const TokenScales* ts, float* y, int64_t ldy) {
