@@ -262,8 +262,11 @@ struct K6 {
   // 4 KiB ahead. Against the split decode it replaces (the low nibbles, then the high bits as their own
   // 2-bit maddubs, each read in address order: twice the maddubs), 2-core Zen 3 EPYC, 1.1B ffn_up, the
   // two alternating rep by rep in one process: 1 thread 657-721 -> 537-605 us, 2 threads 372-470 ->
-  // 324-436 (15.7-17.6 GB/s at 1 thread, at the DRAM read roofline); from cache 4% faster.
-  // Not inlined: inlined into gemv's loop over H, GCC's schedule ran 35% slower from cache.
+  // 324-436 (15.7-17.6 GB/s at 1 thread, at the DRAM read roofline); from cache (128 rows, 1 thread)
+  // 21 -> 26 GB/s. Prefetching instead the lines the next block's steps will read, in that order, one or
+  // two blocks ahead: 25-40% slower from DRAM (the stream out of address order); 2 KiB ahead 15% slower,
+  // 8 KiB the same as 4. Not inlined: the split decode, inlined into gemv's loop over H, ran 35% slower
+  // from cache (GCC's schedule).
   template <int H>
   __attribute__((noinline)) static __m256i gemv_half(const W& blk, const BlockQ8_K& a) {
     constexpr int kLines = static_cast<int>((sizeof(W) + 63) / 64);
