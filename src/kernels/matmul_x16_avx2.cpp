@@ -225,13 +225,8 @@ void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
       for (int c = 0; c < cn; ++c) ar[c] = ab + (c0 + c) * as;
       const TokenScales* ts = scratch.data() + s * nb;
       float* yo = y + c0 * ldy + g * kInterleave;
-      if (s == 0) {  // the group's first pass, the one that reads it from DRAM
-        if (cn == kCols) part<K, kCols, true>(nb, wg, ar, sums_off, ts, yo, ldy);
-        else part_tail<K, kCols - 1, true>(cn, nb, wg, ar, sums_off, ts, yo, ldy);
-      } else {
-        if (cn == kCols) part<K, kCols, false>(nb, wg, ar, sums_off, ts, yo, ldy);
-        else part_tail<K, kCols - 1, false>(cn, nb, wg, ar, sums_off, ts, yo, ldy);
-      }
+      if (s == 0) part_tail<K, kCols, true>(cn, nb, wg, ar, sums_off, ts, yo, ldy);  // the pass from DRAM
+      else part_tail<K, kCols, false>(cn, nb, wg, ar, sums_off, ts, yo, ldy);
     }
   }
 }

@@ -243,11 +243,15 @@ struct K6 {
                                           0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
     return q ? _mm256_add_epi8(dup0, _mm256_set1_epi8(2)) : dup0;
   }
-  // Rows 8h .. 8h + 7's (sc[2t], sc[2t + 1]) as int16 pairs; is[c] takes their -32 offsets (the pairs
-  // times -32 against token c's bsums pair), for the C tokens a[c].
+  // Rows 8h .. 8h + 7's (sc[2t], sc[2t + 1]) as int16 pairs.
+  static __m256i scale_pairs(const W& blk, int h, int t) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
+  }
+  // The same pairs; is[c] takes their -32 offsets (the pairs times -32 against token c's bsums pair),
+  // for the C tokens a[c].
   template <int C>
   static __m256i scales(const W& blk, int h, int t, const BlockQ8_K* const* a, __m256i* is) {
-    const __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * t + 16 * h)));
+    const __m256i sp = scale_pairs(blk, h, t);
     const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sp, 5));
     for (int c = 0; c < C; ++c) is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(off, bcast_dword(a[c]->bsums + 2 * t)));
     return sp;
@@ -297,8 +301,7 @@ struct K6 {
         if constexpr (2 * step + 1 < kLines) prefetch_ahead<kGemvPrefetchAhead>(line + 64 * (2 * step + 1), s16[1]);
         if constexpr (i % 2 == 1) {
           unroll<4>([&](auto p) {  // group 8 vh + 2p + q: sc[2t + q] of t = 4 vh + p
-            const __m256i sp = _mm256_cvtepi8_epi16(
-                _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales + 32 * (4 * vh + p) + 16 * H)));
+            const __m256i sp = scale_pairs(blk, H, 4 * vh + p);
             is = _mm256_add_epi32(is, _mm256_madd_epi16(s16[p], _mm256_shuffle_epi8(sp, dup(q))));
           });
         }
@@ -318,7 +321,7 @@ struct K6 {
       const BlockQ8_K& a = act(ar, b);
       const __m256 da = _mm256_set1_ps(a.d);
       unroll<2>([&](auto h) {
-        const __m256i is = h == 0 ? gemv_half<0>(wg[b], a) : gemv_half<1>(wg[b], a);
+        const __m256i is = gemv_half<decltype(h)::value>(wg[b], a);
         acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(h2f8(wg[b].d + 8 * h), da), acc[h]);
       });
     }
