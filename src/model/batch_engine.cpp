@@ -98,12 +98,15 @@ struct BatchEngine::Impl {
   void sample(Slot& slot, const Draw& d);
   void finish(Slot& slot, StopReason stop, std::string error = {});
   void count_done();
+  int64_t n_busy() const {
+    return std::count_if(slots.begin(), slots.end(), [](const Slot& s) { return s.busy; });
+  }
 };
 
 void BatchEngine::Impl::count_done() {
   std::lock_guard lock(mu);
   ++stats.requests_done;
-  stats.slots_busy = std::count_if(slots.begin(), slots.end(), [](const Slot& s) { return s.busy; });
+  stats.slots_busy = n_busy();
   if (--in_flight == 0) idle.notify_all();
 }
 
@@ -139,10 +142,17 @@ void BatchEngine::Impl::finish(Slot& slot, StopReason stop, std::string error) {
   e.n_gen = slot.n_gen;
   e.prompt_ms = slot.prompt_ms;
   e.error = std::move(error);
-  slot.on_event(e);
-  slot.busy = false;
+  // The slot is free before its last event goes out: a client that reads /metrics right after its
+  // answer must not still see its own slot busy.
+  TokenCallback on_event = std::move(slot.on_event);
   slot.on_event = nullptr;
+  slot.busy = false;
   slot.sampler.reset();
+  {
+    std::lock_guard lock(mu);
+    stats.slots_busy = n_busy();
+  }
+  on_event(e);
   count_done();
 }
 
@@ -260,10 +270,7 @@ void BatchEngine::Impl::loop() {
     bool stop = false;
     {
       std::unique_lock lock(mu);
-      const auto busy = [&] {
-        return std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return s.busy; });
-      };
-      wake.wait(lock, [&] { return stopping || !queue.empty() || !cancels.empty() || busy(); });
+      wake.wait(lock, [&] { return stopping || !queue.empty() || !cancels.empty() || n_busy() > 0; });
       stop = stopping;
       cancelled.swap(cancels);
       // Cancelled requests still waiting leave the queue; free slots take the next ones.
@@ -298,7 +305,7 @@ void BatchEngine::Impl::loop() {
     }
     step();
     std::lock_guard lock(mu);
-    stats.slots_busy = std::count_if(slots.begin(), slots.end(), [](const Slot& s) { return s.busy; });
+    stats.slots_busy = n_busy();
   }
   std::lock_guard lock(mu);
   stats.slots_busy = 0;
