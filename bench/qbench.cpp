@@ -18,10 +18,12 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "formats/blocks.h"
+#include "formats/mapped_file.h"
 #include "kernels/interleaved.h"
 #include "kernels/kernel_table.h"
 #include "kernels/matmul.h"
@@ -48,7 +50,7 @@ constexpr Shape kShapes[] = {{"135M", 576, 1536}, {"1.1B", 2048, 5632}, {"8B", 4
 // q4_0 / q4_1 / q8_0 / q4_K / q5_K / q6_K are in the x16 layout the engine loads them in
 // (kernels/interleaved.h).
 struct WeightSet {
-  std::vector<std::vector<uint8_t>> copies;
+  std::vector<std::shared_ptr<uint8_t[]>> copies;  // in huge pages, as the engine holds its weights
   WeightView view;
 };
 
@@ -75,7 +77,12 @@ WeightSet& weights(GgmlType t, int64_t rows, int64_t cols) {
     slot->view = *kernels::interleave_rows(slot->view, packed);
     first.swap(packed);
   }
-  for (int64_t c = 0; c < n_copies; ++c) slot->copies.push_back(first);
+  for (int64_t c = 0; c < n_copies; ++c) {
+    auto copy = allocate_streamed(first.size(), "qbench", "weights");
+    if (!copy) throw std::runtime_error(copy.error().message());
+    std::memcpy(copy->get(), first.data(), first.size());
+    slot->copies.push_back(std::move(*copy));
+  }
   return *slot;
 }
 
@@ -95,7 +102,7 @@ void BM_matmul(benchmark::State& state, const KernelTable* k, GgmlType t, int64_
   size_t copy = 0;
   for (auto _ : state) {
     WeightView w = ws.view;
-    w.data = ws.copies[copy].data();
+    w.data = ws.copies[copy].get();
     copy = (copy + 1) % ws.copies.size();
     if (!kernels::matmul(w, a, y.data(), threads, *k).ok()) state.SkipWithError("matmul failed");
     benchmark::DoNotOptimize(y.data());

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <utility>
 
 namespace qe {
@@ -73,6 +74,19 @@ void release_mapped_pages(std::span<const std::byte> range) {
   const auto hi = (reinterpret_cast<uintptr_t>(range.data()) + range.size()) & ~(page - 1);
   // Advice only: a failure leaves the pages resident, which is harmless.
   if (hi > lo) (void)::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
+Result<std::shared_ptr<uint8_t[]>> allocate_streamed(size_t bytes, const std::string& file, const std::string& field) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t len = bytes + kHuge;  // room to align the start to a huge page
+  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return Error{file, field, "cannot allocate " + std::to_string(bytes) + " bytes: " + std::strerror(errno)};
+  auto* start = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~uintptr_t{kHuge - 1});
+#ifdef MADV_HUGEPAGE
+  (void)::madvise(start, bytes, MADV_HUGEPAGE);  // advice only: without it the buffer is still correct
+#endif
+  return std::shared_ptr<uint8_t[]>(start, [p, len](uint8_t*) { ::munmap(p, len); });
 }
 
 }  // namespace qe

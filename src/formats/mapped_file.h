@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -37,5 +38,11 @@ class MappedFile {
 // RSS drops, and a later read simply faults them in again from the file. Used after a tensor has been
 // copied into another layout. A no-op where the OS has no madvise.
 void release_mapped_pages(std::span<const std::byte> range);
+
+// `bytes` of zero-filled anonymous memory, 2 MiB aligned and advised to the kernel for transparent huge
+// pages (MADV_HUGEPAGE, where the OS has it; advice only). For the large read-mostly buffers that
+// one-token matmuls stream once per token: with 4 KiB pages every 4 KiB of the stream is a TLB miss
+// and a fresh page for the hardware prefetcher. When mmap fails, the error names `file` and `field`.
+Result<std::shared_ptr<uint8_t[]>> allocate_streamed(size_t bytes, const std::string& file, const std::string& field);
 
 }  // namespace qe

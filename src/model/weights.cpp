@@ -72,8 +72,9 @@ Status interleave_all(const GgufFile& f, Weights& w, int n_threads, bool f16_as_
   auto slice = [](const WeightView* v) { return (v->rows * v->row_stride + 63) & ~int64_t{63}; };
   int64_t total = 0;
   for (const WeightView* v : views) total += slice(v);
-  auto raw = std::make_shared<uint8_t[]>(static_cast<size_t>(total + 64));
-  uint8_t* base = raw.get() + (64 - reinterpret_cast<uintptr_t>(raw.get()) % 64) % 64;
+  auto raw = allocate_streamed(static_cast<size_t>(total), f.name(), "interleaved weights");
+  if (!raw) return raw.error();
+  uint8_t* base = raw->get();  // 2 MiB aligned
   for (WeightView* v : views) {
     const auto src = std::span<const std::byte>(static_cast<const std::byte*>(v->data),
                                                 static_cast<size_t>(v->rows * v->row_stride));
@@ -87,7 +88,7 @@ Status interleave_all(const GgufFile& f, Weights& w, int n_threads, bool f16_as_
     base += slice(v);
   }
   if (tied) w.output = w.token_embd;
-  w.interleaved = std::move(raw);
+  w.interleaved = std::move(*raw);
   w.interleaved_bytes = total;
   return {};
 }
