@@ -212,6 +212,7 @@ void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
   const int64_t sums_off = K::kHasMin ? 0 : q8_0_sums_offset(n);
   token_scales<K>(nb, ab, as, nc, sums_off, scratch.data());
   const int64_t group_bytes = nb * static_cast<int64_t>(sizeof(typename K::W));
+  const int64_t pf_step = n_slices > 1 ? 128 : static_cast<int64_t>(sizeof(typename K::W));
   for (int64_t g = 0; g < n_groups; ++g) {
     const auto* wg = static_cast<const typename K::W*>(w) + g * nb;
     // The next group's weights, a share per slice (two lines per block), so DRAM sees an even stream
@@ -224,15 +225,13 @@ void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
       const uint8_t* pf = n_slices > 1 ? next + group_bytes * s / n_slices
                           : nc > 1     ? reinterpret_cast<const uint8_t*>(wg) + kSelfAhead
                                        : nullptr;
-      const int64_t pf_step = n_slices > 1 ? 128 : static_cast<int64_t>(sizeof(typename K::W));
       const int64_t c0 = s * kCols;
       const int cn = static_cast<int>(std::min<int64_t>(kCols, nc - c0));
       const uint8_t* ar[kCols];
       for (int c = 0; c < cn; ++c) ar[c] = ab + (c0 + c) * as;
       float* yo = y + c0 * ldy + g * kInterleave;
       const TokenScales* ts = scratch.data() + s * nb;
-      if (cn == kCols) part<K, kCols>(nb, wg, ar, sums_off, ts, pf, pf_step, yo, ldy);
-      else part_tail<K, kCols - 1>(cn, nb, wg, ar, sums_off, ts, pf, pf_step, yo, ldy);
+      part_tail<K, kCols>(cn, nb, wg, ar, sums_off, ts, pf, pf_step, yo, ldy);
     }
   }
 }
