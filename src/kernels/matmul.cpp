@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "formats/blocks.h"
 #include "kernels/interleaved.h"
@@ -54,6 +55,16 @@ MatmulX16Fn x16_kernel(const KernelTable& k, GgmlType weight) {
     default: return nullptr;
   }
 }
+
+namespace {
+
+// Which packed-activation slot an x16 f16 (0) or bf16 (1) weight reads; -1 for other weights.
+int float_slot(const WeightView& w) {
+  if (w.interleave != kInterleave) return -1;
+  return w.type == GgmlType::F16 ? 0 : w.type == GgmlType::BF16 ? 1 : -1;
+}
+
+}  // namespace
 
 MatmulTileFn tile_kernel(const KernelTable& k, GgmlType weight) {
   switch (weight) {
@@ -180,6 +191,35 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
   if (units == 0 || a.n_tokens() == 0) return {};
 
   const int64_t n_tokens = a.n_tokens();
+  const int64_t cols = a.cols();
+
+  // x16 f16 / bf16 weights over several tokens: their activations are laid out here, once for every
+  // thread, where the level splits its kernel (X16FloatSplit), not once per kernel call below. Slot i's
+  // region holds chunk t0 (kTokenChunk tokens) at word t0 * cols.
+  const X16FloatSplit split[2] = {k.x16_f16_split, k.x16_bf16_split};
+  float* packed[2] = {nullptr, nullptr};
+  if (n_tokens > 1) {
+    bool used[2] = {false, false};
+    for (const MatmulJob& j : jobs)
+      if (const int i = float_slot(j.w); i >= 0 && split[i]) used[i] = true;
+    const int64_t words = n_tokens * cols;
+    thread_local std::vector<float> buffer;
+    if (const int n_used = used[0] + used[1]; static_cast<int64_t>(buffer.size()) < n_used * words)
+      buffer.resize(static_cast<size_t>(n_used * words));
+    for (int i = 0, at = 0; i < 2; ++i)
+      if (used[i]) packed[i] = buffer.data() + words * at++;
+    const int64_t n_chunks = (n_tokens + kTokenChunk - 1) / kTokenChunk;
+    if (used[0] || used[1])
+      team.run(2 * n_chunks, [&](int64_t u0, int64_t u1, int) {
+        for (int64_t u = u0; u < u1; ++u) {
+          const auto i = static_cast<int>(u / n_chunks);
+          const int64_t t0 = u % n_chunks * kTokenChunk;
+          if (packed[i])
+            split[i].pack(cols, a.row(t0), a.row_stride(), std::min(kTokenChunk, n_tokens - t0),
+                          packed[i] + t0 * cols);
+        }
+      });
+  }
 
   // Units [u_lo, u_hi) of the concatenated jobs, walked job by job; within a job, for each chunk of
   // tokens that stays in L2, its rows stream past once.
@@ -194,9 +234,15 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
       const auto* wrow = static_cast<const uint8_t*>(j.w.data) + r0 * j.w.row_stride;
       if (j.w.interleave == kInterleave) {
         const MatmulX16Fn fn = x16_kernel(k, j.w.type);
+        const int slot = float_slot(j.w);
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
           const int64_t nc = std::min(kTokenChunk, n_tokens - t0);
-          fn(j.w.cols, wrow, (r1 - r0) / kInterleave, a.row(t0), a.row_stride(), nc, j.y + t0 * j.ldy + r0, j.ldy);
+          if (slot >= 0 && packed[slot])
+            split[slot].run(cols, wrow, (r1 - r0) / kInterleave, packed[slot] + t0 * cols, nc,
+                            j.y + t0 * j.ldy + r0, j.ldy);
+          else
+            fn(cols, wrow, (r1 - r0) / kInterleave, a.row(t0), a.row_stride(), nc, j.y + t0 * j.ldy + r0,
+               j.ldy);
         }
       } else {
         const MatmulTileFn fn = tile_kernel(k, j.w.type);
@@ -209,8 +255,8 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
   };
   // One token (a decode step): chunks of at least 4 units (64 rows, tens of KB of weights) so the
   // claims stay a small share of a memory-bound pass. A batch: up to 8 units (128 rows) while that
-  // still leaves 8 chunks a thread, since every call repacks its tokens' activations (the float
-  // kernels' panels, the int8 kernels' scale lines) once per call.
+  // still leaves 8 chunks a thread, since every call repacks its tokens' activations (the int8
+  // kernels' scale lines) once per call.
   const int64_t min_chunk =
       n_tokens == 1 ? 4 : std::clamp<int64_t>(units / (8 * int64_t{team.size()}), 1, 8);
   team.run(units, work, min_chunk);

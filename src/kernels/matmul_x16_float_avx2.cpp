@@ -54,6 +54,8 @@ constexpr int kColsF16 = 2, kColsBF16 = 6;
 void fill_x16_float(KernelTable& t) {
   t.x16_f16_f32 = x16_float<S, F16Cols<S>, 2, kColsF16, 2>;
   t.x16_bf16_f32 = x16_float<S, BF16Cols<S>, 2, kColsBF16, 1>;
+  t.x16_f16_split = x16_float_split<S, F16Cols<S>, kColsF16, 2>();
+  t.x16_bf16_split = x16_float_split<S, BF16Cols<S>, kColsBF16, 1>();
 }
 
 }  // namespace qe::kernels::avx2

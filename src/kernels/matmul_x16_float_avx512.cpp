@@ -59,6 +59,8 @@ constexpr int kCols = 12;
 void fill_x16_float(KernelTable& t, bool has_bf16) {
   t.x16_f16_f32 = x16_float<S, F16Cols<S>, 1, kCols>;
   t.x16_bf16_f32 = x16_float<S, BF16Cols<S>, 1, kCols>;
+  t.x16_f16_split = x16_float_split<S, F16Cols<S>, kCols>();
+  t.x16_bf16_split = x16_float_split<S, BF16Cols<S>, kCols>();
   if (has_bf16) avx512bf16::fill_x16_bf16(t);
 }
 

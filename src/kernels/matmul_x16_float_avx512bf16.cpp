@@ -2,7 +2,8 @@
 // takes a 64-byte weight vector (16 rows x a column pair, stored as such) against one broadcast dword
 // holding the activation pair, i.e. 32 multiply-adds where the f32 path does 16, with no widening.
 // The activations are rounded to bf16 (round to nearest even, NaN kept quiet: fp32_to_bf16, as ggml
-// converts them for its bf16 vec_dot) into thread-local pair panels [j][C] once per call.
+// converts them for its bf16 vec_dot) into pair panels [j][C], once per matmul for all its threads
+// (X16FloatSplit).
 // GEMM: 12 tokens x 2 parts = 24 zmm accumulators; GEMV: two chains per group.
 #include <immintrin.h>
 
@@ -81,33 +82,48 @@ void pack_pairs(const float* x, int64_t n, uint32_t* dst, int64_t stride) {
   if (k < n) dst[(k / 2) * stride] = fp32_to_bf16(x[k]);
 }
 
-void x16_bf16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y,
-              int64_t ldy) {
-  const int64_t npairs = (n + 1) / 2;
-  const auto* wbase = static_cast<const uint16_t*>(w);
+// Tokens [0, nc) into pair panels of balanced widths, as in x16_float_driver.inc: panel p holds tokens
+// [c0, c0 + cn) at c0 * npairs, laid out [j][cn].
+void pack(int64_t n, const void* a, int64_t as, int64_t nc, void* out) {
+  const int64_t npairs = (n + 1) / 2, n_panels = (nc + kCols - 1) / kCols;
   const auto* ab = static_cast<const uint8_t*>(a);
-  // Balanced panel widths, as in x16_float_driver.inc; panel p holds tokens [c0, c0 + cn) at c0 * npairs.
-  const int64_t n_panels = (nc + kCols - 1) / kCols;
-  thread_local std::vector<uint32_t> panels;
-  if (static_cast<int64_t>(panels.size()) < nc * npairs) panels.resize(static_cast<size_t>(nc * npairs));
   for (int64_t p = 0, c0 = 0; p < n_panels; ++p) {
     const int64_t cn = (nc - c0) / (n_panels - p);
     for (int64_t c = 0; c < cn; ++c)
-      pack_pairs(reinterpret_cast<const float*>(ab + (c0 + c) * as), n, panels.data() + c0 * npairs + c, cn);
+      pack_pairs(reinterpret_cast<const float*>(ab + (c0 + c) * as), n,
+                 static_cast<uint32_t*>(out) + c0 * npairs + c, cn);
     c0 += cn;
   }
+}
+
+void packed(int64_t n, const void* w, int64_t n_groups, const void* panels, int64_t nc, float* y,
+            int64_t ldy) {
+  const int64_t npairs = (n + 1) / 2, n_panels = (nc + kCols - 1) / kCols;
   for (int64_t g = 0; g < n_groups; ++g) {
-    const uint16_t* wg = wbase + g * kInterleave * n;
+    const uint16_t* wg = static_cast<const uint16_t*>(w) + g * kInterleave * n;
     for (int64_t p = 0, c0 = 0; p < n_panels; ++p) {
       const int64_t cn = (nc - c0) / (n_panels - p);
-      panel<kCols>(static_cast<int>(cn), n, wg, panels.data() + c0 * npairs, y + c0 * ldy + g * kInterleave, ldy);
+      panel<kCols>(static_cast<int>(cn), n, wg, static_cast<const uint32_t*>(panels) + c0 * npairs,
+                   y + c0 * ldy + g * kInterleave, ldy);
       c0 += cn;
     }
   }
 }
 
+void x16_bf16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y,
+              int64_t ldy) {
+  thread_local std::vector<uint32_t> panels;
+  const int64_t words = nc * ((n + 1) / 2);
+  if (static_cast<int64_t>(panels.size()) < words) panels.resize(static_cast<size_t>(words));
+  pack(n, a, as, nc, panels.data());
+  packed(n, w, n_groups, panels.data(), nc, y, ldy);
+}
+
 }  // namespace
 
-void fill_x16_bf16(KernelTable& t) { t.x16_bf16_f32 = x16_bf16; }
+void fill_x16_bf16(KernelTable& t) {
+  t.x16_bf16_f32 = x16_bf16;
+  t.x16_bf16_split = {pack, packed};
+}
 
 }  // namespace qe::kernels::avx512bf16

@@ -43,6 +43,8 @@ constexpr int kCols = 12;
 void fill_x16_float(KernelTable& t) {
   t.x16_f16_f32 = x16_float<S, F16Cols<S>, 4, kCols>;
   t.x16_bf16_f32 = x16_float<S, BF16Cols<S>, 4, kCols>;
+  t.x16_f16_split = x16_float_split<S, F16Cols<S>, kCols>();
+  t.x16_bf16_split = x16_float_split<S, BF16Cols<S>, kCols>();
 }
 
 }  // namespace qe::kernels::neon

@@ -175,6 +175,16 @@ void check_levels(bool specials) {
             const auto y = run(fn, w, a, nc), y_ref = run(want, w, a, nc);
             for (size_t i = 0; i < y.size(); ++i)
               ASSERT_TRUE(same_bits(y[i], y_ref[i])) << "nc=" << nc << " i=" << i << ": " << y[i] << " vs " << y_ref[i];
+            // The split: activations packed once (into exactly the nc * cols words it may use), then run.
+            if (const X16FloatSplit split = t == GgmlType::F16 ? k->x16_f16_split : k->x16_bf16_split) {
+              std::vector<float> panels(static_cast<size_t>(nc * cols));
+              split.pack(cols, a.data(), cols * 4, nc, panels.data());
+              std::vector<float> ys(y.size(), -1.0f);
+              split.run(cols, w.x16.data, rows / kInterleave, panels.data(), nc, ys.data(), rows);
+              for (size_t i = 0; i < y.size(); ++i)
+                ASSERT_TRUE(same_bits(ys[i], y[i]))
+                    << "split, nc=" << nc << " i=" << i << ": " << ys[i] << " vs " << y[i];
+            }
             for (int64_t c = 0; c < nc; ++c) {
               const std::vector<float> one(a.begin() + c * cols, a.begin() + (c + 1) * cols);
               const auto y1 = run(fn, w, one, 1);
@@ -201,19 +211,31 @@ TEST(X16Float, Bf16DotFlushesSubnormalWeights) {
   EXPECT_EQ(y[0], std::ldexp(1.0f, -127));
 }
 
+// matmul() on x16 f16 / bf16 weights (which packs the activations once per call for all threads where
+// the level splits its kernel) gives the one-step kernel's bits: one token chunk and several (70
+// tokens), 1 and 2 threads, and an f16 and a bf16 weight in one group (two packed regions).
 TEST(X16Float, MatmulRoutesX16FloatWeights) {
   for (const KernelTable* k : levels())
-    for (GgmlType t : {GgmlType::F16, GgmlType::BF16}) {
-      SCOPED_TRACE(::testing::Message() << isa_name(k->isa) << " " << ggml_type_name(t));
-      const FWeights w = make_weights(t, 64, 40, 3);
-      const auto a = make_acts(7, 40, 4);
-      ActivationBuffer ab;
-      ASSERT_TRUE(ab.prepare(GgmlType::F32, a.data(), 7, 40, 40, 2, *k).ok());
-      std::vector<float> y(7 * 64);
-      ASSERT_TRUE(matmul(w.x16, ab, y.data(), 2, *k).ok());
-      const auto want = run(x16_kernel(*k, t), w, a, 7);
-      for (size_t i = 0; i < y.size(); ++i) ASSERT_TRUE(same_bits(y[i], want[i])) << i;
-    }
+    for (int64_t nc : {7, 70})
+      for (int threads : {1, 2}) {
+        SCOPED_TRACE(::testing::Message() << isa_name(k->isa) << " nc=" << nc << " threads=" << threads);
+        const FWeights wf = make_weights(GgmlType::F16, 64, 40, 3);
+        const FWeights wb = make_weights(GgmlType::BF16, 48, 40, 5);
+        const auto a = make_acts(nc, 40, 4);
+        ActivationBuffer ab;
+        ASSERT_TRUE(ab.prepare(GgmlType::F32, a.data(), nc, 40, 40, threads, *k).ok());
+        std::vector<float> y(static_cast<size_t>(nc * 64));
+        ASSERT_TRUE(matmul(wf.x16, ab, y.data(), threads, *k).ok());
+        const auto want_f = run(x16_kernel(*k, GgmlType::F16), wf, a, nc);
+        for (size_t i = 0; i < y.size(); ++i) ASSERT_TRUE(same_bits(y[i], want_f[i])) << "f16 alone " << i;
+
+        std::vector<float> yf(static_cast<size_t>(nc * 64)), yb(static_cast<size_t>(nc * 48));
+        const MatmulJob jobs[] = {{wf.x16, yf.data(), 64}, {wb.x16, yb.data(), 48}};
+        ASSERT_TRUE(matmul_group(jobs, ab, threads, *k).ok());
+        const auto want_b = run(x16_kernel(*k, GgmlType::BF16), wb, a, nc);
+        for (size_t i = 0; i < yf.size(); ++i) ASSERT_TRUE(same_bits(yf[i], want_f[i])) << "f16, group " << i;
+        for (size_t i = 0; i < yb.size(); ++i) ASSERT_TRUE(same_bits(yb[i], want_b[i])) << "bf16, group " << i;
+      }
 }
 
 }  // namespace
