@@ -48,7 +48,7 @@ constexpr uint64_t pack(uint32_t next, uint32_t n) { return static_cast<uint64_t
 
 }  // namespace
 
-ThreadTeam::ThreadTeam(int n_threads) : n_threads_(std::max(1, n_threads)) {
+ThreadTeam::ThreadTeam(int n_threads) : n_threads_(std::max(1, n_threads)), policy_(n_threads_) {
   workers_.reserve(static_cast<size_t>(n_threads_ - 1));
   for (int t = 1; t < n_threads_; ++t) workers_.emplace_back([this, t] { worker_main(t); });
 }
@@ -67,11 +67,12 @@ ThreadTeam& ThreadTeam::for_this_thread(int n_threads) {
   return *team;
 }
 
-void ThreadTeam::work(int thread) {
+int64_t ThreadTeam::work(int thread) {
+  int64_t ran = 0;
   uint64_t word = claim_.load(std::memory_order_acquire);
   for (;;) {
     const auto next = static_cast<uint32_t>(word), n = static_cast<uint32_t>(word >> 32);
-    if (next >= n) return;
+    if (next >= n) return ran;
     // Guided: a share of what is left, so early chunks are long (few claims, long DRAM streams) and the
     // last ones short (a late thread leaves little behind).
     const int64_t left = n - next;
@@ -81,6 +82,7 @@ void ThreadTeam::work(int thread) {
       continue;  // word reloaded
     // The chunk is ours, so the job cannot finish (and fn_ change) before we report it done.
     fn_(ctx_, next, next + chunk, thread);
+    ran += chunk;
     const uint32_t finished = done_.fetch_add(static_cast<uint32_t>(chunk)) +
                               static_cast<uint32_t>(chunk);
     // seq_cst add, then load: against the caller's store of caller_waiting_ then load of done_, one
@@ -118,7 +120,7 @@ void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void
   const Clock::time_point start = Clock::now();
   if (!policy_.team()) {
     fn(ctx, 0, n_units, 0);
-    policy_.record(key, std::chrono::duration<double, std::nano>(Clock::now() - start).count(), 0);
+    policy_.record(key, std::chrono::duration<double, std::nano>(Clock::now() - start).count(), 0, 0);
     return;
   }
   fn_ = fn;
@@ -128,7 +130,7 @@ void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void
   claim_.store(pack(0, static_cast<uint32_t>(n_units)), std::memory_order_release);
   generation_.fetch_add(1);  // seq_cst: ordered against a worker's sleepers_ increment
   if (sleepers_.load() > 0) generation_.notify_all();
-  work(0);
+  const int64_t own_units = work(0);
   const Clock::time_point own_done = Clock::now();
   const auto n = static_cast<uint32_t>(n_units);
   wait_until([&] { return done_.load(std::memory_order_acquire) == n; },
@@ -140,7 +142,8 @@ void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void
              });
   const Clock::time_point end = Clock::now();
   policy_.record(key, std::chrono::duration<double, std::nano>(end - start).count(),
-                 std::chrono::duration<double, std::nano>(end - own_done).count());
+                 std::chrono::duration<double, std::nano>(end - own_done).count(),
+                 1.0 - static_cast<double>(own_units) / static_cast<double>(n_units));
 }
 
 }  // namespace qe::kernels

@@ -59,7 +59,7 @@ class ThreadTeam {
   using ChunkFn = void (*)(void* ctx, int64_t begin, int64_t end, int thread);
 
   void run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void* ctx);
-  void work(int thread);  // claims and runs chunks of the current job until none is left
+  int64_t work(int thread);  // claims and runs chunks of the current job until none is left; units run
   void worker_main(int thread);
 
   const int n_threads_;

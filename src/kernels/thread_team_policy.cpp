@@ -4,7 +4,7 @@
 
 namespace qe::kernels {
 
-void TeamPolicy::record(uint64_t key, double ns, double late_ns) {
+void TeamPolicy::record(uint64_t key, double ns, double late_ns, double helped) {
   // Fibonacci hashing: the top 7 bits of key * 2^64/phi spread code addresses and sizes over the slots.
   ClassStats& c = classes_[(key * 0x9E3779B97F4A7C15ull) >> 57];
   if (c.key != key) c = ClassStats{key};
@@ -12,6 +12,7 @@ void TeamPolicy::record(uint64_t key, double ns, double late_ns) {
   ++c.count;
   window_ns_ += ns;
   window_late_ns_ += late_ns;
+  window_help_ns_ += ns * helped;
   if (++jobs_ == kWindow) end_window();
 }
 
@@ -36,9 +37,10 @@ void TeamPolicy::end_window() {
     c.sum_ns = 0;
     c.count = 0;
   }
-  const bool late = window_late_ns_ > kLateShare * window_ns_;
+  const bool busy = window_late_ns_ > kLateShare * window_ns_ ||
+                    window_help_ns_ < kMinHelp * fair_help_ * window_ns_;
   jobs_ = 0;
-  window_ns_ = window_late_ns_ = 0;
+  window_ns_ = window_late_ns_ = window_help_ns_ = 0;
 
   if (judged_trial) {
     trial_ = false;
@@ -65,7 +67,7 @@ void TeamPolicy::end_window() {
   if (team_) {
     if (windows_until_trial_ > 0) {
       --windows_until_trial_;
-    } else if (late) {
+    } else if (busy) {
       team_ = false;
       trial_ = true;
       ++trials_;

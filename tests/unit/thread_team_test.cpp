@@ -114,10 +114,11 @@ TEST(ThreadTeam, ForThisThreadKeepsOneTeamPerSize) {
 namespace qe::kernels {
 namespace {
 
-// TeamPolicy on made-up timings: a job of class `key` costs team_ns (late_ns of it waiting for late
-// workers) with the team and solo_ns alone. Returns the share of jobs that ran with the team.
+// TeamPolicy (of 2 threads) on made-up timings: a job of class `key` costs team_ns (late_ns of it
+// waiting for late workers, `helped` the share of its units the worker ran) with the team and solo_ns
+// alone. Returns the share of jobs that ran with the team.
 struct Timings {
-  double team_ns, late_ns, solo_ns;
+  double team_ns, late_ns, solo_ns, helped = 0.5;
 };
 
 double team_share(TeamPolicy& p, int windows, const Timings& a, const Timings& b) {
@@ -128,21 +129,37 @@ double team_share(TeamPolicy& p, int windows, const Timings& a, const Timings& b
     const Timings& t = first ? a : b;
     team_jobs += p.team();
     if (p.team())
-      p.record(first ? 11 : 22, t.team_ns, t.late_ns);
+      p.record(first ? 11 : 22, t.team_ns, t.late_ns, t.helped);
     else
-      p.record(first ? 11 : 22, t.solo_ns, 0);
+      p.record(first ? 11 : 22, t.solo_ns, 0, 0);
   }
   return static_cast<double>(team_jobs) / jobs;
 }
 
 TEST(TeamPolicy, AQuietMachineNeverTriesSolo) {
-  TeamPolicy p;
+  TeamPolicy p(2);
   EXPECT_EQ(team_share(p, 2000, {50e3, 2e3, 90e3}, {5e3, 0.4e3, 8e3}), 1.0);
   EXPECT_EQ(p.trials(), 0);
 }
 
+TEST(TeamPolicy, AnUnevenSplitOnAQuietMachineIsNoSign) {
+  // The worker starts late and runs only 30% of the units (its fair share is 50%): still no trial.
+  TeamPolicy p(2);
+  EXPECT_EQ(team_share(p, 2000, {50e3, 2e3, 90e3, 0.3}, {5e3, 0.4e3, 8e3, 0.25}), 1.0);
+  EXPECT_EQ(p.trials(), 0);
+}
+
+TEST(TeamPolicy, GoesSoloWhenTheWorkersGetNoCore) {
+  // No late waits at all, but the worker runs 5% of the units and the team is slower than its caller
+  // alone (the busy machine where the worker is runnable but off the cores).
+  TeamPolicy p(2);
+  const double share = team_share(p, 2000, {110e3, 0, 100e3, 0.05}, {11e3, 0, 10e3, 0.0});
+  EXPECT_FALSE(p.team());
+  EXPECT_LT(share, 0.03);
+}
+
 TEST(TeamPolicy, GoesSoloWhenLateWorkersMakeTheTeamSlower) {
-  TeamPolicy p;
+  TeamPolicy p(2);
   const double share = team_share(p, 2000, {150e3, 70e3, 100e3}, {15e3, 7e3, 10e3});
   EXPECT_FALSE(p.team());
   // Team trials back off to one window in kMaxBackoff: a few percent of the jobs at most.
@@ -152,14 +169,14 @@ TEST(TeamPolicy, GoesSoloWhenLateWorkersMakeTheTeamSlower) {
 
 TEST(TeamPolicy, StaysATeamWhenItIsStillFaster) {
   // Late workers, but the team still beats the caller alone: solo trials become rare.
-  TeamPolicy p;
+  TeamPolicy p(2);
   const double share = team_share(p, 2000, {80e3, 25e3, 100e3}, {8e3, 2.5e3, 10e3});
   EXPECT_TRUE(p.team());
   EXPECT_GT(share, 0.97);
 }
 
 TEST(TeamPolicy, ReturnsToTheTeamWhenTheMachineIsQuietAgain) {
-  TeamPolicy p;
+  TeamPolicy p(2);
   team_share(p, 500, {150e3, 70e3, 100e3}, {15e3, 7e3, 10e3});
   ASSERT_FALSE(p.team());
   // Quiet again: within the longest backoff (plus the trial), the team is back for good.
@@ -173,13 +190,13 @@ TEST(TeamPolicy, ReturnsToTheTeamWhenTheMachineIsQuietAgain) {
 TEST(TeamPolicy, JudgesClassByClassNotByWindowTotals) {
   // The trial window holds the same jobs as the window before it but in another mix; only a per-class
   // comparison sees that solo is the faster mode for both classes.
-  TeamPolicy p;
+  TeamPolicy p(2);
   for (int w = 0; w < 2 && p.team(); ++w)  // team windows: all cheap jobs, late share 40%
-    for (int j = 0; j < TeamPolicy::kWindow; ++j) p.record(1, 10e3, 4e3);
+    for (int j = 0; j < TeamPolicy::kWindow; ++j) p.record(1, 10e3, 4e3, 0.5);
   // The first solo-trial window: half of it the costly class, which the team never ran in a window.
   for (int j = 0; j < TeamPolicy::kWindow; ++j) {
     ASSERT_FALSE(p.team());
-    p.record(j % 2 ? 1 : 2, j % 2 ? 8e3 : 1000e3, 0);
+    p.record(j % 2 ? 1 : 2, j % 2 ? 8e3 : 1000e3, 0, 0);
   }
   // Class 2 has no team figure, class 1 was faster solo: solo stays.
   EXPECT_FALSE(p.team());
