@@ -166,6 +166,17 @@ def test_no_colour_when_stdout_is_not_a_terminal():
     assert "\x1b[" not in out
 
 
+def test_one_token_gemv_is_set_against_a_read_at_the_same_moments():
+    # A DRAM-bound run (one token) carries "vs read": its speed against a plain read of the same bytes run
+    # between its iterations; a compute-bound one (64 tokens) has none.
+    j = json.loads(qbench("--benchmark_filter=^matmul/q4_0/[a-z0-9]+/1.1B_ffn_up/(1|64)tok/1thr",
+                          "--benchmark_min_time=0.01", "--benchmark_repetitions=1", "--threads=1",
+                          "--json").stdout)
+    rows = {r["name"].split("/")[4]: r for r in j["results"]}
+    assert rows["1tok"]["bound"] == "memory" and rows["1tok"]["vs_read_pct"] > 0
+    assert rows["64tok"]["bound"] == "compute" and "vs_read_pct" not in rows["64tok"]
+
+
 def test_llama_bench_gpu_flags_are_accepted_with_a_note(model):
     proc = qbench("-m", model, "-p", "0", "-n", "1", "-r", "1", "-ngl", "99", "-fa", "1", "-sm", "none")
     for flag in ("-ngl", "-fa", "-sm"):
