@@ -345,22 +345,34 @@ std::vector<GgufKv> from_hf_keys(const YAML::Node& card, const std::string& path
   return out;
 }
 
-// Brackets nested deeper than this are no model card (yaml-cpp has its own depth guard too).
+// Brackets nested deeper than this are no model card (yaml-cpp has its own depth guard too). Brackets
+// inside quoted scalars and comments do not count. A quote opens a scalar only where a scalar starts
+// (after a line start, ':', ',', '[', '{', '-' or '?'): an apostrophe in a comment or a plain scalar
+// ("# The GGUF file's keys") is a letter, and taking it for a quote had the rest of the text read
+// inside out.
 bool nested_too_deep(const std::string& text) {
   int depth = 0;
-  char quote = 0;
+  char quote = 0, prev = '\n';  // prev: the last character outside quotes that is not a blank
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (quote) {
       if (c == '\\' && quote == '"') ++i;
-      else if (c == quote) quote = 0;
-    } else if (c == '"' || c == '\'') {
+      else if (c == '\'' && quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') ++i;  // '' is a '
+      else if (c == quote) quote = 0, prev = c;
+      continue;
+    }
+    if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n')) {
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;  // a comment, to the end of its line
+      continue;
+    }
+    if ((c == '"' || c == '\'') && std::string_view("\n:,[{-?").find(prev) != std::string_view::npos) {
       quote = c;
     } else if (c == '[' || c == '{') {
       if (++depth > 64) return true;
     } else if (c == ']' || c == '}') {
       depth = std::max(depth - 1, 0);
     }
+    if (c != ' ' && c != '\t' && c != '\r') prev = c;
   }
   return false;
 }

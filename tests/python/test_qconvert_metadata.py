@@ -112,6 +112,10 @@ def typed_source(tmp_path) -> pathlib.Path:
         ("general.name", "Tiny \"quoted\" name: with a colon, a # hash\nand a newline — ünïcode", gguf.GGUFValueType.STRING),
         ("general.organization", "  leading spaces", gguf.GGUFValueType.STRING),
         ("general.version", "1.0", gguf.GGUFValueType.STRING),
+        # An apostrophe, then more brackets than the reader's nesting guard allows: the written front
+        # matter's comment ("the GGUF file's keys") once opened a quote there for the guard, which then
+        # counted these brackets and dropped the whole front matter as too deeply nested.
+        ("general.description", "it's " + "[" * 70, gguf.GGUFValueType.STRING),
         ("general.size_label", "123", gguf.GGUFValueType.STRING),  # a string that reads as a number
         ("general.tags", ["yes", "no", "null", "text-generation"], gguf.GGUFValueType.ARRAY),
         ("general.languages", ["en"], gguf.GGUFValueType.ARRAY),
