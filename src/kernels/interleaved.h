@@ -151,6 +151,19 @@ inline int kquant_min(const uint8_t* lo, const uint8_t* hi, int s, int64_t r) {
 // the tests; levels without AVX512_BF16 keep the exact widened contract above.
 inline constexpr int kFloatParts = 2;
 
+// A float GEMM's nc tokens as panels of at most max_cols, of balanced widths (64 tokens at 12: 10 or 11
+// each) so no narrow tail panel runs short of independent FMAs: f(c0, cn) for each panel's first token
+// and width, in order. The one definition a level's pack step and run step share.
+template <class F>
+void for_each_panel(int64_t nc, int64_t max_cols, F&& f) {
+  const int64_t n_panels = (nc + max_cols - 1) / max_cols;
+  for (int64_t p = 0, c0 = 0; p < n_panels; ++p) {
+    const int64_t cn = (nc - c0) / (n_panels - p);
+    f(c0, cn);
+    c0 += cn;
+  }
+}
+
 // Reference of the bf16 dot contract (kernels/matmul_x16_float_ref.cpp), a MatmulX16Fn over f32
 // activation rows.
 void x16_bf16_dot_ref(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t a_stride, int64_t nc,

@@ -199,24 +199,26 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
   const X16FloatSplit split[2] = {k.x16_f16_split, k.x16_bf16_split};
   float* packed[2] = {nullptr, nullptr};
   if (n_tokens > 1) {
-    bool used[2] = {false, false};
-    for (const MatmulJob& j : jobs)
-      if (const int i = float_slot(j.w); i >= 0 && split[i]) used[i] = true;
+    int slots[2], n_slots = 0;  // the slots this group's weights read, each once
+    for (int i = 0; i < 2; ++i)
+      for (const MatmulJob& j : jobs)
+        if (float_slot(j.w) == i && split[i]) {
+          slots[n_slots++] = i;
+          break;
+        }
     const int64_t words = n_tokens * cols;
     thread_local std::vector<float> buffer;
-    if (const int n_used = used[0] + used[1]; static_cast<int64_t>(buffer.size()) < n_used * words)
-      buffer.resize(static_cast<size_t>(n_used * words));
-    for (int i = 0, at = 0; i < 2; ++i)
-      if (used[i]) packed[i] = buffer.data() + words * at++;
+    if (static_cast<int64_t>(buffer.size()) < n_slots * words)
+      buffer.resize(static_cast<size_t>(n_slots * words));
+    for (int s = 0; s < n_slots; ++s) packed[slots[s]] = buffer.data() + words * s;
     const int64_t n_chunks = (n_tokens + kTokenChunk - 1) / kTokenChunk;
-    if (used[0] || used[1])
-      team.run(2 * n_chunks, [&](int64_t u0, int64_t u1, int) {
+    if (n_slots > 0)
+      team.run(n_slots * n_chunks, [&](int64_t u0, int64_t u1, int) {
         for (int64_t u = u0; u < u1; ++u) {
-          const auto i = static_cast<int>(u / n_chunks);
+          const int i = slots[u / n_chunks];
           const int64_t t0 = u % n_chunks * kTokenChunk;
-          if (packed[i])
-            split[i].pack(cols, a.row(t0), a.row_stride(), std::min(kTokenChunk, n_tokens - t0),
-                          packed[i] + t0 * cols);
+          split[i].pack(cols, a.row(t0), a.row_stride(), std::min(kTokenChunk, n_tokens - t0),
+                        packed[i] + t0 * cols);
         }
       });
   }

@@ -82,31 +82,27 @@ void pack_pairs(const float* x, int64_t n, uint32_t* dst, int64_t stride) {
   if (k < n) dst[(k / 2) * stride] = fp32_to_bf16(x[k]);
 }
 
-// Tokens [0, nc) into pair panels of balanced widths, as in x16_float_driver.inc: panel p holds tokens
-// [c0, c0 + cn) at c0 * npairs, laid out [j][cn].
+// Tokens [0, nc) into pair panels, those of for_each_panel(nc, kCols): tokens [c0, c0 + cn) at
+// c0 * npairs, laid out [j][cn].
 void pack(int64_t n, const void* a, int64_t as, int64_t nc, void* out) {
-  const int64_t npairs = (n + 1) / 2, n_panels = (nc + kCols - 1) / kCols;
+  const int64_t npairs = (n + 1) / 2;
   const auto* ab = static_cast<const uint8_t*>(a);
-  for (int64_t p = 0, c0 = 0; p < n_panels; ++p) {
-    const int64_t cn = (nc - c0) / (n_panels - p);
+  for_each_panel(nc, kCols, [&](int64_t c0, int64_t cn) {
     for (int64_t c = 0; c < cn; ++c)
       pack_pairs(reinterpret_cast<const float*>(ab + (c0 + c) * as), n,
                  static_cast<uint32_t*>(out) + c0 * npairs + c, cn);
-    c0 += cn;
-  }
+  });
 }
 
 void packed(int64_t n, const void* w, int64_t n_groups, const void* panels, int64_t nc, float* y,
             int64_t ldy) {
-  const int64_t npairs = (n + 1) / 2, n_panels = (nc + kCols - 1) / kCols;
+  const int64_t npairs = (n + 1) / 2;
   for (int64_t g = 0; g < n_groups; ++g) {
     const uint16_t* wg = static_cast<const uint16_t*>(w) + g * kInterleave * n;
-    for (int64_t p = 0, c0 = 0; p < n_panels; ++p) {
-      const int64_t cn = (nc - c0) / (n_panels - p);
+    for_each_panel(nc, kCols, [&](int64_t c0, int64_t cn) {
       panel<kCols>(static_cast<int>(cn), n, wg, static_cast<const uint32_t*>(panels) + c0 * npairs,
                    y + c0 * ldy + g * kInterleave, ldy);
-      c0 += cn;
-    }
+    });
   }
 }
 
