@@ -24,6 +24,7 @@
 #include "formats/error.h"
 #include "model/generate.h"
 #include "model/model.h"
+#include "model/run_state.h"
 #include "model/sampler.h"
 
 namespace qe::model {
@@ -31,7 +32,7 @@ namespace qe::model {
 struct BatchEngineParams {
   int n_slots = 4;         // sequences decoded together
   int64_t n_ctx = 0;       // positions per slot; 0 = default_n_ctx(config)
-  int64_t n_batch = 512;   // most tokens per step (prompt chunks fill what decoding leaves)
+  int64_t n_batch = kDefaultBatch;  // most tokens per step (prompt chunks fill what decoding leaves)
   int64_t max_queue = 64;  // requests waiting for a slot; submit() refuses more (option "queue")
 };
 

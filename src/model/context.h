@@ -20,7 +20,7 @@ namespace qe::model {
 
 struct ContextParams {
   int64_t n_ctx = 0;        // positions the KV cache holds; 0 = default_n_ctx(config)
-  int64_t n_batch = 512;    // most tokens per forward pass (GEMM width); capped at n_ctx
+  int64_t n_batch = kDefaultBatch;  // most tokens per forward pass (GEMM width); capped at n_ctx
   bool all_logits = false;  // room for the logits of every token of a batch (eval's sink, decode(all))
 };
 

@@ -38,7 +38,7 @@ inline constexpr int64_t kDefaultCtx = 512;  // llama-perplexity's default conte
 
 struct PerplexityParams {
   int64_t n_ctx = 0;      // tokens per chunk; 0 = kDefaultCtx. KL divergence takes the base file's.
-  int64_t n_batch = 512;  // tokens per forward pass (capped at n_ctx)
+  int64_t n_batch = kDefaultBatch;  // tokens per forward pass (capped at n_ctx)
   int64_t n_chunks = -1;  // at most this many chunks; -1 = all
   // Perplexity: save the log-probabilities here ("" = don't). KL divergence: read them from here.
   std::string kl_base;

@@ -2,8 +2,11 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "formats/mapped_file.h"
 #include "kernels/interleaved.h"
@@ -58,7 +61,12 @@ Result<WeightView> matrix(const GgufFile& f, const std::string& name, int64_t ro
 }
 
 // Moves every interleavable matrix into one x16 buffer (64-byte aligned slices), releasing the file
-// pages of each source tensor right after its copy.
+// pages of each source tensor right after its copy; then copies the norm vectors there too. A norm
+// vector sits between two layers' matrices, and reading it from the map faults in its whole page-cache
+// folio (64 KiB to 2 MiB where the file system keeps large folios, e.g. ext4 on Linux 6.18), which maps
+// released pages of its neighbours back: a 1.1B q4_0's file pages grew from 10 to 57 MB over 548 tokens.
+constexpr int64_t kSliceBytes = int64_t{8} << 20;
+
 Status interleave_all(const GgufFile& f, Weights& w, int n_threads, bool f16_as_bf16) {
   std::vector<WeightView*> views;
   for (LayerWeights& l : w.layers)
@@ -69,24 +77,57 @@ Status interleave_all(const GgufFile& f, Weights& w, int n_threads, bool f16_as_
   views.push_back(tied ? &w.token_embd : &w.output);
   std::erase_if(views, [](const WeightView* v) { return !kernels::can_interleave(*v); });
   if (views.empty()) return {};
-  auto slice = [](const WeightView* v) { return (v->rows * v->row_stride + 63) & ~int64_t{63}; };
-  int64_t total = 0;
-  for (const WeightView* v : views) total += slice(v);
+  // Copied as they are: the norm vectors. rope_freqs (a few hundred bytes, read once, when a context is
+  // created) stays in the map, as does an untied token_embd: its lookups touch only the rows (and folios)
+  // of the tokens seen, where a copy would hold all of it (a 1.1B f16's 131 MB).
+  std::vector<const float**> norms{&w.output_norm};
+  for (LayerWeights& l : w.layers) norms.insert(norms.end(), {&l.attn_norm, &l.ffn_norm});
+  const int64_t norm_bytes = w.token_embd.cols * static_cast<int64_t>(sizeof(float));
+
+  auto slice = [](int64_t bytes) { return (bytes + 63) & ~int64_t{63}; };
+  int64_t total = static_cast<int64_t>(norms.size()) * slice(norm_bytes);
+  for (const WeightView* v : views) total += slice(v->rows * v->row_stride);
   auto raw = allocate_streamed(static_cast<size_t>(total), f.name(), "interleaved weights");
   if (!raw) return raw.error();
   uint8_t* base = raw->get();  // 2 MiB aligned
+  std::vector<std::span<const std::byte>> copied;  // the source tensors, released again at the end
   for (WeightView* v : views) {
-    const auto src = std::span<const std::byte>(static_cast<const std::byte*>(v->data),
-                                                static_cast<size_t>(v->rows * v->row_stride));
-    // Never bf16 for the embedding: its lookups would change, not just the output matmul's arithmetic.
-    auto packed = kernels::interleave_rows(*v, std::span<uint8_t>(base, src.size()), n_threads,
-                                           f16_as_bf16 && v != &w.token_embd);
-    if (!packed) return Error{f.name(), "interleave", packed.error().reason};
-    if (packed->type != v->type) ++w.f16_as_bf16;
-    *v = *packed;
-    release_mapped_pages(src);
-    base += slice(v);
+    // In slices of whole 16-row groups (each group's x16 bytes sit where its plain rows would), each
+    // slice's file pages released after its copy: a large tensor is never held twice (the 1.1B's 54 MB
+    // output matrix, copied whole, was its load's and its run's peak RSS).
+    const int64_t group_bytes = kernels::kInterleave * v->row_stride;
+    const int64_t slice_rows = std::max<int64_t>(1, kSliceBytes / group_bytes) * kernels::kInterleave;
+    WeightView packed_all;
+    for (int64_t r0 = 0; r0 < v->rows; r0 += slice_rows) {
+      WeightView part = *v;
+      part.rows = std::min(slice_rows, v->rows - r0);
+      part.data = static_cast<const uint8_t*>(v->data) + r0 * v->row_stride;
+      const auto src = std::span<const std::byte>(static_cast<const std::byte*>(part.data),
+                                                  static_cast<size_t>(part.rows * part.row_stride));
+      // Never bf16 for the embedding: its lookups would change, not just the output matmul's arithmetic.
+      auto packed = kernels::interleave_rows(part, std::span<uint8_t>(base + r0 * v->row_stride, src.size()),
+                                             n_threads, f16_as_bf16 && v != &w.token_embd);
+      if (!packed) return Error{f.name(), "interleave", packed.error().reason};
+      release_mapped_pages(src);
+      if (r0 == 0) packed_all = *packed;
+    }
+    if (packed_all.type != v->type) ++w.f16_as_bf16;
+    const int64_t bytes = v->rows * v->row_stride;
+    copied.emplace_back(static_cast<const std::byte*>(v->data), static_cast<size_t>(bytes));
+    packed_all.rows = v->rows;
+    packed_all.data = base;
+    *v = packed_all;
+    base += slice(bytes);
   }
+  for (const float** v : norms) {
+    std::memcpy(base, *v, static_cast<size_t>(norm_bytes));
+    copied.emplace_back(reinterpret_cast<const std::byte*>(*v), static_cast<size_t>(norm_bytes));
+    *v = reinterpret_cast<const float*>(base);
+    base += slice(norm_bytes);
+  }
+  // A read faults in its whole page-cache folio, so the next slice's first read mapped the end of the
+  // one released before it back in (163M f16: 35 MB of file pages left mapped after loading).
+  for (std::span<const std::byte> src : copied) release_mapped_pages(src);
   if (tied) w.output = w.token_embd;
   w.interleaved = std::move(*raw);
   w.interleaved_bytes = total;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/chat_session.h"
@@ -209,6 +210,48 @@ TEST_F(Engine, EvalBatchingAndSinkAgree) {
   });
   ASSERT_FALSE(failed.ok());
   EXPECT_EQ(failed.error().file, "sink");
+}
+
+// The loader's copies (weights.cpp): matrices go into the x16 buffer in slices of 8 MiB (here the FFN
+// matrices, 9.4 MB each, take two), then the norm vectors, and nothing of theirs is read from the map
+// afterwards. Against the same file unrepacked: the norms byte for byte, the logits to the tolerance of
+// a different summation order.
+TEST(EngineLoad, RepackedWeightsLeaveTheMap) {
+  TinySpec spec;
+  spec.dim = 1024, spec.n_layers = 1, spec.n_heads = 8, spec.n_kv_heads = 4, spec.n_ff = 4608;
+  spec.f16_matrices = true;
+  ModelOptions plain_options;
+  plain_options.repack = false;
+  std::unique_ptr<Model> repacked = open_tiny("repacked", spec), plain = open_tiny("plain", spec, plain_options);
+  ASSERT_TRUE(repacked && plain);
+  const Weights& w = repacked->weights;
+  const auto* lo = w.interleaved.get();
+  const auto* hi = lo + w.interleaved_bytes;
+  auto in_buffer = [&](const void* p) { return p >= lo && p < hi; };
+  const LayerWeights& l = w.layers[0];
+  for (const WeightView* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down, &w.output}) {
+    EXPECT_TRUE(in_buffer(m->data));
+    EXPECT_EQ(m->interleave, 16);
+  }
+  const LayerWeights& pl = plain->weights.layers[0];
+  const size_t norm_bytes = static_cast<size_t>(spec.dim) * sizeof(float);
+  for (auto [ours, file] : {std::pair{l.attn_norm, pl.attn_norm}, std::pair{l.ffn_norm, pl.ffn_norm},
+                            std::pair{w.output_norm, plain->weights.output_norm}}) {
+    EXPECT_TRUE(in_buffer(ours));
+    EXPECT_FALSE(in_buffer(file));
+    EXPECT_EQ(std::memcmp(ours, file, norm_bytes), 0);
+  }
+  EXPECT_FALSE(in_buffer(w.token_embd.data)) << "an untied embedding stays in the map";
+
+  const std::vector<int32_t> ids = bytes_of(kPrompt);
+  Result<Context> a = Context::create(*repacked, {64, 16, false});
+  Result<Context> b = Context::create(*plain, {64, 16, false});
+  ASSERT_TRUE(a.ok() && b.ok());
+  Result<std::span<const float>> la = a->eval(ids), lb = b->eval(ids);
+  ASSERT_TRUE(la.ok() && lb.ok());
+  ASSERT_EQ(la->size(), lb->size());
+  for (size_t i = 0; i < la->size(); ++i)
+    ASSERT_NEAR((*la)[i], (*lb)[i], 1e-3f * (1.0f + std::fabs((*lb)[i]))) << "logit " << i;
 }
 
 TEST_F(Engine, CheckPrompt) {

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "formats/blocks.h"
 #include "formats/gguf_writer.h"
 #include "model/model.h"
 
@@ -26,6 +27,7 @@ struct TinySpec {
   uint32_t eos = 2;
   bool add_eos = false;
   std::string chat_template;  // "" = none
+  bool f16_matrices = false;  // the layer matrices and output.weight as f16 (which the loader interleaves)
 };
 
 // GPT-2's bytes_to_unicode: printable bytes stand for themselves, the others for 256 + n, as UTF-8.
@@ -104,17 +106,24 @@ inline void write_tiny_model(const std::string& path, const TinySpec& s) {
     m("ffn_up.weight", s.n_ff, s.dim);
     m("ffn_down.weight", s.dim, s.n_ff);
   }
+  auto f16 = [&](const T& t) { return s.f16_matrices && t.cols != 0 && t.name != "token_embd.weight"; };
   for (const T& t : ts) {
     std::vector<uint64_t> dims =
         t.cols == 0 ? std::vector<uint64_t>{static_cast<uint64_t>(t.rows)}
                     : std::vector<uint64_t>{static_cast<uint64_t>(t.cols), static_cast<uint64_t>(t.rows)};
-    ASSERT_TRUE(w.add_tensor(t.name, GgmlType::F32, dims).ok()) << t.name;
+    ASSERT_TRUE(w.add_tensor(t.name, f16(t) ? GgmlType::F16 : GgmlType::F32, dims).ok()) << t.name;
   }
   ASSERT_TRUE(w.open(path, /*overwrite=*/true).ok());
   for (const T& t : ts) {
     std::vector<float> x(static_cast<size_t>(t.rows * std::max<int64_t>(t.cols, 1)));
     for (float& v : x) v = t.cols == 0 ? 1.0f + uniform(0.2f) : uniform(t.std);
-    ASSERT_TRUE(w.write_tensor(t.name, std::as_bytes(std::span<const float>(x))).ok()) << t.name;
+    if (f16(t)) {
+      std::vector<uint16_t> h(x.size());
+      std::transform(x.begin(), x.end(), h.begin(), fp32_to_fp16);
+      ASSERT_TRUE(w.write_tensor(t.name, std::as_bytes(std::span<const uint16_t>(h))).ok()) << t.name;
+    } else {
+      ASSERT_TRUE(w.write_tensor(t.name, std::as_bytes(std::span<const float>(x))).ok()) << t.name;
+    }
   }
   ASSERT_TRUE(w.finish().ok());
 }

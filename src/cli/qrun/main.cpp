@@ -28,7 +28,9 @@ int main(int argc, char** argv) {
   app.add_option("-n,--n-predict", o.n_predict, "number of tokens to predict (-1 = until end of generation)");
   app.add_option("-c,--ctx-size", o.n_ctx,
                  "size of the prompt context (0 = from model, at most 4096; --perplexity: 512)");
-  app.add_option("-b,--batch-size", o.n_batch, "prompt tokens per forward pass")->check(CLI::PositiveNumber);
+  app.add_option("-b,--batch-size", o.n_batch,
+                 "prompt tokens per forward pass (--numerics llama.cpp: 512, llama.cpp's n_ubatch)")
+      ->check(CLI::PositiveNumber);
   app.add_option("-t,--threads", o.n_threads, "number of threads (0 = physical cores)");
   app.add_option("-s,--seed", o.seed, "RNG seed (-1 = random)");
   app.add_option("--temp", o.sampling.temp, "temperature (<= 0: greedy)");
@@ -97,6 +99,8 @@ int main(int argc, char** argv) {
                                    {"-ctv", "--cache-type-v"}},
                                   qe::cli::gpu_flags()};
   if (int rc = qe::cli::parse_llama_style(app, "qrun", argc, argv, llama); rc >= 0) return rc;
+  // llama.cpp's own batch where its numbers are the point (the fast kernels give the same bits at any).
+  if (o.numerics == "llama.cpp" && app.count("--batch-size") == 0) o.n_batch = 512;
 
   qe::cli::install_interrupt_handlers();
   std::signal(SIGXFSZ, SIG_IGN);  // past ulimit -f, write() fails (EFBIG): one error line, no partial file

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "formats/error.h"
+#include "model/run_state.h"
 #include "model/sampler.h"
 
 namespace qe::cli {
@@ -17,7 +18,7 @@ struct RunOptions {
   std::vector<int32_t> token_ids;  // --token-ids (dev): the prompt as ids, not tokenized
   int32_t n_predict = -1;          // -n: tokens to generate, -1 = until end of generation or full context
   int64_t n_ctx = 0;               // -c: 0 = the model's context, capped at 4096
-  int64_t n_batch = 512;           // -b: prompt tokens per forward pass
+  int64_t n_batch = model::kDefaultBatch;  // -b: prompt tokens per forward pass (--numerics llama.cpp: 512)
   int n_threads = 0;               // -t: 0 = physical cores
   int64_t seed = -1;               // -s: -1 = random
   model::SamplerParams sampling;   // --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n

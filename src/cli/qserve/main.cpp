@@ -31,7 +31,7 @@ struct ServeOptions {
   std::string model;          // -m
   int n_slots = 4;            // -np, --parallel
   int64_t n_ctx = 0;          // -c: positions per slot; 0 = the model's, at most 4096
-  int64_t n_batch = 512;      // -b
+  int64_t n_batch = model::kDefaultBatch;  // -b
   int64_t queue = 64;         // --queue
   int n_threads = 0;          // -t
   std::string chat_template;  // --chat-template
