@@ -44,8 +44,8 @@ struct Weights {
 // interleave: layer matrices (and an untied output) of the x16 types (kernels/interleaved.h: q4_0, q4_1,
 // q8_0, the k-quants q4_K..q6_K, f16, bf16) whose rows are a multiple of 16 are copied into the x16
 // layout, one tensor at a time, and the file pages they came from are released, so memory stays about
-// one model's size. The norm vectors and an untied token_embd are then copied into the same buffer and
-// their pages released too, so inference reads no tensor data from the map (weights.cpp says why).
+// one model's size. The norm vectors are then copied into the same buffer and their pages released
+// too (weights.cpp says why). An untied token_embd stays in the map: its rows are looked up.
 // f16_as_bf16 (with interleave): f16 matrices become bf16 x16 (lossy, see ModelOptions::f16_as_bf16).
 Result<Weights> load_weights(const GgufFile& file, const Config& config, bool interleave = true, int n_threads = 0,
                              bool f16_as_bf16 = false);
