@@ -93,8 +93,8 @@ Status interleave_all(const GgufFile& f, Weights& w, int n_threads, bool f16_as_
   std::vector<std::span<const std::byte>> copied;  // the source tensors, released again at the end
   for (WeightView* v : views) {
     // In slices of whole 16-row groups (each group's x16 bytes sit where its plain rows would), each
-    // slice's file pages released after its copy: a large tensor is never held twice (the 1.1B's 54 MB
-    // output matrix, copied whole, was its load's and its run's peak RSS).
+    // slice's file pages released after its copy: a large tensor is never held twice while it is
+    // copied (the 1.1B's output matrix is 54 MB).
     const int64_t group_bytes = kernels::kInterleave * v->row_stride;
     const int64_t slice_rows = std::max<int64_t>(1, kSliceBytes / group_bytes) * kernels::kInterleave;
     WeightView packed_all;
