@@ -102,6 +102,17 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
     const RunWork rw = run_work(n_runs - 1 - i);
     first_item[i + 1] = first_item[i] + rw.n_tblocks * rw.per_token_block;
   }
+  // The first key block of a work item (its run found from run index `from` on), at most the keys its
+  // run's last token sees.
+  auto first_block = [&](int64_t item, int64_t from) {
+    while (item >= first_item[from + 1]) ++from;
+    const RunWork rw = run_work(n_runs - 1 - from);
+    const int64_t g = (item - first_item[from]) % rw.per_token_block / rw.n_hblocks;
+    const KvCache& kv = *rw.run->kv;
+    return kernels::AttnNext{kv.k_layer(layer) + g * head_dim * kB * kv.elem_bytes(),
+                             kv.v_layer(layer) + g * head_dim * kv.elem_bytes(),
+                             std::min(kB, rw.run->pos + rw.run->n_tokens)};
+  };
   // 64-byte aligned base for every thread's scratch
   float* scratch0 = s.attn.data();
   scratch0 += (16 - (reinterpret_cast<uintptr_t>(scratch0) / sizeof(float)) % 16) % 16;
@@ -153,7 +164,12 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
         const int64_t t_first = std::max(t0, k0 - pos), r0 = (t_first - t0) * nh;
         for (int64_t r = r0; r < n_rows; ++r)
           nv[r] = static_cast<int32_t>(std::min(kB, pos + t0 + r / nh + 1 - k0));
-        block(n_rows - r0, head_dim, ld, qs + r0 * ld, kt, kB, vb, kv_dim, nv + r0, m + r0, l + r0, o + r0 * ld);
+        // The block read next, for the kernel to request while it computes this one: the item's next
+        // block, else the first block of the chunk's next item (a decode item has one to three).
+        kernels::AttnNext next{kt + kv_dim * kB * esz, vb + kB * kv_dim * esz, std::min(kB, n_keys - k0 - kB)};
+        if (k0 + kB >= n_keys) next = item + 1 < end ? first_block(item + 1, i) : kernels::AttnNext{};
+        block(n_rows - r0, head_dim, ld, qs + r0 * ld, kt, kB, vb, kv_dim, nv + r0, m + r0, l + r0, o + r0 * ld,
+              next.kt != nullptr ? &next : nullptr);
       }
       for (int64_t r = 0; r < n_rows; ++r) {
         const int64_t t = t0 + r / nh, h = h0 + r % nh;

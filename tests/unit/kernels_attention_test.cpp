@@ -93,12 +93,17 @@ struct BlockRun {
     l.assign(static_cast<size_t>(rows), 0.0f);
     o.assign(static_cast<size_t>(rows * ld), 0.0f);
   }
-  // Rows [r0, r0 + n) through one block, from its f16 or f32 copy.
-  void step(const KernelTable& k, const Block& b, bool f16, int64_t r0, int64_t n) {
-    const void* kt = f16 ? static_cast<const void*>(b.kt16.data()) : b.kt.data();
-    const void* v = f16 ? static_cast<const void*>(b.v16.data()) : b.v.data();
-    (f16 ? k.attn_block_f16 : k.attn_block_f32)(n, d, ld, q.data() + r0 * ld, kt, b.ks, v, b.vs, b.nv.data() + r0,
-                                                 m.data() + r0, l.data() + r0, o.data() + r0 * ld);
+  // Rows [r0, r0 + n) through one block, from its f16 or f32 copy; `next`: the block named as the next
+  // one (the prefetch hint), if any.
+  void step(const KernelTable& k, const Block& b, bool f16, int64_t r0, int64_t n, const Block* next = nullptr) {
+    auto kt_of = [&](const Block& x) { return f16 ? static_cast<const void*>(x.kt16.data()) : x.kt.data(); };
+    auto v_of = [&](const Block& x) { return f16 ? static_cast<const void*>(x.v16.data()) : x.v.data(); };
+    kernels::AttnNext hint;
+    if (next != nullptr)
+      hint = {kt_of(*next), v_of(*next), *std::max_element(next->nv.begin(), next->nv.end())};
+    (f16 ? k.attn_block_f16 : k.attn_block_f32)(n, d, ld, q.data() + r0 * ld, kt_of(b), b.ks, v_of(b), b.vs,
+                                                 b.nv.data() + r0, m.data() + r0, l.data() + r0,
+                                                 o.data() + r0 * ld, next != nullptr ? &hint : nullptr);
   }
 };
 
@@ -157,6 +162,25 @@ TEST_P(AttentionIsa, RowsAreIndependentOfTheTile) {
         }
       }
     }
+}
+
+// Naming the next block (a prefetch hint) changes no bit, on any row count or head size.
+TEST_P(AttentionIsa, NextBlockHintChangesNoBits) {
+  for (int64_t d : {7, 64, 80})
+    for (int64_t rows : {1, 3, 5, 9})
+      for (bool f16 : {false, true}) {
+        const uint32_t seed = static_cast<uint32_t>(31 * d + rows);
+        std::vector<Block> blocks;
+        for (int blk = 0; blk < 3; ++blk) blocks.push_back(make_block(d, rows, seed + 10 * blk, blk < 2 ? kAttnBlock : 0));
+        BlockRun plain(d, rows, seed), hinted(d, rows, seed);
+        for (size_t i = 0; i < blocks.size(); ++i) {
+          plain.step(*k_, blocks[i], f16, 0, rows);
+          hinted.step(*k_, blocks[i], f16, 0, rows, i + 1 < blocks.size() ? &blocks[i + 1] : nullptr);
+        }
+        ASSERT_TRUE(same_bits(plain.o.data(), hinted.o.data(), plain.o.size())) << "d=" << d << " rows=" << rows;
+        ASSERT_TRUE(same_bits(plain.l.data(), hinted.l.data(), plain.l.size())) << "d=" << d << " rows=" << rows;
+        ASSERT_TRUE(same_bits(plain.m.data(), hinted.m.data(), plain.m.size())) << "d=" << d << " rows=" << rows;
+      }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllLevels, AttentionIsa,
