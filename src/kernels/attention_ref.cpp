@@ -20,7 +20,8 @@ float at(const S* p, int64_t i) {
 
 template <class S>
 void attn_block(int64_t n_rows, int64_t d, int64_t ld, const float* q, const void* kt_, int64_t ks, const void* v_,
-                int64_t vs, const int32_t* nv, float* m, float* l, float* o, const AttnNext* /*next: a speed hint*/) {
+                int64_t vs, const int32_t* nv, float* m, float* l, float* o,
+                const AttnBlockRef* /*next: a speed hint*/) {
   const S* kt = static_cast<const S*>(kt_);
   const S* v = static_cast<const S*>(v_);
   float p[kB];

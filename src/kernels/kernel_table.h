@@ -77,15 +77,15 @@ constexpr int64_t kAttnPad = 16;
 // place in the call, and never on kt columns past nv[r] (they may hold anything, NaN included). Nothing
 // is read of v past a row's last key or past feature d.
 // `next` (or nullptr) names the block the caller will pass next, with the same ks and vs, for the kernel
-// to request while it computes this one: a hint, never read, that changes no bit (AttnNext).
-struct AttnNext {
+// to request while it computes this one: a hint, never read, that changes no bit.
+struct AttnBlockRef {  // a key block of the cache
   const void* kt = nullptr;  // its K^T tile
   const void* v = nullptr;   // its values
-  int64_t n_keys = 0;        // the keys its rows will see (the largest nv)
+  int64_t n_keys = 0;        // the keys its rows see (the largest nv)
 };
 using AttnBlockFn = void (*)(int64_t n_rows, int64_t d, int64_t ld, const float* q, const void* kt, int64_t ks,
                              const void* v, int64_t vs, const int32_t* nv, float* m, float* l, float* o,
-                             const AttnNext* next);
+                             const AttnBlockRef* next);
 
 // Whose numerics a table computes. fast: this engine's kernels (x16 layouts, its own summation orders).
 // llamacpp: the bits llama.cpp's CPU backend computes when built for AVX2 (ggml-cpu's x86 quantize_row /

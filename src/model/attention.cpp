@@ -47,6 +47,15 @@ Split split_work(int64_t n_tokens, int64_t group, int64_t n_kv_heads, int n_thre
   return s;
 }
 
+// Key block k0 of KV head g in a layer of a tiles cache, with the keys its rows see: K^T, the head's
+// head_dim feature rows of the block's tile (kB keys each); V, its rows by position (kv_cache.h).
+kernels::AttnBlockRef key_block(const KvCache& kv, int64_t layer, int64_t g, int64_t head_dim, int64_t k0,
+                            int64_t n_keys) {
+  const int64_t esz = kv.elem_bytes(), kv_dim = kv.kv_dim();
+  return {kv.k_layer(layer) + (k0 * kv_dim + g * head_dim * kB) * esz,
+          kv.v_layer(layer) + (k0 * kv_dim + g * head_dim) * esz, n_keys};
+}
+
 }  // namespace
 
 int64_t attention_scratch_floats(const Config& c) {
@@ -108,10 +117,7 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
     while (item >= first_item[from + 1]) ++from;
     const RunWork rw = run_work(n_runs - 1 - from);
     const int64_t g = (item - first_item[from]) % rw.per_token_block / rw.n_hblocks;
-    const KvCache& kv = *rw.run->kv;
-    return kernels::AttnNext{kv.k_layer(layer) + g * head_dim * kB * kv.elem_bytes(),
-                             kv.v_layer(layer) + g * head_dim * kv.elem_bytes(),
-                             std::min(kB, rw.run->pos + rw.run->n_tokens)};
+    return key_block(*rw.run->kv, layer, g, head_dim, 0, std::min(kB, rw.run->pos + rw.run->n_tokens));
   };
   // 64-byte aligned base for every thread's scratch
   float* scratch0 = s.attn.data();
@@ -132,9 +138,6 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
       const KvCache& kv = *rw.run->kv;
       QE_CHECK(kv.layout() == KvLayout::tiles);
       const kernels::AttnBlockFn block = kv.type() == GgmlType::F16 ? k.attn_block_f16 : k.attn_block_f32;
-      const int64_t esz = kv.elem_bytes();
-      const uint8_t* k_cache = kv.k_layer(layer);  // (n_ctx / kB, kv_dim, kB)
-      const uint8_t* v_cache = kv.v_layer(layer);  // (n_ctx, kv_dim)
       const int64_t pos = rw.run->pos, n_tokens = rw.run->n_tokens;
       const Split& sp = rw.sp;
       const int64_t local = item - first_item[i], n_hblocks = rw.n_hblocks;
@@ -157,19 +160,19 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
         }
       const int64_t n_keys = pos + t1;  // keys any row of the item sees
       for (int64_t k0 = 0; k0 < n_keys; k0 += kB) {
-        // K^T: this head's head_dim feature rows of the block's tile, kB keys each; V: its rows by position.
-        const uint8_t* kt = k_cache + (k0 * kv_dim + g * head_dim * kB) * esz;
-        const uint8_t* vb = v_cache + (k0 * kv_dim + g * head_dim) * esz;
+        const kernels::AttnBlockRef cur = key_block(kv, layer, g, head_dim, k0, std::min(kB, n_keys - k0));
         // Rows of tokens before this block do not see it; rows are in token order.
         const int64_t t_first = std::max(t0, k0 - pos), r0 = (t_first - t0) * nh;
         for (int64_t r = r0; r < n_rows; ++r)
           nv[r] = static_cast<int32_t>(std::min(kB, pos + t0 + r / nh + 1 - k0));
         // The block read next, for the kernel to request while it computes this one: the item's next
         // block, else the first block of the chunk's next item (a decode item has one to three).
-        kernels::AttnNext next{kt + kv_dim * kB * esz, vb + kB * kv_dim * esz, std::min(kB, n_keys - k0 - kB)};
-        if (k0 + kB >= n_keys) next = item + 1 < end ? first_block(item + 1, i) : kernels::AttnNext{};
-        block(n_rows - r0, head_dim, ld, qs + r0 * ld, kt, kB, vb, kv_dim, nv + r0, m + r0, l + r0, o + r0 * ld,
-              next.kt != nullptr ? &next : nullptr);
+        const kernels::AttnBlockRef next =
+            k0 + kB < n_keys ? key_block(kv, layer, g, head_dim, k0 + kB, std::min(kB, n_keys - k0 - kB))
+            : item + 1 < end ? first_block(item + 1, i)
+                             : kernels::AttnBlockRef{};
+        block(n_rows - r0, head_dim, ld, qs + r0 * ld, cur.kt, kB, cur.v, kv_dim, nv + r0, m + r0, l + r0,
+              o + r0 * ld, next.kt != nullptr ? &next : nullptr);
       }
       for (int64_t r = 0; r < n_rows; ++r) {
         const int64_t t = t0 + r / nh, h = h0 + r % nh;

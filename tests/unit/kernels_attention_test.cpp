@@ -98,7 +98,7 @@ struct BlockRun {
   void step(const KernelTable& k, const Block& b, bool f16, int64_t r0, int64_t n, const Block* next = nullptr) {
     auto kt_of = [&](const Block& x) { return f16 ? static_cast<const void*>(x.kt16.data()) : x.kt.data(); };
     auto v_of = [&](const Block& x) { return f16 ? static_cast<const void*>(x.v16.data()) : x.v.data(); };
-    kernels::AttnNext hint;
+    kernels::AttnBlockRef hint;
     if (next != nullptr)
       hint = {kt_of(*next), v_of(*next), *std::max_element(next->nv.begin(), next->nv.end())};
     (f16 ? k.attn_block_f16 : k.attn_block_f32)(n, d, ld, q.data() + r0 * ld, kt_of(b), b.ks, v_of(b), b.vs,
