@@ -71,8 +71,11 @@ void interleave_k6(const BlockQ6_K& x, int64_t r, BlockQ6_Kx16& o) {
   o.d[r] = x.d;
   for (int t = 0; t < 8; ++t)
     for (int i = 0; i < 2; ++i) o.scales[32 * t + 2 * r + i] = x.scales[2 * t + i];
-  interleave_dwords(x.ql, r, QK_K / 8, o.ql);
-  interleave_dwords(x.qh, r, QK_K / 16, o.qh);
+  for (int h = 0; h < 2; ++h)
+    for (int l4 = 0; l4 < 8; ++l4) {
+      for (int p = 0; p < 2; ++p) interleave_dwords(x.ql + 4 * (16 * h + 8 * p + l4), r, 1, o.q + o.ql_offset(h, p, l4));
+      interleave_dwords(x.qh + 4 * (8 * h + l4), r, 1, o.q + o.qh_offset(h, l4));
+    }
 }
 
 template <class Plain, class X16>
@@ -158,8 +161,11 @@ void plain_row_k6(const BlockQ6_Kx16* group, int64_t nb, int64_t r, BlockQ6_K* o
     x.d = o.d[r];
     for (int t = 0; t < 8; ++t)
       for (int i = 0; i < 2; ++i) x.scales[2 * t + i] = o.scales[32 * t + 2 * r + i];
-    deinterleave_dwords(o.ql, r, QK_K / 8, x.ql);
-    deinterleave_dwords(o.qh, r, QK_K / 16, x.qh);
+    for (int h = 0; h < 2; ++h)
+      for (int l4 = 0; l4 < 8; ++l4) {
+        for (int p = 0; p < 2; ++p) deinterleave_dwords(o.ql(h, p, l4), r, 1, x.ql + 4 * (16 * h + 8 * p + l4));
+        deinterleave_dwords(o.qh(h, l4), r, 1, x.qh + 4 * (8 * h + l4));
+      }
   }
 }
 

@@ -261,10 +261,12 @@ struct K6 {
   // the low bits of groups 8 vh + 2p + q (p = 0, 1 low, p = 2, 3 high: L0, L1, L0, L1), and qh dword
   // 8 vh + 4q + i, whose bits 2p, 2p + 1 are those groups' high bits: four 6-bit weight vectors, one
   // maddubs each, summed in int16 over two steps (2 x 2 x 63 x 128 = 32256) and madd'ed with (sc, sc).
-  // This order is the arithmetic's, not the block's; the prefetch keeps the DRAM stream in address
-  // order regardless: step n = 16H + 4(2 vh + q) + i of the block prefetches its lines 2n and 2n + 1,
-  // 4 KiB ahead. Against the split decode it replaces (the low nibbles, then the high bits as their own
-  // 2-bit maddubs, each read in address order: twice the maddubs), 2-core Zen 3 EPYC, 1.1B ffn_up, the
+  // Those three dwords are chunk 8 vh + 4q + i (interleaved.h), so the steps walk the block in address
+  // order. The prefetch, step n = 16H + 4(2 vh + q) + i of the block requesting its lines 2n and 2n + 1
+  // 4 KiB ahead, dates from a layout with all ql before all qh, when these steps were out of address
+  // order (on the chunked layout, Zen 4, 1 thread: the same speed as then). This 6-bit decode against
+  // the split one it replaced (the low nibbles, then the high bits as their own 2-bit maddubs, each read
+  // in address order: twice the maddubs), on that layout, 2-core Zen 3 EPYC, 1.1B ffn_up, the
   // two alternating rep by rep in one process: 1 thread 657-721 -> 537-605 us, 2 threads 372-470 ->
   // 324-436 (15.7-17.6 GB/s at 1 thread, at the DRAM read roofline); from cache (128 rows, 1 thread)
   // 21 -> 26 GB/s. Prefetching instead the lines the next block's steps will read, in that order, one or
@@ -285,8 +287,8 @@ struct K6 {
       __m256i s16[4];
       unroll<4>([&](auto i_) {
         constexpr int i = decltype(i_)::value, l4 = 4 * q + i, step = 16 * H + 4 * n + i;
-        const __m256i L0 = load(blk.ql + 64 * (16 * vh + l4) + 32 * H), L1 = load(blk.ql + 64 * (16 * vh + 8 + l4) + 32 * H);
-        const __m256i hb = load(blk.qh + 64 * (8 * vh + l4) + 32 * H);
+        const __m256i L0 = load(blk.ql(vh, 0, l4) + 32 * H), L1 = load(blk.ql(vh, 1, l4) + 32 * H);
+        const __m256i hb = load(blk.qh(vh, l4) + 32 * H);
         const __m256i w[4] = {
             _mm256_or_si256(_mm256_and_si256(L0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30)),
             _mm256_or_si256(_mm256_and_si256(L1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30)),
@@ -356,9 +358,9 @@ struct K6 {
               for (int c = 0; c < C; ++c) s16[c] = _mm256_setzero_si256();
               for (int i = i0; i < i0 + 2; ++i) {
                 const int l4 = 4 * q + i;
-                const __m256i v = load(blk.ql + 64 * (16 * vh + 8 * (part & 1) + l4) + 32 * h);
+                const __m256i v = load(blk.ql(vh, part & 1, l4) + 32 * h);
                 const __m256i lo = _mm256_and_si256(part < 2 ? v : _mm256_srli_epi16(v, 4), m4);
-                const __m256i qh = load(blk.qh + 64 * (8 * vh + l4) + 32 * h);
+                const __m256i qh = load(blk.qh(vh, l4) + 32 * h);
                 const __m128i sh = _mm_cvtsi32_si128(std::abs(4 - 2 * part));
                 const __m256i hs = part < 3 ? _mm256_sll_epi16(qh, sh) : _mm256_srl_epi16(qh, sh);
                 const __m256i w = _mm256_or_si256(lo, _mm256_and_si256(hs, m30));

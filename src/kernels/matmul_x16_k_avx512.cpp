@@ -11,16 +11,14 @@
 // Every loop that picks a shift count or a bit position is unrolled at compile time (unroll<N>), so the
 // decode is immediate shifts and one vpternlogd bit-select per weight vector, with no branches.
 //
-// GEMV (C = 1) is DRAM bound, and there the ORDER of a super-block's loads matters: read in the
-// C-token order (q6_K: ql and qh lines 2 KiB apart, alternately), the hardware stream prefetchers lose
-// the stream, and even a plain 64-byte load loop in that order ran at half the bandwidth of one in
-// address order (Zen 4, 1.1B ffn_up, 1 thread: 6.5 vs 14 GB/s). So the one-token kernels read each
-// super-block in address order: q5_K its qh lines first (they precede qs), q6_K in two passes (all ql,
-// then all qh) with one accumulator per 16-value group. The AVX2 q6_K GEMV's 6-bit decode (ql and qh
-// read together, 64 vpdpbusd per block instead of 128) was tried here: 13% faster from cache, but from
-// DRAM 2.3x slower, and still 1.4-1.5x slower with an address-order software prefetch 2, 4 or 8 KiB
-// ahead (Zen 4, 1.1B ffn_up, alternating rep by rep in one process). A software prefetch on the
-// address-order kernel above measured no gain in the same harness.
+// GEMV (C = 1) is DRAM bound, and there the ORDER of a super-block's loads matters: read out of
+// address order (q6_K's ql and qh lines 2 KiB apart, alternately, in an earlier layout), the hardware
+// stream prefetchers lose the stream, and even a plain 64-byte load loop in that order ran at half the
+// bandwidth of one in address order (Zen 4, 1.1B ffn_up, 1 thread: 6.5 vs 14 GB/s). So the one-token
+// kernels read each super-block in address order: q5_K its qh lines first (they precede qs), q6_K chunk
+// by chunk, each chunk's ql and qh dwords next to each other (interleaved.h) so the 6-bit values are
+// built once (64 vpdpbusd a block; two passes, all ql then all qh, took 128 and ran 84-90% of the read
+// rate at 1 thread where this runs 91-101%).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -146,7 +144,13 @@ struct K45 {
 // vectors ("parts" 0..3, see interleaved.h): part 0's in bits 0-1, part 1's in 2-3, part 2's in 4-5, part
 // 3's in 6-7 of each byte, moved to bits 4-5 by a 16-bit shift of +4, +2, 0, -2 after masking them
 // (0x33 keeps bits 0-1, 4-5; 0xCC bits 2-3, 6-7) so no other bit lands in 4-7; the vpternlogd select
-// then takes bits 0-3 from the ql nibble.
+// then takes bits 0-3 from the ql nibble. part_weights<p>: v is part p's ql dword (low nibbles for
+// p < 2, high for p >= 2), hb the chunk's qh dword masked with 0x33 (p even) or 0xCC (p odd).
+template <int p>
+inline __m512i part_weights(__m512i m4, __m512i v, __m512i hb) {
+  return select(m4, p < 2 ? v : _mm512_srli_epi16(v, 4), shift16<4 - 2 * p>(hb));
+}
+
 struct K6 {
   using W = BlockQ6_Kx16;
   static constexpr int64_t kBlock = QK_K;
@@ -155,7 +159,6 @@ struct K6 {
   static void part(int64_t nb, const W* wg, int /*p: the whole group*/, const uint8_t* const* ar, const int32_t* const*,
                    float* y, int64_t ldy) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m33 = _mm512_set1_epi8(0x33), mcc = _mm512_set1_epi8(static_cast<char>(0xCC));
-    const __m512i m30 = _mm512_set1_epi8(0x30);
     __m512 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
@@ -165,26 +168,18 @@ struct K6 {
       __m512i is[C];
       for (int c = 0; c < C; ++c) is[c] = _mm512_setzero_si512();
       if constexpr (C == 1) {
-        // One token: the weights in address order (ql, then qh; see the top of the file). Each of the 16
-        // groups has its own accumulator: the ql pass adds the nibbles' products, the qh pass those of
-        // the high bits masked in place (0x30: 16 x hi), so q = lo + 16 hi is never assembled.
+        // One token: chunk by chunk, in address order (interleaved.h). A chunk's ql and qh dwords give
+        // the 6-bit weights of parts 0..3, one vpdpbusd each into its group's accumulator.
         __m512i g[16];
-        for (int i = 0; i < 16; ++i) g[i] = _mm512_setzero_si512();
+        for (auto& x : g) x = _mm512_setzero_si512();
         const int8_t* qa = a[0]->qs;
-        unroll<32>([&](auto j_) {  // ql dword j = 16h + 8P + l4: parts P (low nibbles) and P + 2 (high)
-          constexpr int j = decltype(j_)::value, h = j / 16, P = j / 8 % 2, l4 = j % 8;
-          const __m512i v = load(blk.ql + 64 * j);
-          constexpr int glo = 8 * h + 2 * P + l4 / 4, ghi = glo + 4;
-          g[glo] = dpbusd_bcast(g[glo], _mm512_and_si512(v, m4), qa + 4 * (32 * h + 8 * P + l4));
-          g[ghi] = dpbusd_bcast(g[ghi], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), qa + 4 * (32 * h + 8 * P + 16 + l4));
-        });
-        unroll<16>([&](auto m_) {  // qh dword m = 8h + l4: part p's bits 2p, 2p + 1
+        unroll<16>([&](auto m_) {
           constexpr int m = decltype(m_)::value, h = m / 8, l4 = m % 8;
-          const __m512i qh = load(blk.qh + 64 * m);
+          const __m512i v[2] = {load(blk.ql(h, 0, l4)), load(blk.ql(h, 1, l4))}, qh = load(blk.qh(h, l4));
+          const __m512i hb[2] = {_mm512_and_si512(qh, m33), _mm512_and_si512(qh, mcc)};
           unroll<4>([&](auto p_) {
-            constexpr int p = decltype(p_)::value;
-            constexpr int gi = 8 * h + 2 * p + l4 / 4;
-            g[gi] = dpbusd_bcast(g[gi], _mm512_and_si512(shift16<4 - 2 * p>(qh), m30), qa + 4 * (32 * h + 8 * p + l4));
+            constexpr int p = decltype(p_)::value, gi = 8 * h + 2 * p + l4 / 4;
+            g[gi] = dpbusd_bcast(g[gi], part_weights<p>(m4, v[p & 1], hb[p & 1]), qa + 4 * (32 * h + 8 * p + l4));
           });
         });
         unroll<8>([&](auto t_) {
@@ -212,9 +207,8 @@ struct K6 {
             for (int c = 0; c < C; ++c) g[c] = _mm512_setzero_si512();
             unroll<4>([&](auto i_) {
               constexpr int l4 = 4 * q + decltype(i_)::value;
-              const __m512i v = load(blk.ql + 64 * (16 * h + 8 * (p & 1) + l4));
-              const __m512i hb = _mm512_and_si512(load(blk.qh + 64 * (8 * h + l4)), p % 2 ? mcc : m33);
-              const __m512i w = select(m4, p < 2 ? v : _mm512_srli_epi16(v, 4), shift16<4 - 2 * p>(hb));
+              const __m512i v = load(blk.ql(h, p & 1, l4));
+              const __m512i w = part_weights<p>(m4, v, _mm512_and_si512(load(blk.qh(h, l4)), p % 2 ? mcc : m33));
               for (int c = 0; c < C; ++c)
                 g[c] = dpbusd_bcast(g[c], w, a[c]->qs + 4 * (32 * h + 8 * p + l4));
             });

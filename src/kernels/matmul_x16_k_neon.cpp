@@ -120,9 +120,9 @@ struct K6 {
             int8x16_t w[4];
             for (int i = 0; i < 4; ++i) {
               const int l4 = 4 * q + i;
-              const uint8x16_t v = vld1q_u8(blk.ql + 64 * (16 * vh + 8 * (part & 1) + l4) + 16 * qr);
+              const uint8x16_t v = vld1q_u8(blk.ql(vh, part & 1, l4) + 16 * qr);
               const uint8x16_t lo = part < 2 ? vandq_u8(v, m4) : vshrq_n_u8(v, 4);
-              const uint8x16_t hb = vandq_u8(shift8(vld1q_u8(blk.qh + 64 * (8 * vh + l4) + 16 * qr), 4 - 2 * part), m30);
+              const uint8x16_t hb = vandq_u8(shift8(vld1q_u8(blk.qh(vh, l4) + 16 * qr), 4 - 2 * part), m30);
               w[i] = vreinterpretq_s8_u8(vorrq_u8(lo, hb));
             }
             const int g = 2 * t + q;

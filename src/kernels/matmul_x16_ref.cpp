@@ -76,10 +76,9 @@ int k45_at(const W& blk, int64_t r, int e) {
 // q6_K value e of row r, 0..63 (before the -32): see the ql / qh pairing in interleaved.h.
 int k6_at(const BlockQ6_Kx16& blk, int64_t r, int e) {
   const int h = e / 128, part = (e % 128) / 32, l4 = (e % 32) / 4, i = e % 4;
-  const int j = 16 * h + (part & 1) * 8 + l4;  // ql dword: parts 1, 3 sit 8 dwords further
-  const int byte = blk.ql[64 * j + 4 * r + i];
+  const int byte = blk.ql(h, part & 1, l4)[4 * r + i];  // ql dword 16h + 8 (part & 1) + l4
   const int lo = part < 2 ? byte & 15 : byte >> 4;
-  return lo | ((blk.qh[64 * (8 * h + l4) + 4 * r + i] >> (2 * part)) & 3) << 4;
+  return lo | ((blk.qh(h, l4)[4 * r + i] >> (2 * part)) & 3) << 4;
 }
 
 template <class W>

@@ -104,8 +104,12 @@ void deinterleave(GgmlType t, const uint8_t* grp_blk, int64_t r, uint8_t* out) {
   if (t == GgmlType::Q6_K) {
     const auto& x = *reinterpret_cast<const BlockQ6_Kx16*>(grp_blk);
     auto& o = *reinterpret_cast<BlockQ6_K*>(out);
-    dwords(x.ql, 32, o.ql);
-    dwords(x.qh, 16, o.qh);
+    for (int h = 0; h < 2; ++h)  // the three dwords of chunk 8h + l4 (interleaved.h)
+      for (int l4 = 0; l4 < 8; ++l4) {
+        dwords(x.q + 192 * (8 * h + l4), 1, o.ql + 4 * (16 * h + l4));
+        dwords(x.q + 192 * (8 * h + l4) + 64, 1, o.ql + 4 * (16 * h + 8 + l4));
+        dwords(x.q + 192 * (8 * h + l4) + 128, 1, o.qh + 4 * (8 * h + l4));
+      }
     for (int g = 0; g < 16; ++g) o.scales[g] = x.scales[32 * (g / 2) + 2 * r + g % 2];
     o.d = x.d[r];
     return;
