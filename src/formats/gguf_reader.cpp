@@ -415,6 +415,17 @@ const GgufValue* GgufFile::find(std::string_view key) const {
   return it == kv_index_.end() ? nullptr : &kvs_[it->second].value;
 }
 
+bool GgufFile::erase(std::string_view key) {
+  auto it = kv_index_.find(key);
+  if (it == kv_index_.end()) return false;
+  const size_t at = it->second;
+  kv_index_.erase(it);
+  kvs_.erase(kvs_.begin() + static_cast<std::ptrdiff_t>(at));
+  for (auto& [k, i] : kv_index_)
+    if (i > at) --i;
+  return true;
+}
+
 Error GgufFile::missing(std::string_view key) const {
   return Error{name_, "key " + clip(key), "missing"};
 }

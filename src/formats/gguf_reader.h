@@ -66,6 +66,9 @@ class GgufFile {
   const std::vector<GgufKv>& metadata() const { return kvs_; }
   const GgufValue* find(std::string_view key) const;  // nullptr when absent
   bool has(std::string_view key) const { return find(key) != nullptr; }
+  // Drops a key and frees its value (false when absent): for an owner that keeps a large value in a
+  // form of its own (a model's tokenizer holds the token and merge lists), so it is not held twice.
+  bool erase(std::string_view key);
 
   // Typed look-ups: "key K: missing" or "key K: type is string, expected uint32".
   Result<uint8_t> get_u8(std::string_view key) const { return get_scalar<uint8_t>(key); }

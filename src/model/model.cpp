@@ -33,6 +33,11 @@ Result<std::unique_ptr<Model>> open_model(const std::string& path, const ModelOp
     return Error{
         path, "tokenizer.ggml.tokens",
         fmt::format("{} tokens, but token_embd.weight has {} rows", tok->n_vocab(), config->n_vocab)};
+  // The tokenizer holds the vocabulary now (2-3 MB of strings for a 49k-token one); the other metadata
+  // stays for whoever reads it (the chat template).
+  for (std::string_view key : {"tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.scores",
+                               "tokenizer.ggml.token_type"})
+    file->erase(key);
   // Moving the GgufFile keeps its mapping (and so the weight views) where it is.
   auto m = std::unique_ptr<Model>(new Model{path, std::move(*file), std::move(*config), std::move(*weights),
                                             std::move(*tok), options, std::move(warnings)});

@@ -42,7 +42,7 @@ struct ModelOptions {
 
 struct Model {
   std::string path;  // as given to open_model: names the model in errors
-  GgufFile file;     // the mapping the weight views point into
+  GgufFile file;     // the mapping the weight views point into; its metadata less the vocabulary (see tok)
   Config config;
   Weights weights;
   tokenizer::Tokenizer tok;

@@ -85,7 +85,7 @@ std::vector<size_t> char_bounds(std::string_view s) {
 // SentencePiece scores -> BPE merges, as transformers' SentencePieceExtractor does for Llama: every
 // split of every piece into two pieces, ranked by the merged piece's score (highest first; ties keep
 // vocabulary order, then the parts' ids). HF's BPE then merges in the order our score-driven SPM does.
-Json spm_merges(const Vocab& v, const TokenMap& map) {
+Json spm_merges(const Vocab& v, const TokenIndex& index) {
   struct M {
     int32_t l, r;
     float score;
@@ -103,8 +103,8 @@ Json spm_merges(const Vocab& v, const TokenMap& map) {
     std::vector<M> local;
     for (size_t k = 1; k + 1 < b.size(); ++k) {
       if (!token_length[b[k]] || !token_length[t.size() - b[k]]) continue;
-      const int32_t l = find_token(map, std::string_view(t).substr(0, b[k]));
-      const int32_t r = find_token(map, std::string_view(t).substr(b[k]));
+      const int32_t l = index.find(std::string_view(t).substr(0, b[k]));
+      const int32_t r = index.find(std::string_view(t).substr(b[k]));
       if (l >= 0 && r >= 0) local.push_back({l, r, v.scores[static_cast<size_t>(id)]});
     }
     std::sort(local.begin(), local.end(), [](const M& a, const M& c) { return a.l != c.l ? a.l < c.l : a.r < c.r; });
@@ -118,7 +118,7 @@ Json spm_merges(const Vocab& v, const TokenMap& map) {
 
 // GGUF merges as HF pairs, keeping what our BPE encoder keeps: both parts and the result are tokens,
 // and the first rank of a repeated pair (HF would let a later duplicate win).
-Json bpe_merges(const Vocab& v, const TokenMap& map) {
+Json bpe_merges(const Vocab& v, const TokenIndex& index) {
   Json out = Json::array();
   std::set<std::pair<int32_t, int32_t>> seen;
   std::string joined;
@@ -127,8 +127,8 @@ Json bpe_merges(const Vocab& v, const TokenMap& map) {
     const std::string_view l = std::string_view(m).substr(0, sp), r = std::string_view(m).substr(sp + 1);
     joined.assign(l);
     joined.append(r);
-    const int32_t li = find_token(map, l), ri = find_token(map, r);
-    if (li < 0 || ri < 0 || find_token(map, joined) < 0 || !seen.insert({li, ri}).second) continue;
+    const int32_t li = index.find(l), ri = index.find(r);
+    if (li < 0 || ri < 0 || index.find(joined) < 0 || !seen.insert({li, ri}).second) continue;
     out.push_back(Json::array({std::string(l), std::string(r)}));
   }
   return out;
@@ -149,9 +149,7 @@ Result<HfTokenizerFiles> gguf_tokenizer_to_hf(const GgufFile& gguf) {
   const bool spm = v.model == VocabModel::kSpm;
   const PreTokenizerTraits* traits = spm ? nullptr : find_pre_tokenizer(v.pre);
 
-  TokenMap map;
-  map.reserve(v.tokens.size());
-  for (int32_t id = 0; id < v.size(); ++id) map.emplace(v.tokens[static_cast<size_t>(id)], id);
+  const TokenIndex index(v.tokens);
 
   HfTokenizerFiles out;
   Json& tj = out.tokenizer_json;
@@ -198,7 +196,7 @@ Result<HfTokenizerFiles> gguf_tokenizer_to_hf(const GgufFile& gguf) {
                        {"byte_fallback", true},
                        {"ignore_merges", false},
                        {"vocab", std::move(vocab)},
-                       {"merges", spm_merges(v, map)}};
+                       {"merges", spm_merges(v, index)}};
   } else {
     std::optional<Json> pre = hf_pre_tokenizer_for(v.pre);
     QE_CHECK(pre.has_value());  // load_vocab accepted v.pre, so the runtime knows it
@@ -215,7 +213,7 @@ Result<HfTokenizerFiles> gguf_tokenizer_to_hf(const GgufFile& gguf) {
                        {"byte_fallback", false},
                        {"ignore_merges", traits->ignore_merges},
                        {"vocab", std::move(vocab)},
-                       {"merges", bpe_merges(v, map)}};
+                       {"merges", bpe_merges(v, index)}};
   }
 
   Json& tc = out.tokenizer_config_json;

@@ -71,9 +71,12 @@ std::string render_piece(const Vocab& v, int32_t id) {
 }  // namespace
 
 struct Tokenizer::Impl {
-  Vocab vocab;
-  TokenMap map;
-  std::vector<std::string> pieces;  // token_to_piece(id, special=true)
+  Vocab vocab;       // less its BPE merges: the encoder holds them as token id pairs
+  TokenIndex index;  // over vocab.tokens
+  // token_to_piece(id, special=true) of every id, one after another: id's piece ends at piece_end[id]
+  // and begins where id - 1's ends (a std::string per token took 32 bytes of header each).
+  std::string piece_bytes;
+  std::vector<size_t> piece_end;
   std::vector<int32_t> specials;    // control, user-defined and unknown ids, longest text first
   std::optional<BpeEncoder> bpe;
   std::optional<SpmEncoder> spm;
@@ -81,6 +84,10 @@ struct Tokenizer::Impl {
 
   void partition(std::string_view text, bool parse_special, std::vector<Fragment>& frags) const;
   void encode_text(std::string_view text, std::vector<int32_t>& out) const;
+  std::string_view piece(int32_t id) const {
+    const size_t i = static_cast<size_t>(id), begin = i == 0 ? 0 : piece_end[i - 1];
+    return std::string_view(piece_bytes).substr(begin, piece_end[i] - begin);
+  }
 };
 
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -93,24 +100,29 @@ Result<Tokenizer> Tokenizer::create(Vocab vocab, std::string_view file) {
   auto impl = std::make_unique<Impl>();
   impl->vocab = std::move(vocab);
   const Vocab& v = impl->vocab;
-  impl->map.reserve(v.tokens.size());
-  for (int32_t id = 0; id < v.size(); ++id) impl->map.emplace(v.tokens[static_cast<size_t>(id)], id);
+  impl->index = TokenIndex(v.tokens);
 
   if (v.model == VocabModel::kBpe) {
-    Result<BpeEncoder> bpe = BpeEncoder::create(v, impl->map, file);
+    Result<BpeEncoder> bpe = BpeEncoder::create(v, impl->index, file);
     if (!bpe) return bpe.error();
     impl->clean_spaces = bpe->clean_spaces();
     impl->bpe.emplace(std::move(*bpe));
+    impl->vocab.merges = {};  // now in the encoder; the strings would be a second copy
   } else {
-    impl->spm.emplace(impl->map);
+    impl->spm.emplace(impl->index);
   }
 
-  impl->pieces.reserve(v.tokens.size());
+  size_t text_bytes = 0;  // a piece is never longer than its token's text
+  for (const std::string& t : v.tokens) text_bytes += t.size();
+  impl->piece_bytes.reserve(text_bytes);
+  impl->piece_end.reserve(v.tokens.size());
   for (int32_t id = 0; id < v.size(); ++id) {
-    impl->pieces.push_back(render_piece(v, id));
+    impl->piece_bytes += render_piece(v, id);
+    impl->piece_end.push_back(impl->piece_bytes.size());
     const TokenType t = v.type(id);
     if (is_special_type(t) || t == TokenType::kUserDefined) impl->specials.push_back(id);
   }
+  impl->piece_bytes.shrink_to_fit();
   std::stable_sort(impl->specials.begin(), impl->specials.end(), [&](int32_t a, int32_t b) {
     return v.tokens[static_cast<size_t>(a)].size() > v.tokens[static_cast<size_t>(b)].size();
   });
@@ -159,8 +171,8 @@ void Tokenizer::Impl::partition(std::string_view text, bool parse_special, std::
 }
 
 void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out) const {
-  if (bpe) bpe->encode(text, map, out);
-  else spm->encode(text, vocab, map, out);
+  if (bpe) bpe->encode(text, index, out);
+  else spm->encode(text, vocab, index, out);
 }
 
 std::vector<int32_t> Tokenizer::tokenize(std::string_view text, bool add_special, bool parse_special) const {
@@ -199,7 +211,7 @@ std::string_view Tokenizer::token_to_piece(int32_t id, bool special) const {
   const Impl& m = *impl_;
   if (!m.vocab.valid_id(id)) return {};
   if (!special && is_special_type(m.vocab.type(id))) return {};
-  return m.pieces[static_cast<size_t>(id)];
+  return m.piece(id);
 }
 
 std::string Tokenizer::detokenize(std::span<const int32_t> ids, bool remove_special, bool unparse_special) const {
@@ -269,7 +281,7 @@ bool Tokenizer::is_eog(int32_t id) const {
 bool Tokenizer::is_control(int32_t id) const {
   return impl_->vocab.valid_id(id) && impl_->vocab.type(id) == TokenType::kControl;
 }
-int32_t Tokenizer::token_id(std::string_view text) const { return find_token(impl_->map, text); }
+int32_t Tokenizer::token_id(std::string_view text) const { return impl_->index.find(text); }
 const Vocab& Tokenizer::vocab() const { return impl_->vocab; }
 
 }  // namespace qe::tokenizer

@@ -63,6 +63,7 @@ class Tokenizer {
   bool is_control(int32_t id) const;
   // The id of a token text, kNoToken if none.
   int32_t token_id(std::string_view text) const;
+  // The vocabulary it was made from, less the BPE merges (the encoder keeps them as id pairs).
   const Vocab& vocab() const;
 
  private:

@@ -30,7 +30,7 @@ struct Bigram {
 
 }  // namespace
 
-Result<BpeEncoder> BpeEncoder::create(const Vocab& v, const TokenMap& map, std::string_view file) {
+Result<BpeEncoder> BpeEncoder::create(const Vocab& v, const TokenIndex& index, std::string_view file) {
   const PreTokenizerTraits* traits = find_pre_tokenizer(v.pre);
   if (traits == nullptr) {
     return Error{std::string(file), "tokenizer.ggml.pre", "unknown pre-tokenizer \"" + v.pre + "\""};
@@ -41,7 +41,7 @@ Result<BpeEncoder> BpeEncoder::create(const Vocab& v, const TokenMap& map, std::
   enc.ignore_merges_ = traits->ignore_merges;
   enc.clean_spaces_ = traits->clean_spaces;
   for (int b = 0; b < 256; ++b) {
-    enc.byte_token_[b] = find_token(map, gpt2_byte_to_utf8(static_cast<uint8_t>(b)));
+    enc.byte_token_[b] = index.find(gpt2_byte_to_utf8(static_cast<uint8_t>(b)));
   }
   // A merge whose parts or result are not tokens can never apply to token ids; llama.cpp would keep
   // merging such strings and drop them at the end, HF refuses the file: we skip them.
@@ -51,28 +51,28 @@ Result<BpeEncoder> BpeEncoder::create(const Vocab& v, const TokenMap& map, std::
     const std::string& m = v.merges[i];
     const size_t sp = m.find(' ', 1);
     if (sp == std::string::npos) continue;  // validate_vocab rejects these first
-    const int32_t left = find_token(map, std::string_view(m).substr(0, sp));
-    const int32_t right = find_token(map, std::string_view(m).substr(sp + 1));
+    const int32_t left = index.find(std::string_view(m).substr(0, sp));
+    const int32_t right = index.find(std::string_view(m).substr(sp + 1));
     joined.assign(m, 0, sp);
     joined.append(m, sp + 1);
-    const int32_t result = find_token(map, joined);
+    const int32_t result = index.find(joined);
     if (left < 0 || right < 0 || result < 0) continue;
     enc.merges_.emplace(pair_key(left, right), Merge{static_cast<int32_t>(i), result});  // first rank wins
   }
   return enc;
 }
 
-void BpeEncoder::encode(std::string_view text, const TokenMap& map, std::vector<int32_t>& out) const {
+void BpeEncoder::encode(std::string_view text, const TokenIndex& index, std::vector<int32_t>& out) const {
   std::vector<std::string_view> words;
   pre_.split(text, words);
-  for (std::string_view w : words) encode_word(w, map, out);
+  for (std::string_view w : words) encode_word(w, index, out);
 }
 
-void BpeEncoder::encode_word(std::string_view word, const TokenMap& map, std::vector<int32_t>& out) const {
+void BpeEncoder::encode_word(std::string_view word, const TokenIndex& index, std::vector<int32_t>& out) const {
   if (ignore_merges_) {
     std::string encoded;
     for (char c : word) encoded += gpt2_byte_to_utf8(static_cast<uint8_t>(c));
-    if (int32_t id = find_token(map, encoded); id >= 0) {
+    if (int32_t id = index.find(encoded); id >= 0) {
       out.push_back(id);
       return;
     }

@@ -17,11 +17,11 @@ namespace qe::tokenizer {
 
 class BpeEncoder {
  public:
-  // `map` is the vocabulary's text -> id index; the encoder keeps no reference to it.
-  static Result<BpeEncoder> create(const Vocab& v, const TokenMap& map, std::string_view file);
+  // `index` is the vocabulary's text -> id index; the encoder keeps no reference to it.
+  static Result<BpeEncoder> create(const Vocab& v, const TokenIndex& index, std::string_view file);
 
   // Appends the ids of `text` (plain text, no special tokens in it) to `out`.
-  void encode(std::string_view text, const TokenMap& map, std::vector<int32_t>& out) const;
+  void encode(std::string_view text, const TokenIndex& index, std::vector<int32_t>& out) const;
 
   bool clean_spaces() const { return clean_spaces_; }
 
@@ -31,7 +31,7 @@ class BpeEncoder {
     int32_t result;  // id of left+right
   };
   BpeEncoder(PreTokenizer pre) : pre_(std::move(pre)) {}
-  void encode_word(std::string_view word, const TokenMap& map, std::vector<int32_t>& out) const;
+  void encode_word(std::string_view word, const TokenIndex& index, std::vector<int32_t>& out) const;
 
   PreTokenizer pre_;
   std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> merge

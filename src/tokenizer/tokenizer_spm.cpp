@@ -26,15 +26,15 @@ struct Bigram {
 
 }  // namespace
 
-SpmEncoder::SpmEncoder(const TokenMap& map) {
+SpmEncoder::SpmEncoder(const TokenIndex& index) {
   for (int b = 0; b < 256; ++b) {
-    int32_t id = find_token(map, fmt::format("<0x{:02X}>", b));
-    if (id < 0) id = find_token(map, std::string(1, static_cast<char>(b)));
+    int32_t id = index.find(fmt::format("<0x{:02X}>", b));
+    if (id < 0) id = index.find(std::string(1, static_cast<char>(b)));
     byte_token_[static_cast<size_t>(b)] = id;
   }
 }
 
-void SpmEncoder::encode(std::string_view text, const Vocab& v, const TokenMap& map,
+void SpmEncoder::encode(std::string_view text, const Vocab& v, const TokenIndex& index,
                         std::vector<int32_t>& out) const {
   std::vector<Symbol> syms;
   syms.reserve(text.size());
@@ -49,7 +49,7 @@ void SpmEncoder::encode(std::string_view text, const Vocab& v, const TokenMap& m
   auto try_pair = [&](int32_t l, int32_t r) {
     if (l < 0 || r < 0) return;
     const uint32_t len = syms[l].len + syms[r].len;
-    const int32_t id = find_token(map, text.substr(syms[l].off, len));
+    const int32_t id = index.find(text.substr(syms[l].off, len));
     if (id < 0) return;
     queue.push(Bigram{v.scores[static_cast<size_t>(id)], l, r, len});
   };
@@ -71,7 +71,7 @@ void SpmEncoder::encode(std::string_view text, const Vocab& v, const TokenMap& m
 
   for (int32_t i = syms.empty() ? -1 : 0; i >= 0; i = syms[i].next) {
     const std::string_view piece = text.substr(syms[i].off, syms[i].len);
-    if (int32_t id = find_token(map, piece); id >= 0) {
+    if (int32_t id = index.find(piece); id >= 0) {
       out.push_back(id);
       continue;
     }

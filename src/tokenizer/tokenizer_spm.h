@@ -16,10 +16,10 @@ namespace qe::tokenizer {
 
 class SpmEncoder {
  public:
-  explicit SpmEncoder(const TokenMap& map);
+  explicit SpmEncoder(const TokenIndex& index);
 
   // Appends the ids of `text` (escaped, no special tokens in it) to `out`.
-  void encode(std::string_view text, const Vocab& v, const TokenMap& map, std::vector<int32_t>& out) const;
+  void encode(std::string_view text, const Vocab& v, const TokenIndex& index, std::vector<int32_t>& out) const;
 
  private:
   std::array<int32_t, 256> byte_token_{};  // <0xNN> (or the single-byte token), -1 when absent

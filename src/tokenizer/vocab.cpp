@@ -206,6 +206,34 @@ Result<Vocab> load_vocab(const GgufFile& f, std::vector<std::string>* warnings) 
   return v;
 }
 
+TokenIndex::TokenIndex(std::span<const std::string> tokens) : tokens_(tokens) {
+  size_t n_slots = 16;
+  while (n_slots < 2 * tokens.size()) n_slots *= 2;
+  slots_.assign(n_slots, kNoToken);
+  mask_ = n_slots - 1;
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    for (size_t s = hash(tokens[id]) & mask_;; s = (s + 1) & mask_) {
+      int32_t& slot = slots_[s];
+      if (slot == kNoToken) {
+        slot = static_cast<int32_t>(id);
+        break;
+      }
+      if (tokens[static_cast<size_t>(slot)] == tokens[id]) {
+        if (repeat_.again == kNoToken) repeat_ = Repeat{slot, static_cast<int32_t>(id)};
+        break;
+      }
+    }
+  }
+}
+
+int32_t TokenIndex::find(std::string_view text) const {
+  if (slots_.empty()) return kNoToken;
+  for (size_t s = hash(text) & mask_;; s = (s + 1) & mask_) {
+    const int32_t id = slots_[s];
+    if (id == kNoToken || tokens_[static_cast<size_t>(id)] == text) return id;
+  }
+}
+
 Status validate_vocab(const Vocab& v, std::string_view file) {
   auto err = [&](std::string_view key, std::string reason) {
     return Error{std::string(file), std::string(key), std::move(reason)};
@@ -214,14 +242,12 @@ Status validate_vocab(const Vocab& v, std::string_view file) {
   if (n == 0) return err(kKeyTokens, "no tokens");
   if (v.scores.size() != n) return err(kKeyScores, fmt::format("{} scores for {} tokens", v.scores.size(), n));
   if (v.types.size() != n) return err(kKeyTypes, fmt::format("{} types for {} tokens", v.types.size(), n));
-  TokenMap seen;
-  seen.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     if (v.tokens[i].empty()) return err(kKeyTokens, fmt::format("entry {} is empty", i));
-    auto [it, fresh] = seen.emplace(v.tokens[i], static_cast<int32_t>(i));
-    if (!fresh) {
-      return err(kKeyTokens, fmt::format("entry {} {} repeats entry {}", i, quoted(v.tokens[i]), it->second));
-    }
+  }
+  if (const TokenIndex::Repeat r = TokenIndex(v.tokens).repeat(); r.again != kNoToken) {
+    return err(kKeyTokens, fmt::format("entry {} {} repeats entry {}", r.again,
+                                       quoted(v.tokens[static_cast<size_t>(r.again)]), r.first));
   }
   if (v.model == VocabModel::kBpe) {
     if (find_pre_tokenizer(v.pre) == nullptr) {

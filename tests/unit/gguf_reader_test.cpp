@@ -82,6 +82,22 @@ TEST(GgufReader, GoodFile) {
   EXPECT_EQ(g.find_tensor("nope"), nullptr);
 }
 
+TEST(GgufReader, EraseDropsOneKeyAndKeepsTheOthersFindable) {
+  const Bytes f = good_file();
+  Result<GgufFile> r = parse(f);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  GgufFile& g = *r;
+  EXPECT_TRUE(g.erase("general.architecture"));
+  EXPECT_FALSE(g.erase("general.architecture"));
+  EXPECT_FALSE(g.has("general.architecture"));
+  ASSERT_EQ(g.metadata().size(), 2u);
+  EXPECT_EQ(g.metadata()[0].key, "llama.block_count");  // file order kept
+  EXPECT_EQ(g.get_u32("llama.block_count").value(), 2u);  // the index moved with the entries
+  EXPECT_EQ(g.get_f32_array("tokenizer.ggml.scores").value()[1], -1.0f);
+  EXPECT_EQ(g.get_string("general.architecture").error().message(), "m.gguf: key general.architecture: missing");
+  EXPECT_EQ(g.tensors().size(), 2u);
+}
+
 TEST(GgufReader, Version2) {
   Result<GgufFile> r = parse(good_file(2));
   ASSERT_TRUE(r.ok()) << r.error().message();

@@ -188,6 +188,39 @@ TEST(Utf8Stream, ByteLevelTokensStreamAnEmoji) {
   EXPECT_EQ(out, "\xF0\x9F\x98\x80");
 }
 
+TEST(TokenIndex, FindsEveryTokenAndNothingElse) {
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 5000; ++i) tokens.push_back("t" + std::to_string(i * 7919 % 100003));
+  tokens.push_back(std::string("a\0b", 3));  // bytes, not C strings
+  const TokenIndex index(tokens);
+  for (size_t i = 0; i < tokens.size(); ++i) EXPECT_EQ(index.find(tokens[i]), static_cast<int32_t>(i));
+  EXPECT_EQ(index.find("a"), kNoToken);
+  EXPECT_EQ(index.find(""), kNoToken);
+  EXPECT_EQ(index.find("t100003"), kNoToken);
+  EXPECT_EQ(index.repeat().again, kNoToken);
+  EXPECT_EQ(TokenIndex().find("t0"), kNoToken);
+}
+
+TEST(TokenIndex, ARepeatedTextKeepsItsFirstId) {
+  const std::vector<std::string> tokens = {"x", "y", "x", "z", "y"};
+  const TokenIndex index(tokens);
+  EXPECT_EQ(index.find("x"), 0);
+  EXPECT_EQ(index.find("y"), 1);
+  EXPECT_EQ(index.find("z"), 3);
+  EXPECT_EQ(index.repeat().first, 0);  // the first repeat in id order: 2 repeats 0
+  EXPECT_EQ(index.repeat().again, 2);
+}
+
+TEST(TokenizerBpe, VocabularyKeepsItsTokensButNotTheMergeStrings) {
+  const Tokenizer t = make(bpe_vocab({"ab"}, {"a b"}));
+  EXPECT_EQ(t.tokenize("ab", false, false), (Ids{256}));  // the merge still applies
+  EXPECT_TRUE(t.vocab().merges.empty());
+  EXPECT_EQ(t.vocab().tokens.size(), 257u);
+  EXPECT_EQ(t.token_id("ab"), 256);
+  EXPECT_EQ(t.token_to_piece(256), "ab");
+  EXPECT_EQ(t.token_to_piece(byte_id(' ')), " ");  // rendered from the GPT-2 byte character
+}
+
 TEST(TokenizerErrors, BadVocabularies) {
   auto error_of = [](Vocab v) {
     Result<Tokenizer> t = Tokenizer::create(std::move(v), "model.gguf");
