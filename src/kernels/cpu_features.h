@@ -18,6 +18,7 @@ struct CpuFeatures {
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512vnni = false;
   bool avx512bf16 = false;  // vdpbf16ps (Cooper Lake, Sapphire Rapids, Zen 4): not part of a level, an
                             // extra the AVX-512 level uses for bf16 weights when present
+  bool gfni = false;        // gf2p8affineqb (Ice Lake, Zen 4): an extra the AVX-512 level uses for q5_K
   bool os_ymm = false, os_zmm = false;  // XCR0: OS saves YMM / ZMM+opmask state
   // arm64
   bool asimd = false, asimddp = false, fphp = false;

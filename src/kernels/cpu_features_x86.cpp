@@ -42,6 +42,7 @@ CpuFeatures detect_cpu_features() {
     f.avx512bw = (b >> 30) & 1;
     f.avx512vl = (b >> 31) & 1;
     f.avx512vnni = (c >> 11) & 1;
+    f.gfni = (c >> 8) & 1;
     if (a >= 1) {  // leaf 7's max subleaf; subleaf 1 EAX bit 5: AVX512_BF16
       __cpuid_count(7, 1, a, b, c, d);
       f.avx512bf16 = ((a >> 5) & 1) && f.avx512f && f.os_zmm;

@@ -37,8 +37,11 @@ namespace neon { void fill_x16_float(KernelTable& t); }
 namespace avx512 {
 void fill_table(KernelTable& t);
 void fill_x16(KernelTable& t);
+void fill_x16_k(KernelTable& t);  // the k-quants, called by fill_x16 (matmul_x16_k_avx512.cpp)
 void fill_float_tiles(KernelTable& t);  // 512-bit f32/f16/bf16 tiles (matmul_float_avx512.cpp)
 }  // namespace avx512
+// q5_K's x16 kernel with GFNI, over the AVX-512 level's when the CPU has GFNI (matmul_x16_k_avx512gfni.cpp).
+namespace avx512gfni { void fill_x16_k(KernelTable& t); }
 namespace neon {
 void fill_table(KernelTable& t);
 void fill_x16(KernelTable& t);

@@ -31,6 +31,7 @@ struct Tables {
     if ((has_avx512 = cpu_has_isa(f, Isa::avx512))) {
       kernels::avx512::fill_table(avx512.fast);
       kernels::avx512::fill_x16(avx512.fast);
+      if (f.gfni) kernels::avx512gfni::fill_x16_k(avx512.fast);
       kernels::avx512::fill_float_tiles(avx512.fast);
       kernels::avx512::fill_x16_float(avx512.fast, f.avx512bf16);
       kernels::avx512::fill_convert(avx512.fast);

@@ -238,8 +238,6 @@ void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
 
 }  // namespace
 
-void fill_x16_k(KernelTable& t);  // the k-quants: matmul_x16_k_avx512.cpp
-
 // C = 8 tokens x the whole 16-row group in one zmm.
 void fill_x16(KernelTable& t) {
   fill_x16_k(t);

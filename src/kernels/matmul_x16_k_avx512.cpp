@@ -40,103 +40,13 @@ namespace {
 
 constexpr int kCols = 8;
 
-inline __m512i bcast_dword(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-// acc + vpdpbusd(w, the q8 dword at p broadcast), the broadcast embedded in the instruction's memory
-// operand ({1to16}): GCC 12 does not fold _mm512_set1_epi32 of a load into it, and the separate
-// vpbroadcastd is one more uop per product.
-inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const void* p) {
-#if defined(__GNUC__)
-  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*static_cast<const int32_t*>(p)));
-  return acc;
-#else
-  return _mm512_dpbusd_epi32(acc, w, bcast_dword(p));
-#endif
-}
-inline __m512i load(const void* p) { return _mm512_loadu_si512(p); }
-inline __m512 h2f16(const uint16_t* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-// 16-bit lane shift by a compile-time count: left for S > 0, right for S < 0. The callers keep only bits
-// that stay inside their byte.
-template <int S>
-inline __m512i shift16(__m512i v) {
-  if constexpr (S > 0) return _mm512_slli_epi16(v, S);
-  else if constexpr (S < 0) return _mm512_srli_epi16(v, -S);
-  else return v;
-}
-// Bit select: (lo & m) | (hi & ~m), one vpternlogd (0xE4 = C ? A : B). vpternlogd overwrites its first
-// operand: lo, a temporary, rather than the mask constant (which would cost a copy each time).
-inline __m512i select(__m512i m, __m512i lo, __m512i hi) { return _mm512_ternarylogic_epi32(lo, hi, m, 0xE4); }
-inline const BlockQ8_K& act(const uint8_t* row, int64_t b) { return reinterpret_cast<const BlockQ8_K*>(row)[b]; }
+#include "kernels/x16_k_avx512.inc"
 
-// The 6-bit scales and mins of a q4_K / q5_K group, unpacked to sc[16 * s + r], mn[16 * s + r].
-inline void decode_scales(const uint8_t* lo, const uint8_t* hi, uint8_t* sc, uint8_t* mn) {
-  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03), m30 = _mm512_set1_epi8(0x30);
-  const __m512i l0 = load(lo), l1 = load(lo + 64), h = load(hi), h2 = _mm512_srli_epi16(h, 2);
-  _mm512_store_si512(sc, select(m4, l0, _mm512_slli_epi16(_mm512_and_si512(h, m3), 4)));
-  _mm512_store_si512(sc + 64, select(m4, l1, _mm512_slli_epi16(_mm512_and_si512(h2, m3), 4)));
-  _mm512_store_si512(mn, select(m4, _mm512_srli_epi16(l0, 4), _mm512_and_si512(h, m30)));
-  _mm512_store_si512(mn + 64, select(m4, _mm512_srli_epi16(l1, 4), _mm512_and_si512(h2, m30)));
-}
-
-inline __m512i u8x16_to_i32(const uint8_t* p) { return _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(p))); }
-
-// q4_K (kQ5 = false) and q5_K.
-template <bool kQ5>
-struct K45 {
-  using W = std::conditional_t<kQ5, BlockQ5_Kx16, BlockQ4_Kx16>;
-  static constexpr int64_t kBlock = QK_K;
-  static constexpr bool kSums = false;
-  template <int C>
-  static void part(int64_t nb, const W* wg, int /*p: the whole group*/, const uint8_t* const* ar, const int32_t* const*,
-                   float* y, int64_t ldy) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
-    __m512 acc[C];
-    for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      const W& blk = wg[b];
-      const BlockQ8_K* a[C];
-      for (int c = 0; c < C; ++c) a[c] = &act(ar[c], b);
-      alignas(64) uint8_t sc[128], mn[128];
-      decode_scales(blk.scales_lo, blk.scales_hi, sc, mn);
-      // q5_K's qh lines are read first, into registers: they precede qs in memory (address order, see
-      // the top of the file), and each serves all 8 sub-blocks.
-      __m512i qh[kQ5 ? 8 : 1];
-      if constexpr (kQ5)
-        for (int k = 0; k < 8; ++k) qh[k] = load(blk.qh + 64 * k);
-      __m512i is[C], im[C];
-      for (int c = 0; c < C; ++c) is[c] = im[c] = _mm512_setzero_si512();
-      unroll<8>([&](auto s_) {  // sub-block s: values 32 s .. +31, the low (s even) or high nibbles of dwords 8 (s / 2) + k
-        constexpr int s = decltype(s_)::value, u = s / 2;
-        __m512i t[C];
-        for (int c = 0; c < C; ++c) t[c] = _mm512_setzero_si512();
-        unroll<8>([&](auto k_) {
-          constexpr int k = decltype(k_)::value;
-          const __m512i v = load(blk.qs + 64 * (8 * u + k));
-          const __m512i nib = s % 2 ? _mm512_srli_epi16(v, 4) : v;
-          __m512i q;
-          if constexpr (kQ5) q = select(m4, nib, _mm512_and_si512(shift16<4 - s>(qh[k]), b4));
-          else q = _mm512_and_si512(nib, m4);
-          for (int c = 0; c < C; ++c) t[c] = dpbusd_bcast(t[c], q, a[c]->qs + 4 * (8 * s + k));
-        });
-        const __m512i scv = u8x16_to_i32(sc + 16 * s);
-        for (int c = 0; c < C; ++c) is[c] = _mm512_add_epi32(is[c], _mm512_mullo_epi32(t[c], scv));
-        // IM: the rows' (m, m) int16 pairs against the (bsums[2s], bsums[2s + 1]) dword.
-        const __m512i m = u8x16_to_i32(mn + 16 * s), mp = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
-        for (int c = 0; c < C; ++c) im[c] = _mm512_dpwssd_epi32(im[c], mp, bcast_dword(a[c]->bsums + 2 * s));
-      });
-      const __m512 dw = h2f16(blk.d), dm = h2f16(blk.dmin);
-      for (int c = 0; c < C; ++c) {
-        const __m512 da = _mm512_set1_ps(a[c]->d);
-        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[c]), _mm512_mul_ps(dw, da), acc[c]);
-        acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(im[c]), _mm512_mul_ps(dm, da), acc[c]);
-      }
-    }
-    for (int c = 0; c < C; ++c) _mm512_storeu_ps(y + c * ldy, acc[c]);
+// q5_K's fifth bits where the CPU has no GFNI: a 16-bit shift that brings bit s to bit 4, then a mask.
+struct ShiftBit5 {
+  template <int s>
+  static __m512i at(__m512i qh) {
+    return _mm512_and_si512(shift16<4 - s>(qh), _mm512_set1_epi8(0x10));
   }
 };
 
@@ -232,7 +142,7 @@ struct K6 {
 // C = 8 tokens x the whole 16-row group in one zmm. Called from fill_x16 (matmul_x16_avx512.cpp).
 void fill_x16_k(KernelTable& t) {
   t.x16_q4_K_q8_K = x16<K45<false>, kCols, 1>;
-  t.x16_q5_K_q8_K = x16<K45<true>, kCols, 1>;
+  t.x16_q5_K_q8_K = x16<K45<true, ShiftBit5>, kCols, 1>;
   t.x16_q6_K_q8_K = x16<K6, kCols, 1>;
 }
 

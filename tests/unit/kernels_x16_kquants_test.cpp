@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "formats/blocks.h"
+#include "kernels/cpu_features.h"
 #include "kernels/interleaved.h"
+#include "kernels/kernel_tables.h"
 #include "kernels/matmul.h"
 
 namespace qe::kernels {
@@ -145,11 +147,38 @@ void deinterleave(GgmlType t, const uint8_t* grp_blk, int64_t r, uint8_t* out) {
   }
 }
 
+#if defined(__x86_64__)
+// The AVX-512 level as a CPU without GFNI runs it: where this CPU has GFNI, the level's table holds the
+// GFNI q5_K kernel (kernel_tables_x86.cpp), and this copy the plain one. nullptr without both.
+const KernelTable* avx512_without_gfni() {
+  const KernelTable* k = kernel_table(Isa::avx512);
+  if (!k || !cpu_features().gfni) return nullptr;
+  static const KernelTable t = [k] {
+    KernelTable c = *k;
+    avx512::fill_x16_k(c);
+    return c;
+  }();
+  return &t;
+}
+#else
+const KernelTable* avx512_without_gfni() { return nullptr; }
+#endif
+
+// Every SIMD level this CPU runs, and the AVX-512 level's kernels without GFNI where it has GFNI.
 std::vector<const KernelTable*> simd_levels() {
   std::vector<const KernelTable*> out;
   for (Isa i : {Isa::avx2, Isa::avx512, Isa::neon})
     if (const KernelTable* k = kernel_table(i)) out.push_back(k);
+  if (const KernelTable* k = avx512_without_gfni()) out.push_back(k);
   return out;
+}
+
+TEST(X16KQuants, GfniTakesQ5KWhereTheCpuHasIt) {
+  const KernelTable* plain = avx512_without_gfni();
+  if (!plain) GTEST_SKIP() << "no AVX-512 with GFNI on this CPU";
+  EXPECT_NE(kernel_table(Isa::avx512)->x16_q5_K_q8_K, plain->x16_q5_K_q8_K);
+  EXPECT_EQ(kernel_table(Isa::avx512)->x16_q4_K_q8_K, plain->x16_q4_K_q8_K);
+  EXPECT_EQ(kernel_table(Isa::avx512)->x16_q6_K_q8_K, plain->x16_q6_K_q8_K);
 }
 
 TEST(X16KQuants, InterleaveIsALosslessRearrangement) {
@@ -267,7 +296,7 @@ void check_shape(GgmlType t, int64_t rows, int64_t cols, int64_t n_tokens) {
   }
 
   for (const KernelTable* k : simd_levels()) {
-    SCOPED_TRACE(isa_name(k->isa));
+    SCOPED_TRACE(::testing::Message() << isa_name(k->isa) << (k == avx512_without_gfni() ? " without GFNI" : ""));
     ASSERT_NE(x16_kernel(*k, t), x16_kernel(ref, t)) << "the level has no kernel of its own";
     std::vector<float> y(yr.size()), y2(yr.size());
     ASSERT_TRUE(matmul(w.x16, a, y.data(), 1, *k).ok());
