@@ -3,7 +3,6 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -14,6 +13,7 @@
 #include "model/forward.h"
 #include "model/kv_cache.h"
 #include "model/run_state.h"
+#include "model/sampler.h"
 #include "model/stop_strings.h"
 #include "model/timing.h"
 #include "tokenizer/utf8.h"
@@ -162,7 +162,7 @@ void BatchEngine::Impl::draw(Draw& d) {
   Slot& slot = slots[d.slot];
   if (slot.req.max_tokens >= 0 && slot.n_gen >= slot.req.max_tokens) return;
   // A NaN or Inf in a weight's scales reaches the logits (Context::decode says the same).
-  d.finite = std::all_of(d.logits.begin(), d.logits.end(), [](float v) { return std::isfinite(v); });
+  d.finite = sampling::first_non_finite(d.logits) == d.logits.size();
   if (d.finite) d.id = slot.sampler->sample(d.logits);
 }
 

@@ -3,9 +3,9 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <cmath>
 
 #include "model/forward.h"
+#include "model/sampler.h"
 #include "model/timing.h"
 
 namespace qe::model {
@@ -40,12 +40,11 @@ Result<std::span<const float>> Context::decode(std::span<const int32_t> tokens, 
   // A NaN or Inf in a weight's scales (a damaged or hostile file: the reader cannot afford to decode
   // every block) reaches the logits; no sampler or perplexity can use them, and sorting them is
   // undefined behaviour. Stop with the position instead.
-  const auto bad = std::find_if(r->begin(), r->end(), [](float v) { return !std::isfinite(v); });
-  if (bad != r->end()) {
-    const int64_t t = (bad - r->begin()) / model_->config.n_vocab + (all ? 0 : static_cast<int64_t>(tokens.size()) - 1);
+  if (const size_t bad = sampling::first_non_finite(*r); bad != r->size()) {
+    const int64_t t = static_cast<int64_t>(bad) / model_->config.n_vocab + (all ? 0 : static_cast<int64_t>(tokens.size()) - 1);
     return Error{"", "logits",
                  fmt::format("non-finite value ({}) at position {}: the weights or scales of the model hold NaN or Inf",
-                             *bad, n_past_ + t)};
+                             (*r)[bad], n_past_ + t)};
   }
   n_past_ += static_cast<int64_t>(tokens.size());
   return r;

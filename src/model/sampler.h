@@ -50,6 +50,11 @@ void min_p(std::vector<Candidate>& c, float p);
 void temperature(std::vector<Candidate>& c, float temp);  // logit / temp, temp > 0
 // Index of the largest logit (the first on ties).
 size_t argmax(const std::vector<Candidate>& c);
+// The index `best` that the scan `best = 0; for i: if (x[i] > x[best]) best = i` ends at: the first
+// largest value, NaN never winning (x[0] NaN: 0). x not empty. Vectorizable passes, same index.
+size_t first_max(std::span<const float> x);
+// The index of the first NaN or Inf in x; x.size() when every value is finite. Vectorizable.
+size_t first_non_finite(std::span<const float> x);
 // Draws from softmax(logits) with u in [0, 1): the first candidate whose cumulative p exceeds u.
 size_t draw(std::vector<Candidate>& c, double u);
 }  // namespace sampling

@@ -130,6 +130,40 @@ TEST(Sampler, GreedyFastPathEqualsTheCandidatePath) {
   }
 }
 
+// first_max against the scan it replaces, on every length to 70 and a vocabulary's, values drawn from
+// a few (ties everywhere), with NaN (at 0 too), -0 / +0 and infinities mixed in.
+TEST(Sampling, FirstMaxIsTheScalarScansIndex) {
+  std::mt19937 rng(11);
+  const float pool[] = {-2.0f, -0.0f, 0.0f, 1.0f, 3.5f, NAN, INFINITY, -INFINITY};
+  for (int trial = 0; trial < 3000; ++trial) {
+    const size_t n = trial < 2800 ? 1 + trial % 70 : 49152;
+    std::vector<float> x(n);
+    const int spread = 1 + trial % 8;  // how many of the pool's values this trial draws from
+    for (float& v : x) v = pool[rng() % spread];
+    if (trial % 5 == 0) x[rng() % n] = pool[5];  // a NaN somewhere
+    if (trial % 11 == 0) x[0] = pool[5];
+    size_t best = 0;
+    for (size_t i = 1; i < n; ++i)
+      if (x[i] > x[best]) best = i;
+    ASSERT_EQ(sampling::first_max(x), best) << "trial " << trial << " n " << n;
+  }
+}
+
+TEST(Sampling, FirstNonFiniteFindsTheFirstNaNOrInf) {
+  std::mt19937 rng(12);
+  const float odd[] = {NAN, -NAN, INFINITY, -INFINITY};
+  for (int trial = 0; trial < 2000; ++trial) {
+    const size_t n = trial < 1900 ? trial % 70 : 49152;
+    std::vector<float> x(n);
+    // Finite values up to the largest, subnormals, zeros of both signs
+    const float fine[] = {0.0f, -0.0f, 1e-45f, -3.4028235e38f, 3.4028235e38f, 1.5f};
+    for (float& v : x) v = fine[rng() % 6];
+    for (int k = trial % 3; k > 0 && n > 0; --k) x[rng() % n] = odd[rng() % 4];
+    const auto want = static_cast<size_t>(std::find_if(x.begin(), x.end(), [](float v) { return !std::isfinite(v); }) - x.begin());
+    ASSERT_EQ(sampling::first_non_finite(x), want) << "trial " << trial << " n " << n;
+  }
+}
+
 TEST(Sampler, GreedyAppliesTheRepeatPenaltyFirst) {
   SamplerParams p;
   p.temp = 0.0f;
