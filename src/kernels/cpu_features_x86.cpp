@@ -49,7 +49,7 @@ CpuFeatures detect_cpu_features() {
     }
   }
   char brand[49] = {};
-  if (__get_cpuid_max(0x80000000, nullptr) >= 0x80000004) {
+  if (static_cast<unsigned>(__get_cpuid_max(0x80000000, nullptr)) >= 0x80000004u) {
     for (unsigned i = 0; i < 3; ++i) {
       __cpuid_count(0x80000002 + i, 0, a, b, c, d);
       std::memcpy(brand + 16 * i + 0, &a, 4);
