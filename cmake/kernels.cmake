@@ -20,24 +20,17 @@ foreach(src ${QE_KERNELS_ALL})
       set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-mbmi2")
       list(APPEND QE_KERNELS_SRC ${src})
     endif()
-  elseif(src MATCHES "_avx512\\.cpp$")
+  elseif(src MATCHES "_avx512(bf16|gfni)?\\.cpp$")
     if(QE_ARCH_X86)
-      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
-        "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx2;-mfma;-mf16c;-mbmi2")
-      list(APPEND QE_KERNELS_SRC ${src})
-    endif()
-  elseif(src MATCHES "_avx512bf16\\.cpp$")
-    if(QE_ARCH_X86)
-      # The AVX-512 level plus AVX512_BF16 (vdpbf16ps): its kernels run only when CPUID lists BF16.
-      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
-        "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx512bf16;-mavx2;-mfma;-mf16c;-mbmi2")
-      list(APPEND QE_KERNELS_SRC ${src})
-    endif()
-  elseif(src MATCHES "_avx512gfni\\.cpp$")
-    if(QE_ARCH_X86)
-      # The AVX-512 level plus GFNI (gf2p8affineqb): its kernels run only when CPUID lists GFNI.
-      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
-        "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mgfni;-mavx2;-mfma;-mf16c;-mbmi2")
+      # The AVX-512 level (F/BW/VL/DQ/VNNI over the AVX2 bundle), and two extras over it whose kernels
+      # run only when CPUID lists them: AVX512_BF16 (vdpbf16ps) and GFNI (gf2p8affineqb).
+      set(qe_flags -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c -mbmi2)
+      if(CMAKE_MATCH_1 STREQUAL "bf16")
+        list(APPEND qe_flags -mavx512bf16)
+      elseif(CMAKE_MATCH_1 STREQUAL "gfni")
+        list(APPEND qe_flags -mgfni)
+      endif()
+      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${qe_flags}")
       list(APPEND QE_KERNELS_SRC ${src})
     endif()
   elseif(src MATCHES "_neon\\.cpp$")
