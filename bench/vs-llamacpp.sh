@@ -5,7 +5,7 @@
 # decode set against the roofline: the t/s this machine's DRAM read bandwidth allows when every weight
 # byte is read once per token.
 #
-#   bench/vs-llamacpp.sh [--threads 2] [--types q4_0,q4_1,q8_0,f16,bf16] [--shapes 1.1b,163m]
+#   bench/vs-llamacpp.sh [--threads 2|1,2,4,...] [--types q4_0,q4_1,q8_0,f16,bf16] [--shapes 1.1b,163m]
 #                        [--rounds 3] [--reps 1] [--pp 512] [--tg 128] [--models DIR] [--json FILE]
 #                        [FILE.gguf ...]
 #
@@ -19,9 +19,12 @@
 # t/s over all rounds' repetitions, and ratio = ours / llama.cpp. tg roofline = DRAM read GB/s (qbench
 # --roofline: the better of 1 and --threads threads) / bytes of weights read per token (every tensor
 # of the file except token_embd, of which one row is read per token; a tied model's output projection
-# reads token_embd whole; the KV cache, small at tg128, is left out). "% roofline" is our tg128 against it. Prints the CPU, its ISA flags, the threads, the load
-# average and the roofline above a Markdown table; --json FILE also writes every sample.
+# reads token_embd whole; the KV cache, small at tg128, is left out). "% roofline" is our tg128 against
+# it. Prints the CPU, its ISA flags, the threads, the load average and the roofline above a Markdown
+# table; --json FILE also writes every sample.
 # Run it on a quiet machine: it warns when the load average says otherwise.
+# --threads with a list (1,2,4,8,16) makes a thread-scaling table: every file at every thread count,
+# each count with its own roofline (read at that count), interleaved within each round.
 #
 # llama-bench comes from scripts/build-llamacpp-tools.sh (llama-cpp-python 0.3.16's vendored llama.cpp,
 # built native; skipped when already built).
@@ -54,8 +57,11 @@ while [[ $# -gt 0 ]]; do
     *) [[ -f $1 ]] || die "$1: no such file"; files+=("$(realpath "$1")"); shift ;;
   esac
 done
-for v in THREADS ROUNDS REPS PP TG; do [[ ${!v} =~ ^[0-9]+$ ]] || die "--${v,,} ${!v}: not a number"; done
-[[ $THREADS -ge 1 && $ROUNDS -ge 1 && $REPS -ge 1 ]] || die "--threads, --rounds and --reps must be >= 1"
+for v in ROUNDS REPS PP TG; do [[ ${!v} =~ ^[0-9]+$ ]] || die "--${v,,} ${!v}: not a number"; done
+[[ $THREADS =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--threads $THREADS: not a number or a comma-separated list"
+IFS=, read -ra thread_counts <<<"$THREADS"
+for t in "${thread_counts[@]}"; do [[ $t -ge 1 ]] || die "--threads $THREADS: every count must be >= 1"; done
+[[ $ROUNDS -ge 1 && $REPS -ge 1 ]] || die "--rounds and --reps must be >= 1"
 [[ -x $BIN/qbench && -x $BIN/qconvert ]] || die "$BIN/qbench or qconvert missing: build first (QE_BUILD_DIR)"
 "$BIN/qbench" -m /dev/null --help >/dev/null 2>&1 || die "$BIN/qbench has no -m (an old build?)"
 
@@ -112,20 +118,24 @@ done
 
 # ---- The machine.
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
-flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|f16c|avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni|avx512_bf16|avx512_fp16|amx_int8|amx_bf16|asimddp' | tr '\n' ' ' || true)
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|f16c|avx512f|avx512bw|avx512vl|avx512vbmi|avx512_vnni|avx_vnni|avx512_bf16|avx512_fp16|gfni|amx_int8|amx_bf16|asimddp' | tr '\n' ' ' || true)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "vs-llamacpp.sh: measuring the roofline ($THREADS threads)" >&2
-"$BIN/qbench" --roofline --threads="$THREADS" >"$tmp/roofline.json" || die "qbench --roofline failed"
+for t in "${thread_counts[@]}"; do
+  echo "vs-llamacpp.sh: measuring the roofline ($t threads)" >&2
+  "$BIN/qbench" --roofline --threads="$t" >"$tmp/roofline.$t.json" || die "qbench --roofline failed"
+done
 
-# ---- Interleaved rounds: ours then theirs, file by file.
+# ---- Interleaved rounds: ours then theirs, file by file, thread count by thread count.
 for r in $(seq "$ROUNDS"); do
-  for i in "${!files[@]}"; do
-    f=${files[$i]}
-    echo "vs-llamacpp.sh: round $r/$ROUNDS: $(basename "$f")" >&2
-    "$BIN/qbench" -m "$f" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" -o json >"$tmp/q.$i.$r.json" 2>"$tmp/q.err" \
-      || { cat "$tmp/q.err" >&2; die "qbench -m $f failed"; }
-    "$LLAMA_BENCH" -m "$f" -p "$PP" -n "$TG" -r "$REPS" -t "$THREADS" -o json >"$tmp/l.$i.$r.json" 2>"$tmp/l.err" \
-      || { tail -5 "$tmp/l.err" >&2; die "llama-bench -m $f failed"; }
+  for t in "${thread_counts[@]}"; do
+    for i in "${!files[@]}"; do
+      f=${files[$i]}
+      echo "vs-llamacpp.sh: round $r/$ROUNDS: $(basename "$f"), $t threads" >&2
+      "$BIN/qbench" -m "$f" -p "$PP" -n "$TG" -r "$REPS" -t "$t" -o json >"$tmp/q.$i.$t.$r.json" 2>"$tmp/q.err" \
+        || { cat "$tmp/q.err" >&2; die "qbench -m $f failed"; }
+      "$LLAMA_BENCH" -m "$f" -p "$PP" -n "$TG" -r "$REPS" -t "$t" -o json >"$tmp/l.$i.$t.$r.json" 2>"$tmp/l.err" \
+        || { tail -5 "$tmp/l.err" >&2; die "llama-bench -m $f failed"; }
+    done
   done
 done
 
@@ -136,13 +146,15 @@ NPROC=$(nproc) "$PY" - <<'EOF'
 import json, os, statistics
 
 env = os.environ
-tmp, rounds, threads = env["TMP"], int(env["ROUNDS"]), int(env["THREADS"])
+tmp, rounds = env["TMP"], int(env["ROUNDS"])
+thread_counts = [int(t) for t in env["THREADS"].split(",")]
 pp, tg = int(env["PP"]), int(env["TG"])
 files = open(f"{tmp}/files").read().split("\n")[:-1]
 labels = open(f"{tmp}/labels").read().split("\n")[:-1]
-roof = json.load(open(f"{tmp}/roofline.json"))
-# The better of the 1-thread and the --threads measurement: what DRAM allows, whatever the noise.
-dram = max(roof["dram_read_gbs"]) if threads > 1 else roof["dram_read_gbs"][0]
+roofs = {t: json.load(open(f"{tmp}/roofline.{t}.json")) for t in thread_counts}
+# At each thread count, the better of the 1-thread and that count's measurement: what DRAM allows,
+# whatever the noise.
+dram = {t: max(r["dram_read_gbs"]) if t > 1 else r["dram_read_gbs"][0] for t, r in roofs.items()}
 load1 = float(env["LOAD"].split()[0])
 
 
@@ -170,46 +182,52 @@ def weight_bytes(info):
 
 rows = []
 for i, (f, label) in enumerate(zip(files, labels)):
-    r = {"file": f}
-    for who in ("q", "l"):
-        p, g = [], []
-        for k in range(1, rounds + 1):
-            p += samples(f"{tmp}/{who}.{i}.{k}.json", pp, 0)
-            g += samples(f"{tmp}/{who}.{i}.{k}.json", 0, tg)
-        r["ours" if who == "q" else "llamacpp"] = {f"pp{pp}": p, f"tg{tg}": g}
-    first = json.load(open(f"{tmp}/q.{i}.1.json"))[0]
+    first = json.load(open(f"{tmp}/q.{i}.{thread_counts[0]}.1.json"))[0]
     shape, typ = label.split("|")
-    r["model"] = shape or os.path.basename(f)
-    r["type"] = typ or first["model_type"].split(" ", 2)[-1]
-    r["model_type"] = first["model_type"]
-    r["weight_bytes_per_token"] = weight_bytes(json.load(open(f"{tmp}/info.{i}.json")))
-    r["tg_roofline_ts"] = dram * 1e9 / r["weight_bytes_per_token"]
-    rows.append(r)
+    wbytes = weight_bytes(json.load(open(f"{tmp}/info.{i}.json")))
+    for t in thread_counts:
+        r = {"file": f, "threads": t}
+        for who in ("q", "l"):
+            p, g = [], []
+            for k in range(1, rounds + 1):
+                p += samples(f"{tmp}/{who}.{i}.{t}.{k}.json", pp, 0)
+                g += samples(f"{tmp}/{who}.{i}.{t}.{k}.json", 0, tg)
+            r["ours" if who == "q" else "llamacpp"] = {f"pp{pp}": p, f"tg{tg}": g}
+        r["model"] = shape or os.path.basename(f)
+        r["type"] = typ or first["model_type"].split(" ", 2)[-1]
+        r["model_type"] = first["model_type"]
+        r["weight_bytes_per_token"] = wbytes
+        r["tg_roofline_ts"] = dram[t] * 1e9 / wbytes
+        rows.append(r)
 
 med = lambda v: statistics.median(v) if v else float("nan")
 print(f"cpu: {env['CPU']} ({env['NPROC']} CPUs; {env['FLAGS'].strip()})")
-print(roof["kernels"])
-print(f"threads: {threads}; rounds: {rounds} interleaved (ours, then llama.cpp); load average: {env['LOAD']}")
-print(f"roofline: DRAM read {roof['dram_read_gbs'][0]:.1f} / {roof['dram_read_gbs'][1]:.1f} GB/s, "
-      f"int8 {roof['int8_gmacs'][0]:.1f} / {roof['int8_gmacs'][1]:.1f} GMAC/s, "
-      f"f32 FMA {roof['fma_gflops'][0]:.1f} / {roof['fma_gflops'][1]:.1f} GFLOP/s (1 / {threads} threads)")
+print(roofs[thread_counts[0]]["kernels"])
+print(f"threads: {env['THREADS']}; rounds: {rounds} interleaved (ours, then llama.cpp); "
+      f"load average: {env['LOAD']}")
+for t, roof in roofs.items():
+    pair = lambda k: f"{roof[k][0]:.1f}" if t == 1 else f"{roof[k][0]:.1f} / {roof[k][1]:.1f}"
+    print(f"roofline: DRAM read {pair('dram_read_gbs')} GB/s, int8 {pair('int8_gmacs')} GMAC/s, "
+          f"f32 FMA {pair('fma_gflops')} GFLOP/s ({'1 thread' if t == 1 else f'1 / {t} threads'})")
 if load1 > 0.5:
     print(f"warning: load average {load1:.2f}: the machine is not quiet, these numbers are noisy")
 print()
-print(f"| model | type | pp{pp} ours | llama.cpp | ratio | tg{tg} ours | llama.cpp | ratio | tg roofline | % roofline |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print(f"| model | type | threads | pp{pp} ours | llama.cpp | ratio | tg{tg} ours | llama.cpp | ratio | tg roofline "
+      "| % roofline |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     op, lp = med(r["ours"][f"pp{pp}"]), med(r["llamacpp"][f"pp{pp}"])
     og, lg = med(r["ours"][f"tg{tg}"]), med(r["llamacpp"][f"tg{tg}"])
     cell = lambda x: "–" if x != x else f"{x:.1f}"
     ratio = lambda a, b: "–" if a != a or b != b or b == 0 else f"{a / b:.2f}x"
     pct = "–" if og != og else f"{100 * og / r['tg_roofline_ts']:.0f}%"
-    print(f"| {r['model']} | {r['type']} | {cell(op)} | {cell(lp)} | {ratio(op, lp)} | {cell(og)} | {cell(lg)} | "
+    print(f"| {r['model']} | {r['type']} | {r['threads']} | {cell(op)} | {cell(lp)} | {ratio(op, lp)} | {cell(og)} | {cell(lg)} | "
           f"{ratio(og, lg)} | {r['tg_roofline_ts']:.1f} | {pct} |")
 
 if env["JSON_OUT"]:
-    doc = {"cpu": env["CPU"], "isa_flags": env["FLAGS"].split(), "threads": threads, "rounds": rounds,
-           "load_average": env["LOAD"], "roofline": roof, "n_prompt": pp, "n_gen": tg, "rows": rows}
+    doc = {"cpu": env["CPU"], "isa_flags": env["FLAGS"].split(), "threads": thread_counts, "rounds": rounds,
+           "load_average": env["LOAD"], "rooflines": {str(t): r for t, r in roofs.items()}, "n_prompt": pp,
+           "n_gen": tg, "rows": rows}
     with open(env["JSON_OUT"], "w") as fh:
         json.dump(doc, fh, indent=2)
 EOF
