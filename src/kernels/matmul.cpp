@@ -102,13 +102,22 @@ Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens
 }
 
 Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
-                                 ThreadTeam& team, const KernelTable& k) {
+                                 ThreadTeam& team, const KernelTable& k, RowHook before) {
   if (n_tokens < 0 || cols <= 0 || x_stride < cols)
     return shape_error("activation shape " + std::to_string(n_tokens) + " x " + std::to_string(cols));
   type_ = type;
   n_tokens_ = n_tokens;
   cols_ = cols;
+  // A token row is well under a microsecond to a few: chunks of at least 4 keep the claims rare, one
+  // token (a decode step) stays on the caller, and a batched step of 8 sequences splits across two
+  // threads (with chunks of 8 the caller quantized all 8 rows while the other thread waited: 8 streams
+  // on SmolLM2-135M, 2-core Zen 4, the waiting thread's spin 5.4-6.2% -> 4.0-4.8% of the samples).
+  constexpr int64_t kMinChunk = 4;
   if (type == GgmlType::F32) {
+    if (before)
+      team.run(n_tokens, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) before(t);
+      }, kMinChunk);
     data_ = x;
     stride_ = x_stride * static_cast<int64_t>(sizeof(float));
     return {};
@@ -129,12 +138,9 @@ Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens
   data_ = storage_.data();
   uint8_t* out = storage_.data();
   const int64_t stride = stride_, sums_off = q8_0_sums_offset(cols), nb = cols / QK8_0;
-  // A token row is well under a microsecond to a few: chunks of at least 4 keep the claims rare, one
-  // token (a decode step) stays on the caller, and a batched step of 8 sequences splits across two
-  // threads (with chunks of 8 the caller quantized all 8 rows while the other thread waited: 8 streams
-  // on SmolLM2-135M, 2-core Zen 4, the waiting thread's spin 5.4-6.2% -> 4.0-4.8% of the samples).
   team.run(n_tokens, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
+      if (before) before(t);
       uint8_t* row = out + t * stride;
       q(x + t * x_stride, row, cols);
       if (!sums) continue;
@@ -146,7 +152,7 @@ Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens
         s[b] = sum;
       }
     }
-  }, /*min_chunk=*/4);
+  }, kMinChunk);
   return {};
 }
 

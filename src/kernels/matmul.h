@@ -36,14 +36,30 @@ std::optional<GgmlType> activation_type(GgmlType weight);
 // sums, q8_1, q8_K) that cols allows.
 int64_t activation_row_bytes_max(int64_t cols);
 
+// Work on one token's row of the input just before that row is converted, in the same parallel region
+// (a residual add and a norm, an activation): fn(ctx, t) writes row t of x. Rows that would otherwise be
+// made by the caller alone, while the other threads wait, are made by whichever thread converts them.
+struct RowHook {
+  void (*fn)(void* ctx, int64_t t) = nullptr;
+  void* ctx = nullptr;
+
+  template <class F>  // f(t), kept by reference: it must outlive the call that takes the hook
+  static RowHook of(F& f) {
+    return {[](void* c, int64_t t) { (*static_cast<F*>(c))(t); }, &f};
+  }
+  explicit operator bool() const { return fn != nullptr; }
+  void operator()(int64_t t) const { fn(ctx, t); }
+};
+
 // n_tokens rows of f32 input, converted once. F32 keeps a pointer to the caller's data (no copy), so
 // the caller's buffer must outlive the matmuls.
 class ActivationBuffer {
  public:
   // x: n_tokens rows of cols floats, x_stride floats apart. type: q8_0, q8_1, q8_K or f32; cols must be a
-  // multiple of its block. Reuses its storage across calls (no allocation once warm).
+  // multiple of its block. Reuses its storage across calls (no allocation once warm). before(t), when
+  // set, runs on each row first (see RowHook), also for f32.
   Status prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
-                 ThreadTeam& team, const KernelTable& k = kernels());
+                 ThreadTeam& team, const KernelTable& k = kernels(), RowHook before = {});
   // The same on ThreadTeam::for_this_thread(n_threads) (0: default_thread_count()).
   Status prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
                  int n_threads = 0, const KernelTable& k = kernels());

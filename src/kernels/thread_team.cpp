@@ -69,10 +69,12 @@ ThreadTeam& ThreadTeam::for_this_thread(int n_threads) {
 
 int64_t ThreadTeam::work(int thread) {
   int64_t ran = 0;
+  uint32_t n = 0;
   uint64_t word = claim_.load(std::memory_order_acquire);
   for (;;) {
-    const auto next = static_cast<uint32_t>(word), n = static_cast<uint32_t>(word >> 32);
-    if (next >= n) return ran;
+    const auto next = static_cast<uint32_t>(word);
+    n = static_cast<uint32_t>(word >> 32);
+    if (next >= n) break;
     // Guided: a share of what is left, so early chunks are long (few claims, long DRAM streams) and the
     // last ones short (a late thread leaves little behind).
     const int64_t left = n - next;
@@ -83,13 +85,16 @@ int64_t ThreadTeam::work(int thread) {
     // The chunk is ours, so the job cannot finish (and fn_ change) before we report it done.
     fn_(ctx_, next, next + chunk, thread);
     ran += chunk;
-    const uint32_t finished = done_.fetch_add(static_cast<uint32_t>(chunk)) +
-                              static_cast<uint32_t>(chunk);
-    // seq_cst add, then load: against the caller's store of caller_waiting_ then load of done_, one
-    // of the two sees the other, so a sleeping caller is always woken.
-    if (finished == n && caller_waiting_.load()) done_.notify_one();
     word = claim_.load(std::memory_order_acquire);
   }
+  // Reported once, when no chunk is left to claim: one shared write per thread and job instead of one
+  // per chunk (each moves done_'s cache line between the cores).
+  if (ran == 0) return 0;
+  const uint32_t finished = done_.fetch_add(static_cast<uint32_t>(ran)) + static_cast<uint32_t>(ran);
+  // seq_cst add, then load: against the caller's store of caller_waiting_ then load of done_, one of the
+  // two sees the other, so a sleeping caller is always woken.
+  if (finished == n && caller_waiting_.load()) done_.notify_one();
+  return ran;
 }
 
 void ThreadTeam::worker_main(int thread) {

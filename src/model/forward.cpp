@@ -22,8 +22,9 @@ using kernels::MatmulJob;
 // y_j = x W_j^T for every job j reading the same input x (n_tokens rows of cols floats). x is converted
 // once per activation type (q8_0 / q8_1 / q8_K / f32) and the jobs that share it run in one parallel
 // region: q/k/v and gate/up are one quantization and one barrier in the usual case where their types agree.
+// make_x(t), when set, first writes token t's row of x, in the region of the first conversion.
 Status project(RunState& s, const kernels::KernelTable& k, const float* x, int64_t n_tokens, int64_t cols,
-               std::initializer_list<MatmulJob> jobs) {
+               std::initializer_list<MatmulJob> jobs, kernels::RowHook make_x = {}) {
   bool done[4] = {};
   QE_CHECK(jobs.size() <= 4);
   const MatmulJob* all = jobs.begin();
@@ -40,7 +41,8 @@ Status project(RunState& s, const kernels::KernelTable& k, const float* x, int64
         done[j] = true;
       }
     }
-    if (Status st = s.act.prepare(*type, x, n_tokens, cols, cols, *s.team, k); !st) return st;
+    if (Status st = s.act.prepare(*type, x, n_tokens, cols, cols, *s.team, k, make_x); !st) return st;
+    make_x = {};
     if (Status st = kernels::matmul_group(std::span<const MatmulJob>(group, n), s.act, *s.team, k); !st)
       return st;
   }
@@ -163,18 +165,26 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     embd->to_float(row, x + t * dim, dim);
   }
 
+  // The row-wise steps between two matmuls (a residual add, a norm, the SwiGLU product) run token by
+  // token inside the next matmul's input conversion (kernels::RowHook), on every thread, instead of on
+  // the caller alone while the others wait. Each row sees the same operations either way.
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
 
     // ---- Attention block: x += Wo · attention(RoPE(Wq xb), RoPE(Wk xb), Wv xb), xb = rmsnorm(x) * attn_norm
-    for (int64_t t = 0; t < n; ++t) k.rms_norm(x + t * dim, L.attn_norm, xb + t * dim, dim, c.rms_eps);
-    observe(l, TapPoint::kAttnIn, xb, dim);
+    // (x first takes the previous layer's feed-forward output, xb2)
+    auto attn_in = [&](int64_t t) {
+      if (l > 0) k.add(x + t * dim, xb2 + t * dim, x + t * dim, dim);
+      k.rms_norm(x + t * dim, L.attn_norm, xb + t * dim, dim, c.rms_eps);
+    };
     // q (n, q_dim), k (n, kv_dim), v (n, kv_dim) from one quantized xb
     if (Status st =
             project(s, k, xb, n, dim,
-                    {{L.wq, s.q.data(), q_dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+                    {{L.wq, s.q.data(), q_dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}},
+                    kernels::RowHook::of(attn_in));
         !st)
       return st.error();
+    observe(l, TapPoint::kAttnIn, xb, dim);
     // RoPE on adjacent pairs of every head at the token's position p in its run, then its k, v into the
     // run's cache
     s.team->run(n, [&](int64_t t0, int64_t t1, int) {
@@ -197,22 +207,28 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
       attention(k, c, runs, l, s);
     observe(l, TapPoint::kAttnOut, s.att.data(), q_dim);
     if (Status st = project(s, k, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();
-    k.add(x, xb2, x, n * dim);
 
     // ---- Feed-forward block (SwiGLU): x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm
-    for (int64_t t = 0; t < n; ++t) k.rms_norm(x + t * dim, L.ffn_norm, xb + t * dim, dim, c.rms_eps);
-    observe(l, TapPoint::kFfnIn, xb, dim);
-    if (Status st = project(s, k, xb, n, dim, {{L.w_gate, s.hb.data(), n_ff}, {L.w_up, s.hb2.data(), n_ff}});
+    // (x first takes the attention output, xb2)
+    auto ffn_in = [&](int64_t t) {
+      k.add(x + t * dim, xb2 + t * dim, x + t * dim, dim);
+      k.rms_norm(x + t * dim, L.ffn_norm, xb + t * dim, dim, c.rms_eps);
+    };
+    if (Status st = project(s, k, xb, n, dim, {{L.w_gate, s.hb.data(), n_ff}, {L.w_up, s.hb2.data(), n_ff}},
+                            kernels::RowHook::of(ffn_in));
         !st)
       return st.error();
+    observe(l, TapPoint::kFfnIn, xb, dim);
     // (n, n_ff), row by row: a vector kernel's scalar tail must not fall on a token's row by its place
     // in the batch
-    for (int64_t t = 0; t < n; ++t)
-      k.silu_mul(s.hb.data() + t * n_ff, s.hb2.data() + t * n_ff, s.hb.data() + t * n_ff, n_ff);
-    observe(l, TapPoint::kFfnDownIn, s.hb.data(), n_ff);
-    if (Status st = project(s, k, s.hb.data(), n, n_ff, {{L.w_down, xb2, dim}}); !st) return st.error();
-    k.add(x, xb2, x, n * dim);
+    float* hb = s.hb.data();
+    const float* hb2 = s.hb2.data();
+    auto down_in = [&](int64_t t) { k.silu_mul(hb + t * n_ff, hb2 + t * n_ff, hb + t * n_ff, n_ff); };
+    if (Status st = project(s, k, hb, n, n_ff, {{L.w_down, xb2, dim}}, kernels::RowHook::of(down_in)); !st)
+      return st.error();
+    observe(l, TapPoint::kFfnDownIn, hb, n_ff);
   }
+  if (c.n_layers > 0) k.add(x, xb2, x, n * dim);  // the last feed-forward output
 
   if (tap && tap->skip_output) return std::span<const float>();
 

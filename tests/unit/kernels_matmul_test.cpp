@@ -143,6 +143,46 @@ TEST_P(MatmulIsa, FusedGroupEqualsSeparateCalls) {
   EXPECT_EQ(yv, sv);
 }
 
+// A row hook runs once on every token's row before that row is converted, on any thread count: the
+// result equals the rows made first and converted after (every activation type, f32 included, token
+// counts around the 4-token chunk), and the hook has written x itself.
+TEST_P(MatmulIsa, RowHookEqualsRowsMadeFirst) {
+  const int64_t cols = 256;
+  for (const GgmlType type : {GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K, GgmlType::F32}) {
+    for (const int64_t n_tokens : {1, 3, 4, 5, 8, 9, 17}) {
+      const auto src = make_input(n_tokens, cols, 11);
+      auto make_row = [&](std::vector<float>& x, int64_t t) {  // x = 2 src + 1 (the hook's work)
+        for (int64_t i = 0; i < cols; ++i) x[t * cols + i] = 2.0f * src[t * cols + i] + 1.0f;
+      };
+      std::vector<float> made(src.size());
+      for (int64_t t = 0; t < n_tokens; ++t) make_row(made, t);
+      ActivationBuffer want;
+      ASSERT_TRUE(want.prepare(type, made.data(), n_tokens, cols, cols, 1, *k_).ok());
+      for (const int threads : {1, 2}) {
+        std::vector<float> x(src.size(), NAN);
+        std::vector<int> calls(static_cast<size_t>(n_tokens), 0);
+        auto hook = [&](int64_t t) {
+          make_row(x, t);
+          ++calls[static_cast<size_t>(t)];
+        };
+        ActivationBuffer got;
+        ASSERT_TRUE(got.prepare(type, x.data(), n_tokens, cols, cols, ThreadTeam::for_this_thread(threads), *k_,
+                                RowHook::of(hook))
+                        .ok());
+        const std::string where = std::string(ggml_type_name(type)) + ", " + std::to_string(n_tokens) +
+                                  " tokens, " + std::to_string(threads) + " threads";
+        EXPECT_EQ(calls, std::vector<int>(static_cast<size_t>(n_tokens), 1)) << where;
+        EXPECT_EQ(0, std::memcmp(x.data(), made.data(), made.size() * sizeof(float))) << where;
+        ASSERT_EQ(got.row_stride(), want.row_stride()) << where;
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          const size_t bytes = type == GgmlType::F32 ? cols * sizeof(float) : static_cast<size_t>(want.row_stride());
+          EXPECT_EQ(0, std::memcmp(got.row(t), want.row(t), bytes)) << where << ", token " << t;
+        }
+      }
+    }
+  }
+}
+
 // The x16 layout: every level's kernel equals the scalar x16 reference bit for bit (same integer dots,
 // same fma sequence), GEMM equals GEMV, 1 and 2 threads agree, and the result stays within the
 // input-derived tolerance of the plain row-major product.
