@@ -8,7 +8,10 @@ Each round sends, for each N in turn, N streaming completions at once (greedy, d
 max_tokens --tokens) to a qserve started with -np 8. Aggregate t/s (wall) = generated tokens of the round /
 the round's wall time from the first request sent to the last token received, prefill included; decode
 t/s = the tokens after each stream's first / the time from the first first-token to the last token (the
-prefill is TTFT's column)."""
+prefill is TTFT's column); steady t/s = the tokens received while every stream of the round was decoding
+(from the last stream's first token to the first stream's end) / that time. The first request reaches
+the engine alone and takes its first token a step before the others, whose prompts are evaluated in the
+next step: "decode" counts that step's prefill, "steady" leaves it and the stragglers' tail out."""
 
 from __future__ import annotations
 
@@ -40,17 +43,18 @@ def stream(port: int, prompt: str, tokens: int, out: dict) -> None:
     t0 = time.perf_counter()
     conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
     r = conn.getresponse()
-    first, n_gen = None, 0
+    first, n_gen, arrivals = None, 0, []
     for line in r:
         if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
             continue
         chunk = json.loads(line[6:])
-        if first is None and chunk["choices"] and chunk["choices"][0].get("text"):
-            first = time.perf_counter()
+        if chunk["choices"] and chunk["choices"][0].get("text"):
+            arrivals.append(time.perf_counter())  # one token's text (a token of no text sends none)
+            first = first or arrivals[-1]
         if "usage" in chunk:
             n_gen = chunk["usage"]["completion_tokens"]
     end = time.perf_counter()
-    out.update(start=t0, first=first or end, ttft=(first or end) - t0, end=end, n_gen=n_gen)
+    out.update(start=t0, first=first or end, ttft=(first or end) - t0, end=end, n_gen=n_gen, arrivals=arrivals)
     conn.close()
 
 
@@ -85,14 +89,15 @@ def main() -> None:
         stream(port, "Warm up:", 8, {})
         print(f"model {pathlib.Path(a.model).name}, {a.tokens} tokens per stream, {a.rounds} rounds, "
               f"load {os.getloadavg()[0]:.2f}\n")
-        print("| streams | aggregate t/s (wall) | decode t/s (first token on) | per stream t/s | TTFT p50 ms "
-              "| TTFT p95 ms | RSS MiB |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("| streams | aggregate t/s (wall) | decode t/s (first token on) | steady t/s (all decoding) "
+              "| per stream t/s | TTFT p50 ms | TTFT p95 ms | RSS MiB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         # Rounds interleave the stream counts (1, 2, 4, 8, 1, 2, ...), so that a drift in the machine's
         # speed (a shared VM's neighbours) reaches every count alike; medians per count.
         rates = {n: [] for n in counts}
         ttfts = {n: [] for n in counts}
         decode = {n: [] for n in counts}
+        steady = {n: [] for n in counts}
         rss = {n: 0.0 for n in counts}
         for rnd in range(a.rounds):
             for n in counts:
@@ -110,16 +115,25 @@ def main() -> None:
                 # first-token to the last token (the prompts' prefill is left out; TTFT reports it).
                 span = max(o["end"] for o in outs) - min(o["first"] for o in outs)
                 decode[n].append(sum(o["n_gen"] - 1 for o in outs) / span)
+                # Steady: every stream decoding. Tokens that arrived after the window opened (the last
+                # first token, itself excluded) and up to its close (the first stream's last token).
+                lo, hi = max(o["first"] for o in outs), min(o["arrivals"][-1] for o in outs if o["arrivals"])
+                if hi > lo:
+                    got = sum(1 for o in outs for t in o["arrivals"] if lo < t <= hi)
+                    steady[n].append(got / (hi - lo))
                 ttfts[n] += [o["ttft"] * 1e3 for o in outs]
                 if rnd == 0:  # after the first round of n, before any larger count has run
                     rss[n] = rss_mib(proc.pid)
         base = statistics.median(rates[counts[0]])
         dbase = statistics.median(decode[counts[0]])
+        med = lambda v: statistics.median(v) if v else float("nan")
+        sbase = med(steady[counts[0]])
         for n in counts:
-            rate, drate = statistics.median(rates[n]), statistics.median(decode[n])
+            rate, drate, srate = statistics.median(rates[n]), statistics.median(decode[n]), med(steady[n])
             t = sorted(ttfts[n])
             p95 = t[min(len(t) - 1, round(0.95 * (len(t) - 1)))]
-            print(f"| {n} | {rate:.1f} ({rate / base:.2f}x) | {drate:.1f} ({drate / dbase:.2f}x) | {rate / n:.1f} "
+            print(f"| {n} | {rate:.1f} ({rate / base:.2f}x) | {drate:.1f} ({drate / dbase:.2f}x) "
+                  f"| {srate:.1f} ({srate / sbase:.2f}x) | {rate / n:.1f} "
                   f"| {statistics.median(t):.0f} | {p95:.0f} | {rss[n]:.0f} |")
     finally:
         proc.send_signal(signal.SIGTERM)
