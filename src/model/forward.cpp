@@ -168,15 +168,18 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
   // The row-wise steps between two matmuls (a residual add, a norm, the SwiGLU product) run token by
   // token inside the next matmul's input conversion (kernels::RowHook), on every thread, instead of on
   // the caller alone while the others wait. Each row sees the same operations either way.
+  // Token t entering a block: x[t] += xb2[t] (the previous block's output, when there is one), then
+  // xb[t] = rmsnorm(x[t]) * norm.
+  auto residual_norm = [&](int64_t t, const float* norm, bool add) {
+    if (add) k.add(x + t * dim, xb2 + t * dim, x + t * dim, dim);
+    k.rms_norm(x + t * dim, norm, xb + t * dim, dim, c.rms_eps);
+  };
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
 
     // ---- Attention block: x += Wo · attention(RoPE(Wq xb), RoPE(Wk xb), Wv xb), xb = rmsnorm(x) * attn_norm
-    // (x first takes the previous layer's feed-forward output, xb2)
-    auto attn_in = [&](int64_t t) {
-      if (l > 0) k.add(x + t * dim, xb2 + t * dim, x + t * dim, dim);
-      k.rms_norm(x + t * dim, L.attn_norm, xb + t * dim, dim, c.rms_eps);
-    };
+    // (x first takes the previous layer's feed-forward output)
+    auto attn_in = [&](int64_t t) { residual_norm(t, L.attn_norm, l > 0); };
     // q (n, q_dim), k (n, kv_dim), v (n, kv_dim) from one quantized xb
     if (Status st =
             project(s, k, xb, n, dim,
@@ -209,11 +212,8 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     if (Status st = project(s, k, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();
 
     // ---- Feed-forward block (SwiGLU): x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm
-    // (x first takes the attention output, xb2)
-    auto ffn_in = [&](int64_t t) {
-      k.add(x + t * dim, xb2 + t * dim, x + t * dim, dim);
-      k.rms_norm(x + t * dim, L.ffn_norm, xb + t * dim, dim, c.rms_eps);
-    };
+    // (x first takes the attention output)
+    auto ffn_in = [&](int64_t t) { residual_norm(t, L.ffn_norm, true); };
     if (Status st = project(s, k, xb, n, dim, {{L.w_gate, s.hb.data(), n_ff}, {L.w_up, s.hb2.data(), n_ff}},
                             kernels::RowHook::of(ffn_in));
         !st)
