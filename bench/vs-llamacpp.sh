@@ -185,19 +185,17 @@ for i, (f, label) in enumerate(zip(files, labels)):
     first = json.load(open(f"{tmp}/q.{i}.{thread_counts[0]}.1.json"))[0]
     shape, typ = label.split("|")
     wbytes = weight_bytes(json.load(open(f"{tmp}/info.{i}.json")))
+    model = {"file": f, "model": shape or os.path.basename(f),
+             "type": typ or first["model_type"].split(" ", 2)[-1], "model_type": first["model_type"],
+             "weight_bytes_per_token": wbytes}
     for t in thread_counts:
-        r = {"file": f, "threads": t}
+        r = dict(model, threads=t, tg_roofline_ts=dram[t] * 1e9 / wbytes)
         for who in ("q", "l"):
             p, g = [], []
             for k in range(1, rounds + 1):
                 p += samples(f"{tmp}/{who}.{i}.{t}.{k}.json", pp, 0)
                 g += samples(f"{tmp}/{who}.{i}.{t}.{k}.json", 0, tg)
             r["ours" if who == "q" else "llamacpp"] = {f"pp{pp}": p, f"tg{tg}": g}
-        r["model"] = shape or os.path.basename(f)
-        r["type"] = typ or first["model_type"].split(" ", 2)[-1]
-        r["model_type"] = first["model_type"]
-        r["weight_bytes_per_token"] = wbytes
-        r["tg_roofline_ts"] = dram[t] * 1e9 / wbytes
         rows.append(r)
 
 med = lambda v: statistics.median(v) if v else float("nan")
