@@ -44,6 +44,21 @@ struct X16FloatSplit {
   explicit operator bool() const { return pack && run; }
 };
 
+// An x16 q4_0 / q4_1 / q8_0 product over several tokens in two steps, so that a matmul lays out its
+// activations' per-block scalars (d as float, the block sum's start or s) once instead of once per
+// kernel call (per call they took ~3% of an 8-token batched decode step: SmolLM2-135M q4_1, Zen 4).
+// scales writes those of A rows [0, nc) (a_stride bytes apart) to `out` (64-byte aligned,
+// scale_bytes(n, nc) bytes, in the level's own layout); run is then the level's MatmulX16Fn on the same
+// rows with them, bit for bit. For nc a multiple of 64, out + scale_bytes(n, nc) is where the scales
+// of the rows from nc on begin.
+struct X16IntSplit {
+  int64_t (*scale_bytes)(int64_t n, int64_t nc) = nullptr;
+  void (*scales)(int64_t n, const void* a, int64_t a_stride, int64_t nc, void* out) = nullptr;
+  void (*run)(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t a_stride, int64_t nc,
+              const void* scales, float* y, int64_t ldy) = nullptr;
+  explicit operator bool() const { return scale_bytes && scales && run; }
+};
+
 // Row of n elements of a stored type (f16, bf16, q4_0, ...) -> f32; n a multiple of the block size.
 using RowToF32Fn = void (*)(const void* x, float* y, int64_t n);
 
@@ -131,6 +146,10 @@ struct KernelTable {
   MatmulX16Fn x16_q4_0_q8_0 = nullptr;
   MatmulX16Fn x16_q4_1_q8_1 = nullptr;
   MatmulX16Fn x16_q8_0_q8_0 = nullptr;
+  // The same three split in scales and run (empty where a level has no split).
+  X16IntSplit x16_q4_0_split;
+  X16IntSplit x16_q4_1_split;
+  X16IntSplit x16_q8_0_split;
   // k-quants in the x16 layout, against q8_K activation rows (which carry their own bsums).
   MatmulX16Fn x16_q4_K_q8_K = nullptr;
   MatmulX16Fn x16_q5_K_q8_K = nullptr;

@@ -1,6 +1,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <array>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,17 @@ MatmulX16Fn x16_kernel(const KernelTable& k, GgmlType weight) {
 }
 
 namespace {
+
+// The scales-and-run split of an x16 int8 weight's kernel (empty for other weights and levels).
+X16IntSplit int_split(const KernelTable& k, const WeightView& w) {
+  if (w.interleave != kInterleave) return {};
+  switch (w.type) {
+    case GgmlType::Q4_0: return k.x16_q4_0_split;
+    case GgmlType::Q4_1: return k.x16_q4_1_split;
+    case GgmlType::Q8_0: return k.x16_q8_0_split;
+    default: return {};
+  }
+}
 
 // Which packed-activation slot an x16 f16 (0) or bf16 (1) weight reads; -1 for other weights.
 int float_slot(const WeightView& w) {
@@ -231,6 +243,42 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
       });
   }
 
+  // x16 q4_0 / q4_1 / q8_0 weights over several tokens: the activations' per-block scalars, laid out
+  // here once by the caller (well under a microsecond for a batched decode step) rather than by every
+  // kernel call of every thread. A group may need up to three layouts (q4_0 and q8_0 read the same q8_0
+  // rows differently), each made once.
+  struct IntScales {
+    decltype(X16IntSplit::scales) layout = nullptr;  // the split's scales function names its layout
+    int64_t at = 0;                                  // its first line in the buffer
+    const uint8_t* data = nullptr;
+  };
+  std::array<IntScales, 3> int_scales{};
+  if (n_tokens > 1) {
+    struct alignas(64) Line {
+      uint8_t bytes[64];
+    };
+    thread_local std::vector<Line> buffer;
+    int n_layouts = 0;
+    int64_t lines = 0;
+    for (const MatmulJob& j : jobs) {
+      const X16IntSplit sp = int_split(k, j.w);
+      auto made = [&](const IntScales& is) { return is.layout == sp.scales; };
+      if (!sp || std::any_of(int_scales.begin(), int_scales.end(), made)) continue;
+      int_scales[n_layouts++] = {sp.scales, lines, nullptr};
+      lines += (sp.scale_bytes(cols, n_tokens) + 63) / 64;
+    }
+    if (static_cast<int64_t>(buffer.size()) < lines) buffer.resize(static_cast<size_t>(lines));
+    for (IntScales& is : std::span(int_scales.data(), static_cast<size_t>(n_layouts))) {
+      is.data = reinterpret_cast<const uint8_t*>(buffer.data() + is.at);
+      is.layout(cols, a.row(0), a.row_stride(), n_tokens, buffer.data() + is.at);
+    }
+  }
+  auto scales_of = [&](const X16IntSplit& sp) -> const uint8_t* {
+    for (const IntScales& is : int_scales)
+      if (is.layout == sp.scales) return is.data;
+    return nullptr;
+  };
+
   // Units [u_lo, u_hi) of the concatenated jobs, walked job by job; within a job, for each chunk of
   // tokens that stays in L2, its rows stream past once.
   auto work = [&](int64_t u_lo, int64_t u_hi, int) {
@@ -245,11 +293,16 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
       if (j.w.interleave == kInterleave) {
         const MatmulX16Fn fn = x16_kernel(k, j.w.type);
         const int slot = float_slot(j.w);
+        const X16IntSplit isp = int_split(k, j.w);
+        const uint8_t* scales = isp ? scales_of(isp) : nullptr;
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
           const int64_t nc = std::min(kTokenChunk, n_tokens - t0);
           if (slot >= 0 && packed[slot])
             split[slot].run(cols, wrow, (r1 - r0) / kInterleave, packed[slot] + t0 * cols, nc,
                             j.y + t0 * j.ldy + r0, j.ldy);
+          else if (scales)
+            isp.run(cols, wrow, (r1 - r0) / kInterleave, a.row(t0), a.row_stride(), nc,
+                    scales + isp.scale_bytes(cols, t0), j.y + t0 * j.ldy + r0, j.ldy);
           else
             fn(cols, wrow, (r1 - r0) / kInterleave, a.row(t0), a.row_stride(), nc, j.y + t0 * j.ldy + r0,
                j.ldy);

@@ -12,7 +12,7 @@
 // on a 2-core Zen 3 EPYC against one half and 8 tokens per pass (135M ffn_up, qbench, 3 interleaved
 // rounds): q4_0 / q4_1 8 tokens 1 thread +9% / +10%, 64 tokens +9% / +7%, 512 tokens +8%; q8_0 +2%.
 // As at the AVX-512 level, the activation scalars (d_a as float, -8 * sum or s_a) are converted once per
-// call into one line per (block, 4 tokens) and read with broadcast loads.
+// matmul (X16IntSplit) into one line per (block, 4 tokens) and read with broadcast loads.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -205,17 +205,25 @@ void part_tail(int c, int64_t nb, const typename K::W* wg, const uint8_t* const*
   }
 }
 
-// MatmulX16Fn: the activation scalars of all nc tokens once, then every group, kCols tokens at a time.
+// X16IntSplit: one TokenScales per (block, slice of kCols tokens).
 template <class K>
-void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
+int64_t scale_bytes(int64_t n, int64_t nc) {
+  return (nc + kCols - 1) / kCols * (n / QK8_0) * static_cast<int64_t>(sizeof(TokenScales));
+}
+template <class K>
+void scales(int64_t n, const void* a, int64_t as, int64_t nc, void* out) {
+  token_scales<K>(n / QK8_0, static_cast<const uint8_t*>(a), as, nc, K::kSums ? q8_0_sums_offset(n) : 0,
+                  static_cast<TokenScales*>(out));
+}
+
+// Every group, kCols tokens at a time, with the scalars `scales` made of these rows.
+template <class K>
+void run(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc,
+         const void* scales, float* y, int64_t ldy) {
   const int64_t nb = n / QK8_0;
   const int64_t n_slices = (nc + kCols - 1) / kCols;
-  // Per thread, grown to the largest call and then reused: no allocation once warm.
-  thread_local std::vector<TokenScales> scratch;
-  if (static_cast<int64_t>(scratch.size()) < n_slices * nb) scratch.resize(static_cast<size_t>(n_slices * nb));
   const auto* ab = static_cast<const uint8_t*>(a);
   const int64_t sums_off = K::kSums ? q8_0_sums_offset(n) : 0;
-  token_scales<K>(nb, ab, as, nc, sums_off, scratch.data());
   for (int64_t g = 0; g < n_groups; ++g) {
     const auto* wg = static_cast<const typename K::W*>(w) + g * nb;
     for (int64_t s = 0; s < n_slices; ++s) {
@@ -223,12 +231,31 @@ void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
       const int cn = static_cast<int>(std::min<int64_t>(kCols, nc - c0));
       const uint8_t* ar[kCols];
       for (int c = 0; c < cn; ++c) ar[c] = ab + (c0 + c) * as;
-      const TokenScales* ts = scratch.data() + s * nb;
+      const TokenScales* ts = static_cast<const TokenScales*>(scales) + s * nb;
       float* yo = y + c0 * ldy + g * kInterleave;
       if (s == 0) part_tail<K, kCols, true>(cn, nb, wg, ar, sums_off, ts, yo, ldy);  // the pass from DRAM
       else part_tail<K, kCols, false>(cn, nb, wg, ar, sums_off, ts, yo, ldy);
     }
   }
+}
+
+// MatmulX16Fn: the activation scalars of all nc tokens once (one token reads them from its row), then
+// run.
+template <class K>
+void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
+  // Per thread, grown to the largest call and then reused: no allocation once warm.
+  thread_local std::vector<TokenScales> scratch;
+  const auto lines = static_cast<size_t>(scale_bytes<K>(n, nc) / static_cast<int64_t>(sizeof(TokenScales)));
+  if (nc > 1) {
+    if (scratch.size() < lines) scratch.resize(lines);
+    scales<K>(n, a, as, nc, scratch.data());
+  }
+  run<K>(n, w, n_groups, a, as, nc, scratch.data(), y, ldy);
+}
+
+template <class K>
+constexpr X16IntSplit split() {
+  return {scale_bytes<K>, scales<K>, run<K>};
 }
 
 }  // namespace
@@ -241,6 +268,9 @@ void fill_x16(KernelTable& t) {
   t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>>;
   t.x16_q4_1_q8_1 = x16<Q4<BlockQ4_1x16, BlockQ8_1, true>>;
   t.x16_q8_0_q8_0 = x16<Q8_0>;
+  t.x16_q4_0_split = split<Q4<BlockQ4_0x16, BlockQ8_0, false>>();
+  t.x16_q4_1_split = split<Q4<BlockQ4_1x16, BlockQ8_1, true>>();
+  t.x16_q8_0_split = split<Q8_0>();
 }
 
 }  // namespace qe::kernels::avx2

@@ -14,7 +14,8 @@
 // to keep everything else off FP0/FP1 and out of the front end's way:
 //  - every activation dword is an embedded broadcast of vpdpbusd ({1to16}), no separate vpbroadcastd;
 //  - the per-(block, token) activation scalars (d_a as float, the integer start -8 / -128 * sum, or
-//    q4_1's s_a as float) are converted once per call into one 64-byte line per (block, 8 tokens), read
+//    q4_1's s_a as float) are converted once per matmul (X16IntSplit: the driver makes them before its
+//    threads start, where every call used to) into one 64-byte line per (block, 8 tokens), read
 //    with broadcast loads (vpbroadcastd / vmulps {1to16}), instead of a scalar fp16 convert + shuffle +
 //    integer multiply per (block, token, row group);
 //  - while a group's weights serve its 8-token slices, the next group's are prefetched, a share per
@@ -99,18 +100,30 @@ struct Q8_0 {
 };
 
 // ts[s * nb + b] for the 8-token slice s of the nc tokens: every scalar the micro-kernel needs per
-// (block, token). Tokens past nc are left as they are (their lanes are never read).
+// (block, token). One block's scalars of a slice's tokens come in one gather (the rows are `as` apart),
+// converted 8 at a time; lanes past nc are zeros (never read).
 template <class K>
 void token_scales(int64_t nb, const uint8_t* a, int64_t as, int64_t nc, int64_t sums_off, TokenScales* ts) {
-  for (int64_t c = 0; c < nc; ++c) {
-    const auto* ab = reinterpret_cast<const typename K::A*>(a + c * as);
-    const auto* sums = reinterpret_cast<const int32_t*>(a + c * as + sums_off);
-    TokenScales* t = ts + c / kCols * nb;
-    const int64_t l = c % kCols;
+  using A = typename K::A;
+  const __m256i rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm256_set1_epi32(static_cast<int32_t>(as)));
+  for (int64_t c0 = 0; c0 < nc; c0 += kCols) {
+    const auto live = static_cast<__mmask8>((1u << std::min<int64_t>(kCols, nc - c0)) - 1);
+    const uint8_t* slice = a + c0 * as;
+    TokenScales* t = ts + c0 / kCols * nb;
     for (int64_t b = 0; b < nb; ++b) {
-      t[b].d[l] = h2f(ab[b].d);
-      if constexpr (K::kHasMin) t[b].s[l] = h2f(ab[b].s);
-      else t[b].start[l] = K::kOffset * sums[b];
+      // The block's first dword: d in its low half, and q4_1's s in its high half (q8_1).
+      const __m256i head = _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), live, rows,
+                                                        slice + b * static_cast<int64_t>(sizeof(A)), 1);
+      _mm256_store_ps(t[b].d, _mm256_cvtph_ps(_mm256_cvtepi32_epi16(head)));
+      if constexpr (K::kHasMin) {
+        _mm256_store_ps(t[b].s, _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(head, 16))));
+      } else {
+        const __m256i sums =
+            _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), live, rows, slice + sums_off + 4 * b, 1);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(t[b].start),
+                           _mm256_mullo_epi32(sums, _mm256_set1_epi32(K::kOffset)));
+      }
     }
   }
 }
@@ -200,17 +213,25 @@ void part_tail(int c, int64_t nb, const typename K::W* wg, const uint8_t* const*
   }
 }
 
-// MatmulX16Fn: the activation scalars of all nc tokens once, then every group, kCols tokens at a time.
+// X16IntSplit: one TokenScales line per (block, slice of kCols tokens).
 template <class K>
-void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
+int64_t scale_bytes(int64_t n, int64_t nc) {
+  return (nc + kCols - 1) / kCols * (n / QK8_0) * static_cast<int64_t>(sizeof(TokenScales));
+}
+template <class K>
+void scales(int64_t n, const void* a, int64_t as, int64_t nc, void* out) {
+  token_scales<K>(n / QK8_0, static_cast<const uint8_t*>(a), as, nc, K::kHasMin ? 0 : q8_0_sums_offset(n),
+                  static_cast<TokenScales*>(out));
+}
+
+// Every group, kCols tokens at a time, with the scalars `scales` made of these rows.
+template <class K>
+void run(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc,
+         const void* scales, float* y, int64_t ldy) {
   const int64_t nb = n / QK8_0;
   const int64_t n_slices = (nc + kCols - 1) / kCols;
-  // Per thread, grown to the largest call and then reused: no allocation once warm.
-  thread_local std::vector<TokenScales> scratch;
-  if (static_cast<int64_t>(scratch.size()) < n_slices * nb) scratch.resize(static_cast<size_t>(n_slices * nb));
   const auto* ab = static_cast<const uint8_t*>(a);
   const int64_t sums_off = K::kHasMin ? 0 : q8_0_sums_offset(n);
-  token_scales<K>(nb, ab, as, nc, sums_off, scratch.data());
   const int64_t group_bytes = nb * static_cast<int64_t>(sizeof(typename K::W));
   const int64_t pf_step = n_slices > 1 ? 128 : static_cast<int64_t>(sizeof(typename K::W));
   for (int64_t g = 0; g < n_groups; ++g) {
@@ -230,10 +251,29 @@ void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
       const uint8_t* ar[kCols];
       for (int c = 0; c < cn; ++c) ar[c] = ab + (c0 + c) * as;
       float* yo = y + c0 * ldy + g * kInterleave;
-      const TokenScales* ts = scratch.data() + s * nb;
+      const TokenScales* ts = static_cast<const TokenScales*>(scales) + s * nb;
       part_tail<K, kCols>(cn, nb, wg, ar, sums_off, ts, pf, pf_step, yo, ldy);
     }
   }
+}
+
+// MatmulX16Fn: the activation scalars of all nc tokens once (one token reads them from its row), then
+// run.
+template <class K>
+void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
+  // Per thread, grown to the largest call and then reused: no allocation once warm.
+  thread_local std::vector<TokenScales> scratch;
+  const auto lines = static_cast<size_t>(scale_bytes<K>(n, nc) / static_cast<int64_t>(sizeof(TokenScales)));
+  if (nc > 1) {
+    if (scratch.size() < lines) scratch.resize(lines);
+    scales<K>(n, a, as, nc, scratch.data());
+  }
+  run<K>(n, w, n_groups, a, as, nc, scratch.data(), y, ldy);
+}
+
+template <class K>
+constexpr X16IntSplit split() {
+  return {scale_bytes<K>, scales<K>, run<K>};
 }
 
 }  // namespace
@@ -244,6 +284,9 @@ void fill_x16(KernelTable& t) {
   t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>>;
   t.x16_q4_1_q8_1 = x16<Q4<BlockQ4_1x16, BlockQ8_1, true>>;
   t.x16_q8_0_q8_0 = x16<Q8_0>;
+  t.x16_q4_0_split = split<Q4<BlockQ4_0x16, BlockQ8_0, false>>();
+  t.x16_q4_1_split = split<Q4<BlockQ4_1x16, BlockQ8_1, true>>();
+  t.x16_q8_0_split = split<Q8_0>();
 }
 
 }  // namespace qe::kernels::avx512

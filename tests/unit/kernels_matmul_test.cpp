@@ -17,6 +17,9 @@
 namespace qe::kernels {
 namespace {
 
+// The first 64-byte boundary in a buffer of 8-byte words (the caller leaves 64 bytes of room).
+uint64_t* align64(uint64_t* p) { return p + (8 - reinterpret_cast<uintptr_t>(p) / 8 % 8) % 8; }
+
 struct Weights {
   std::vector<uint8_t> bytes;
   std::vector<float> deq;  // rows x cols
@@ -211,6 +214,30 @@ TEST_P(MatmulIsa, InterleavedMatchesReferenceBitForBit) {
           ASSERT_EQ(y, y2) << "1 vs 2 threads";
           ASSERT_TRUE(matmul(*wx, a, yr.data(), 1, ref).ok());
           ASSERT_EQ(y, yr) << "level vs scalar x16 reference";
+          // matmul takes the level's scales-and-run split where it has one: the kernel called alone, and
+          // the split with the scales of all tokens made once, give the same bits.
+          const X16IntSplit split = t == GgmlType::Q4_0   ? k_->x16_q4_0_split
+                                    : t == GgmlType::Q4_1 ? k_->x16_q4_1_split
+                                                          : k_->x16_q8_0_split;
+          std::vector<float> yd(y.size(), -1.0f), ys(y.size(), -1.0f);
+          std::vector<uint64_t> buffer;
+          const uint8_t* scales = nullptr;
+          if (split) {
+            buffer.assign(static_cast<size_t>(split.scale_bytes(cols, n_tokens) / 8 + 8), 0);
+            split.scales(cols, a.row(0), a.row_stride(), n_tokens, align64(buffer.data()));
+            scales = reinterpret_cast<const uint8_t*>(align64(buffer.data()));
+          }
+          for (int64_t t0 = 0; t0 < n_tokens; t0 += 64) {
+            const int64_t nc = std::min<int64_t>(64, n_tokens - t0);
+            x16_kernel(*k_, t)(cols, wx->data, rows / kInterleave, a.row(t0), a.row_stride(), nc,
+                               yd.data() + t0 * rows, rows);
+            if (split)
+              split.run(cols, wx->data, rows / kInterleave, a.row(t0), a.row_stride(), nc,
+                        scales + split.scale_bytes(cols, t0),
+                        ys.data() + t0 * rows, rows);
+          }
+          ASSERT_EQ(yd, y) << "the x16 kernel alone vs matmul";
+          if (split) ASSERT_EQ(ys, y) << "split vs matmul";
           ActivationBuffer a1;
           ASSERT_TRUE(a1.prepare(*activation_type(t), x.data() + (n_tokens - 1) * cols, 1, cols, cols, 1, *k_).ok());
           std::vector<float> yv(static_cast<size_t>(rows));
