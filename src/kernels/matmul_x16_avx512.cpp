@@ -213,17 +213,6 @@ void part_tail(int c, int64_t nb, const typename K::W* wg, const uint8_t* const*
   }
 }
 
-// X16IntSplit: one TokenScales line per (block, slice of kCols tokens).
-template <class K>
-int64_t scale_bytes(int64_t n, int64_t nc) {
-  return (nc + kCols - 1) / kCols * (n / QK8_0) * static_cast<int64_t>(sizeof(TokenScales));
-}
-template <class K>
-void scales(int64_t n, const void* a, int64_t as, int64_t nc, void* out) {
-  token_scales<K>(n / QK8_0, static_cast<const uint8_t*>(a), as, nc, K::kHasMin ? 0 : q8_0_sums_offset(n),
-                  static_cast<TokenScales*>(out));
-}
-
 // Every group, kCols tokens at a time, with the scalars `scales` made of these rows.
 template <class K>
 void run(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc,
@@ -257,26 +246,9 @@ void run(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
   }
 }
 
-// MatmulX16Fn: the activation scalars of all nc tokens once (one token reads them from its row), then
-// run.
-template <class K>
-void x16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y, int64_t ldy) {
-  // Per thread, grown to the largest call and then reused: no allocation once warm.
-  thread_local std::vector<TokenScales> scratch;
-  const auto lines = static_cast<size_t>(scale_bytes<K>(n, nc) / static_cast<int64_t>(sizeof(TokenScales)));
-  if (nc > 1) {
-    if (scratch.size() < lines) scratch.resize(lines);
-    scales<K>(n, a, as, nc, scratch.data());
-  }
-  run<K>(n, w, n_groups, a, as, nc, scratch.data(), y, ldy);
-}
-
-template <class K>
-constexpr X16IntSplit split() {
-  return {scale_bytes<K>, scales<K>, run<K>};
-}
-
 }  // namespace
+
+#include "kernels/x16_int_split.inc"
 
 // C = 8 tokens x the whole 16-row group in one zmm.
 void fill_x16(KernelTable& t) {
