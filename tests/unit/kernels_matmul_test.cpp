@@ -237,7 +237,9 @@ TEST_P(MatmulIsa, InterleavedMatchesReferenceBitForBit) {
                         ys.data() + t0 * rows, rows);
           }
           ASSERT_EQ(yd, y) << "the x16 kernel alone vs matmul";
-          if (split) ASSERT_EQ(ys, y) << "split vs matmul";
+          if (split) {
+            ASSERT_EQ(ys, y) << "split vs matmul";
+          }
           ActivationBuffer a1;
           ASSERT_TRUE(a1.prepare(*activation_type(t), x.data() + (n_tokens - 1) * cols, 1, cols, cols, 1, *k_).ok());
           std::vector<float> yv(static_cast<size_t>(rows));
