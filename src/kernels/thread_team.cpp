@@ -6,6 +6,8 @@
 #include <chrono>
 #include <map>
 
+#include "formats/error.h"
+
 namespace qe::kernels {
 namespace {
 
@@ -72,20 +74,24 @@ int64_t ThreadTeam::work(int thread) {
   uint32_t n = 0;
   uint64_t word = claim_.load(std::memory_order_acquire);
   for (;;) {
+    // Guided: a share of what is left, so early chunks are long (few claims, long DRAM streams) and the
+    // last ones short (a late thread leaves little behind). The share comes from the last word this
+    // thread saw, and the claim is one fetch_add: the claim word's line crosses to this core once per
+    // chunk, where a fresh load and then a compare-exchange moved it twice (a batched decode step makes
+    // thousands of claims). A stale word only sizes the chunk; the add's result says what was taken.
+    const auto seen = static_cast<uint32_t>(word), seen_n = static_cast<uint32_t>(word >> 32);
+    if (seen >= seen_n) break;
+    const int64_t left = seen_n - seen;
+    const int64_t share = std::min<int64_t>(left, std::max<int64_t>(min_chunk_, left / (4 * n_threads_)));
+    word = claim_.fetch_add(static_cast<uint64_t>(share), std::memory_order_acq_rel);
     const auto next = static_cast<uint32_t>(word);
     n = static_cast<uint32_t>(word >> 32);
-    if (next >= n) break;
-    // Guided: a share of what is left, so early chunks are long (few claims, long DRAM streams) and the
-    // last ones short (a late thread leaves little behind).
-    const int64_t left = n - next;
-    const int64_t chunk = std::min<int64_t>(left, std::max<int64_t>(min_chunk_, left / (4 * n_threads_)));
-    const uint64_t claimed = pack(static_cast<uint32_t>(next + chunk), n);
-    if (!claim_.compare_exchange_weak(word, claimed, std::memory_order_acq_rel, std::memory_order_acquire))
-      continue;  // word reloaded
+    if (next >= n) break;  // every unit was taken (the add went past the end, which is harmless)
+    const int64_t chunk = std::min<int64_t>(share, n - next);
     // The chunk is ours, so the job cannot finish (and fn_ change) before we report it done.
     fn_(ctx_, next, next + chunk, thread);
     ran += chunk;
-    word = claim_.load(std::memory_order_acquire);
+    word += static_cast<uint64_t>(share);  // the word as this add left it
   }
   // Reported once, when no chunk is left to claim: one shared write per thread and job instead of one
   // per chunk (each moves done_'s cache line between the cores).
@@ -114,6 +120,9 @@ void ThreadTeam::worker_main(int thread) {
 
 void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void* ctx) {
   if (n_units <= 0) return;
+  // The claim word's low half counts units, and each thread's last add may pass the end by a share
+  // (at most n_units): the count must stay below 2^32 so that it never carries into the high half.
+  QE_CHECK(n_units <= (int64_t{1} << 32) / (n_threads_ + 1) - 1);
   min_chunk = std::max<int64_t>(1, min_chunk);
   if (n_threads_ == 1 || n_units <= min_chunk) {
     fn(ctx, 0, n_units, 0);
