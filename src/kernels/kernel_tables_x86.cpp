@@ -30,6 +30,7 @@ struct Tables {
     avx512 = avx2;
     if ((has_avx512 = cpu_has_isa(f, Isa::avx512))) {
       kernels::avx512::fill_table(avx512.fast);
+      kernels::avx512::fill_quantize(avx512.fast);
       kernels::avx512::fill_x16(avx512.fast);
       if (f.gfni) kernels::avx512gfni::fill_x16_k(avx512.fast);
       kernels::avx512::fill_float_tiles(avx512.fast);
