@@ -69,8 +69,10 @@ class ThreadTeam {
   ChunkFn fn_ = nullptr;
   void* ctx_ = nullptr;
   int64_t min_chunk_ = 1;
-  // Claim word: next unit (low 32 bits) and the job's unit count (high 32 bits), advanced by CAS so a
-  // worker that wakes late can only take a chunk of the job that is current.
+  // Claim word: next unit (low 32 bits) and the job's unit count (high 32 bits) in one word, advanced by
+  // fetch_add, so the add's result names both the units taken and the job they belong to: a worker that
+  // wakes late can only take a chunk of the job that is current (the next unit may pass the count, by at
+  // most a share per thread: run() keeps the count small enough that it never carries).
   alignas(64) std::atomic<uint64_t> claim_{0};
   alignas(64) std::atomic<uint32_t> done_{0};      // units finished in the current job
   std::atomic<uint32_t> caller_waiting_{0};        // the caller sleeps on done_
