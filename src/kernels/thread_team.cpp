@@ -82,7 +82,8 @@ int64_t ThreadTeam::work(int thread) {
     const auto seen = static_cast<uint32_t>(word), seen_n = static_cast<uint32_t>(word >> 32);
     if (seen >= seen_n) break;
     const int64_t left = seen_n - seen;
-    const int64_t share = std::min<int64_t>(left, std::max<int64_t>(min_chunk_, left / (4 * n_threads_)));
+    const int64_t least = min_chunk_.load(std::memory_order_relaxed);
+    const int64_t share = std::min<int64_t>(left, std::max<int64_t>(least, left / (4 * n_threads_)));
     word = claim_.fetch_add(static_cast<uint64_t>(share), std::memory_order_acq_rel);
     const auto next = static_cast<uint32_t>(word);
     n = static_cast<uint32_t>(word >> 32);
@@ -139,7 +140,7 @@ void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void
   }
   fn_ = fn;
   ctx_ = ctx;
-  min_chunk_ = min_chunk;
+  min_chunk_.store(min_chunk, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
   claim_.store(pack(0, static_cast<uint32_t>(n_units)), std::memory_order_release);
   generation_.fetch_add(1);  // seq_cst: ordered against a worker's sleepers_ increment

@@ -68,7 +68,9 @@ class ThreadTeam {
   // after it claimed a chunk of it (so the job cannot end under it).
   ChunkFn fn_ = nullptr;
   void* ctx_ = nullptr;
-  int64_t min_chunk_ = 1;
+  // The exception: a worker sizes its next claim with the chunk floor before it holds a chunk, so it
+  // may read it while the caller sets the next job's (a stale floor only sizes that one claim).
+  std::atomic<int64_t> min_chunk_{1};
   // Claim word: next unit (low 32 bits) and the job's unit count (high 32 bits) in one word, advanced by
   // fetch_add, so the add's result names both the units taken and the job they belong to: a worker that
   // wakes late can only take a chunk of the job that is current (the next unit may pass the count, by at
