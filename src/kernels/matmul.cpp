@@ -253,6 +253,11 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
     const uint8_t* data = nullptr;
   };
   std::array<IntScales, 3> int_scales{};
+  auto layout_of = [&](const X16IntSplit& sp) -> const IntScales* {
+    for (const IntScales& is : int_scales)
+      if (is.layout == sp.scales) return &is;
+    return nullptr;
+  };
   if (n_tokens > 1) {
     struct alignas(64) Line {
       uint8_t bytes[64];
@@ -262,8 +267,7 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
     int64_t lines = 0;
     for (const MatmulJob& j : jobs) {
       const X16IntSplit sp = int_split(k, j.w);
-      auto made = [&](const IntScales& is) { return is.layout == sp.scales; };
-      if (!sp || std::any_of(int_scales.begin(), int_scales.end(), made)) continue;
+      if (!sp || layout_of(sp)) continue;
       int_scales[n_layouts++] = {sp.scales, lines, nullptr};
       lines += (sp.scale_bytes(cols, n_tokens) + 63) / 64;
     }
@@ -273,12 +277,6 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
       is.layout(cols, a.row(0), a.row_stride(), n_tokens, buffer.data() + is.at);
     }
   }
-  auto scales_of = [&](const X16IntSplit& sp) -> const uint8_t* {
-    for (const IntScales& is : int_scales)
-      if (is.layout == sp.scales) return is.data;
-    return nullptr;
-  };
-
   // Units [u_lo, u_hi) of the concatenated jobs, walked job by job; within a job, for each chunk of
   // tokens that stays in L2, its rows stream past once.
   auto work = [&](int64_t u_lo, int64_t u_hi, int) {
@@ -294,7 +292,8 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
         const MatmulX16Fn fn = x16_kernel(k, j.w.type);
         const int slot = float_slot(j.w);
         const X16IntSplit isp = int_split(k, j.w);
-        const uint8_t* scales = isp ? scales_of(isp) : nullptr;
+        const IntScales* made = isp ? layout_of(isp) : nullptr;
+        const uint8_t* scales = made ? made->data : nullptr;
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
           const int64_t nc = std::min(kTokenChunk, n_tokens - t0);
           if (slot >= 0 && packed[slot])

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "formats/blocks.h"
 #include "kernels/kernel_tables.h"
@@ -76,39 +77,37 @@ inline void quantize16(const float* x, QsAt qs, __m512* d_out, __m512i* sums_out
   *sums_out = sums;
 }
 
-void quantize_q8_0_16(const float* x, void* vy, int64_t n) {
-  auto* y = static_cast<BlockQ8_0*>(vy);
-  const int64_t nb = n / QK8_0;
+// Rows of q8_0 or q8_1 blocks (q8_1 also stores s = sum(q) * d); the blocks past the last multiple of
+// 16 go through the 256-bit quantizer `tail`.
+template <class Block>
+void quantize_rows(const float* x, void* vy, int64_t n, void (*tail)(const float*, void*, int64_t)) {
+  auto* y = static_cast<Block*>(vy);
+  constexpr int64_t kQ = sizeof(Block::qs);
+  const int64_t nb = n / kQ;
   int64_t b0 = 0;
   for (; b0 + kBlocks <= nb; b0 += kBlocks) {
     __m512 d;
     __m512i sums;
-    quantize16(x + b0 * QK8_0, [&](int b) { return y[b0 + b].qs; }, &d, &sums);
-    alignas(32) uint16_t dh[kBlocks];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(dh), _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
-    for (int b = 0; b < kBlocks; ++b) y[b0 + b].d = dh[b];
-  }
-  if (b0 < nb) quantize_q8_0(x + b0 * QK8_0, y + b0, n - b0 * QK8_0);
-}
-
-void quantize_q8_1_16(const float* x, void* vy, int64_t n) {
-  auto* y = static_cast<BlockQ8_1*>(vy);
-  const int64_t nb = n / QK8_1;
-  int64_t b0 = 0;
-  for (; b0 + kBlocks <= nb; b0 += kBlocks) {
-    __m512 d;
-    __m512i sums;
-    quantize16(x + b0 * QK8_1, [&](int b) { return y[b0 + b].qs; }, &d, &sums);
+    quantize16(x + b0 * kQ, [&](int b) { return y[b0 + b].qs; }, &d, &sums);
     alignas(32) uint16_t dh[kBlocks], sh[kBlocks];
     _mm256_store_si256(reinterpret_cast<__m256i*>(dh), _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
-    const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), d);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(sh), _mm512_cvtps_ph(s, _MM_FROUND_TO_NEAREST_INT));
+    if constexpr (std::is_same_v<Block, BlockQ8_1>) {
+      const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), d);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sh), _mm512_cvtps_ph(s, _MM_FROUND_TO_NEAREST_INT));
+    }
     for (int b = 0; b < kBlocks; ++b) {
       y[b0 + b].d = dh[b];
-      y[b0 + b].s = sh[b];
+      if constexpr (std::is_same_v<Block, BlockQ8_1>) y[b0 + b].s = sh[b];
     }
   }
-  if (b0 < nb) quantize_q8_1(x + b0 * QK8_1, y + b0, n - b0 * QK8_1);
+  if (b0 < nb) tail(x + b0 * kQ, y + b0, n - b0 * kQ);
+}
+
+void quantize_q8_0_16(const float* x, void* y, int64_t n) {
+  quantize_rows<BlockQ8_0>(x, y, n, quantize_q8_0);
+}
+void quantize_q8_1_16(const float* x, void* y, int64_t n) {
+  quantize_rows<BlockQ8_1>(x, y, n, quantize_q8_1);
 }
 
 }  // namespace
