@@ -74,8 +74,12 @@ int64_t ThreadTeam::work(int thread) {
   uint32_t n = 0;
   uint64_t word = claim_.load(std::memory_order_acquire);
   for (;;) {
-    // Guided: a share of what is left, so early chunks are long (few claims, long DRAM streams) and the
-    // last ones short (a late thread leaves little behind). The share comes from the last word this
+    // Guided (OpenMP's rule): 1 / size() of what is left, so the first chunks are long and the last
+    // ones short (a late thread leaves little behind). Claims are few because every chunk costs more
+    // than its fetch_add: a new DRAM stream for the hardware prefetcher to find and a kernel call to
+    // set up. With 1 / (4 size()) of what is left, 2-core Zen 4, alternating: 1.1B q4_0 tg64 at 2
+    // threads 80-82 -> 90-92 t/s, SmolLM2 one stream 372 -> 484, eight 1130 -> 1250. The share comes
+    // from the last word this
     // thread saw, and the claim is one fetch_add: the claim word's line crosses to this core once per
     // chunk, where a fresh load and then a compare-exchange moved it twice (a batched decode step makes
     // thousands of claims). A stale word only sizes the chunk; the add's result says what was taken.
@@ -83,7 +87,7 @@ int64_t ThreadTeam::work(int thread) {
     if (seen >= seen_n) break;
     const int64_t left = seen_n - seen;
     const int64_t least = min_chunk_.load(std::memory_order_relaxed);
-    const int64_t share = std::min<int64_t>(left, std::max<int64_t>(least, left / (4 * n_threads_)));
+    const int64_t share = std::min<int64_t>(left, std::max<int64_t>(least, left / n_threads_));
     word = claim_.fetch_add(static_cast<uint64_t>(share), std::memory_order_acq_rel);
     const auto next = static_cast<uint32_t>(word);
     n = static_cast<uint32_t>(word >> 32);

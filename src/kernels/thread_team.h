@@ -4,7 +4,8 @@
 // one thread the others wait at the barrier for its whole share (measured on 2 busy cores: `-t 2`
 // decoding at half the speed of `-t 1`), and its waiting threads spin through the preemption, taking the
 // CPU the late thread needs. Here work is a range of units handed out in shrinking chunks ("guided"),
-// so a preempted thread holds at most one small chunk and the others take the rest; and every wait
+// so a preempted thread holds one chunk (1 / size() of what was left when it claimed it) and the others
+// take the rest, the late claims being small; and every wait
 // spins only briefly (the gaps between matmuls on a quiet machine are microseconds) before blocking on
 // a futex, which gives the core back to whoever is late.
 //
@@ -41,7 +42,7 @@ class ThreadTeam {
   const TeamPolicy& policy() const { return policy_; }
 
   // Calls fn(begin, end, thread) on disjoint ranges covering [0, n_units) and returns when all have
-  // run. Chunks shrink from n_units / (4 * size()) to min_chunk units as the work runs out; `thread`
+  // run. Chunks shrink from n_units / size() to min_chunk units as the work runs out; `thread`
   // (< size()) indexes per-thread scratch. fn must not throw. Work below one chunk per thread runs
   // on the caller alone.
   template <class Fn>
