@@ -74,12 +74,13 @@ int64_t ThreadTeam::work(int thread) {
   uint32_t n = 0;
   uint64_t word = claim_.load(std::memory_order_acquire);
   for (;;) {
-    // Guided (OpenMP's rule): 1 / size() of what is left, so the first chunks are long and the last
-    // ones short (a late thread leaves little behind). Claims are few because every chunk costs more
-    // than its fetch_add: a new DRAM stream for the hardware prefetcher to find and a kernel call to
-    // set up. With 1 / (4 size()) of what is left, 2-core Zen 4, alternating: 1.1B q4_0 tg64 at 2
-    // threads 80-82 -> 90-92 t/s, SmolLM2 one stream 372 -> 484, eight 1130 -> 1250. The share comes
-    // from the last word this
+    // Guided: a share of what is left (Units), so the first chunks are long and the last ones short (a
+    // late thread leaves little behind). Even units take 1 / size(): every chunk costs more than its
+    // fetch_add (a matmul chunk is a new DRAM stream for the hardware prefetcher to find and a kernel
+    // call to set up), and where they all took 1 / (4 size()), on a 2-core Zen 4, alternating: 1.1B
+    // q4_0 tg64 at 2 threads 80-82 -> 90-92 t/s, SmolLM2 one stream 372 -> 484, eight 1130 -> 1250.
+    // Attention's items took 1 / size() too at first: the caller's first chunk then held the costliest
+    // half of a prompt's items, and pp512 lost 3-4%. The share comes from the last word this
     // thread saw, and the claim is one fetch_add: the claim word's line crosses to this core once per
     // chunk, where a fresh load and then a compare-exchange moved it twice (a batched decode step makes
     // thousands of claims). A stale word only sizes the chunk; the add's result says what was taken.
@@ -87,7 +88,8 @@ int64_t ThreadTeam::work(int thread) {
     if (seen >= seen_n) break;
     const int64_t left = seen_n - seen;
     const int64_t least = min_chunk_.load(std::memory_order_relaxed);
-    const int64_t share = std::min<int64_t>(left, std::max<int64_t>(least, left / n_threads_));
+    const int64_t div = share_div_.load(std::memory_order_relaxed);
+    const int64_t share = std::min<int64_t>(left, std::max<int64_t>(least, left / div));
     word = claim_.fetch_add(static_cast<uint64_t>(share), std::memory_order_acq_rel);
     const auto next = static_cast<uint32_t>(word);
     n = static_cast<uint32_t>(word >> 32);
@@ -123,7 +125,7 @@ void ThreadTeam::worker_main(int thread) {
   }
 }
 
-void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void* ctx) {
+void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, Units units, ChunkFn fn, void* ctx) {
   if (n_units <= 0) return;
   // The claim word's low half counts units, and each thread's last add may pass the end by a share
   // (at most n_units): the count must stay below 2^32 so that it never carries into the high half.
@@ -145,6 +147,7 @@ void ThreadTeam::run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void
   fn_ = fn;
   ctx_ = ctx;
   min_chunk_.store(min_chunk, std::memory_order_relaxed);
+  share_div_.store(units == Units::even ? n_threads_ : 4 * n_threads_, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
   claim_.store(pack(0, static_cast<uint32_t>(n_units)), std::memory_order_release);
   generation_.fetch_add(1);  // seq_cst: ordered against a worker's sleepers_ increment

@@ -41,15 +41,23 @@ class ThreadTeam {
   int size() const { return n_threads_; }
   const TeamPolicy& policy() const { return policy_; }
 
+  // What a job's units cost, which sets how much of what is left one claim takes:
+  //   even    about the same each (matmul rows, tokens): 1 / size(), OpenMP's guided rule. Claims are
+  //           few, since a chunk costs more than its claim: a matmul chunk starts a new DRAM stream
+  //           and a kernel call.
+  //   uneven  varying (attention's items, the costliest first): 1 / (4 size()), so that no thread's
+  //           first chunk holds more than its share of the work.
+  enum class Units { even, uneven };
+
   // Calls fn(begin, end, thread) on disjoint ranges covering [0, n_units) and returns when all have
-  // run. Chunks shrink from n_units / size() to min_chunk units as the work runs out; `thread`
-  // (< size()) indexes per-thread scratch. fn must not throw. Work below one chunk per thread runs
-  // on the caller alone.
+  // run. Chunks shrink (see Units) to min_chunk units as the work runs out; `thread` (< size())
+  // indexes per-thread scratch. fn must not throw. Work below one chunk per thread runs on the caller
+  // alone.
   template <class Fn>
-  void run(int64_t n_units, Fn&& fn, int64_t min_chunk = 1) {
+  void run(int64_t n_units, Fn&& fn, int64_t min_chunk = 1, Units units = Units::even) {
     using F = std::remove_reference_t<Fn>;
     auto call = [](void* f, int64_t b, int64_t e, int t) { (*static_cast<F*>(f))(b, e, t); };
-    run_erased(n_units, min_chunk, call, const_cast<void*>(static_cast<const void*>(&fn)));
+    run_erased(n_units, min_chunk, units, call, const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
   // A team of n_threads for the calling thread, made on first use and kept until the thread exits: for
@@ -59,7 +67,7 @@ class ThreadTeam {
  private:
   using ChunkFn = void (*)(void* ctx, int64_t begin, int64_t end, int thread);
 
-  void run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void* ctx);
+  void run_erased(int64_t n_units, int64_t min_chunk, Units units, ChunkFn fn, void* ctx);
   int64_t work(int thread);  // claims and runs chunks of the current job until none is left; units run
   void worker_main(int thread);
 
@@ -69,9 +77,11 @@ class ThreadTeam {
   // after it claimed a chunk of it (so the job cannot end under it).
   ChunkFn fn_ = nullptr;
   void* ctx_ = nullptr;
-  // The exception: a worker sizes its next claim with the chunk floor before it holds a chunk, so it
-  // may read it while the caller sets the next job's (a stale floor only sizes that one claim).
+  // The exceptions: a worker sizes its next claim with the chunk floor and the share divisor before it
+  // holds a chunk, so it may read them while the caller sets the next job's (a stale value only sizes
+  // that one claim).
   std::atomic<int64_t> min_chunk_{1};
+  std::atomic<int64_t> share_div_{1};  // a claim takes 1 / share_div_ of what is left
   // Claim word: next unit (low 32 bits) and the job's unit count (high 32 bits) in one word, advanced by
   // fetch_add, so the add's result names both the units taken and the job they belong to: a worker that
   // wakes late can only take a chunk of the job that is current (the next unit may pass the count, by at

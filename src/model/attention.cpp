@@ -123,6 +123,11 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
   float* scratch0 = s.attn.data();
   scratch0 += (16 - (reinterpret_cast<uintptr_t>(scratch0) / sizeof(float)) % 16) % 16;
 
+  // A prompt's items cost more the later their tokens (and come first): claimed as uneven units, so
+  // that no thread's first chunk holds the costliest half. A decode step's items (one token per run)
+  // cost about the same unless the runs' lengths differ a lot, and take fewer, larger claims.
+  const bool prompt = std::any_of(runs.begin(), runs.end(), [](const SeqRun& r) { return r.n_tokens > 1; });
+  const auto units = prompt ? kernels::ThreadTeam::Units::uneven : kernels::ThreadTeam::Units::even;
   s.team->run(first_item[n_runs], [&](int64_t begin, int64_t end, int thread) {
     float* qs = scratch0 + thread * per_thread_floats(c);  // (rows, ld) q * scale
     float* o = qs + kMaxRows * ld;                         // (rows, ld) unnormalised output
@@ -179,7 +184,7 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
         k.scale(o + r * ld, 1.0f / l[r], att_rows + t * q_dim + (g * group + h) * head_dim, head_dim);
       }
     }
-  });
+  }, /*min_chunk=*/1, units);
 }
 void attention_llamacpp(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer,
                         RunState& s, int64_t n_tokens, int64_t pos) {
@@ -212,7 +217,7 @@ void attention_llamacpp(const kernels::KernelTable& k, const Config& c, const Kv
       for (int64_t j = 0; j < head_dim; ++j)
         out[j] = kqv_dot(n_keys, n_pad, v_cache + (g * head_dim + j) * n_ctx, p16);
     }
-  });
+  }, /*min_chunk=*/1, kernels::ThreadTeam::Units::uneven);
 }
 
 }  // namespace qe::model
