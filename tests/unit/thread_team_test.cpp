@@ -16,7 +16,8 @@ namespace qe::kernels {
 namespace {
 
 // Runs one job of n units and checks each ran once, on threads < size, in non-empty in-range chunks.
-void check_job(ThreadTeam& team, int64_t n, int64_t min_chunk) {
+void check_job(ThreadTeam& team, int64_t n, int64_t min_chunk,
+               ThreadTeam::Units units = ThreadTeam::Units::even) {
   std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
   std::atomic<bool> bad{false};
   team.run(
@@ -25,8 +26,8 @@ void check_job(ThreadTeam& team, int64_t n, int64_t min_chunk) {
         if (b >= e || b < 0 || e > n || thread < 0 || thread >= team.size()) bad = true;
         for (int64_t i = b; i < e && !bad; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
       },
-      min_chunk);
-  ASSERT_FALSE(bad) << "n " << n << " min_chunk " << min_chunk;
+      min_chunk, units);
+  ASSERT_FALSE(bad) << "n " << n << " min_chunk " << min_chunk << " uneven " << (units == ThreadTeam::Units::uneven);
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "unit " << i << " of " << n;
 }
 
@@ -35,17 +36,20 @@ TEST(ThreadTeam, EveryUnitRunsOnceForEverySizeAndChunk) {
     ThreadTeam team(threads);
     EXPECT_EQ(team.size(), threads);
     for (int64_t n : {0, 1, 2, 3, 15, 16, 17, 100, 352, 2000, 100000})
-      for (int64_t min_chunk : {1, 4, 64}) check_job(team, n, min_chunk);
+      for (int64_t min_chunk : {1, 4, 64})
+        for (auto units : {ThreadTeam::Units::even, ThreadTeam::Units::uneven}) check_job(team, n, min_chunk, units);
   }
 }
 
 TEST(ThreadTeam, ManyShortJobsInARow) {
   // A decode step is ~150 jobs of microseconds each: a lost wake-up or a stale claim would hang or
-  // double-run a unit here.
+  // double-run a unit here. The jobs alternate even and uneven units, so a worker may size a claim with
+  // the previous job's share.
   ThreadTeam team(4);
   std::atomic<int64_t> sum{0};
   for (int job = 0; job < 20000; ++job)
-    team.run(8, [&](int64_t b, int64_t e, int) { sum.fetch_add(e - b); });
+    team.run(8, [&](int64_t b, int64_t e, int) { sum.fetch_add(e - b); }, 1,
+             job % 2 ? ThreadTeam::Units::uneven : ThreadTeam::Units::even);
   EXPECT_EQ(sum.load(), 20000 * 8);
 }
 
