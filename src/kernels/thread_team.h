@@ -4,8 +4,8 @@
 // one thread the others wait at the barrier for its whole share (measured on 2 busy cores: `-t 2`
 // decoding at half the speed of `-t 1`), and its waiting threads spin through the preemption, taking the
 // CPU the late thread needs. Here work is a range of units handed out in shrinking chunks ("guided"),
-// so a preempted thread holds one chunk (1 / size() of what was left when it claimed it) and the others
-// take the rest, the late claims being small; and every wait
+// so a preempted thread holds one chunk (a share of what was left when it claimed it, see Units) and
+// the others take the rest, the late claims being small; and every wait
 // spins only briefly (the gaps between matmuls on a quiet machine are microseconds) before blocking on
 // a futex, which gives the core back to whoever is late.
 //
