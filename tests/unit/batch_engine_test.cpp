@@ -301,16 +301,31 @@ TEST(BatchEngine, CancelFreesTheSlot) {
   BatchRequest req;
   req.prompt = byte_ids(kPrompts[0]);
   req.sampling.temp = 0;
-  // By the callback's false after 3 tokens; the next request takes the one slot.
+  // By the callback's false after 3 tokens; the next request takes the one slot. a's first token waits
+  // until c is cancelled: without that, a preempted test thread let a, b and then all of c run first.
   a.cancel_after = 3;
-  ASSERT_TRUE((*engine)->submit(req, a.callback()).ok());
+  std::promise<void> release;
+  std::shared_future<void> go = release.get_future().share();
+  TokenCallback inner_a = a.callback();
+  bool first = true;
+  ASSERT_TRUE((*engine)
+                  ->submit(req,
+                           [&, inner_a](const TokenEvent& e) {
+                             if (first) {
+                               first = false;
+                               go.wait();
+                             }
+                             return inner_a(e);
+                           })
+                  .ok());
   req.max_tokens = 4;
   ASSERT_TRUE((*engine)->submit(req, b.callback()).ok());
-  // By cancel(id) while waiting in the queue (the slot is busy with b or a).
+  // By cancel(id) while waiting in the queue (the one slot is a's until release).
   req.max_tokens = -1;
   Result<uint64_t> id_c = (*engine)->submit(req, c.callback());
   ASSERT_TRUE(id_c.ok());
   (*engine)->cancel(*id_c);
+  release.set_value();
   (*engine)->drain();
   ASSERT_EQ(a.finals.size(), 1u);
   EXPECT_EQ(a.finals[0].stop, StopReason::callback);
