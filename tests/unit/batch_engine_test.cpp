@@ -210,6 +210,19 @@ struct Collected {
       return cancel_after < 0 || static_cast<int>(ids.size()) < cancel_after;
     };
   }
+
+  // callback(), whose first token waits for `go` (after setting `started`, when given): the engine's
+  // thread, and so its slots, are held until the test lets them go.
+  TokenCallback held_callback(std::shared_future<void> go, std::promise<void>* started = nullptr) {
+    return [inner = callback(), go, started, first = true](const TokenEvent& e) mutable {
+      if (first) {
+        first = false;
+        if (started) started->set_value();
+        go.wait();
+      }
+      return inner(e);
+    };
+  }
 };
 
 struct Reference {
@@ -305,19 +318,7 @@ TEST(BatchEngine, CancelFreesTheSlot) {
   // until c is cancelled: without that, a preempted test thread let a, b and then all of c run first.
   a.cancel_after = 3;
   std::promise<void> release;
-  std::shared_future<void> go = release.get_future().share();
-  TokenCallback inner_a = a.callback();
-  bool first = true;
-  ASSERT_TRUE((*engine)
-                  ->submit(req,
-                           [&, inner_a](const TokenEvent& e) {
-                             if (first) {
-                               first = false;
-                               go.wait();
-                             }
-                             return inner_a(e);
-                           })
-                  .ok());
+  ASSERT_TRUE((*engine)->submit(req, a.held_callback(release.get_future().share())).ok());
   req.max_tokens = 4;
   ASSERT_TRUE((*engine)->submit(req, b.callback()).ok());
   // By cancel(id) while waiting in the queue (the one slot is a's until release).
@@ -364,26 +365,13 @@ TEST(BatchEngine, RefusesWhenTheQueueIsFullAndAfterDrain) {
   ASSERT_TRUE(m);
   // a holds the one slot (its callback waits) while b waits in the queue: c finds it full.
   std::promise<void> started, release;
-  std::shared_future<void> go = release.get_future().share();
   Collected a, b;
-  TokenCallback inner = a.callback();
-  bool first = true;
   Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {1, 128, 32, 1});
   ASSERT_TRUE(engine.ok());
   BatchRequest req;
   req.prompt = byte_ids(kPrompts[1]);
   req.max_tokens = 3;
-  ASSERT_TRUE((*engine)
-                  ->submit(req,
-                           [&, inner](const TokenEvent& e) {
-                             if (first) {
-                               first = false;
-                               started.set_value();
-                               go.wait();
-                             }
-                             return inner(e);
-                           })
-                  .ok());
+  ASSERT_TRUE((*engine)->submit(req, a.held_callback(release.get_future().share(), &started)).ok());
   started.get_future().wait();
   ASSERT_TRUE((*engine)->submit(req, b.callback()).ok());
   Result<uint64_t> c = (*engine)->submit(req, [](const TokenEvent&) { return true; });
