@@ -204,9 +204,10 @@ void Server::routes() {
           options_.model_name};
       if (!r.stream) {
         // Done within a second: one ordinary response. Longer: the body is sent chunked, a space (JSON's
-        // leading whitespace) each second while the engine works, so that a client that has gone is
-        // noticed (the write fails) and its slot freed, as for a stream; an engine error then comes as
-        // the error object in a 200 response.
+        // leading whitespace) each second while the engine works, and at each token the socket is
+        // looked at (is_writable peeks, sends nothing), so that a client that has gone is noticed by the
+        // next step and its slot freed, as for a stream; an engine error then comes as the error object
+        // in a 200 response.
         {
           std::unique_lock lock(ch->mu);
           if (ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done; })) {
@@ -221,12 +222,22 @@ void Server::routes() {
         ++streams_;
         res.set_chunked_content_provider(
             kJson,
-            [this, ch, head, endpoint](size_t, httplib::DataSink& sink) {
+            [this, ch, head, endpoint, spaced = std::chrono::steady_clock::time_point{}](
+                size_t, httplib::DataSink& sink) mutable {
               std::string text;
               {
                 std::unique_lock lock(ch->mu);
-                if (!ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done; }))
-                  return sink.is_writable() && sink.write(" ", 1);  // a failed write: the releaser cancels
+                const size_t seen = ch->texts.size();
+                ch->cv.wait_for(lock, std::chrono::seconds(1),
+                                [&] { return ch->done || ch->texts.size() != seen; });
+                if (!ch->done) {
+                  lock.unlock();
+                  if (!sink.is_writable()) return false;  // the client has gone: the releaser cancels
+                  const auto now = std::chrono::steady_clock::now();
+                  if (now - spaced < std::chrono::seconds(1)) return true;  // called again at once
+                  spaced = now;
+                  return sink.write(" ", 1);
+                }
                 for (const std::string& t : ch->texts) text += t;
               }
               const std::string body =
