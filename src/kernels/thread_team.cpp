@@ -74,13 +74,8 @@ int64_t ThreadTeam::work(int thread) {
   uint32_t n = 0;
   uint64_t word = claim_.load(std::memory_order_acquire);
   for (;;) {
-    // Guided: a share of what is left (Units), so the first chunks are long and the last ones short (a
-    // late thread leaves little behind). Even units take 1 / size(): every chunk costs more than its
-    // fetch_add (a matmul chunk is a new DRAM stream for the hardware prefetcher to find and a kernel
-    // call to set up), and where they all took 1 / (4 size()), on a 2-core Zen 4, alternating: 1.1B
-    // q4_0 tg64 at 2 threads 80-82 -> 90-92 t/s, SmolLM2 one stream 372 -> 484, eight 1130 -> 1250.
-    // Attention's items took 1 / size() too at first: the caller's first chunk then held the costliest
-    // half of a prompt's items, and pp512 lost 3-4%. The share comes from the last word this
+    // Guided: a share of what is left (1 / share_div_, see Units), so the first chunks are long and the
+    // last ones short (a late thread leaves little behind). The share comes from the last word this
     // thread saw, and the claim is one fetch_add: the claim word's line crosses to this core once per
     // chunk, where a fresh load and then a compare-exchange moved it twice (a batched decode step makes
     // thousands of claims). A stale word only sizes the chunk; the add's result says what was taken.

@@ -27,8 +27,10 @@ void check_job(ThreadTeam& team, int64_t n, int64_t min_chunk,
         for (int64_t i = b; i < e && !bad; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
       },
       min_chunk, units);
-  ASSERT_FALSE(bad) << "n " << n << " min_chunk " << min_chunk << " uneven " << (units == ThreadTeam::Units::uneven);
-  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "unit " << i << " of " << n;
+  ASSERT_FALSE(bad) << "n " << n << " min_chunk " << min_chunk << " uneven "
+                    << (units == ThreadTeam::Units::uneven);
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "unit " << i << " of " << n;
 }
 
 TEST(ThreadTeam, EveryUnitRunsOnceForEverySizeAndChunk) {
@@ -37,7 +39,8 @@ TEST(ThreadTeam, EveryUnitRunsOnceForEverySizeAndChunk) {
     EXPECT_EQ(team.size(), threads);
     for (int64_t n : {0, 1, 2, 3, 15, 16, 17, 100, 352, 2000, 100000})
       for (int64_t min_chunk : {1, 4, 64})
-        for (auto units : {ThreadTeam::Units::even, ThreadTeam::Units::uneven}) check_job(team, n, min_chunk, units);
+        for (auto units : {ThreadTeam::Units::even, ThreadTeam::Units::uneven})
+          check_job(team, n, min_chunk, units);
   }
 }
 
