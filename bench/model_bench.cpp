@@ -44,6 +44,7 @@
 #include "kernels/threads.h"
 #include "model/context.h"
 #include "model/model.h"
+#include "roofline.h"
 
 namespace qe::bench {
 namespace {
@@ -62,6 +63,8 @@ struct Params {
   std::string isa;
   std::string numerics = "fast";
   bool repack = true;
+  // Ours: each tg test's tokens set against a DRAM read of the bytes they stream (see run_gen).
+  bool vs_read = false;
 };
 
 // llama-bench's defaults, except the thread count: this engine's default (physical cores).
@@ -95,6 +98,8 @@ void print_usage() {
       "  --isa <ref|avx2|avx512|neon>   kernel level (default: QE_ISA, else the best the CPU has)\n"
       "  --numerics <fast|llama.cpp>    (default: fast)\n"
       "  -nr, --no-repack               keep the file's weight layout\n"
+      "  --vs-read                      tg tests: after each token, a DRAM read of the weight bytes it\n"
+      "                                 streamed; adds \"vs read\", decode against read at the same moments\n"
       "\n"
       "Multiple values can be given for each test parameter by separating them with ','\n"
       "or by giving the flag several times. Ranges: 'first-last', 'first-last+step', 'first-last*mult'.\n",
@@ -162,7 +167,7 @@ std::optional<int> parse_args(int argc, char** argv, Params& p) {
     }
     // clang-format off
     static const std::set<std::string> switches = {"-v", "--verbose", "--progress", "--no-warmup", "-nr",
-                                                   "--no-repack"};
+                                                   "--no-repack", "--vs-read"};
     static const std::set<std::string> with_value = {
         "-m", "--model", "-p", "--n-prompt", "-n", "--n-gen", "-d", "--n-depth", "-b", "--batch-size",
         "-ub", "--ubatch-size", "-t", "--threads", "-pg", "-r", "--repetitions", "--delay", "-o", "--output",
@@ -237,6 +242,8 @@ std::optional<int> parse_args(int argc, char** argv, Params& p) {
       p.warmup = false;
     } else if (arg == "-nr" || arg == "--no-repack") {
       p.repack = false;
+    } else if (arg == "--vs-read") {
+      p.vs_read = true;
     }
   }
   if (p.models.empty()) return fail("-m: no model file given");
@@ -309,9 +316,10 @@ std::string llama_size_class(const model::Config& c) {
 }
 
 struct ModelInfo {
-  std::string desc;       // "llama 1B Q4_0"
-  uint64_t size = 0;      // bytes of every tensor
-  uint64_t n_params = 0;  // elements of every tensor
+  std::string desc;          // "llama 1B Q4_0"
+  uint64_t size = 0;         // bytes of every tensor
+  uint64_t n_params = 0;     // elements of every tensor
+  uint64_t token_bytes = 0;  // bytes of weights one decoded token reads
 };
 
 ModelInfo describe(const model::Model& m) {
@@ -321,10 +329,19 @@ ModelInfo describe(const model::Model& m) {
   const auto ft = f.get_int("general.file_type");
   info.desc = (arch ? *arch : std::string("llama")) + " " + llama_size_class(m.config) + " " +
               (ft ? ftype_name(static_cast<uint32_t>(*ft)) : guessed_ftype(f));
+  const GgufTensorInfo* embd = nullptr;
+  bool tied = true;
   for (const auto& t : f.tensors()) {
     info.size += t.n_bytes;
     info.n_params += t.n_elements;
+    if (t.name == "token_embd.weight")
+      embd = &t;
+    else
+      info.token_bytes += t.n_bytes;
+    if (t.name == "output.weight") tied = false;
   }
+  // Every tensor once, but of token_embd one row, or all of it when it is also the output projection.
+  if (embd != nullptr) info.token_bytes += tied ? embd->n_bytes : embd->n_bytes / embd->n_rows();
   return info;
 }
 
@@ -349,10 +366,18 @@ struct Test {
   int n_batch = 0, n_ubatch = 0, n_threads = 0, n_prompt = 0, n_gen = 0, n_depth = 0;
   std::string test_time;
   std::vector<uint64_t> samples_ns;
+  std::vector<double> read_s;  // --vs-read: each repetition's reads, in seconds (tg tests)
 
   std::vector<double> ts() const {
     std::vector<double> v;
     for (uint64_t ns : samples_ns) v.push_back(1e9 * (n_prompt + n_gen) / static_cast<double>(ns));
+    return v;
+  }
+  // --vs-read: each repetition's decode speed against its reads' (1 = at the speed of a plain read).
+  std::vector<double> vs_read() const {
+    std::vector<double> v;
+    for (size_t i = 0; i < read_s.size(); ++i)
+      v.push_back(read_s[i] * 1e9 / static_cast<double>(samples_ns[i]));
     return v;
   }
   std::string name() const {
@@ -411,13 +436,29 @@ Status run_prompt(model::Context& ctx, int n, std::mt19937& rng) {
   return {};
 }
 
+// --vs-read: after each token, a read of the bytes it streamed (bytes, on `threads` threads). The decode
+// time (tokens alone) and the read time add up here. Token by token, so both see the same moments of
+// a drifting machine; each token's weights come from DRAM either way (a model is read in order, and the
+// read flushes the caches as a model larger than them does).
+struct ReadAlong {
+  double bytes = 0;
+  int threads = 1;
+  uint64_t decode_ns = 0;
+  double read_s = 0;
+};
+
 // llama-bench's test_gen: n single-token forward passes, BOS (or a random id) first, then random ids.
-Status run_gen(model::Context& ctx, int n, std::mt19937& rng) {
+Status run_gen(model::Context& ctx, int n, std::mt19937& rng, ReadAlong* along = nullptr) {
   const model::Model& m = ctx.model();
   std::uniform_int_distribution<int32_t> any(0, static_cast<int32_t>(m.config.n_vocab - 1));
   int32_t tok = m.tok.add_bos() && m.tok.bos() >= 0 ? m.tok.bos() : any(rng);
   for (int i = 0; i < n; ++i) {
+    const uint64_t t0 = now_ns();
     if (auto r = ctx.decode(std::span<const int32_t>(&tok, 1), false); !r) return r.error();
+    if (along) {
+      along->decode_ns += now_ns() - t0;
+      along->read_s += timed_read(along->bytes, along->threads);
+    }
     tok = any(rng);
   }
   return {};
@@ -432,6 +473,7 @@ class Printer {
     if (p.n_batch != kDefaultBatch) fields_.push_back("n_batch");
     if (p.n_ubatch != kDefaultUbatch) fields_.push_back("n_ubatch");
     fields_.insert(fields_.end(), {"test", "t/s"});
+    if (p.vs_read) fields_.push_back("vs read");
   }
 
   void header() {
@@ -449,8 +491,11 @@ class Printer {
   void row(const Test& t) {
     if (p_.output == "md") {
       std::string line = "|";
-      for (const auto& f : fields_) cell(line, pad(value(t, f), width(f) + (f == "t/s" ? 1 : 0)));
-      std::printf("%s\n", line.c_str());  // t/s: "±" is two bytes, one column
+      for (const auto& f : fields_) {
+        const std::string v = value(t, f);
+        cell(line, pad(v, width(f) + (v.find("±") != std::string::npos ? 1 : 0)));
+      }
+      std::printf("%s\n", line.c_str());  // "±" is two bytes, one column
     } else {
       const std::string obj = to_json(t).dump(p_.output == "json" ? 2 : -1);
       if (p_.output == "json")
@@ -476,6 +521,7 @@ class Printer {
     if (f == "threads" || f == "n_batch") return 7;
     if (f == "n_ubatch") return 8;
     if (f == "test") return 15;
+    if (f == "vs read") return 10;
     if (f == "backend") return -static_cast<int>(std::max<size_t>(10, backend_.size()));
     return 10;
   }
@@ -514,6 +560,12 @@ class Printer {
     if (f == "n_batch") return std::to_string(t.n_batch);
     if (f == "n_ubatch") return std::to_string(t.n_ubatch);
     if (f == "test") return t.name();
+    if (f == "vs read") {
+      if (t.read_s.empty()) return "-";
+      const auto v = t.vs_read();
+      std::snprintf(buf, sizeof(buf), "%.0f%% ± %.0f", 100 * mean(v), 100 * stddev(v));
+      return buf;
+    }
     const auto ts = t.ts();
     std::snprintf(buf, sizeof(buf), "%.2f ± %.2f", mean(ts), stddev(ts));
     return buf;
@@ -550,6 +602,14 @@ class Printer {
     j["isa"] = std::string(kernels::isa_name(kernels::active_isa()));
     j["numerics"] = p_.numerics;
     j["repack"] = p_.repack;
+    if (!t.read_s.empty()) {  // --vs-read
+      std::vector<double> read_ts;
+      for (double s : t.read_s) read_ts.push_back(t.n_gen / s);
+      j["token_bytes"] = t.info.token_bytes;
+      j["samples_read_ts"] = read_ts;
+      j["samples_vs_read"] = t.vs_read();
+      j["avg_vs_read"] = mean(t.vs_read());
+    }
     return j;
   }
 
@@ -629,7 +689,7 @@ int run_model_bench(int argc, char** argv) {
                 std::fprintf(stderr, "qbench: %s: %s\n", path.c_str(), ctx.error().message().c_str());
                 return 1;
               }
-              Test t{path, info, nb, nub, nt, c.n_prompt, c.n_gen, nd, utc_now(), {}};
+              Test t{path, info, nb, nub, nt, c.n_prompt, c.n_gen, nd, utc_now(), {}, {}};
               if (p.delay_s > 0) std::this_thread::sleep_for(std::chrono::seconds(p.delay_s));
               auto check = [&](Status st, const char* what) {
                 if (st) return true;
@@ -637,6 +697,8 @@ int run_model_bench(int argc, char** argv) {
                              st.error().message().c_str());
                 return false;
               };
+              const bool read_along = p.vs_read && c.n_prompt == 0 && c.n_gen > 0;
+              if (read_along) timed_read(static_cast<double>(info.token_bytes), nt);  // its buffer and team
               if (p.warmup) {
                 if (c.n_prompt > 0 && !check(run_prompt(*ctx, c.n_prompt, rng), "warm-up prompt")) return 1;
                 if (c.n_gen > 0 && !check(run_gen(*ctx, 1, rng), "warm-up generation")) return 1;
@@ -644,10 +706,14 @@ int run_model_bench(int argc, char** argv) {
               for (int r = 0; r < p.reps; ++r) {
                 ctx->clear();
                 if (nd > 0 && !check(run_prompt(*ctx, nd, rng), "depth")) return 1;
+                ReadAlong along{static_cast<double>(info.token_bytes), nt};
                 const uint64_t t0 = now_ns();
                 if (c.n_prompt > 0 && !check(run_prompt(*ctx, c.n_prompt, rng), "prompt")) return 1;
-                if (c.n_gen > 0 && !check(run_gen(*ctx, c.n_gen, rng), "generation")) return 1;
-                t.samples_ns.push_back(now_ns() - t0);
+                if (c.n_gen > 0 &&
+                    !check(run_gen(*ctx, c.n_gen, rng, read_along ? &along : nullptr), "generation"))
+                  return 1;
+                t.samples_ns.push_back(read_along ? along.decode_ns : now_ns() - t0);
+                if (read_along) t.read_s.push_back(along.read_s);
               }
               out.row(t);
             }

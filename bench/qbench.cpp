@@ -88,31 +88,6 @@ WeightSet& weights(GgmlType t, int64_t rows, int64_t cols) {
   return *slot;
 }
 
-// Reads `bytes` bytes with the roofline's read loop on the team of `threads` (the one matmul uses), from a
-// buffer of its own: a cursor walks 512 MiB (and 4x the last-level cache) of huge pages, so the read
-// streams from DRAM. Returns the seconds it took.
-double timed_read(double bytes, int threads) {
-  constexpr long kUnit = 16384;  // floats: 64 KiB a unit
-  static const long n = static_cast<long>(std::max(512.0 * (1 << 20), 4 * g_roof.l3_bytes) / 4) / kUnit * kUnit;
-  static const std::shared_ptr<uint8_t[]> buf = [] {
-    auto b = allocate_streamed(static_cast<size_t>(n) * 4, "qbench", "read buffer");
-    if (!b) throw std::runtime_error(b.error().message());
-    std::memset(b->get(), 0, static_cast<size_t>(n) * 4);
-    return *b;
-  }();
-  static long cursor = 0;
-  const long units = std::max<long>(1, static_cast<long>(bytes / 4) / kUnit);
-  if (cursor + units * kUnit > n) cursor = 0;
-  const float* p = reinterpret_cast<const float*>(buf.get()) + cursor;
-  cursor += units * kUnit;
-  const auto start = std::chrono::steady_clock::now();
-  kernels::ThreadTeam::for_this_thread(threads).run(units, [&](int64_t b, int64_t e, int) {
-    benchmark::DoNotOptimize(read_bandwidth_loop(p + b * kUnit, (e - b) * kUnit));
-  });
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() *
-         (bytes / (static_cast<double>(units) * kUnit * 4));
-}
-
 void BM_matmul(benchmark::State& state, const KernelTable* k, GgmlType t, int64_t rows, int64_t cols, int64_t tokens,
                int threads) {
   WeightSet& ws = weights(t, rows, cols);

@@ -1,18 +1,21 @@
 #include "roofline.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <unistd.h>
 
 #include "formats/mapped_file.h"
 #include "kernels/kernel_table.h"
+#include "kernels/thread_team.h"
 
 namespace qe::bench {
 namespace {
@@ -50,6 +53,36 @@ double last_level_cache_bytes() {
   best = std::max(best, static_cast<double>(sysconf(_SC_LEVEL3_CACHE_SIZE)));
 #endif
   return std::max(best, 32.0 * 1024 * 1024);
+}
+
+double timed_read(double bytes, int threads) {
+  constexpr long kUnit = 16384;  // floats: 64 KiB a unit
+  static const long n =
+      static_cast<long>(std::max(512.0 * (1 << 20), 4 * last_level_cache_bytes()) / 4) / kUnit * kUnit;
+  static const std::shared_ptr<uint8_t[]> buf = [] {
+    auto b = allocate_streamed(static_cast<size_t>(n) * 4, "qbench", "read buffer");
+    if (!b) throw std::runtime_error(b.error().message());
+    std::memset(b->get(), 0, static_cast<size_t>(n) * 4);
+    return *b;
+  }();
+  static long cursor = 0;
+  static std::atomic<double> sink{0};
+  long left = std::max<long>(1, static_cast<long>(bytes / 4) / kUnit);   // units
+  const double scale = bytes / (static_cast<double>(left) * kUnit * 4);  // to the exact byte count
+  double seconds = 0;
+  while (left > 0) {
+    const long units = std::min(left, n / kUnit);
+    if (cursor + units * kUnit > n) cursor = 0;
+    const float* p = reinterpret_cast<const float*>(buf.get()) + cursor;
+    cursor += units * kUnit;
+    left -= units;
+    const double t0 = now();
+    kernels::ThreadTeam::for_this_thread(threads).run(units, [&](int64_t b, int64_t e, int) {
+      sink.fetch_add(read_bandwidth_loop(p + b * kUnit, (e - b) * kUnit), std::memory_order_relaxed);
+    });
+    seconds += now() - t0;
+  }
+  return seconds * scale;
 }
 
 Roofline measure_roofline(int n_threads) {

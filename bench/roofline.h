@@ -23,6 +23,13 @@ double fma_peak_loop(long iters);                    // returns flops done
 double int8_peak_loop_avx512(long iters);
 double fma_peak_loop_avx512(long iters);
 
+// Reads `bytes` bytes with the roofline's read loop on the thread team of `threads` (the team the
+// kernels use), from a buffer of its own: a cursor walks 512 MiB (and 4x the last-level cache) of huge
+// pages, so the read streams from DRAM; more than the buffer holds is read in several passes. Returns
+// the seconds it took. The "vs read" figures put a DRAM-bound run against this, timed at the same
+// moments, because a shared machine's DRAM bandwidth drifts from one minute to the next.
+double timed_read(double bytes, int threads);
+
 // Size of the largest cache level in bytes (sysfs / sysconf), at least 32 MiB when unknown. Buffers
 // that must come from DRAM are made several times larger.
 double last_level_cache_bytes();

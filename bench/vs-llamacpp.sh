@@ -16,12 +16,17 @@
 # minutes and 2.2 GB. With files, those files (any GGUF both engines load).
 #
 # Each tool runs --reps repetitions after its warm-up in each of --rounds rounds; a cell is the median
-# t/s over all rounds' repetitions, and ratio = ours / llama.cpp. tg roofline = DRAM read GB/s (qbench
-# --roofline: the better of 1 and --threads threads) / bytes of weights read per token (every tensor
-# of the file except token_embd, of which one row is read per token; a tied model's output projection
-# reads token_embd whole; the KV cache, small at tg128, is left out). "% roofline" is our tg128 against
-# it. Prints the CPU, its ISA flags, the threads, the load average and the roofline above a Markdown
-# table; --json FILE also writes every sample.
+# t/s over all rounds' repetitions, and ratio = ours / llama.cpp. tg roofline = DRAM read GB/s / bytes
+# of weights read per token (every tensor of the file except token_embd, of which one row is read per
+# token; a tied model's output projection reads token_embd whole; the KV cache, small at tg128, is left
+# out). The read is timed at the same moments as our decode: our runs are `qbench -m --vs-read`, which
+# follows every decoded token with a read of that token's bytes on the same threads (and times the
+# tokens alone), because this machine's DRAM bandwidth may drift within a minute (a shared VM's went
+# from 62 to 33 GB/s in 5 seconds), and a roofline read minutes away says more about the drift than
+# about the kernels. "tg roofline" is the median t/s of those reads, "% roofline" the median of our
+# decode's speed against theirs. Prints the CPU, its ISA flags, the threads, the load average and
+# qbench's roofline (read once, at the start) above a Markdown table; --json FILE also writes every
+# sample.
 # Run it on a quiet machine: it warns when the load average says otherwise.
 # --threads with a list (1,2,4,8,16) makes a thread-scaling table: every file at every thread count,
 # each count with its own roofline (read at that count), interleaved within each round.
@@ -111,11 +116,6 @@ else
   for f in "${files[@]}"; do labels+=("$(basename "$f" .gguf)|"); done
 fi
 
-# The tensor table of each file, for the bytes a decoded token reads.
-for i in "${!files[@]}"; do
-  "$BIN/qconvert" --info "${files[$i]}" --json >"$tmp/info.$i.json" || die "qconvert --info ${files[$i]} failed"
-done
-
 # ---- The machine.
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|f16c|avx512f|avx512bw|avx512vl|avx512vbmi|avx512_vnni|avx_vnni|avx512_bf16|avx512_fp16|gfni|amx_int8|amx_bf16|asimddp' | tr '\n' ' ' || true)
@@ -131,8 +131,8 @@ for r in $(seq "$ROUNDS"); do
     for i in "${!files[@]}"; do
       f=${files[$i]}
       echo "vs-llamacpp.sh: round $r/$ROUNDS: $(basename "$f"), $t threads" >&2
-      "$BIN/qbench" -m "$f" -p "$PP" -n "$TG" -r "$REPS" -t "$t" -o json >"$tmp/q.$i.$t.$r.json" 2>"$tmp/q.err" \
-        || { cat "$tmp/q.err" >&2; die "qbench -m $f failed"; }
+      "$BIN/qbench" -m "$f" -p "$PP" -n "$TG" -r "$REPS" -t "$t" --vs-read -o json >"$tmp/q.$i.$t.$r.json" \
+        2>"$tmp/q.err" || { cat "$tmp/q.err" >&2; die "qbench -m $f failed"; }
       "$LLAMA_BENCH" -m "$f" -p "$PP" -n "$TG" -r "$REPS" -t "$t" -o json >"$tmp/l.$i.$t.$r.json" 2>"$tmp/l.err" \
         || { tail -5 "$tmp/l.err" >&2; die "llama-bench -m $f failed"; }
     done
@@ -152,9 +152,6 @@ pp, tg = int(env["PP"]), int(env["TG"])
 files = open(f"{tmp}/files").read().split("\n")[:-1]
 labels = open(f"{tmp}/labels").read().split("\n")[:-1]
 roofs = {t: json.load(open(f"{tmp}/roofline.{t}.json")) for t in thread_counts}
-# At each thread count, the better of the 1-thread and that count's measurement: what DRAM allows,
-# whatever the noise.
-dram = {t: max(r["dram_read_gbs"]) if t > 1 else r["dram_read_gbs"][0] for t, r in roofs.items()}
 load1 = float(env["LOAD"].split()[0])
 
 
@@ -167,29 +164,22 @@ def samples(path, n_prompt, n_gen):
     return out
 
 
-def weight_bytes(info):
-    """Bytes of weights one decoded token reads: every tensor except token_embd (one row), plus
-    token_embd whole when it is also the output projection (no output.weight)."""
-    ts = {t["name"]: t for t in info["tensors"]}
-    total = sum(t["bytes"] for t in ts.values())
-    emb = ts.get("token_embd.weight")
-    if emb is None:
-        return total
-    rows = emb["shape"][1] if len(emb["shape"]) > 1 else 1
-    total -= emb["bytes"]
-    return total + (emb["bytes"] if "output.weight" not in ts else emb["bytes"] // rows)
+def vs_read(path, key):
+    """Our run's per-repetition --vs-read samples (read t/s, or decode / read) of its tg test."""
+    return [x for row in json.load(open(path)) for x in row.get(key, [])]
 
 
 rows = []
 for i, (f, label) in enumerate(zip(files, labels)):
     first = json.load(open(f"{tmp}/q.{i}.{thread_counts[0]}.1.json"))[0]
     shape, typ = label.split("|")
-    wbytes = weight_bytes(json.load(open(f"{tmp}/info.{i}.json")))
     model = {"file": f, "model": shape or os.path.basename(f),
-             "type": typ or first["model_type"].split(" ", 2)[-1], "model_type": first["model_type"],
-             "weight_bytes_per_token": wbytes}
+             "type": typ or first["model_type"].split(" ", 2)[-1], "model_type": first["model_type"]}
     for t in thread_counts:
-        r = dict(model, threads=t, tg_roofline_ts=dram[t] * 1e9 / wbytes)
+        r = dict(model, threads=t)
+        runs = [f"{tmp}/q.{i}.{t}.{k}.json" for k in range(1, rounds + 1)]
+        r["read_ts"] = [x for p in runs for x in vs_read(p, "samples_read_ts")]
+        r["vs_read"] = [x for p in runs for x in vs_read(p, "samples_vs_read")]
         for who in ("q", "l"):
             p, g = [], []
             for k in range(1, rounds + 1):
@@ -218,9 +208,10 @@ for r in rows:
     og, lg = med(r["ours"][f"tg{tg}"]), med(r["llamacpp"][f"tg{tg}"])
     cell = lambda x: "–" if x != x else f"{x:.1f}"
     ratio = lambda a, b: "–" if a != a or b != b or b == 0 else f"{a / b:.2f}x"
-    pct = "–" if og != og else f"{100 * og / r['tg_roofline_ts']:.0f}%"
+    roof, share = med(r["read_ts"]), med(r["vs_read"])
+    pct = "–" if share != share else f"{100 * share:.0f}%"
     print(f"| {r['model']} | {r['type']} | {r['threads']} | {cell(op)} | {cell(lp)} | {ratio(op, lp)} | {cell(og)} | {cell(lg)} | "
-          f"{ratio(og, lg)} | {r['tg_roofline_ts']:.1f} | {pct} |")
+          f"{ratio(og, lg)} | {cell(roof)} | {pct} |")
 
 if env["JSON_OUT"]:
     doc = {"cpu": env["CPU"], "isa_flags": env["FLAGS"].split(), "threads": thread_counts, "rounds": rounds,

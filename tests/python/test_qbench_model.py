@@ -92,6 +92,28 @@ def test_size_and_params_sum_every_tensor(model):
     assert row["model_type"] == "llama ?B Q8_0 (guessed)"  # no general.file_type: the commonest type
 
 
+def test_vs_read_sets_each_decoded_token_against_a_read(model):
+    # --vs-read (ours): a tg test's tokens are each followed by a read of the weight bytes one token
+    # streams; "vs read" is the decode's speed against those reads. pp tests have none.
+    import gguf
+    header, rows = md_rows(qbench("-m", model, "-p", 8, "-n", 3, "-r", 2, "-t", 1, "--vs-read").stdout)
+    assert header == MD_COLUMNS + ["vs read"]
+    assert rows[0][5] == "pp8" and rows[0][7] == "-"
+    assert rows[1][5] == "tg3" and re.fullmatch(r"\d+% ± \d+", rows[1][7]), rows[1]
+    pp, tg = json.loads(qbench("-m", model, "-p", 8, "-n", 3, "-r", 2, "-t", 1, "--vs-read", "-o", "json").stdout)
+    assert "samples_vs_read" not in pp and "token_bytes" not in pp
+    assert len(tg["samples_read_ts"]) == len(tg["samples_vs_read"]) == len(tg["samples_ns"]) == 2
+    assert all(x > 0 for x in tg["samples_read_ts"] + tg["samples_vs_read"])
+    for ns, ts, vs in zip(tg["samples_ns"], tg["samples_read_ts"], tg["samples_vs_read"]):
+        assert vs == pytest.approx(3 / ts / (ns * 1e-9), rel=1e-9)  # read seconds / decode seconds
+    # Every tensor once, token_embd one row (or whole when it is the output projection too).
+    tensors = {t.name: t for t in gguf.GGUFReader(str(model)).tensors}
+    embd = tensors.pop("token_embd.weight")
+    tied = "output.weight" not in tensors
+    expect = sum(int(t.n_bytes) for t in tensors.values()) + int(embd.n_bytes) // (1 if tied else int(embd.shape[1]))
+    assert tg["token_bytes"] == expect
+
+
 def test_lists_ranges_and_order(model):
     # Models outermost, then threads, then depth; pp before tg before pg; 0 skips a test.
     out = qbench("-m", f"{model},{model}", "-t", "1,2", "-p", "0", "-n", "2-4+2", "-pg", "4,2", "-d", "0,3",
