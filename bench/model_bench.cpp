@@ -606,9 +606,10 @@ class Printer {
       std::vector<double> read_ts;
       for (double s : t.read_s) read_ts.push_back(t.n_gen / s);
       j["token_bytes"] = t.info.token_bytes;
+      const std::vector<double> vs = t.vs_read();
       j["samples_read_ts"] = read_ts;
-      j["samples_vs_read"] = t.vs_read();
-      j["avg_vs_read"] = mean(t.vs_read());
+      j["samples_vs_read"] = vs;
+      j["avg_vs_read"] = mean(vs);
     }
     return j;
   }
