@@ -1,11 +1,31 @@
 // AVX-512 peak loops, used when the CPU has the avx512 level: the int8 peak is 512-bit vpdpbusd (64
 // multiply-accumulates per instruction) and the f32 peak 512-bit FMA, each over 12 independent chains
-// (2 ports x 4-5 cycles latency needs >= 10).
+// (2 ports x 4-5 cycles latency needs >= 10); the read loop takes a whole line per load.
 #include <immintrin.h>
 
 #include "roofline.h"
 
 namespace qe::bench {
+
+// One 64-byte load per line, as the AVX-512 kernels stream their weights. A core of a 2-vCPU Xeon
+// (Emerald Rapids) reads 16.4-17.0 GB/s this way and 14.7 with the AVX2 loop's two 32-byte loads per
+// line (three alternating runs over 7 MB arrays); the AVX-512 q8_0 GEMV read faster than the AVX2 loop
+// there (104-113%), so that loop understated the roofline. On a Zen 4 (512-bit loads split in two) both
+// loops read the same.
+double read_bandwidth_loop_avx512(const float* p, long n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  for (long i = 0; i + 64 <= n; i += 64) {
+    s0 = _mm512_add_ps(s0, _mm512_load_ps(p + i));
+    s1 = _mm512_add_ps(s1, _mm512_load_ps(p + i + 16));
+    s2 = _mm512_add_ps(s2, _mm512_load_ps(p + i + 32));
+    s3 = _mm512_add_ps(s3, _mm512_load_ps(p + i + 48));
+  }
+  alignas(64) float out[16];  // not _mm512_reduce_add_ps: GCC 12's header trips -Wuninitialized
+  _mm512_store_ps(out, _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+  double sum = 0;
+  for (float v : out) sum += v;
+  return sum;
+}
 
 double int8_peak_loop_avx512(long iters) {
   __m512i acc[12];

@@ -36,6 +36,16 @@ double best_rate(int threads, int reps, F f) {
   return best;
 }
 
+using ReadLoop = double (*)(const float*, long);
+
+// The read loop with the widest loads this CPU has: the roofline is what the kernels' own loads can read.
+ReadLoop best_read_loop() {
+#if defined(__x86_64__)
+  if (kernels::isa_supported(kernels::Isa::avx512)) return read_bandwidth_loop_avx512;
+#endif
+  return read_bandwidth_loop;
+}
+
 }  // namespace
 
 double last_level_cache_bytes() {
@@ -67,6 +77,7 @@ double timed_read(double bytes, int threads) {
   }();
   static long cursor = 0;
   static std::atomic<double> sink{0};
+  static const ReadLoop read_loop = best_read_loop();
   long left = std::max<long>(1, static_cast<long>(bytes / 4) / kUnit);   // units
   const double scale = bytes / (static_cast<double>(left) * kUnit * 4);  // to the exact byte count
   double seconds = 0;
@@ -78,7 +89,7 @@ double timed_read(double bytes, int threads) {
     left -= units;
     const double t0 = now();
     kernels::ThreadTeam::for_this_thread(threads).run(units, [&](int64_t b, int64_t e, int) {
-      sink.fetch_add(read_bandwidth_loop(p + b * kUnit, (e - b) * kUnit), std::memory_order_relaxed);
+      sink.fetch_add(read_loop(p + b * kUnit, (e - b) * kUnit), std::memory_order_relaxed);
     });
     seconds += now() - t0;
   }
@@ -101,22 +112,24 @@ Roofline measure_roofline(int n_threads) {
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (long i = 0; i < n; ++i) p[i] = 1.0f;
   volatile double sink = 0;
-  // The peaks use the best level's instructions: a kernel's roof% is against what this CPU can do.
+  // The read and the peaks use the best level's instructions: a kernel's roof% is against what this CPU
+  // can do.
+  const ReadLoop read_loop = best_read_loop();
   double (*int8_loop)(long) = int8_peak_loop;
   double (*fma_loop)(long) = fma_peak_loop;
 #if defined(__x86_64__)
-  rf.peak_isa = "avx2 (maddubs+madd+add, 256-bit FMA)";
+  rf.peak_isa = "avx2 (32-byte loads, maddubs+madd+add, 256-bit FMA)";
   if (kernels::isa_supported(kernels::Isa::avx512)) {
     int8_loop = int8_peak_loop_avx512;
     fma_loop = fma_peak_loop_avx512;
-    rf.peak_isa = "avx512 (vpdpbusd zmm, 512-bit FMA)";
+    rf.peak_isa = "avx512 (64-byte loads, vpdpbusd zmm, 512-bit FMA)";
   }
 #endif
   for (int k = 0; k < 2; ++k) {
     const int t = k == 0 ? 1 : n_threads;
     rf.dram_gbs[k] = best_rate(t, 3, [&](int i, int nt) {
                        const long lo = n / nt * i, hi = i == nt - 1 ? n : n / nt * (i + 1);
-                       sink = sink + read_bandwidth_loop(p + lo, hi - lo);
+                       sink = sink + read_loop(p + lo, hi - lo);
                        return static_cast<double>(hi - lo) * sizeof(float);
                      }) / 1e9;
     rf.int8_gmacs[k] = best_rate(t, 3, [&](int, int) { return int8_loop(10'000'000); }) / 1e9;

@@ -19,7 +19,9 @@ Roofline measure_roofline(int n_threads);
 double read_bandwidth_loop(const float* p, long n);  // returns a checksum; reads n floats once
 double int8_peak_loop(long iters);                   // returns MACs done
 double fma_peak_loop(long iters);                    // returns flops done
-// AVX-512 (vpdpbusd / 512-bit FMA) versions, in peak_avx512.cpp; only called on a CPU that has them.
+// AVX-512 (64-byte loads / vpdpbusd / 512-bit FMA) versions, in peak_avx512.cpp; only called on a CPU
+// that has them.
+double read_bandwidth_loop_avx512(const float* p, long n);
 double int8_peak_loop_avx512(long iters);
 double fma_peak_loop_avx512(long iters);
 

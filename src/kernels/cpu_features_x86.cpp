@@ -23,6 +23,12 @@ CpuFeatures detect_cpu_features() {
   CpuFeatures f;
   unsigned a = 0, b = 0, c = 0, d = 0;
   const unsigned max_leaf = __get_cpuid_max(0, nullptr);
+  __cpuid_count(0, 0, a, b, c, d);
+  char vendor[13] = {};
+  std::memcpy(vendor + 0, &b, 4);  // EBX, EDX, ECX: "Genu" "ineI" "ntel"
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  f.vendor = vendor;
   if (max_leaf < 1) return f;
   __cpuid_count(1, 0, a, b, c, d);
   const bool osxsave = (c >> 27) & 1;

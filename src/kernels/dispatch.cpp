@@ -111,7 +111,8 @@ void note_isa_choice(std::string_view how) {
 std::string describe_isa() {
   const KernelTable& k = kernels();
   return "kernels: " + std::string(isa_name(k.isa)) + " (best " + std::string(isa_name(best_isa())) +
-         "; cpu: " + cpu_features().brand + "; " + state().how + ")";
+         "; cpu: " + cpu_features().brand + "; " + state().how +
+         (k.bf16_dot ? "; bf16 by vdpbf16ps, activations rounded to bf16" : "") + ")";
 }
 
 }  // namespace qe::kernels

@@ -155,9 +155,12 @@ struct KernelTable {
   MatmulX16Fn x16_q5_K_q8_K = nullptr;
   MatmulX16Fn x16_q6_K_q8_K = nullptr;
   // f16 / bf16 in their x16 layouts, against f32 activation rows (contracts in interleaved.h: exact
-  // widened weights and f32 FMAs; bf16 on AVX512_BF16 rounds the activations to bf16 for vdpbf16ps).
+  // widened weights and f32 FMAs; bf16 by vdpbf16ps rounds the activations to bf16, see bf16_dot).
   MatmulX16Fn x16_f16_f32 = nullptr;
   MatmulX16Fn x16_bf16_f32 = nullptr;
+  // The bf16 entries take vdpbf16ps (AVX-512 on a CPU where it pays, kernel_tables.h: bf16_dot_pays):
+  // describe_isa() says so, as it changes the numbers.
+  bool bf16_dot = false;
   // The same products split in pack and run (empty where a level has no split: then matmul calls the
   // kernels above).
   X16FloatSplit x16_f16_split;

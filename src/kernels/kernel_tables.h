@@ -28,21 +28,33 @@ void finish_level(LevelTables& t, Isa isa, FillLlamacppFn fill_llamacpp);
 
 namespace ref { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
 namespace avx2 { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
-// x16 f16 / bf16 kernels (matmul_x16_float_<isa>.cpp). AVX-512 takes vdpbf16ps for bf16 when the CPU
-// has AVX512_BF16 (matmul_x16_float_avx512bf16.cpp).
+// x16 f16 / bf16 kernels (matmul_x16_float_<isa>.cpp). AVX-512 takes vdpbf16ps for bf16 when bf16_dot
+// (matmul_x16_float_avx512bf16.cpp).
 namespace ref { void fill_x16_float(KernelTable& t); }
 namespace avx2 { void fill_x16_float(KernelTable& t); }
-namespace avx512 { void fill_x16_float(KernelTable& t, bool has_bf16); }
+namespace avx512 {
+void fill_x16_float(KernelTable& t, bool bf16_dot, bool gemv_prefetch);
+}
 namespace neon { void fill_x16_float(KernelTable& t); }
+// Whether the AVX-512 level's one-token GEMVs (x16 q4_0 q4_1 q8_0 q4_K q5_K q6_K f16 bf16) prefetch their
+// weights in software (kernel_tables_x86.cpp says why it depends on the CPU); the fill functions below
+// take it as gemv_prefetch.
+bool gemv_software_prefetch(const CpuFeatures& f);
+// Whether the AVX-512 level computes bf16 weights with vdpbf16ps (AVX512_BF16) rather than f32 FMAs
+// (kernel_tables_x86.cpp says why it depends on the CPU).
+bool bf16_dot_pays(const CpuFeatures& f);
 namespace avx512 {
 void fill_table(KernelTable& t);
-void fill_x16(KernelTable& t);
-void fill_x16_k(KernelTable& t);  // the k-quants, called by fill_x16 (matmul_x16_k_avx512.cpp)
+void fill_x16(KernelTable& t, bool gemv_prefetch);
+void fill_x16_k(KernelTable& t,
+                bool gemv_prefetch);    // the k-quants, called by fill_x16 (matmul_x16_k_avx512.cpp)
 void fill_float_tiles(KernelTable& t);  // 512-bit f32/f16/bf16 tiles (matmul_float_avx512.cpp)
 void fill_quantize(KernelTable& t);     // q8_0 / q8_1 activations 16 blocks at a time (quantize_avx512.cpp)
 }  // namespace avx512
 // q5_K's x16 kernel with GFNI, over the AVX-512 level's when the CPU has GFNI (matmul_x16_k_avx512gfni.cpp).
-namespace avx512gfni { void fill_x16_k(KernelTable& t); }
+namespace avx512gfni {
+void fill_x16_k(KernelTable& t, bool gemv_prefetch);
+}
 namespace neon {
 void fill_table(KernelTable& t);
 void fill_x16(KernelTable& t);

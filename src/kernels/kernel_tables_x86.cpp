@@ -5,6 +5,29 @@
 #include "kernels/kernel_tables.h"
 
 namespace qe::kernels {
+
+// A one-token GEMV reads each weight once, from DRAM, so it runs at the pace its weights arrive. Whether
+// software prefetch helps the hardware prefetchers depends on the core (1.1B ffn_up, one token, against a
+// read of the same bytes at the same moments, qbench):
+//  - Zen 4 (2-vCPU EPYC): its hardware prefetchers alone do best; software prefetch 1-8 KiB ahead made
+//    every AVX-512 GEMV slower (q4_0 / q4_1 / q8_0 4-14%, f16 15-20%, q5_K 79% -> 57% of the read).
+//  - Intel (2-vCPU Xeon, Emerald Rapids): the hardware prefetchers alone left them at 59-77% of the read
+//    (q8_0 89%); prefetcht1 4 KiB ahead (schedule.h) took them to 83-94%.
+// So AMD's cores (and Hygon's, which are Zen) keep to the hardware, every other x86 core prefetches. The
+// AVX2 level prefetches everywhere: a Zen 3 core needs it (matmul_x16_avx2.cpp).
+bool gemv_software_prefetch(const CpuFeatures& f) {
+  return f.vendor != "AuthenticAMD" && f.vendor != "HygonGenuine";
+}
+
+// vdpbf16ps does 32 multiply-adds where a 512-bit FMA does 16, and rounds the activations to bf16. On a
+// Zen 4 it issues as fast as an FMA: the bf16 GEMM runs ~1.8x the f32-FMA one (1.1B pp512 190 against f16's
+// 106 t/s). An Intel core (2-vCPU Xeon, Emerald Rapids) issues one every other cycle, while it has two
+// 512-bit FMA pipes: there the f32 path is the faster one, and keeps the activations exact (1.1B ffn_up,
+// 512 tokens, 1 / 2 threads: 136-138 / 272-275 GOP/s against vdpbf16ps's 81-88 / 165-173).
+bool bf16_dot_pays(const CpuFeatures& f) {
+  return f.avx512bf16 && f.vendor != "GenuineIntel";
+}
+
 namespace {
 
 struct Tables {
@@ -31,10 +54,11 @@ struct Tables {
     if ((has_avx512 = cpu_has_isa(f, Isa::avx512))) {
       kernels::avx512::fill_table(avx512.fast);
       kernels::avx512::fill_quantize(avx512.fast);
-      kernels::avx512::fill_x16(avx512.fast);
-      if (f.gfni) kernels::avx512gfni::fill_x16_k(avx512.fast);
+      const bool gemv_prefetch = gemv_software_prefetch(f);
+      kernels::avx512::fill_x16(avx512.fast, gemv_prefetch);
+      if (f.gfni) kernels::avx512gfni::fill_x16_k(avx512.fast, gemv_prefetch);
       kernels::avx512::fill_float_tiles(avx512.fast);
-      kernels::avx512::fill_x16_float(avx512.fast, f.avx512bf16);
+      kernels::avx512::fill_x16_float(avx512.fast, bf16_dot_pays(f), gemv_prefetch);
       kernels::avx512::fill_convert(avx512.fast);
       kernels::avx512::fill_attention(avx512.fast);
       finish_level(avx512, Isa::avx512, nullptr);  // llama.cpp's AVX2 bits: AVX2's kernels

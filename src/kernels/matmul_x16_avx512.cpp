@@ -32,6 +32,7 @@
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/schedule.h"
 #include "kernels/unroll.h"
 
 // GCC 12's _mm512_cvtepi32_ps / _mm512_cvtph_ps pass _mm512_undefined_ps() as the unused merge source,
@@ -49,7 +50,8 @@ constexpr int kCols = 8;
 // ffn_up from DRAM, 8 tokens, against no software prefetch (the two alternating rep by rep in one process,
 // medians of 30): q4_0 1024 -> 674 us at 1 thread, 577 -> 376 at 2; q4_1 1137 -> 742, 689 -> 486; q8_0
 // 979 -> 956, 706 -> 658; q4_1 with 4 tokens 784 -> 537, 509 -> 488. 4 and 8 KiB ahead: within a few
-// percent of 2 KiB. The same for one token (GEMV): no gain, so GEMV does without.
+// percent of 2 KiB. One token (GEMV) gained nothing this way on the Zen 4; where the CPU wants it, it
+// prefetches into L2 instead (K::kGemvPf).
 constexpr int64_t kSelfAhead = 2048;
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
@@ -83,19 +85,23 @@ static_assert(sizeof(TokenScales) == 64);
 
 // Q4 (q4_0 with kMin = false, q4_1 with kMin = true) and Q8_0: the weight block, its activation block,
 // and the multiple of the block sum the integer accumulator starts at (q4_1 starts at 0 and adds m * s).
-template <class WBlock, class ABlock, bool kMin>
+// kGemvPf: one token prefetches its weights in software (gemv_software_prefetch, kernel_tables.h).
+template <class WBlock, class ABlock, bool kMin, bool kPf>
 struct Q4 {
   using W = WBlock;
   using A = ABlock;
   static constexpr bool kQ8 = false;
   static constexpr bool kHasMin = kMin;
+  static constexpr bool kGemvPf = kPf;
   static constexpr int32_t kOffset = kMin ? 0 : -8;
 };
+template <bool kPf>
 struct Q8_0 {
   using W = BlockQ8_0x16;
   using A = BlockQ8_0;
   static constexpr bool kQ8 = true;
   static constexpr bool kHasMin = false;
+  static constexpr bool kGemvPf = kPf;
   static constexpr int32_t kOffset = -128;
 };
 
@@ -158,6 +164,7 @@ void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t
     if constexpr (K::kQ8 && C == 1) {
       __m512i part2 = _mm512_setzero_si512();  // two chains, as for q4 below
       unroll<4>([&](auto j) {
+        if constexpr (K::kGemvPf) prefetch_l2_share<sizeof(typename K::W), 4, j>(&wg[b], part2);
         const __m512i u0 = _mm512_xor_si512(_mm512_loadu_si512(wg[b].qs + 128 * j), sign);
         const __m512i u1 = _mm512_xor_si512(_mm512_loadu_si512(wg[b].qs + 128 * j + 64), sign);
         isum[0] = dpbusd_bcast(isum[0], u0, q[0] + o + 8 * j);
@@ -174,6 +181,7 @@ void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t
       // halving the dependent vpdpbusd latency that bounds GEMV.
       __m512i part2 = _mm512_setzero_si512();
       unroll<4>([&](auto j) {
+        if constexpr (K::kGemvPf) prefetch_l2_share<sizeof(typename K::W), 4, j>(&wg[b], part2);
         const __m512i v = _mm512_loadu_si512(wg[b].qs + 64 * j);
         const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         isum[0] = dpbusd_bcast(isum[0], lo, q[0] + o + 4 * j);
@@ -229,7 +237,7 @@ void run(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
     // rather than one burst per group (the last group prefetches itself: harmless, no branch). With one
     // slice of 2..8 tokens (a batched decode step) the group's own weights, kSelfAhead ahead of the
     // block being read: they come from DRAM once, and the hardware prefetcher alone left vpdpbusd
-    // waiting on them (see kSelfAhead). One token (GEMV) keeps to the hardware prefetcher.
+    // waiting on them (see kSelfAhead). One token (GEMV) prefetches inside part, or not (K::kGemvPf).
     const auto* next = reinterpret_cast<const uint8_t*>(g + 1 < n_groups ? wg + nb : wg);
     for (int64_t s = 0; s < n_slices; ++s) {
       const uint8_t* pf = n_slices > 1 ? next + group_bytes * s / n_slices
@@ -250,15 +258,29 @@ void run(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
 
 #include "kernels/x16_int_split.inc"
 
+namespace {
+
+template <bool kPf>
+void fill_int_kernels(KernelTable& t) {
+  using Q4_0 = Q4<BlockQ4_0x16, BlockQ8_0, false, kPf>;
+  using Q4_1 = Q4<BlockQ4_1x16, BlockQ8_1, true, kPf>;
+  t.x16_q4_0_q8_0 = x16<Q4_0>;
+  t.x16_q4_1_q8_1 = x16<Q4_1>;
+  t.x16_q8_0_q8_0 = x16<Q8_0<kPf>>;
+  t.x16_q4_0_split = split<Q4_0>();
+  t.x16_q4_1_split = split<Q4_1>();
+  t.x16_q8_0_split = split<Q8_0<kPf>>();
+}
+
+}  // namespace
+
 // C = 8 tokens x the whole 16-row group in one zmm.
-void fill_x16(KernelTable& t) {
-  fill_x16_k(t);
-  t.x16_q4_0_q8_0 = x16<Q4<BlockQ4_0x16, BlockQ8_0, false>>;
-  t.x16_q4_1_q8_1 = x16<Q4<BlockQ4_1x16, BlockQ8_1, true>>;
-  t.x16_q8_0_q8_0 = x16<Q8_0>;
-  t.x16_q4_0_split = split<Q4<BlockQ4_0x16, BlockQ8_0, false>>();
-  t.x16_q4_1_split = split<Q4<BlockQ4_1x16, BlockQ8_1, true>>();
-  t.x16_q8_0_split = split<Q8_0>();
+void fill_x16(KernelTable& t, bool gemv_prefetch) {
+  fill_x16_k(t, gemv_prefetch);
+  if (gemv_prefetch)
+    fill_int_kernels<true>(t);
+  else
+    fill_int_kernels<false>(t);
 }
 
 }  // namespace qe::kernels::avx512

@@ -25,7 +25,9 @@ namespace {
 struct S {
   using V = __m256;
   static constexpr int kLanes = 8;
-  static constexpr int kGemvPrefetch = 1024;
+  static void gemv_prefetch(const void* line, V&) {
+    __builtin_prefetch(static_cast<const char*>(line) + 1024, 0, 3);
+  }
   static V zero() { return _mm256_setzero_ps(); }
   static V fma_bcast(V w, const float* a, V acc) { return _mm256_fmadd_ps(w, _mm256_broadcast_ss(a), acc); }
   static void store_sum(float* y, V s0, V s1) { _mm256_storeu_ps(y, _mm256_add_ps(s0, s1)); }

@@ -3,7 +3,7 @@
 // vcvtph2ps (or bf16 shift) feeds 12 FMAs whose activation operand is an embedded broadcast, so the
 // loop is FMA-bound (Zen 4: one 512-bit FMA per cycle). GEMV: one 32-byte (f16) or 64-byte (bf16 pair)
 // load per FMA, two chains per group: far above what DRAM delivers, so the stream sets the pace.
-// bf16 goes to vdpbf16ps (matmul_x16_float_avx512bf16.cpp) when the CPU has AVX512_BF16.
+// bf16 goes to vdpbf16ps (matmul_x16_float_avx512bf16.cpp) where it pays (kernel_tables.h: bf16_dot_pays).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/schedule.h"
 #include "kernels/unroll.h"
 
 // GCC 12's conversion intrinsics pass _mm512_undefined_ps() as a merge source that -Wmaybe-uninitialized
@@ -21,16 +22,20 @@
 #endif
 
 namespace qe::kernels::avx512bf16 {
-void fill_x16_bf16(KernelTable& t);  // matmul_x16_float_avx512bf16.cpp
+void fill_x16_bf16(KernelTable& t, bool gemv_prefetch);  // matmul_x16_float_avx512bf16.cpp
 }
 
 namespace qe::kernels::avx512 {
 namespace {
 
+// kPf: a GEMV prefetches its weights in software (gemv_software_prefetch, kernel_tables.h).
+template <bool kPf>
 struct S {
   using V = __m512;
   static constexpr int kLanes = 16;
-  static constexpr int kGemvPrefetch = 0;
+  static void gemv_prefetch(const void* line, V& anchor) {
+    if constexpr (kPf) prefetch_l2_ahead(line, anchor);
+  }
   static V zero() { return _mm512_setzero_ps(); }
   static V fma_bcast(V w, const float* a, V acc) { return _mm512_fmadd_ps(w, _mm512_set1_ps(*a), acc); }
   static void store_sum(float* y, V s0, V s1) { _mm512_storeu_ps(y, _mm512_add_ps(s0, s1)); }
@@ -56,12 +61,26 @@ constexpr int kCols = 12;
 
 #include "kernels/x16_float_driver.inc"
 
-void fill_x16_float(KernelTable& t, bool has_bf16) {
-  t.x16_f16_f32 = x16_float<S, F16Cols<S>, 1, kCols>;
-  t.x16_bf16_f32 = x16_float<S, BF16Cols<S>, 1, kCols>;
-  t.x16_f16_split = x16_float_split<S, F16Cols<S>, kCols>();
-  t.x16_bf16_split = x16_float_split<S, BF16Cols<S>, kCols>();
-  if (has_bf16) avx512bf16::fill_x16_bf16(t);
+namespace {
+
+template <bool kPf>
+void fill_float_kernels(KernelTable& t) {
+  using L = S<kPf>;
+  t.x16_f16_f32 = x16_float<L, F16Cols<L>, 1, kCols>;
+  t.x16_bf16_f32 = x16_float<L, BF16Cols<L>, 1, kCols>;
+  t.x16_f16_split = x16_float_split<L, F16Cols<L>, kCols>();
+  t.x16_bf16_split = x16_float_split<L, BF16Cols<L>, kCols>();
+  t.bf16_dot = false;
+}
+
+}  // namespace
+
+void fill_x16_float(KernelTable& t, bool bf16_dot, bool gemv_prefetch) {
+  if (gemv_prefetch)
+    fill_float_kernels<true>(t);
+  else
+    fill_float_kernels<false>(t);
+  if (bf16_dot) avx512bf16::fill_x16_bf16(t, gemv_prefetch);
 }
 
 }  // namespace qe::kernels::avx512

@@ -4,7 +4,8 @@
 // The activations are rounded to bf16 (round to nearest even, NaN kept quiet: fp32_to_bf16, as ggml
 // converts them for its bf16 vec_dot) into pair panels [j][C], once per matmul for all its threads
 // (X16FloatSplit).
-// GEMM: 12 tokens x 2 parts = 24 zmm accumulators; GEMV: two chains per group.
+// GEMM: 12 tokens x 2 parts = 24 zmm accumulators; GEMV: two chains per group, and with kPf its weights
+// prefetched in software (gemv_software_prefetch, kernel_tables.h), a line per column pair.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "formats/blocks.h"
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/schedule.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -30,13 +32,17 @@ inline __m512 dot(__m512 acc, __m512i w, const uint32_t* a) {
 }
 
 // C tokens (pair panel pa: [j][C], (n + 1) / 2 pairs) x the 16 rows of one group.
-template <int C>
+template <int C, bool kPf>
 void part(int64_t n, const uint16_t* wg, const uint32_t* pa, float* y, int64_t ldy) {
   __m512 acc[2][C];
   for (int c = 0; c < C; ++c) acc[0][c] = acc[1][c] = _mm512_setzero_ps();
   const int64_t np = n / 2;  // full pairs
   int64_t j = 0;
   for (; j + 2 <= np; j += 2) {
+    if constexpr (kPf && C == 1) {
+      prefetch_l2_ahead(wg + 32 * j, acc[0][0]);
+      prefetch_l2_ahead(wg + 32 * j + 32, acc[1][0]);
+    }
     const __m512i w0 = _mm512_loadu_si512(wg + 32 * j), w1 = _mm512_loadu_si512(wg + 32 * j + 32);
     for (int c = 0; c < C; ++c) acc[0][c] = dot(acc[0][c], w0, pa + j * C + c);
     for (int c = 0; c < C; ++c) acc[1][c] = dot(acc[1][c], w1, pa + (j + 1) * C + c);
@@ -52,11 +58,13 @@ void part(int64_t n, const uint16_t* wg, const uint32_t* pa, float* y, int64_t l
   for (int c = 0; c < C; ++c) _mm512_storeu_ps(y + c * ldy, _mm512_add_ps(acc[0][c], acc[1][c]));
 }
 
-template <int C>
+template <int C, bool kPf>
 void panel(int c, int64_t n, const uint16_t* wg, const uint32_t* pa, float* y, int64_t ldy) {
   if constexpr (C > 0) {
-    if (c == C) part<C>(n, wg, pa, y, ldy);
-    else panel<C - 1>(c, n, wg, pa, y, ldy);
+    if (c == C)
+      part<C, kPf>(n, wg, pa, y, ldy);
+    else
+      panel<C - 1, kPf>(c, n, wg, pa, y, ldy);
   }
 }
 
@@ -94,32 +102,35 @@ void pack(int64_t n, const void* a, int64_t as, int64_t nc, void* out) {
   });
 }
 
+template <bool kPf>
 void packed(int64_t n, const void* w, int64_t n_groups, const void* panels, int64_t nc, float* y,
             int64_t ldy) {
   const int64_t npairs = (n + 1) / 2;
   for (int64_t g = 0; g < n_groups; ++g) {
     const uint16_t* wg = static_cast<const uint16_t*>(w) + g * kInterleave * n;
     for_each_panel(nc, kCols, [&](int64_t c0, int64_t cn) {
-      panel<kCols>(static_cast<int>(cn), n, wg, static_cast<const uint32_t*>(panels) + c0 * npairs,
-                   y + c0 * ldy + g * kInterleave, ldy);
+      panel<kCols, kPf>(static_cast<int>(cn), n, wg, static_cast<const uint32_t*>(panels) + c0 * npairs,
+                        y + c0 * ldy + g * kInterleave, ldy);
     });
   }
 }
 
+template <bool kPf>
 void x16_bf16(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, int64_t nc, float* y,
               int64_t ldy) {
   thread_local std::vector<uint32_t> panels;
   const int64_t words = nc * ((n + 1) / 2);
   if (static_cast<int64_t>(panels.size()) < words) panels.resize(static_cast<size_t>(words));
   pack(n, a, as, nc, panels.data());
-  packed(n, w, n_groups, panels.data(), nc, y, ldy);
+  packed<kPf>(n, w, n_groups, panels.data(), nc, y, ldy);
 }
 
 }  // namespace
 
-void fill_x16_bf16(KernelTable& t) {
-  t.x16_bf16_f32 = x16_bf16;
-  t.x16_bf16_split = {pack, packed};
+void fill_x16_bf16(KernelTable& t, bool gemv_prefetch) {
+  t.x16_bf16_f32 = gemv_prefetch ? x16_bf16<true> : x16_bf16<false>;
+  t.x16_bf16_split = {pack, gemv_prefetch ? packed<true> : packed<false>};
+  t.bf16_dot = true;
 }
 
 }  // namespace qe::kernels::avx512bf16

@@ -17,7 +17,7 @@ namespace {
 struct S {
   using V = float32x4_t;
   static constexpr int kLanes = 4;
-  static constexpr int kGemvPrefetch = 0;
+  static void gemv_prefetch(const void*, V&) {}
   static V zero() { return vdupq_n_f32(0.0f); }
   static V fma_bcast(V w, const float* a, V acc) { return vfmaq_n_f32(acc, w, *a); }
   static void store_sum(float* y, V s0, V s1) { vst1q_f32(y, vaddq_f32(s0, s1)); }

@@ -28,6 +28,7 @@
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/schedule.h"
 #include "kernels/unroll.h"
 
 #if defined(__GNUC__) && !defined(__clang__)  // GCC 12 header false positives, see matmul_x16_avx512.cpp
@@ -61,6 +62,8 @@ inline __m512i part_weights(__m512i m4, __m512i v, __m512i hb) {
   return select(m4, p < 2 ? v : _mm512_srli_epi16(v, 4), shift16<4 - 2 * p>(hb));
 }
 
+// kPf: as K45's.
+template <bool kPf>
 struct K6 {
   using W = BlockQ6_Kx16;
   static constexpr int64_t kBlock = QK_K;
@@ -85,6 +88,7 @@ struct K6 {
         const int8_t* qa = a[0]->qs;
         unroll<16>([&](auto m_) {
           constexpr int m = decltype(m_)::value, h = m / 8, l4 = m % 8;
+          if constexpr (kPf) prefetch_l2_share<sizeof(W), 16, m>(&blk, g[8 * h + l4 / 4]);
           const __m512i v[2] = {load(blk.ql(h, 0, l4)), load(blk.ql(h, 1, l4))}, qh = load(blk.qh(h, l4));
           const __m512i hb[2] = {_mm512_and_si512(qh, m33), _mm512_and_si512(qh, mcc)};
           unroll<4>([&](auto p_) {
@@ -139,11 +143,23 @@ struct K6 {
 
 #include "kernels/x16_driver.inc"
 
+namespace {
+
+template <bool kPf>
+void fill_k_kernels(KernelTable& t) {
+  t.x16_q4_K_q8_K = x16<K45<false, void, kPf>, kCols, 1>;
+  t.x16_q5_K_q8_K = x16<K45<true, ShiftBit5, kPf>, kCols, 1>;
+  t.x16_q6_K_q8_K = x16<K6<kPf>, kCols, 1>;
+}
+
+}  // namespace
+
 // C = 8 tokens x the whole 16-row group in one zmm. Called from fill_x16 (matmul_x16_avx512.cpp).
-void fill_x16_k(KernelTable& t) {
-  t.x16_q4_K_q8_K = x16<K45<false>, kCols, 1>;
-  t.x16_q5_K_q8_K = x16<K45<true, ShiftBit5>, kCols, 1>;
-  t.x16_q6_K_q8_K = x16<K6, kCols, 1>;
+void fill_x16_k(KernelTable& t, bool gemv_prefetch) {
+  if (gemv_prefetch)
+    fill_k_kernels<true>(t);
+  else
+    fill_k_kernels<false>(t);
 }
 
 }  // namespace qe::kernels::avx512

@@ -16,6 +16,7 @@
 
 #include "kernels/interleaved.h"
 #include "kernels/kernel_tables.h"
+#include "kernels/schedule.h"
 #include "kernels/unroll.h"
 
 #if defined(__GNUC__) && !defined(__clang__)  // GCC 12 header false positives, see matmul_x16_avx512.cpp
@@ -41,6 +42,11 @@ struct GfniBit5 {
 
 #include "kernels/x16_driver.inc"
 
-void fill_x16_k(KernelTable& t) { t.x16_q5_K_q8_K = x16<K45<true, GfniBit5>, kCols, 1>; }
+void fill_x16_k(KernelTable& t, bool gemv_prefetch) {
+  if (gemv_prefetch)
+    t.x16_q5_K_q8_K = x16<K45<true, GfniBit5, true>, kCols, 1>;
+  else
+    t.x16_q5_K_q8_K = x16<K45<true, GfniBit5, false>, kCols, 1>;
+}
 
 }  // namespace qe::kernels::avx512gfni

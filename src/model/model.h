@@ -31,8 +31,9 @@ struct ModelOptions {
   // layout.
   bool repack = true;
   // With repack: f16 matrices are stored as bf16 x16 instead of f16 x16, for vdpbf16ps (AVX512_BF16),
-  // which does twice the multiply-adds of f32 FMAs. Lossy: bf16 keeps 8 of f16's 11 significant bits
-  // (rounded to nearest even), and the bf16 path also rounds the activations to bf16; so opt-in only.
+  // which does twice the multiply-adds of f32 FMAs where it pays (kernels/kernel_tables.h). Lossy: bf16
+  // keeps 8 of f16's 11 significant bits (rounded to nearest even), and the vdpbf16ps path also rounds
+  // the activations to bf16; so opt-in only.
   bool f16_as_bf16 = false;
   int n_threads = 0;  // matmul and scoring threads; 0 = physical cores
 

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "formats/blocks.h"
+#include "kernels/cpu_features.h"
 #include "kernels/interleaved.h"
+#include "kernels/kernel_tables.h"
 #include "kernels/matmul.h"
 
 namespace qe::kernels {
@@ -258,6 +260,64 @@ TEST_P(MatmulIsa, InterleavedMatchesReferenceBitForBit) {
     }
   }
 }
+
+#if defined(__x86_64__)
+// The AVX-512 level with the other choice of one-token GEMV software prefetch than this CPU's
+// (gemv_software_prefetch): a CPU runs one, the tests run both. nullptr without AVX-512.
+const KernelTable* avx512_other_gemv_prefetch() {
+  const KernelTable* k = kernel_table(Isa::avx512);
+  if (!k) return nullptr;
+  static const KernelTable t = [k] {
+    KernelTable c = *k;
+    const CpuFeatures& f = cpu_features();
+    const bool other = !gemv_software_prefetch(f);
+    avx512::fill_x16(c, other);
+    if (f.gfni) avx512gfni::fill_x16_k(c, other);
+    avx512::fill_x16_float(c, k->bf16_dot, other);
+    return c;
+  }();
+  return &t;
+}
+
+// Prefetching changes where the weights come from, never a bit: every x16 type, GEMV and the GEMMs
+// whose last 8-token slice holds one token, the level's kernels and the other prefetch's agree exactly
+// (the level's are held to the scalar reference by the tests above), on 1 and 2 threads. Long rows, so
+// the prefetches reach past the end of the weights (which never faults).
+TEST(Matmul, GemvPrefetchChoicesGiveTheSameBits) {
+  const KernelTable* other = avx512_other_gemv_prefetch();
+  if (!other) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const KernelTable& level = *kernel_table(Isa::avx512);
+  EXPECT_NE(level.x16_q4_0_q8_0, other->x16_q4_0_q8_0);
+  EXPECT_NE(level.x16_q6_K_q8_K, other->x16_q6_K_q8_K);
+  EXPECT_NE(level.x16_f16_f32, other->x16_f16_f32);
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K,
+                     GgmlType::Q6_K, GgmlType::F16, GgmlType::BF16}) {
+    const int64_t blk = ggml_type_info(t).block_size;
+    for (int64_t rows : {16, 48}) {
+      for (int64_t cols : {blk * (blk == QK_K ? 3 : 9), int64_t{4096}}) {
+        const uint32_t seed = static_cast<uint32_t>(rows * 31 + cols + static_cast<int>(t));
+        const Weights w = make_weights(t, rows, cols, seed);
+        std::vector<uint8_t> packed(w.bytes.size());
+        const Result<WeightView> wx = interleave_rows(w.view, packed, 2);
+        ASSERT_TRUE(wx.ok()) << wx.error().message();
+        for (int64_t n_tokens : {1, 9}) {
+          SCOPED_TRACE(::testing::Message() << ggml_type_name(t) << " rows=" << rows << " cols=" << cols
+                                            << " tokens=" << n_tokens);
+          const auto x = make_input(n_tokens, cols, seed + 1);
+          ActivationBuffer a;
+          ASSERT_TRUE(a.prepare(*activation_type(t), x.data(), n_tokens, cols, cols, 1, level).ok());
+          for (int threads : {1, 2}) {
+            std::vector<float> y(static_cast<size_t>(n_tokens * rows)), yo(y.size());
+            ASSERT_TRUE(matmul(*wx, a, y.data(), threads, level).ok());
+            ASSERT_TRUE(matmul(*wx, a, yo.data(), threads, *other).ok());
+            ASSERT_EQ(0, std::memcmp(y.data(), yo.data(), y.size() * sizeof(float))) << threads << " threads";
+          }
+        }
+      }
+    }
+  }
+}
+#endif
 
 TEST(Matmul, InterleaveRefusesWhatItCannotDo) {
   // f32 has no x16 layout (f16 and bf16 do: kernels_x16_float_test.cpp).

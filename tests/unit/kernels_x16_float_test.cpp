@@ -15,6 +15,7 @@
 #include "formats/blocks.h"
 #include "kernels/cpu_features.h"
 #include "kernels/interleaved.h"
+#include "kernels/kernel_tables.h"
 #include "kernels/matmul.h"
 
 namespace qe::kernels {
@@ -68,16 +69,36 @@ bool same_bits(float a, float b) {
   return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b) || (std::isnan(a) && std::isnan(b));
 }
 
+#if defined(__x86_64__)
+// On a CPU with AVX512_BF16, the AVX-512 level with the other bf16 choice than this CPU's (bf16_dot_pays):
+// vdpbf16ps where the level keeps f32 FMAs, or the reverse, so both are tested wherever they can run.
+const KernelTable* avx512_other_bf16() {
+  const KernelTable* k = kernel_table(Isa::avx512);
+  if (!k || !cpu_features().avx512bf16) return nullptr;
+  static const KernelTable t = [k] {
+    KernelTable c = *k;
+    avx512::fill_x16_float(c, !k->bf16_dot, gemv_software_prefetch(cpu_features()));
+    return c;
+  }();
+  return &t;
+}
+#else
+const KernelTable* avx512_other_bf16() {
+  return nullptr;
+}
+#endif
+
 std::vector<const KernelTable*> levels() {
   std::vector<const KernelTable*> out;
   for (Isa i : {Isa::ref, Isa::avx2, Isa::avx512, Isa::neon})
     if (const KernelTable* k = kernel_table(i)) out.push_back(k);
+  if (const KernelTable* k = avx512_other_bf16()) out.push_back(k);
   return out;
 }
 
 // The reference of the contract a level's bf16 kernel computes.
 MatmulX16Fn bf16_reference(const KernelTable& k) {
-  return k.isa == Isa::avx512 && cpu_features().avx512bf16 ? x16_bf16_dot_ref : kernel_table(Isa::ref)->x16_bf16_f32;
+  return k.bf16_dot ? x16_bf16_dot_ref : kernel_table(Isa::ref)->x16_bf16_f32;
 }
 
 std::vector<float> run(MatmulX16Fn fn, const FWeights& w, const std::vector<float>& a, int64_t nc) {

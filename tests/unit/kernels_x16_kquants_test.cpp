@@ -155,7 +155,7 @@ const KernelTable* avx512_without_gfni() {
   if (!k || !cpu_features().gfni) return nullptr;
   static const KernelTable t = [k] {
     KernelTable c = *k;
-    avx512::fill_x16_k(c);
+    avx512::fill_x16_k(c, gemv_software_prefetch(cpu_features()));
     return c;
   }();
   return &t;

@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
                "ggml's summation order");
   app.add_flag("--f16-as-bf16", o.f16_as_bf16,
                "repack f16 weight matrices as bf16 (lossy: 8 of f16's 11 significant bits; activations "
-               "rounded to bf16 too) for the AVX512_BF16 dot product; fast numerics only");
+               "rounded to bf16 too where the kernels line says vdpbf16ps) for the AVX512_BF16 dot product; "
+               "fast numerics only");
   app.add_option("--numerics", o.numerics,
                  "fast (this engine's kernels) or llama.cpp (the logits and tokens llama.cpp's AVX2 CPU "
                  "backend computes, bit for bit; q4_1/q8_0/f16 models, f16 cache; implies --no-repack)")
