@@ -11,8 +11,9 @@ namespace qe::kernels {
 // read of the same bytes at the same moments, qbench):
 //  - Zen 4 (2-vCPU EPYC): its hardware prefetchers alone do best; software prefetch 1-8 KiB ahead made
 //    every AVX-512 GEMV slower (q4_0 / q4_1 / q8_0 4-14%, f16 15-20%, q5_K 79% -> 57% of the read).
-//  - Intel (2-vCPU Xeon, Emerald Rapids): the hardware prefetchers alone left them at 59-77% of the read
-//    (q8_0 89%); prefetcht1 4 KiB ahead (schedule.h) took them to 83-94%.
+//  - Intel (2-vCPU Xeon, Emerald Rapids): the hardware prefetchers alone left them at 59-78% of the read
+//    (q8_0 74-90%); prefetcht1 4 KiB ahead, a share of each block's lines per step (schedule.h), took
+//    them to 89-99%.
 // So AMD's cores (and Hygon's, which are Zen) keep to the hardware, every other x86 core prefetches. The
 // AVX2 level prefetches everywhere: a Zen 3 core needs it (matmul_x16_avx2.cpp).
 bool gemv_software_prefetch(const CpuFeatures& f) {
