@@ -23,8 +23,8 @@ struct CpuFeatures {
   // arm64
   bool asimd = false, asimddp = false, fphp = false;
   std::string brand;  // CPUID brand string or "unknown"
-  std::string
-      vendor;  // x86: CPUID leaf 0's ("GenuineIntel", "AuthenticAMD", "HygonGenuine", ...); else empty
+  // x86: CPUID leaf 0's vendor ("GenuineIntel", "AuthenticAMD", "HygonGenuine", ...); else empty.
+  std::string vendor;
 };
 
 // Detected once (thread-safe), then cached.

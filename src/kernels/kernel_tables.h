@@ -43,11 +43,22 @@ bool gemv_software_prefetch(const CpuFeatures& f);
 // Whether the AVX-512 level computes bf16 weights with vdpbf16ps (AVX512_BF16) rather than f32 FMAs
 // (kernel_tables_x86.cpp says why it depends on the CPU).
 bool bf16_dot_pays(const CpuFeatures& f);
+// The AVX-512 level's x16 kernels that depend on the CPU; avx512_x16_choices gives this CPU's.
+struct Avx512X16Choices {
+  bool gfni = false;           // q5_K's fifth bit by gf2p8affineqb (only where the CPU has GFNI)
+  bool gemv_prefetch = false;  // gemv_software_prefetch
+  bool bf16_dot = false;       // bf16_dot_pays
+};
+Avx512X16Choices avx512_x16_choices(const CpuFeatures& f);
+// Every x16 entry of an AVX-512 table (q4_0 q4_1 q8_0, the k-quants, f16 / bf16) as `c` says; the tests
+// fill copies of the level's table with other choices than this CPU's, so each variant runs wherever the
+// CPU can run it. kernel_tables_x86.cpp.
+void fill_avx512_x16(KernelTable& t, const Avx512X16Choices& c);
 namespace avx512 {
 void fill_table(KernelTable& t);
 void fill_x16(KernelTable& t, bool gemv_prefetch);
-void fill_x16_k(KernelTable& t,
-                bool gemv_prefetch);    // the k-quants, called by fill_x16 (matmul_x16_k_avx512.cpp)
+// The k-quants, called by fill_x16 (matmul_x16_k_avx512.cpp).
+void fill_x16_k(KernelTable& t, bool gemv_prefetch);
 void fill_float_tiles(KernelTable& t);  // 512-bit f32/f16/bf16 tiles (matmul_float_avx512.cpp)
 void fill_quantize(KernelTable& t);     // q8_0 / q8_1 activations 16 blocks at a time (quantize_avx512.cpp)
 }  // namespace avx512

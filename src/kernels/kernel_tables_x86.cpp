@@ -29,6 +29,16 @@ bool bf16_dot_pays(const CpuFeatures& f) {
   return f.avx512bf16 && f.vendor != "GenuineIntel";
 }
 
+Avx512X16Choices avx512_x16_choices(const CpuFeatures& f) {
+  return {.gfni = f.gfni, .gemv_prefetch = gemv_software_prefetch(f), .bf16_dot = bf16_dot_pays(f)};
+}
+
+void fill_avx512_x16(KernelTable& t, const Avx512X16Choices& c) {
+  kernels::avx512::fill_x16(t, c.gemv_prefetch);
+  if (c.gfni) kernels::avx512gfni::fill_x16_k(t, c.gemv_prefetch);
+  kernels::avx512::fill_x16_float(t, c.bf16_dot, c.gemv_prefetch);
+}
+
 namespace {
 
 struct Tables {
@@ -55,11 +65,8 @@ struct Tables {
     if ((has_avx512 = cpu_has_isa(f, Isa::avx512))) {
       kernels::avx512::fill_table(avx512.fast);
       kernels::avx512::fill_quantize(avx512.fast);
-      const bool gemv_prefetch = gemv_software_prefetch(f);
-      kernels::avx512::fill_x16(avx512.fast, gemv_prefetch);
-      if (f.gfni) kernels::avx512gfni::fill_x16_k(avx512.fast, gemv_prefetch);
+      fill_avx512_x16(avx512.fast, avx512_x16_choices(f));
       kernels::avx512::fill_float_tiles(avx512.fast);
-      kernels::avx512::fill_x16_float(avx512.fast, bf16_dot_pays(f), gemv_prefetch);
       kernels::avx512::fill_convert(avx512.fast);
       kernels::avx512::fill_attention(avx512.fast);
       finish_level(avx512, Isa::avx512, nullptr);  // llama.cpp's AVX2 bits: AVX2's kernels

@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "avx512_variants.h"
 #include "formats/blocks.h"
 #include "kernels/cpu_features.h"
 #include "kernels/interleaved.h"
-#include "kernels/kernel_tables.h"
 #include "kernels/matmul.h"
 
 namespace qe::kernels {
@@ -265,18 +265,7 @@ TEST_P(MatmulIsa, InterleavedMatchesReferenceBitForBit) {
 // The AVX-512 level with the other choice of one-token GEMV software prefetch than this CPU's
 // (gemv_software_prefetch): a CPU runs one, the tests run both. nullptr without AVX-512.
 const KernelTable* avx512_other_gemv_prefetch() {
-  const KernelTable* k = kernel_table(Isa::avx512);
-  if (!k) return nullptr;
-  static const KernelTable t = [k] {
-    KernelTable c = *k;
-    const CpuFeatures& f = cpu_features();
-    const bool other = !gemv_software_prefetch(f);
-    avx512::fill_x16(c, other);
-    if (f.gfni) avx512gfni::fill_x16_k(c, other);
-    avx512::fill_x16_float(c, k->bf16_dot, other);
-    return c;
-  }();
-  return &t;
+  return avx512_x16_variant([](Avx512X16Choices& c) { c.gemv_prefetch = !c.gemv_prefetch; });
 }
 
 // Prefetching changes where the weights come from, never a bit: every x16 type, GEMV and the GEMMs

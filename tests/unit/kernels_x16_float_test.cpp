@@ -12,10 +12,10 @@
 #include <random>
 #include <vector>
 
+#include "avx512_variants.h"
 #include "formats/blocks.h"
 #include "kernels/cpu_features.h"
 #include "kernels/interleaved.h"
-#include "kernels/kernel_tables.h"
 #include "kernels/matmul.h"
 
 namespace qe::kernels {
@@ -73,14 +73,8 @@ bool same_bits(float a, float b) {
 // On a CPU with AVX512_BF16, the AVX-512 level with the other bf16 choice than this CPU's (bf16_dot_pays):
 // vdpbf16ps where the level keeps f32 FMAs, or the reverse, so both are tested wherever they can run.
 const KernelTable* avx512_other_bf16() {
-  const KernelTable* k = kernel_table(Isa::avx512);
-  if (!k || !cpu_features().avx512bf16) return nullptr;
-  static const KernelTable t = [k] {
-    KernelTable c = *k;
-    avx512::fill_x16_float(c, !k->bf16_dot, gemv_software_prefetch(cpu_features()));
-    return c;
-  }();
-  return &t;
+  if (!cpu_features().avx512bf16) return nullptr;
+  return avx512_x16_variant([](Avx512X16Choices& c) { c.bf16_dot = !c.bf16_dot; });
 }
 #else
 const KernelTable* avx512_other_bf16() {

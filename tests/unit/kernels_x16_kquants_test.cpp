@@ -10,10 +10,10 @@
 #include <random>
 #include <vector>
 
+#include "avx512_variants.h"
 #include "formats/blocks.h"
 #include "kernels/cpu_features.h"
 #include "kernels/interleaved.h"
-#include "kernels/kernel_tables.h"
 #include "kernels/matmul.h"
 
 namespace qe::kernels {
@@ -151,14 +151,8 @@ void deinterleave(GgmlType t, const uint8_t* grp_blk, int64_t r, uint8_t* out) {
 // The AVX-512 level as a CPU without GFNI runs it: where this CPU has GFNI, the level's table holds the
 // GFNI q5_K kernel (kernel_tables_x86.cpp), and this copy the plain one. nullptr without both.
 const KernelTable* avx512_without_gfni() {
-  const KernelTable* k = kernel_table(Isa::avx512);
-  if (!k || !cpu_features().gfni) return nullptr;
-  static const KernelTable t = [k] {
-    KernelTable c = *k;
-    avx512::fill_x16_k(c, gemv_software_prefetch(cpu_features()));
-    return c;
-  }();
-  return &t;
+  if (!cpu_features().gfni) return nullptr;
+  return avx512_x16_variant([](Avx512X16Choices& c) { c.gfni = false; });
 }
 #else
 const KernelTable* avx512_without_gfni() { return nullptr; }
