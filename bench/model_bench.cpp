@@ -436,13 +436,13 @@ Status run_prompt(model::Context& ctx, int n, std::mt19937& rng) {
   return {};
 }
 
-// --vs-read: after each token, a read of the bytes it streamed (bytes, on `threads` threads). The decode
+// --vs-read: after each token, a read of the bytes it streamed (bytes, on the context's team). The decode
 // time (tokens alone) and the read time add up here. Token by token, so both see the same moments of
 // a drifting machine; each token's weights come from DRAM either way (a model is read in order, and the
 // read flushes the caches as a model larger than them does).
 struct ReadAlong {
   double bytes = 0;
-  int threads = 1;
+  kernels::ThreadTeam* team = nullptr;
   uint64_t decode_ns = 0;
   double read_s = 0;
 };
@@ -457,7 +457,7 @@ Status run_gen(model::Context& ctx, int n, std::mt19937& rng, ReadAlong* along =
     if (auto r = ctx.decode(std::span<const int32_t>(&tok, 1), false); !r) return r.error();
     if (along) {
       along->decode_ns += now_ns() - t0;
-      along->read_s += timed_read(along->bytes, along->threads);
+      along->read_s += timed_read(along->bytes, *along->team);
     }
     tok = any(rng);
   }
@@ -699,7 +699,8 @@ int run_model_bench(int argc, char** argv) {
                 return false;
               };
               const bool read_along = p.vs_read && c.n_prompt == 0 && c.n_gen > 0;
-              if (read_along) timed_read(static_cast<double>(info.token_bytes), nt);  // its buffer and team
+              if (read_along)
+                timed_read(static_cast<double>(info.token_bytes), ctx->team());  // its buffer, pages
               if (p.warmup) {
                 if (c.n_prompt > 0 && !check(run_prompt(*ctx, c.n_prompt, rng), "warm-up prompt")) return 1;
                 if (c.n_gen > 0 && !check(run_gen(*ctx, 1, rng), "warm-up generation")) return 1;
@@ -707,7 +708,7 @@ int run_model_bench(int argc, char** argv) {
               for (int r = 0; r < p.reps; ++r) {
                 ctx->clear();
                 if (nd > 0 && !check(run_prompt(*ctx, nd, rng), "depth")) return 1;
-                ReadAlong along{static_cast<double>(info.token_bytes), nt};
+                ReadAlong along{static_cast<double>(info.token_bytes), &ctx->team()};
                 const uint64_t t0 = now_ns();
                 if (c.n_prompt > 0 && !check(run_prompt(*ctx, c.n_prompt, rng), "prompt")) return 1;
                 if (c.n_gen > 0 &&

@@ -122,7 +122,7 @@ void BM_matmul(benchmark::State& state, const KernelTable* k, GgmlType t, int64_
     benchmark::DoNotOptimize(y.data());
     if (mem_bound) {
       state.PauseTiming();
-      read_s += timed_read(bytes, threads);
+      read_s += timed_read(bytes, kernels::ThreadTeam::for_this_thread(threads));
       state.ResumeTiming();
     }
   }

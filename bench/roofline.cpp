@@ -65,7 +65,7 @@ double last_level_cache_bytes() {
   return std::max(best, 32.0 * 1024 * 1024);
 }
 
-double timed_read(double bytes, int threads) {
+double timed_read(double bytes, kernels::ThreadTeam& team) {
   constexpr long kUnit = 16384;  // floats: 64 KiB a unit
   static const long n =
       static_cast<long>(std::max(512.0 * (1 << 20), 4 * last_level_cache_bytes()) / 4) / kUnit * kUnit;
@@ -88,7 +88,7 @@ double timed_read(double bytes, int threads) {
     cursor += units * kUnit;
     left -= units;
     const double t0 = now();
-    kernels::ThreadTeam::for_this_thread(threads).run(units, [&](int64_t b, int64_t e, int) {
+    team.run(units, [&](int64_t b, int64_t e, int) {
       sink.fetch_add(read_loop(p + b * kUnit, (e - b) * kUnit), std::memory_order_relaxed);
     });
     seconds += now() - t0;

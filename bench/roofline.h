@@ -1,6 +1,10 @@
 // Machine ceilings measured by qbench itself, so "fraction of roofline" means this box, this boot.
 #pragma once
 
+namespace qe::kernels {
+class ThreadTeam;
+}
+
 namespace qe::bench {
 
 struct Roofline {
@@ -25,12 +29,13 @@ double read_bandwidth_loop_avx512(const float* p, long n);
 double int8_peak_loop_avx512(long iters);
 double fma_peak_loop_avx512(long iters);
 
-// Reads `bytes` bytes with the roofline's read loop on the thread team of `threads` (the team the
-// kernels use), from a buffer of its own: a cursor walks 512 MiB (and 4x the last-level cache) of huge
-// pages, so the read streams from DRAM; more than the buffer holds is read in several passes. Returns
-// the seconds it took. The "vs read" figures put a DRAM-bound run against this, timed at the same
-// moments, because a shared machine's DRAM bandwidth drifts from one minute to the next.
-double timed_read(double bytes, int threads);
+// Reads `bytes` bytes with the roofline's read loop on `team` (the team the kernels being compared
+// run on: a read on another team would leave theirs to fall asleep and wake late), from a buffer of its own:
+// a cursor walks 512 MiB (and 4x the last-level cache) of huge pages, so the read streams from DRAM; more
+// than the buffer holds is read in several passes. Returns the seconds it took. The "vs read" figures put a
+// DRAM-bound run against this, timed at the same moments, because a shared machine's DRAM bandwidth drifts
+// from one minute to the next.
+double timed_read(double bytes, kernels::ThreadTeam& team);
 
 // Size of the largest cache level in bytes (sysfs / sysconf), at least 32 MiB when unknown. Buffers
 // that must come from DRAM are made several times larger.

@@ -315,13 +315,14 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
       }
     }
   };
-  // One token (a decode step): chunks of at least 4 units (64 rows, tens of KB of weights) so the
-  // claims stay a small share of a memory-bound pass. A batch: up to 8 units (128 rows) while that
-  // still leaves 8 chunks a thread, since every chunk is a kernel call and a new weight stream (the
-  // int8 kernels' scale lines are made once per matmul, above; a floor of up to 16 units measured
-  // no faster on an 8-token step).
-  const int64_t min_chunk =
-      n_tokens == 1 ? 4 : std::clamp<int64_t>(units / (8 * int64_t{team.size()}), 1, 8);
+  // A thread's chunks are a quarter of its range's rest (kernels/thread_team.h) down to this floor, which
+  // bounds how far apart the threads end. One token (a decode step): one unit (16 rows, 18 KB of a
+  // q4_0 matrix of 2048 columns), since its chunks follow each other in memory; with 4 units the
+  // threads ended up to a 5632-column down projection's 200 KB apart. A batch: up to 8 units (128
+  // rows) while that still leaves 8 chunks a thread, since every chunk is a kernel call (the int8
+  // kernels' scale lines are made once per matmul, above; a floor of up to 16 units measured no
+  // faster on an 8-token step).
+  const int64_t min_chunk = n_tokens == 1 ? 1 : std::clamp<int64_t>(units / (8 * int64_t{team.size()}), 1, 8);
   team.run(units, work, min_chunk);
   return {};
 }

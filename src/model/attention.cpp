@@ -123,68 +123,68 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
   float* scratch0 = s.attn.data();
   scratch0 += (16 - (reinterpret_cast<uintptr_t>(scratch0) / sizeof(float)) % 16) % 16;
 
-  // A prompt's items cost more the later their tokens (and come first): claimed as uneven units, so
-  // that no thread's first chunk holds the costliest half. A decode step's items (one token per run)
-  // cost about the same unless the runs' lengths differ a lot, and take fewer, larger claims.
-  const bool prompt = std::any_of(runs.begin(), runs.end(), [](const SeqRun& r) { return r.n_tokens > 1; });
-  const auto units = prompt ? kernels::ThreadTeam::Units::uneven : kernels::ThreadTeam::Units::even;
-  s.team->run(first_item[n_runs], [&](int64_t begin, int64_t end, int thread) {
-    float* qs = scratch0 + thread * per_thread_floats(c);  // (rows, ld) q * scale
-    float* o = qs + kMaxRows * ld;                         // (rows, ld) unnormalised output
-    float m[kMaxRows], l[kMaxRows];
-    int32_t nv[kMaxRows];
-    int64_t i = std::upper_bound(first_item, first_item + n_runs + 1, begin) - first_item - 1;
-    RunWork rw = run_work(n_runs - 1 - i);
-    for (int64_t item = begin; item < end; ++item) {
-      if (item >= first_item[i + 1]) {
-        while (item >= first_item[i + 1]) ++i;
-        rw = run_work(n_runs - 1 - i);
-      }
-      const KvCache& kv = *rw.run->kv;
-      QE_CHECK(kv.layout() == KvLayout::tiles);
-      const kernels::AttnBlockFn block = kv.type() == GgmlType::F16 ? k.attn_block_f16 : k.attn_block_f32;
-      const int64_t pos = rw.run->pos, n_tokens = rw.run->n_tokens;
-      const Split& sp = rw.sp;
-      const int64_t local = item - first_item[i], n_hblocks = rw.n_hblocks;
-      float* const q_rows = s.q.data() + rw.row0 * q_dim;
-      float* const att_rows = s.att.data() + rw.row0 * q_dim;
-      // The last tokens first: they see the most keys, and the team's chunks shrink as work runs out.
-      const int64_t tb = rw.n_tblocks - 1 - local / rw.per_token_block;
-      const int64_t g = local % rw.per_token_block / n_hblocks, hb = local % n_hblocks;
-      const int64_t t0 = tb * sp.tokens, t1 = std::min(n_tokens, t0 + sp.tokens);
-      const int64_t h0 = hb * sp.heads, h1 = std::min(group, h0 + sp.heads), nh = h1 - h0;
-      const int64_t n_rows = (t1 - t0) * nh;
-      for (int64_t t = t0; t < t1; ++t)
-        for (int64_t h = h0; h < h1; ++h) {
-          const int64_t r = (t - t0) * nh + h - h0;
-          k.scale(q_rows + t * q_dim + (g * group + h) * head_dim, scale, qs + r * ld, head_dim);
-          std::fill(qs + r * ld + head_dim, qs + (r + 1) * ld, 0.0f);
-          std::fill(o + r * ld, o + (r + 1) * ld, 0.0f);
-          m[r] = -INFINITY;
-          l[r] = 0.0f;
+  s.team->run(
+      first_item[n_runs],
+      [&](int64_t begin, int64_t end, int thread) {
+        float* qs = scratch0 + thread * per_thread_floats(c);  // (rows, ld) q * scale
+        float* o = qs + kMaxRows * ld;                         // (rows, ld) unnormalised output
+        float m[kMaxRows], l[kMaxRows];
+        int32_t nv[kMaxRows];
+        int64_t i = std::upper_bound(first_item, first_item + n_runs + 1, begin) - first_item - 1;
+        RunWork rw = run_work(n_runs - 1 - i);
+        for (int64_t item = begin; item < end; ++item) {
+          if (item >= first_item[i + 1]) {
+            while (item >= first_item[i + 1]) ++i;
+            rw = run_work(n_runs - 1 - i);
+          }
+          const KvCache& kv = *rw.run->kv;
+          QE_CHECK(kv.layout() == KvLayout::tiles);
+          const kernels::AttnBlockFn block = kv.type() == GgmlType::F16 ? k.attn_block_f16 : k.attn_block_f32;
+          const int64_t pos = rw.run->pos, n_tokens = rw.run->n_tokens;
+          const Split& sp = rw.sp;
+          const int64_t local = item - first_item[i], n_hblocks = rw.n_hblocks;
+          float* const q_rows = s.q.data() + rw.row0 * q_dim;
+          float* const att_rows = s.att.data() + rw.row0 * q_dim;
+          // The last tokens first: they see the most keys, so a range's chunks, which shrink as it runs out,
+          // and the back halves thieves take (kernels/thread_team.h) hold the cheaper items.
+          const int64_t tb = rw.n_tblocks - 1 - local / rw.per_token_block;
+          const int64_t g = local % rw.per_token_block / n_hblocks, hb = local % n_hblocks;
+          const int64_t t0 = tb * sp.tokens, t1 = std::min(n_tokens, t0 + sp.tokens);
+          const int64_t h0 = hb * sp.heads, h1 = std::min(group, h0 + sp.heads), nh = h1 - h0;
+          const int64_t n_rows = (t1 - t0) * nh;
+          for (int64_t t = t0; t < t1; ++t)
+            for (int64_t h = h0; h < h1; ++h) {
+              const int64_t r = (t - t0) * nh + h - h0;
+              k.scale(q_rows + t * q_dim + (g * group + h) * head_dim, scale, qs + r * ld, head_dim);
+              std::fill(qs + r * ld + head_dim, qs + (r + 1) * ld, 0.0f);
+              std::fill(o + r * ld, o + (r + 1) * ld, 0.0f);
+              m[r] = -INFINITY;
+              l[r] = 0.0f;
+            }
+          const int64_t n_keys = pos + t1;  // keys any row of the item sees
+          for (int64_t k0 = 0; k0 < n_keys; k0 += kB) {
+            const kernels::AttnBlockRef cur =
+                key_block(kv, layer, g, head_dim, k0, std::min(kB, n_keys - k0));
+            // Rows of tokens before this block do not see it; rows are in token order.
+            const int64_t t_first = std::max(t0, k0 - pos), r0 = (t_first - t0) * nh;
+            for (int64_t r = r0; r < n_rows; ++r)
+              nv[r] = static_cast<int32_t>(std::min(kB, pos + t0 + r / nh + 1 - k0));
+            // The block read next, for the kernel to request while it computes this one: the item's next
+            // block, else the first block of the chunk's next item (a decode item has one to three).
+            const kernels::AttnBlockRef next =
+                k0 + kB < n_keys ? key_block(kv, layer, g, head_dim, k0 + kB, std::min(kB, n_keys - k0 - kB))
+                : item + 1 < end ? first_block(item + 1, i)
+                                 : kernels::AttnBlockRef{};
+            block(n_rows - r0, head_dim, ld, qs + r0 * ld, cur.kt, kB, cur.v, kv_dim, nv + r0, m + r0, l + r0,
+                  o + r0 * ld, next.kt != nullptr ? &next : nullptr);
+          }
+          for (int64_t r = 0; r < n_rows; ++r) {
+            const int64_t t = t0 + r / nh, h = h0 + r % nh;
+            k.scale(o + r * ld, 1.0f / l[r], att_rows + t * q_dim + (g * group + h) * head_dim, head_dim);
+          }
         }
-      const int64_t n_keys = pos + t1;  // keys any row of the item sees
-      for (int64_t k0 = 0; k0 < n_keys; k0 += kB) {
-        const kernels::AttnBlockRef cur = key_block(kv, layer, g, head_dim, k0, std::min(kB, n_keys - k0));
-        // Rows of tokens before this block do not see it; rows are in token order.
-        const int64_t t_first = std::max(t0, k0 - pos), r0 = (t_first - t0) * nh;
-        for (int64_t r = r0; r < n_rows; ++r)
-          nv[r] = static_cast<int32_t>(std::min(kB, pos + t0 + r / nh + 1 - k0));
-        // The block read next, for the kernel to request while it computes this one: the item's next
-        // block, else the first block of the chunk's next item (a decode item has one to three).
-        const kernels::AttnBlockRef next =
-            k0 + kB < n_keys ? key_block(kv, layer, g, head_dim, k0 + kB, std::min(kB, n_keys - k0 - kB))
-            : item + 1 < end ? first_block(item + 1, i)
-                             : kernels::AttnBlockRef{};
-        block(n_rows - r0, head_dim, ld, qs + r0 * ld, cur.kt, kB, cur.v, kv_dim, nv + r0, m + r0, l + r0,
-              o + r0 * ld, next.kt != nullptr ? &next : nullptr);
-      }
-      for (int64_t r = 0; r < n_rows; ++r) {
-        const int64_t t = t0 + r / nh, h = h0 + r % nh;
-        k.scale(o + r * ld, 1.0f / l[r], att_rows + t * q_dim + (g * group + h) * head_dim, head_dim);
-      }
-    }
-  }, /*min_chunk=*/1, units);
+      },
+      /*min_chunk=*/1);
 }
 void attention_llamacpp(const kernels::KernelTable& k, const Config& c, const KvCache& kv, int64_t layer,
                         RunState& s, int64_t n_tokens, int64_t pos) {
@@ -200,24 +200,27 @@ void attention_llamacpp(const kernels::KernelTable& k, const Config& c, const Kv
   const kernels::F16DotFn kqv_dot = head_dim % 4 == 0 ? k.dot_f16 : k.dot_f16_gemv;
   const int64_t n_work = n_tokens * c.n_heads;
 
-  s.team->run(n_work, [&](int64_t begin, int64_t end, int thread) {
-    float* scores = s.scores.data() + thread * s.n_ctx;                 // (n_keys)
-    uint16_t* p16 = s.scores16.data() + thread * (s.n_ctx + head_dim);  // (n_keys) in f16
-    uint16_t* q16 = p16 + s.n_ctx;                                      // (head_dim) in f16
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t t = i / c.n_heads, h = i % c.n_heads, g = h / group;
-      const int64_t n_keys = pos + t + 1, n_pad = (n_keys + 31) / 32 * 32;
-      const float* q = s.q.data() + t * q_dim + h * head_dim;
-      for (int64_t j = 0; j < head_dim; ++j) q16[j] = fp32_to_fp16(q[j]);
-      for (int64_t p = 0; p < n_keys; ++p)
-        scores[p] = kq_dot(head_dim, head_dim, k_cache + p * kv_dim + g * head_dim, q16);
-      k.softmax(scores, n_keys, scale);
-      for (int64_t p = 0; p < n_keys; ++p) p16[p] = fp32_to_fp16(scores[p]);
-      float* out = s.att.data() + t * q_dim + h * head_dim;
-      for (int64_t j = 0; j < head_dim; ++j)
-        out[j] = kqv_dot(n_keys, n_pad, v_cache + (g * head_dim + j) * n_ctx, p16);
-    }
-  }, /*min_chunk=*/1, kernels::ThreadTeam::Units::uneven);
+  s.team->run(
+      n_work,
+      [&](int64_t begin, int64_t end, int thread) {
+        float* scores = s.scores.data() + thread * s.n_ctx;                 // (n_keys)
+        uint16_t* p16 = s.scores16.data() + thread * (s.n_ctx + head_dim);  // (n_keys) in f16
+        uint16_t* q16 = p16 + s.n_ctx;                                      // (head_dim) in f16
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t t = i / c.n_heads, h = i % c.n_heads, g = h / group;
+          const int64_t n_keys = pos + t + 1, n_pad = (n_keys + 31) / 32 * 32;
+          const float* q = s.q.data() + t * q_dim + h * head_dim;
+          for (int64_t j = 0; j < head_dim; ++j) q16[j] = fp32_to_fp16(q[j]);
+          for (int64_t p = 0; p < n_keys; ++p)
+            scores[p] = kq_dot(head_dim, head_dim, k_cache + p * kv_dim + g * head_dim, q16);
+          k.softmax(scores, n_keys, scale);
+          for (int64_t p = 0; p < n_keys; ++p) p16[p] = fp32_to_fp16(scores[p]);
+          float* out = s.att.data() + t * q_dim + h * head_dim;
+          for (int64_t j = 0; j < head_dim; ++j)
+            out[j] = kqv_dot(n_keys, n_pad, v_cache + (g * head_dim + j) * n_ctx, p16);
+        }
+      },
+      /*min_chunk=*/1);
 }
 
 }  // namespace qe::model

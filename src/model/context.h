@@ -65,6 +65,10 @@ class Context {
   int64_t n_vocab() const { return model_->config.n_vocab; }
   const KvCache& kv_cache() const { return kv_; }
   const ContextTimings& timings() const { return timings_; }
+  // The threads its forward passes run on: a benchmark that interleaves other parallel work with them
+  // (qbench's read along decode) runs it there, so that they stay awake between two passes as they do
+  // when passes follow each other.
+  kernels::ThreadTeam& team() const { return *state_.team; }
 
  private:
   Context(const Model& m, KvCache kv, RunState s) : model_(&m), kv_(std::move(kv)), state_(std::move(s)) {}

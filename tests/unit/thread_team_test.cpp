@@ -16,8 +16,7 @@ namespace qe::kernels {
 namespace {
 
 // Runs one job of n units and checks each ran once, on threads < size, in non-empty in-range chunks.
-void check_job(ThreadTeam& team, int64_t n, int64_t min_chunk,
-               ThreadTeam::Units units = ThreadTeam::Units::even) {
+void check_job(ThreadTeam& team, int64_t n, int64_t min_chunk) {
   std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
   std::atomic<bool> bad{false};
   team.run(
@@ -26,9 +25,8 @@ void check_job(ThreadTeam& team, int64_t n, int64_t min_chunk,
         if (b >= e || b < 0 || e > n || thread < 0 || thread >= team.size()) bad = true;
         for (int64_t i = b; i < e && !bad; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
       },
-      min_chunk, units);
-  ASSERT_FALSE(bad) << "n " << n << " min_chunk " << min_chunk << " uneven "
-                    << (units == ThreadTeam::Units::uneven);
+      min_chunk);
+  ASSERT_FALSE(bad) << "n " << n << " min_chunk " << min_chunk;
   for (int64_t i = 0; i < n; ++i)
     ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "unit " << i << " of " << n;
 }
@@ -38,22 +36,20 @@ TEST(ThreadTeam, EveryUnitRunsOnceForEverySizeAndChunk) {
     ThreadTeam team(threads);
     EXPECT_EQ(team.size(), threads);
     for (int64_t n : {0, 1, 2, 3, 15, 16, 17, 100, 352, 2000, 100000})
-      for (int64_t min_chunk : {1, 4, 64})
-        for (auto units : {ThreadTeam::Units::even, ThreadTeam::Units::uneven})
-          check_job(team, n, min_chunk, units);
+      for (int64_t min_chunk : {1, 4, 64}) check_job(team, n, min_chunk);
   }
 }
 
 TEST(ThreadTeam, ManyShortJobsInARow) {
-  // A decode step is ~150 jobs of microseconds each: a lost wake-up or a stale claim would hang or
-  // double-run a unit here. The jobs alternate even and uneven units, so a worker may size a claim with
-  // the previous job's share.
+  // A decode step is ~150 jobs of microseconds each: a lost wake-up or a claim on a stale range would
+  // hang or double-run a unit here. The jobs alternate sizes and chunk floors, so a late worker may size
+  // a claim with the previous job's.
   ThreadTeam team(4);
   std::atomic<int64_t> sum{0};
   for (int job = 0; job < 20000; ++job)
-    team.run(8, [&](int64_t b, int64_t e, int) { sum.fetch_add(e - b); }, 1,
-             job % 2 ? ThreadTeam::Units::uneven : ThreadTeam::Units::even);
-  EXPECT_EQ(sum.load(), 20000 * 8);
+    team.run(
+        job % 2 ? 8 : 13, [&](int64_t b, int64_t e, int) { sum.fetch_add(e - b); }, job % 3 ? 1 : 2);
+  EXPECT_EQ(sum.load(), 10000 * 8 + 10000 * 13);
 }
 
 TEST(ThreadTeam, WorkersThatFellAsleepAreWoken) {
@@ -76,6 +72,22 @@ TEST(ThreadTeam, SlowChunksAreTakenByTheOthers) {
     }
   });
   for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+}
+
+TEST(ThreadTeam, TheRangeOfAStalledThreadIsTaken) {
+  // The worker stalls in its first chunk (as if preempted there): the caller runs its own range, then
+  // takes back halves of the worker's until none is left, so it runs all but that first chunk (a
+  // quarter of the worker's half) and never waits for the stall to end before doing so.
+  ThreadTeam team(2);
+  std::vector<std::atomic<int>> hits(1024);
+  std::atomic<int64_t> by_caller{0};
+  team.run(1024, [&](int64_t b, int64_t e, int thread) {
+    if (thread != 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (thread == 0) by_caller += e - b;
+    for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+  });
+  for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+  EXPECT_GE(by_caller.load(), 1024 - 1024 / 8);
 }
 
 TEST(ThreadTeam, MoreThreadsThanCores) {
