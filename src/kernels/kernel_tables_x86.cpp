@@ -13,7 +13,7 @@ namespace qe::kernels {
 //    every AVX-512 GEMV slower (q4_0 / q4_1 / q8_0 4-14%, f16 15-20%, q5_K 79% -> 57% of the read).
 //  - Intel (2-vCPU Xeon, Emerald Rapids): the hardware prefetchers alone left them at 59-78% of the read
 //    (q8_0 74-90%); prefetcht1 4 KiB ahead, a share of each block's lines per step (schedule.h), took
-//    them to 89-99%.
+//    them to 89-99%, and prefetcht0 2 KiB ahead of the same lines as well to 91-100%.
 // So AMD's cores (and Hygon's, which are Zen) keep to the hardware, every other x86 core prefetches. The
 // AVX2 level prefetches everywhere: a Zen 3 core needs it (matmul_x16_avx2.cpp).
 bool gemv_software_prefetch(const CpuFeatures& f) {

@@ -164,7 +164,7 @@ void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t
     if constexpr (K::kQ8 && C == 1) {
       __m512i part2 = _mm512_setzero_si512();  // two chains, as for q4 below
       unroll<4>([&](auto j) {
-        if constexpr (K::kGemvPf) prefetch_l2_share<sizeof(typename K::W), 4, j>(&wg[b], part2);
+        if constexpr (K::kGemvPf) prefetch_gemv_share<sizeof(typename K::W), 4, j>(&wg[b], part2);
         const __m512i u0 = _mm512_xor_si512(_mm512_loadu_si512(wg[b].qs + 128 * j), sign);
         const __m512i u1 = _mm512_xor_si512(_mm512_loadu_si512(wg[b].qs + 128 * j + 64), sign);
         isum[0] = dpbusd_bcast(isum[0], u0, q[0] + o + 8 * j);
@@ -181,7 +181,7 @@ void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t
       // halving the dependent vpdpbusd latency that bounds GEMV.
       __m512i part2 = _mm512_setzero_si512();
       unroll<4>([&](auto j) {
-        if constexpr (K::kGemvPf) prefetch_l2_share<sizeof(typename K::W), 4, j>(&wg[b], part2);
+        if constexpr (K::kGemvPf) prefetch_gemv_share<sizeof(typename K::W), 4, j>(&wg[b], part2);
         const __m512i v = _mm512_loadu_si512(wg[b].qs + 64 * j);
         const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         isum[0] = dpbusd_bcast(isum[0], lo, q[0] + o + 4 * j);

@@ -34,7 +34,7 @@ struct S {
   using V = __m512;
   static constexpr int kLanes = 16;
   static void gemv_prefetch(const void* line, V& anchor) {
-    if constexpr (kPf) prefetch_l2_ahead(line, anchor);
+    if constexpr (kPf) prefetch_gemv_ahead(line, anchor);
   }
   static V zero() { return _mm512_setzero_ps(); }
   static V fma_bcast(V w, const float* a, V acc) { return _mm512_fmadd_ps(w, _mm512_set1_ps(*a), acc); }

@@ -40,8 +40,8 @@ void part(int64_t n, const uint16_t* wg, const uint32_t* pa, float* y, int64_t l
   int64_t j = 0;
   for (; j + 2 <= np; j += 2) {
     if constexpr (kPf && C == 1) {
-      prefetch_l2_ahead(wg + 32 * j, acc[0][0]);
-      prefetch_l2_ahead(wg + 32 * j + 32, acc[1][0]);
+      prefetch_gemv_ahead(wg + 32 * j, acc[0][0]);
+      prefetch_gemv_ahead(wg + 32 * j + 32, acc[1][0]);
     }
     const __m512i w0 = _mm512_loadu_si512(wg + 32 * j), w1 = _mm512_loadu_si512(wg + 32 * j + 32);
     for (int c = 0; c < C; ++c) acc[0][c] = dot(acc[0][c], w0, pa + j * C + c);

@@ -88,7 +88,7 @@ struct K6 {
         const int8_t* qa = a[0]->qs;
         unroll<16>([&](auto m_) {
           constexpr int m = decltype(m_)::value, h = m / 8, l4 = m % 8;
-          if constexpr (kPf) prefetch_l2_share<sizeof(W), 16, m>(&blk, g[8 * h + l4 / 4]);
+          if constexpr (kPf) prefetch_gemv_share<sizeof(W), 16, m>(&blk, g[8 * h + l4 / 4]);
           const __m512i v[2] = {load(blk.ql(h, 0, l4)), load(blk.ql(h, 1, l4))}, qh = load(blk.qh(h, l4));
           const __m512i hb[2] = {_mm512_and_si512(qh, m33), _mm512_and_si512(qh, mcc)};
           unroll<4>([&](auto p_) {
