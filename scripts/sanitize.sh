@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the unit tests, qrun and qconvert with AddressSanitizer + UndefinedBehaviorSanitizer
-# (build-asan/), runs the unit tests, then the Python suites that feed qrun and qconvert hostile input and
-# full disks (tests/python: bad input, hostile sources, full disk) against build-asan/bin.
+# (build-asan/), runs the unit tests, then the thread team's test under ThreadSanitizer (build-tsan/), then
+# the Python suites that feed qrun and qconvert hostile input and full disks (tests/python: bad input,
+# hostile sources, full disk) against build-asan/bin.
 # Any report (ASan, UBSan, LeakSanitizer at exit) aborts the process that hit it (-fno-sanitize-recover,
 # halt_on_error, abort_on_error; exitcode=23 where a tool exits instead): the unit test fails, and a Python
 # test fails on the report in stderr and on the exit code, which is not the clean exit it expects.
@@ -21,6 +22,13 @@ cmake --build build-asan -j "$(nproc)" --target "${targets[@]}"
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1:exitcode=23
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:abort_on_error=1
 ctest --test-dir build-asan --output-on-failure -j "$(nproc)" "$@"
+
+# The thread team under ThreadSanitizer (its own test and sources, build-tsan/; seconds), five times over:
+# a race in its claims and steals is reported, and the report fails the run.
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQE_TSAN_TEAM_TEST=ON \
+  -DQE_PYTHON_TESTS=OFF -DQE_BUILD_BENCH=OFF ${QE_CMAKE_ARGS:-} >/dev/null
+cmake --build build-tsan --target thread_team_tsan_test
+TSAN_OPTIONS=halt_on_error=1:exitcode=66 build-tsan/tests/thread_team_tsan_test --gtest_repeat=5 --gtest_brief=1
 
 [[ "${QE_SANITIZE_PYTHON:-1}" == 0 ]] && exit 0
 if [[ ! -x .venv/bin/python ]]; then

@@ -115,11 +115,11 @@ int64_t ThreadTeam::work(int thread, uint64_t tag) {
   // Reported once, when no range has units left: one shared write per thread and job instead of one per
   // chunk (each moves done_'s cache line between the cores).
   if (ran == 0) return 0;
+  const uint32_t n = job_units_;  // read while the job cannot end: this thread's units are not counted yet
   const uint32_t finished = done_.fetch_add(static_cast<uint32_t>(ran)) + static_cast<uint32_t>(ran);
   // seq_cst add, then load: against the caller's store of caller_waiting_ then load of done_, one of the
-  // two sees the other, so a sleeping caller is always woken. (The count it must reach is the job's, and
-  // this thread's units were the job's: it cannot end before this add.)
-  if (caller_waiting_.load() && finished == job_units_) done_.notify_one();
+  // two sees the other, so a sleeping caller is always woken.
+  if (finished == n && caller_waiting_.load()) done_.notify_one();
   return ran;
 }
 
