@@ -32,8 +32,9 @@ inline __attribute__((always_inline)) void prefetch_ahead(const void* consumed, 
 // q4_0 65-67% with none, 84% with prefetcht0 4 KiB ahead, 91-93% with prefetcht1 4 KiB ahead (2 KiB
 // 78%, 8 and 16 KiB as 4), 96-97% with prefetcht0 2 KiB ahead as well; every type gained 2-5 points at
 // 1 and 2 threads, and 1.1B q4_0 decode 88-90% -> 95-96% of a read at 1 thread, 85-86% -> 92-94% at 2.
-// (The L1 prefetch alone at 1152 / 2304 / 3072 bytes, in a q4_0 GEMV against the L2 one alone: 93-94%
-// -> 98-102%, all three.)
+// (A standalone q4_0 GEMV, the L1 prefetch 1152 / 2304 / 3072 bytes ahead against none: 93-94% -> 98-102%
+// with each. In qbench, three alternating runs: 1024 and 1536 as 2048 or up to 3 points under it, 3072
+// under it on every type tried, q4_K 86-88% against 93-94%.)
 inline constexpr size_t kGemvL2Ahead = 4096, kGemvL1Ahead = 2048;
 template <class V>
 inline __attribute__((always_inline)) void prefetch_gemv_ahead(const void* consumed, V& anchor) {
