@@ -36,9 +36,9 @@ namespace avx512 {
 void fill_x16_float(KernelTable& t, bool bf16_dot, bool gemv_prefetch);
 }
 namespace neon { void fill_x16_float(KernelTable& t); }
-// Whether the AVX-512 level's one-token GEMVs (x16 q4_0 q4_1 q8_0 q4_K q5_K q6_K f16 bf16) prefetch their
-// weights in software (kernel_tables_x86.cpp says why it depends on the CPU); the fill functions below
-// take it as gemv_prefetch.
+// Whether the AVX-512 level's one-token GEMVs (x16 q4_0 q4_1 q8_0 q4_K q5_K q6_K f16 bf16), and its int8
+// GEMMs of one 2..8-token slice, prefetch their weights in software as this CPU wants (kernel_tables_x86.cpp
+// says why it depends on the CPU); the fill functions below take it as gemv_prefetch.
 bool gemv_software_prefetch(const CpuFeatures& f);
 // Whether the AVX-512 level computes bf16 weights with vdpbf16ps (AVX512_BF16) rather than f32 FMAs
 // (kernel_tables_x86.cpp says why it depends on the CPU).

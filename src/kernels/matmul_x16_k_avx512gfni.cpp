@@ -44,7 +44,7 @@ struct GfniBit5 {
 
 void fill_x16_k(KernelTable& t, bool gemv_prefetch) {
   if (gemv_prefetch)
-    t.x16_q5_K_q8_K = x16<K45<true, GfniBit5, true>, kCols, 1>;
+    t.x16_q5_K_q8_K = x16_one_slice_prefetch<K45<true, GfniBit5, true>, K45<true, GfniBit5, false>, kCols, 1>;
   else
     t.x16_q5_K_q8_K = x16<K45<true, GfniBit5, false>, kCols, 1>;
 }

@@ -56,7 +56,24 @@ kernels::AttnBlockRef key_block(const KvCache& kv, int64_t layer, int64_t g, int
           kv.v_layer(layer) + (k0 * kv_dim + g * head_dim) * esz, n_keys};
 }
 
+// A run's split when the step has n_runs runs on n_threads threads: each is split as if it had its share
+// of the threads (the split changes no bits, only the balance).
+Split run_split(const Config& c, int64_t n_tokens, int64_t n_runs, int n_threads) {
+  const int run_threads = static_cast<int>(std::max<int64_t>(1, n_threads / n_runs));
+  return split_work(n_tokens, c.n_heads / c.n_kv_heads, c.n_kv_heads, run_threads);
+}
+
+bool one_item_per_kv_head(const Config& c, const Split& sp, int64_t n_tokens) {
+  return sp.tokens >= n_tokens && sp.heads >= c.n_heads / c.n_kv_heads;
+}
+
 }  // namespace
+
+bool attention_stores_kv(const Config& c, std::span<const SeqRun> runs, int64_t r, int n_threads) {
+  const int64_t n_tokens = runs[static_cast<size_t>(r)].n_tokens;
+  return one_item_per_kv_head(c, run_split(c, n_tokens, static_cast<int64_t>(runs.size()), n_threads),
+                              n_tokens);
+}
 
 int64_t attention_scratch_floats(const Config& c) {
   return per_thread_floats(c) + 16;
@@ -85,20 +102,20 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
   const int64_t head_dim = c.head_dim, ld = padded_dim(c), q_dim = c.q_dim(), kv_dim = c.kv_dim();
   const int64_t group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  // Each run is split as if it had its share of the threads (the split changes no bits, only the balance).
-  const int run_threads = static_cast<int>(std::max<int64_t>(1, s.n_threads / n_runs));
   // A run's rows and items: token blocks x (KV heads x blocks of their query heads).
   struct RunWork {
     const SeqRun* run = nullptr;
     int64_t row0 = 0;  // its first row of s.q / s.att
     Split sp{1, 1};
     int64_t n_tblocks = 0, n_hblocks = 0, per_token_block = 0;
+    bool stores = false;  // attention_stores_kv
   };
   auto run_work = [&](int64_t i) {  // runs[i]
     RunWork rw;
     rw.run = &runs[static_cast<size_t>(i)];
     for (int64_t j = 0; j < i; ++j) rw.row0 += runs[static_cast<size_t>(j)].n_tokens;
-    rw.sp = split_work(rw.run->n_tokens, group, c.n_kv_heads, run_threads);
+    rw.sp = run_split(c, rw.run->n_tokens, n_runs, s.n_threads);
+    rw.stores = one_item_per_kv_head(c, rw.sp, rw.run->n_tokens);
     rw.n_tblocks = (rw.run->n_tokens + rw.sp.tokens - 1) / rw.sp.tokens;
     rw.n_hblocks = (group + rw.sp.heads - 1) / rw.sp.heads;
     rw.per_token_block = c.n_kv_heads * rw.n_hblocks;
@@ -137,7 +154,7 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
             while (item >= first_item[i + 1]) ++i;
             rw = run_work(n_runs - 1 - i);
           }
-          const KvCache& kv = *rw.run->kv;
+          KvCache& kv = *rw.run->kv;
           QE_CHECK(kv.layout() == KvLayout::tiles);
           const kernels::AttnBlockFn block = kv.type() == GgmlType::F16 ? k.attn_block_f16 : k.attn_block_f32;
           const int64_t pos = rw.run->pos, n_tokens = rw.run->n_tokens;
@@ -167,6 +184,14 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
                 key_block(kv, layer, g, head_dim, k0, std::min(kB, n_keys - k0));
             // Rows of tokens before this block do not see it; rows are in token order.
             const int64_t t_first = std::max(t0, k0 - pos), r0 = (t_first - t0) * nh;
+            // The item's own new positions in this block, when it stores them (rw.stores: t0 = 0, t1 =
+            // n_tokens), now that the previous block's call has requested the block's lines.
+            if (rw.stores)
+              for (int64_t t = std::max<int64_t>(0, k0 - pos); t < std::min(n_tokens, k0 + kB - pos); ++t) {
+                const int64_t row = (rw.row0 + t) * kv_dim + g * head_dim;
+                kv.store(layer, pos + t, g * head_dim, head_dim, s.k.data() + row, s.v.data() + row,
+                         k.from_f32_f16);
+              }
             for (int64_t r = r0; r < n_rows; ++r)
               nv[r] = static_cast<int32_t>(std::min(kB, pos + t0 + r / nh + 1 - k0));
             // The block read next, for the kernel to request while it computes this one: the item's next

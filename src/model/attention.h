@@ -23,6 +23,14 @@ namespace qe::model {
 void attention(const kernels::KernelTable& k, const Config& c, std::span<const SeqRun> runs, int64_t layer,
                RunState& s);
 
+// Whether attention() itself writes runs[r]'s new K and V (rows of s.k and s.v) into its cache. True
+// when the run's split gives one work item per KV head (a decode token, or a short prompt chunk among
+// several runs): that item is then the only reader of the head's new positions in the layer, and writes
+// them just before reading their block, whose lines the kernel has already requested. The scattered
+// 2-byte stores of a K^T tile otherwise miss the cache line by line (8 streams of SmolLM2-135M: ~6% of
+// a decode step). When false, the caller stores them before attention().
+bool attention_stores_kv(const Config& c, std::span<const SeqRun> runs, int64_t r, int n_threads);
+
 // Floats of per-thread scratch attention() needs: RunState::attn holds n_threads of them.
 int64_t attention_scratch_floats(const Config& c);
 

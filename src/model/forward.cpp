@@ -124,6 +124,10 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
                    fmt::format("positions {}..{} are outside the context of {}", r.pos,
                                r.pos + r.n_tokens - 1, std::min(r.kv->n_ctx(), s.n_ctx))};
     covered += r.n_tokens;
+    // A run's keys may be stored while its attention runs (attention_stores_kv), so no other run of the
+    // step may read its cache.
+    for (const SeqRun* o = runs.data(); o != &r; ++o)
+      if (o->kv == r.kv) return Error{"", "forward", "two runs of one step share a KV cache"};
   }
   QE_CHECK(covered == n);
   for (int32_t id : tokens)
@@ -135,6 +139,7 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
   // Their attention differs in data flow too: llama.cpp's rounds q and the weights to f16 and dots them
   // over its padded cache.
   const kernels::KernelTable& k = kernels::kernels(s.numerics, n);
+  const bool fast = k.numerics == Numerics::fast;
   if (k.numerics == Numerics::llamacpp && n_runs > 1)
     return Error{"", "forward", "llama.cpp numerics run one sequence per forward pass", "numerics"};
   if (k.numerics == Numerics::llamacpp && runs[0].kv->layout() != KvLayout::rows)
@@ -189,22 +194,24 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
       return st.error();
     observe(l, TapPoint::kAttnIn, xb, dim);
     // RoPE on adjacent pairs of every head at the token's position p in its run, then its k, v into the
-    // run's cache
+    // run's cache (unless attention stores them: attention_stores_kv)
     s.team->run(n, [&](int64_t t0, int64_t t1, int) {
       int64_t first = 0;  // the run's first token
-      for (const SeqRun& r : runs) {
+      for (size_t i = 0; i < runs.size(); ++i) {
+        const SeqRun& r = runs[i];
+        const bool store = !fast || !attention_stores_kv(c, runs, static_cast<int64_t>(i), s.n_threads);
         for (int64_t t = std::max(t0, first); t < std::min(t1, first + r.n_tokens); ++t) {
           const int64_t p = r.pos + t - first;
           float* qt = s.q.data() + t * q_dim;
           float* kt = s.k.data() + t * kv_dim;
           k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
           k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
-          r.kv->store(l, p, kt, s.v.data() + t * kv_dim, k.from_f32_f16);
+          if (store) r.kv->store(l, p, kt, s.v.data() + t * kv_dim, k.from_f32_f16);
         }
         first += r.n_tokens;
       }
     }, /*min_chunk=*/4);
-    if (k.numerics == Numerics::llamacpp)  // s.att (n, q_dim)
+    if (!fast)  // s.att (n, q_dim)
       attention_llamacpp(k, c, *runs[0].kv, l, s, n, runs[0].pos);
     else
       attention(k, c, runs, l, s);

@@ -45,11 +45,11 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
 
 // The same pass over the tokens of several sequences (continuous batching): runs (1 <= size <=
 // s.n_seqs, in token order, covering every token) say which cache and positions each stretch of
-// `tokens` belongs to. Every matmul is still one GEMM over all the tokens; RoPE, the cache stores and
-// attention go per run. Logits: (size, n_vocab) when s.all_logits, else one row for the last token of
-// each run whose `logits` is set, in run order (an empty span when none is). A token's logits have the
-// same bits whatever else is in the batch (fast numerics); llama.cpp numerics take one run only.
-// The single-sequence forward() above is this with one run.
+// `tokens` belongs to, each run a cache of its own. Every matmul is still one GEMM over all the tokens; RoPE,
+// the cache stores and attention go per run. Logits: (size, n_vocab) when s.all_logits, else one row for the
+// last token of each run whose `logits` is set, in run order (an empty span when none is). A token's logits
+// have the same bits whatever else is in the batch (fast numerics); llama.cpp numerics take one run only. The
+// single-sequence forward() above is this with one run.
 Result<std::span<const float>> forward(const Config& c, const Weights& w, RunState& s,
                                        std::span<const int32_t> tokens, std::span<const SeqRun> runs,
                                        const ForwardTap* tap = nullptr);

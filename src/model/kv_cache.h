@@ -11,7 +11,8 @@
 //     V: (n_layers, n_ctx, kv_dim)  row = one position: a block's values are kTile rows of head_dim.
 //   Reading a block is then a widening copy of rows; with `rows` it needs two transposes, which took
 //   most of a batched decode step's attention (8 streams of SmolLM2-135M on a Zen 3).
-// Either way one position's write is kv_dim strided stores, cheap beside the reads.
+// Either way one position's write is kv_dim strided stores; with tiles each key lands in a cache line of
+// its own, so attention stores a step's keys itself where it can (attention_stores_kv, attention.h).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +46,10 @@ class KvCache {
   // Converts and stores one position's k and v (kv_dim floats each) for a layer; to_f16 converts a row
   // for an f16 cache (the kernel table's from_f32_f16: every level gives fp32_to_fp16's bits).
   void store(int64_t layer, int64_t pos, const float* k, const float* v, kernels::QuantizeRowFn to_f16);
+  // The same for features [first, first + count) of k and v only (k[0], v[0] are feature `first`): one
+  // KV head's part, for the attention that reads it next.
+  void store(int64_t layer, int64_t pos, int64_t first, int64_t count, const float* k, const float* v,
+             kernels::QuantizeRowFn to_f16);
 
   // A layer's K and V, position p, feature j at element
   //   rows:  K p * kv_dim + j,                          V j * n_ctx + p
@@ -54,7 +59,8 @@ class KvCache {
 
  private:
   template <class T>
-  void store_as(int64_t layer, int64_t pos, const float* k, const float* v, kernels::QuantizeRowFn to_f16);
+  void store_as(int64_t layer, int64_t pos, int64_t first, int64_t count, const float* k, const float* v,
+                kernels::QuantizeRowFn to_f16);
 
   GgmlType type_ = GgmlType::F16;
   KvLayout layout_ = KvLayout::tiles;

@@ -62,14 +62,20 @@ void run_step(const KernelTable& k, const model::Config& c, model::KvCache& kv, 
               int64_t pos, int64_t n, std::vector<float>& att) {
   const int64_t kv_dim = c.kv_dim(), q_dim = c.q_dim();
   const std::vector<float> nan(static_cast<size_t>(kv_dim), NAN);
+  const model::SeqRun run{&kv, pos, n, true};
+  const std::span<const model::SeqRun> runs(&run, 1);
+  // The step's own keys and values are in s.k and s.v; where attention stores them itself, the cache
+  // holds NaN there before the call, as it does past them.
+  const bool attention_stores = model::attention_stores_kv(c, runs, 0, s.n_threads);
   for (int64_t p = 0; p < kv.n_ctx(); ++p)
-    if (p < pos + n)
+    if (p < pos || (p < pos + n && !attention_stores))
       kv.store(0, p, &ks[p * kv_dim], &vs[p * kv_dim], k.from_f32_f16);
     else
       kv.store(0, p, nan.data(), nan.data(), k.from_f32_f16);
   std::copy(qs.begin() + pos * q_dim, qs.begin() + (pos + n) * q_dim, s.q.begin());
-  const model::SeqRun run{&kv, pos, n, true};
-  model::attention(k, c, std::span<const model::SeqRun>(&run, 1), 0, s);
+  std::copy(ks.begin() + pos * kv_dim, ks.begin() + (pos + n) * kv_dim, s.k.begin());
+  std::copy(vs.begin() + pos * kv_dim, vs.begin() + (pos + n) * kv_dim, s.v.begin());
+  model::attention(k, c, runs, 0, s);
   std::copy(s.att.begin(), s.att.begin() + n * q_dim, att.begin() + pos * q_dim);
 }
 
@@ -121,9 +127,10 @@ TEST_P(AttentionModel, BatchDecodeAndThreadsGiveTheSameBits) {
               << " h=" << h;
         }
       }
-    // Token by token on 3 threads; then batches of 5 and 37 (ragged against the 64-key blocks) on 2
-    // and 16 threads.
-    for (auto [batch, threads] : {std::pair<int64_t, int>{1, 3}, {5, 2}, {37, 16}}) {
+    // Token by token on 1 and 3 threads; then batches of 5 and 37 (ragged against the 64-key blocks) on
+    // 2 and 16 threads. One thread, and the batches of 5 with one KV head a query head, give one item a
+    // KV head, where attention stores the step's keys and values itself (run_step).
+    for (auto [batch, threads] : {std::pair<int64_t, int>{1, 1}, {1, 3}, {5, 2}, {37, 16}}) {
       Result<model::RunState> s = model::RunState::create(c, nullptr, batch, n_ctx, threads, false);
       ASSERT_TRUE(s.ok());
       std::fill(other.begin(), other.end(), 0.0f);

@@ -155,6 +155,10 @@ TEST(BatchForward, RefusesBadRuns) {
   Result<std::span<const float>> r = forward(m->config, m->weights, *s, tokens, past);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("15..16"), std::string::npos) << r.error().message();
+  const SeqRun shared[] = {{&a, 0, 1, true}, {&a, 1, 2, true}};
+  r = forward(m->config, m->weights, *s, tokens, shared);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("share a KV cache"), std::string::npos) << r.error().message();
   const SeqRun none[] = {{&a, 0, 1, false}, {&b, 0, 2, false}};
   r = forward(m->config, m->weights, *s, tokens, none);
   ASSERT_TRUE(r.ok());

@@ -268,10 +268,11 @@ const KernelTable* avx512_other_gemv_prefetch() {
   return avx512_x16_variant([](Avx512X16Choices& c) { c.gemv_prefetch = !c.gemv_prefetch; });
 }
 
-// Prefetching changes where the weights come from, never a bit: every x16 type, GEMV and the GEMMs
-// whose last 8-token slice holds one token, the level's kernels and the other prefetch's agree exactly
-// (the level's are held to the scalar reference by the tests above), on 1 and 2 threads. Long rows, so
-// the prefetches reach past the end of the weights (which never faults).
+// Prefetching changes where the weights come from, never a bit: every x16 type, GEMV, a GEMM of one
+// slice of 5 tokens (a batched decode step) and one whose last 8-token slice holds one token, the level's
+// kernels and the other prefetch's agree exactly (the level's are held to the scalar reference by the tests
+// above), on 1 and 2 threads. Long rows, so the prefetches reach past the end of the weights (which never
+// faults).
 TEST(Matmul, GemvPrefetchChoicesGiveTheSameBits) {
   const KernelTable* other = avx512_other_gemv_prefetch();
   if (!other) GTEST_SKIP() << "no AVX-512 on this CPU";
@@ -289,7 +290,7 @@ TEST(Matmul, GemvPrefetchChoicesGiveTheSameBits) {
         std::vector<uint8_t> packed(w.bytes.size());
         const Result<WeightView> wx = interleave_rows(w.view, packed, 2);
         ASSERT_TRUE(wx.ok()) << wx.error().message();
-        for (int64_t n_tokens : {1, 9}) {
+        for (int64_t n_tokens : {1, 5, 9}) {
           SCOPED_TRACE(::testing::Message() << ggml_type_name(t) << " rows=" << rows << " cols=" << cols
                                             << " tokens=" << n_tokens);
           const auto x = make_input(n_tokens, cols, seed + 1);
