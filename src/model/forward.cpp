@@ -179,6 +179,11 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     if (add) k.add(x + t * dim, xb2 + t * dim, x + t * dim, dim);
     k.rms_norm(x + t * dim, norm, xb + t * dim, dim, c.rms_eps);
   };
+  // The runs whose new keys and values RoPE's pass stores; attention stores the others' itself
+  // (attention_stores_kv), the same in every layer.
+  std::vector<char> rope_stores(runs.size());
+  for (size_t i = 0; i < runs.size(); ++i)
+    rope_stores[i] = !fast || !attention_stores_kv(c, runs, static_cast<int64_t>(i), s.n_threads);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
 
@@ -199,14 +204,13 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
       int64_t first = 0;  // the run's first token
       for (size_t i = 0; i < runs.size(); ++i) {
         const SeqRun& r = runs[i];
-        const bool store = !fast || !attention_stores_kv(c, runs, static_cast<int64_t>(i), s.n_threads);
         for (int64_t t = std::max(t0, first); t < std::min(t1, first + r.n_tokens); ++t) {
           const int64_t p = r.pos + t - first;
           float* qt = s.q.data() + t * q_dim;
           float* kt = s.k.data() + t * kv_dim;
           k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
           k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
-          if (store) r.kv->store(l, p, kt, s.v.data() + t * kv_dim, k.from_f32_f16);
+          if (rope_stores[i]) r.kv->store(l, p, kt, s.v.data() + t * kv_dim, k.from_f32_f16);
         }
         first += r.n_tokens;
       }
