@@ -113,13 +113,53 @@ Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens
                  ThreadTeam::for_this_thread(n_threads > 0 ? n_threads : default_thread_count()), k);
 }
 
-Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
-                                 ThreadTeam& team, const KernelTable& k, RowHook before) {
-  if (n_tokens < 0 || cols <= 0 || x_stride < cols)
+Status ActivationBuffer::shape(GgmlType type, int64_t n_tokens, int64_t cols) {
+  if (n_tokens < 0 || cols <= 0)
     return shape_error("activation shape " + std::to_string(n_tokens) + " x " + std::to_string(cols));
+  if (type != GgmlType::Q8_0 && type != GgmlType::Q8_1 && type != GgmlType::Q8_K)
+    return shape_error("no activation quantizer for " + std::string(ggml_type_name(type)));
+  const auto info = ggml_type_info(type);
+  if (cols % info.block_size != 0)
+    return shape_error(std::to_string(cols) + " columns is not a multiple of " +
+                       std::to_string(info.block_size) + " (" + std::string(info.name) + ")");
   type_ = type;
   n_tokens_ = n_tokens;
   cols_ = cols;
+  // q8_0 rows also carry their block sums for the x16 kernels (kernels/interleaved.h).
+  stride_ = type == GgmlType::Q8_0 ? q8_0_row_bytes_with_sums(cols)
+                                   : static_cast<int64_t>(ggml_row_bytes(type, static_cast<uint64_t>(cols)));
+  storage_.resize(static_cast<size_t>(stride_ * n_tokens));
+  data_ = storage_.data();
+  return {};
+}
+
+void ActivationBuffer::convert(int64_t t, const float* x, const KernelTable& k) {
+  uint8_t* row = storage_.data() + t * stride_;
+  switch (type_) {
+    case GgmlType::Q8_0: {
+      k.quantize_q8_0(x, row, cols_);
+      const auto* blocks = reinterpret_cast<const BlockQ8_0*>(row);
+      auto* sums = reinterpret_cast<int32_t*>(row + q8_0_sums_offset(cols_));
+      for (int64_t b = 0; b < cols_ / QK8_0; ++b) {
+        int32_t sum = 0;
+        for (int i = 0; i < QK8_0; ++i) sum += blocks[b].qs[i];
+        sums[b] = sum;
+      }
+      return;
+    }
+    case GgmlType::Q8_1:
+      return k.quantize_q8_1(x, row, cols_);
+    case GgmlType::Q8_K:
+      return k.quantize_q8_K(x, row, cols_);
+    default:
+      QE_CHECK(false);
+  }
+}
+
+Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols,
+                                 int64_t x_stride, ThreadTeam& team, const KernelTable& k, RowHook before) {
+  if (n_tokens < 0 || cols <= 0 || x_stride < cols)
+    return shape_error("activation shape " + std::to_string(n_tokens) + " x " + std::to_string(cols));
   // A token row is well under a microsecond to a few: chunks of at least 4 keep the claims rare, one
   // token (a decode step) stays on the caller, and a batched step of 8 sequences splits across two
   // threads (with chunks of 8 the caller quantized all 8 rows while the other thread waited: 8 streams
@@ -130,39 +170,18 @@ Status ActivationBuffer::prepare(GgmlType type, const float* x, int64_t n_tokens
       team.run(n_tokens, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) before(t);
       }, kMinChunk);
+    type_ = type;
+    n_tokens_ = n_tokens;
+    cols_ = cols;
     data_ = x;
     stride_ = x_stride * static_cast<int64_t>(sizeof(float));
     return {};
   }
-  QuantizeRowFn q = type == GgmlType::Q8_0 ? k.quantize_q8_0
-                    : type == GgmlType::Q8_1 ? k.quantize_q8_1
-                    : type == GgmlType::Q8_K ? k.quantize_q8_K
-                                             : nullptr;
-  if (!q) return shape_error("no activation quantizer for " + std::string(ggml_type_name(type)));
-  const auto info = ggml_type_info(type);
-  if (cols % info.block_size != 0)
-    return shape_error(std::to_string(cols) + " columns is not a multiple of " + std::to_string(info.block_size) +
-                       " (" + std::string(info.name) + ")");
-  // q8_0 rows also carry their block sums for the x16 kernels (kernels/interleaved.h).
-  const bool sums = type == GgmlType::Q8_0;
-  stride_ = sums ? q8_0_row_bytes_with_sums(cols) : static_cast<int64_t>(ggml_row_bytes(type, static_cast<uint64_t>(cols)));
-  storage_.resize(static_cast<size_t>(stride_ * n_tokens));
-  data_ = storage_.data();
-  uint8_t* out = storage_.data();
-  const int64_t stride = stride_, sums_off = q8_0_sums_offset(cols), nb = cols / QK8_0;
+  if (Status st = shape(type, n_tokens, cols); !st) return st;
   team.run(n_tokens, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
       if (before) before(t);
-      uint8_t* row = out + t * stride;
-      q(x + t * x_stride, row, cols);
-      if (!sums) continue;
-      const auto* blocks = reinterpret_cast<const BlockQ8_0*>(row);
-      auto* s = reinterpret_cast<int32_t*>(row + sums_off);
-      for (int64_t b = 0; b < nb; ++b) {
-        int32_t sum = 0;
-        for (int i = 0; i < QK8_0; ++i) sum += blocks[b].qs[i];
-        s[b] = sum;
-      }
+      convert(t, x + t * x_stride, k);
     }
   }, kMinChunk);
   return {};

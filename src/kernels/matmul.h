@@ -64,6 +64,12 @@ class ActivationBuffer {
   Status prepare(GgmlType type, const float* x, int64_t n_tokens, int64_t cols, int64_t x_stride,
                  int n_threads = 0, const KernelTable& k = kernels());
 
+  // Storage for n_tokens rows of cols values of `type` (q8_0, q8_1 or q8_K; cols a multiple of its
+  // block), for a producer that fills them row by row with convert() (instead of prepare()).
+  Status shape(GgmlType type, int64_t n_tokens, int64_t cols);
+  // Row t from x (cols floats): the bytes prepare() makes of it. Threads may convert different rows at once.
+  void convert(int64_t t, const float* x, const KernelTable& k);
+
   // Capacity for `bytes` of converted rows (see activation_row_bytes_max): later prepare() calls within
   // it never reallocate. Reserves address space only; pages are touched as rows are written.
   void reserve(int64_t bytes) { storage_.reserve(static_cast<size_t>(bytes)); }

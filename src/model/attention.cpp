@@ -67,12 +67,21 @@ bool one_item_per_kv_head(const Config& c, const Split& sp, int64_t n_tokens) {
   return sp.tokens >= n_tokens && sp.heads >= c.n_heads / c.n_kv_heads;
 }
 
+// attention_owns_token. With fewer than two runs a thread, smaller items keep the threads even.
+bool owns_token(const Config& c, int64_t n_tokens, int64_t n_runs, int n_threads) {
+  return n_tokens == 1 && n_runs >= 2 * int64_t{n_threads} && c.n_heads <= kMaxRows;
+}
+
 }  // namespace
 
+bool attention_owns_token(const Config& c, std::span<const SeqRun> runs, int64_t r, int n_threads) {
+  return owns_token(c, runs[static_cast<size_t>(r)].n_tokens, static_cast<int64_t>(runs.size()), n_threads);
+}
+
 bool attention_stores_kv(const Config& c, std::span<const SeqRun> runs, int64_t r, int n_threads) {
-  const int64_t n_tokens = runs[static_cast<size_t>(r)].n_tokens;
-  return one_item_per_kv_head(c, run_split(c, n_tokens, static_cast<int64_t>(runs.size()), n_threads),
-                              n_tokens);
+  const int64_t n_tokens = runs[static_cast<size_t>(r)].n_tokens, n_runs = static_cast<int64_t>(runs.size());
+  return owns_token(c, n_tokens, n_runs, n_threads) ||
+         one_item_per_kv_head(c, run_split(c, n_tokens, n_runs, n_threads), n_tokens);
 }
 
 int64_t attention_scratch_floats(const Config& c) {
@@ -94,7 +103,7 @@ int64_t attention_scratch_floats(const Config& c) {
 // the other, the last run first (a step's prompt chunks come after its decode tokens and are the most
 // work), each run split as if it had its share of the threads.
 void attention(const kernels::KernelTable& k, const Config& c, std::span<const SeqRun> runs, int64_t layer,
-               RunState& s) {
+               RunState& s, kernels::ActivationBuffer* out) {
   QE_CHECK(k.attn_block_f16 != nullptr && k.attn_block_f32 != nullptr);
   QE_CHECK(static_cast<int64_t>(s.attn.size()) >= s.n_threads * per_thread_floats(c));
   const int64_t n_runs = static_cast<int64_t>(runs.size());
@@ -109,16 +118,19 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
     Split sp{1, 1};
     int64_t n_tblocks = 0, n_hblocks = 0, per_token_block = 0;
     bool stores = false;  // attention_stores_kv
+    bool owned = false;   // attention_owns_token: one item, all KV heads
   };
   auto run_work = [&](int64_t i) {  // runs[i]
     RunWork rw;
     rw.run = &runs[static_cast<size_t>(i)];
     for (int64_t j = 0; j < i; ++j) rw.row0 += runs[static_cast<size_t>(j)].n_tokens;
     rw.sp = run_split(c, rw.run->n_tokens, n_runs, s.n_threads);
-    rw.stores = one_item_per_kv_head(c, rw.sp, rw.run->n_tokens);
+    rw.owned = owns_token(c, rw.run->n_tokens, n_runs, s.n_threads);
+    rw.stores = rw.owned || one_item_per_kv_head(c, rw.sp, rw.run->n_tokens);
     rw.n_tblocks = (rw.run->n_tokens + rw.sp.tokens - 1) / rw.sp.tokens;
     rw.n_hblocks = (group + rw.sp.heads - 1) / rw.sp.heads;
-    rw.per_token_block = c.n_kv_heads * rw.n_hblocks;
+    rw.per_token_block = rw.owned ? 1 : c.n_kv_heads * rw.n_hblocks;
+    QE_CHECK(rw.owned || out == nullptr);
     return rw;
   };
   // first_item[i]: the first work item of runs[n_runs - 1 - i] (the last run first).
@@ -140,6 +152,49 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
   float* scratch0 = s.attn.data();
   scratch0 += (16 - (reinterpret_cast<uintptr_t>(scratch0) / sizeof(float)) % 16) % 16;
 
+  // An owned run's token (attention_owns_token), row r of the item = query head r. after: the block read
+  // after the item's last (the chunk's next item), for the kernel to request.
+  auto owned_token = [&](const RunWork& rw, float* qs, float* o, float* m, float* l, int32_t* nv,
+                         const kernels::AttnBlockRef& after) {
+    KvCache& kv = *rw.run->kv;
+    const kernels::AttnBlockFn block = kv.type() == GgmlType::F16 ? k.attn_block_f16 : k.attn_block_f32;
+    const int64_t pos = rw.run->pos, n_kv = c.n_kv_heads;
+    float* const q_row = s.q.data() + rw.row0 * q_dim;
+    float* const k_row = s.k.data() + rw.row0 * kv_dim;
+    k.rope(q_row, c.n_heads, head_dim, c.n_rot, s.rope.cos(pos), s.rope.sin(pos));
+    k.rope(k_row, n_kv, head_dim, c.n_rot, s.rope.cos(pos), s.rope.sin(pos));
+    for (int64_t r = 0; r < c.n_heads; ++r) {
+      k.scale(q_row + r * head_dim, scale, qs + r * ld, head_dim);
+      std::fill(qs + r * ld + head_dim, qs + (r + 1) * ld, 0.0f);
+      std::fill(o + r * ld, o + (r + 1) * ld, 0.0f);
+      m[r] = -INFINITY;
+      l[r] = 0.0f;
+    }
+    // Block by block, every KV head of a block before the next block: a block's K^T tiles and V rows
+    // of all heads lie together in the cache.
+    const int64_t n_keys = pos + 1;
+    for (int64_t k0 = 0; k0 < n_keys; k0 += kB) {
+      const int64_t nk = std::min(kB, n_keys - k0);
+      for (int64_t g = 0; g < n_kv; ++g) {
+        const kernels::AttnBlockRef cur = key_block(kv, layer, g, head_dim, k0, nk);
+        if (k0 + nk == n_keys)  // the block that holds the token: its K and V first (attention_stores_kv)
+          kv.store(layer, pos, g * head_dim, head_dim, k_row + g * head_dim,
+                   s.v.data() + rw.row0 * kv_dim + g * head_dim, k.from_f32_f16);
+        std::fill(nv + g * group, nv + (g + 1) * group, static_cast<int32_t>(nk));
+        const kernels::AttnBlockRef next =
+            g + 1 < n_kv       ? key_block(kv, layer, g + 1, head_dim, k0, nk)
+            : k0 + kB < n_keys ? key_block(kv, layer, 0, head_dim, k0 + kB, std::min(kB, n_keys - k0 - kB))
+                               : after;
+        block(group, head_dim, ld, qs + g * group * ld, cur.kt, kB, cur.v, kv_dim, nv + g * group,
+              m + g * group, l + g * group, o + g * group * ld, next.kt != nullptr ? &next : nullptr);
+      }
+    }
+    float* const att_row = s.att.data() + rw.row0 * q_dim;
+    for (int64_t r = 0; r < c.n_heads; ++r)
+      k.scale(o + r * ld, 1.0f / l[r], att_row + r * head_dim, head_dim);
+    if (out != nullptr) out->convert(rw.row0, att_row, k);
+  };
+
   s.team->run(
       first_item[n_runs],
       [&](int64_t begin, int64_t end, int thread) {
@@ -156,6 +211,11 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
           }
           KvCache& kv = *rw.run->kv;
           QE_CHECK(kv.layout() == KvLayout::tiles);
+          if (rw.owned) {
+            owned_token(rw, qs, o, m, l, nv,
+                        item + 1 < end ? first_block(item + 1, i) : kernels::AttnBlockRef{});
+            continue;
+          }
           const kernels::AttnBlockFn block = kv.type() == GgmlType::F16 ? k.attn_block_f16 : k.attn_block_f32;
           const int64_t pos = rw.run->pos, n_tokens = rw.run->n_tokens;
           const Split& sp = rw.sp;

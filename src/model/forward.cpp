@@ -179,11 +179,20 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     if (add) k.add(x + t * dim, xb2 + t * dim, x + t * dim, dim);
     k.rms_norm(x + t * dim, norm, xb + t * dim, dim, c.rms_eps);
   };
-  // The runs whose new keys and values RoPE's pass stores; attention stores the others' itself
-  // (attention_stores_kv), the same in every layer.
-  std::vector<char> rope_stores(runs.size());
-  for (size_t i = 0; i < runs.size(); ++i)
-    rope_stores[i] = !fast || !attention_stores_kv(c, runs, static_cast<int64_t>(i), s.n_threads);
+  // What RoPE's pass does for each run, the same in every layer: rotate and store its new keys and
+  // values; only rotate (attention stores them: attention_stores_kv); or nothing (attention takes the
+  // token whole: attention_owns_token).
+  enum class RopePass : char { rotate_store, rotate, none };
+  std::vector<RopePass> rope_pass(runs.size());
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto r = static_cast<int64_t>(i);
+    rope_pass[i] = !fast                                           ? RopePass::rotate_store
+                   : attention_owns_token(c, runs, r, s.n_threads) ? RopePass::none
+                   : attention_stores_kv(c, runs, r, s.n_threads)  ? RopePass::rotate
+                                                                   : RopePass::rotate_store;
+  }
+  const bool all_owned =
+      std::all_of(rope_pass.begin(), rope_pass.end(), [](RopePass p) { return p == RopePass::none; });
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
 
@@ -199,28 +208,42 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
       return st.error();
     observe(l, TapPoint::kAttnIn, xb, dim);
     // RoPE on adjacent pairs of every head at the token's position p in its run, then its k, v into the
-    // run's cache (unless attention stores them: attention_stores_kv)
-    s.team->run(n, [&](int64_t t0, int64_t t1, int) {
-      int64_t first = 0;  // the run's first token
-      for (size_t i = 0; i < runs.size(); ++i) {
-        const SeqRun& r = runs[i];
-        for (int64_t t = std::max(t0, first); t < std::min(t1, first + r.n_tokens); ++t) {
-          const int64_t p = r.pos + t - first;
-          float* qt = s.q.data() + t * q_dim;
-          float* kt = s.k.data() + t * kv_dim;
-          k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
-          k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
-          if (rope_stores[i]) r.kv->store(l, p, kt, s.v.data() + t * kv_dim, k.from_f32_f16);
-        }
-        first += r.n_tokens;
-      }
-    }, /*min_chunk=*/4);
-    if (!fast)  // s.att (n, q_dim)
+    // run's cache (as rope_pass says)
+    if (!all_owned)
+      s.team->run(
+          n,
+          [&](int64_t t0, int64_t t1, int) {
+            int64_t first = 0;  // the run's first token
+            for (size_t i = 0; i < runs.size(); first += runs[i++].n_tokens) {
+              const SeqRun& r = runs[i];
+              if (rope_pass[i] == RopePass::none) continue;
+              for (int64_t t = std::max(t0, first); t < std::min(t1, first + r.n_tokens); ++t) {
+                const int64_t p = r.pos + t - first;
+                float* qt = s.q.data() + t * q_dim;
+                float* kt = s.k.data() + t * kv_dim;
+                k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
+                k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
+                if (rope_pass[i] == RopePass::rotate_store)
+                  r.kv->store(l, p, kt, s.v.data() + t * kv_dim, k.from_f32_f16);
+              }
+            }
+          },
+          /*min_chunk=*/4);
+    // s.att (n, q_dim). When attention takes every token whole, it also makes the output projection's
+    // input row by row (no job for it between the two).
+    const auto wo_in = kernels::activation_type(L.wo.type);
+    const bool att_made = all_owned && wo_in && *wo_in != GgmlType::F32 && s.act.shape(*wo_in, n, q_dim).ok();
+    if (!fast)
       attention_llamacpp(k, c, *runs[0].kv, l, s, n, runs[0].pos);
     else
-      attention(k, c, runs, l, s);
+      attention(k, c, runs, l, s, att_made ? &s.act : nullptr);
     observe(l, TapPoint::kAttnOut, s.att.data(), q_dim);
-    if (Status st = project(s, k, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) return st.error();
+    if (att_made) {
+      const kernels::MatmulJob wo{L.wo, xb2, dim};
+      if (Status st = kernels::matmul_group(std::span(&wo, 1), s.act, *s.team, k); !st) return st.error();
+    } else if (Status st = project(s, k, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) {
+      return st.error();
+    }
 
     // ---- Feed-forward block (SwiGLU): x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm
     // (x first takes the attention output)

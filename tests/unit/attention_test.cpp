@@ -15,6 +15,7 @@
 
 #include "formats/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/matmul.h"
 #include "model/kv_cache.h"
 #include "model/run_state.h"
 
@@ -140,6 +141,98 @@ TEST_P(AttentionModel, BatchDecodeAndThreadsGiveTheSameBits) {
         ASSERT_TRUE(same_bits(&one[t * q_dim], &other[t * q_dim], static_cast<size_t>(q_dim)))
             << "heads " << sh.n_heads << "/" << sh.n_kv_heads << " d=" << sh.head_dim << " batch " << batch
             << " threads " << threads << ": token " << t << " differs";
+    }
+  }
+}
+
+// Decode tokens of several sequences in one step, which attention takes whole (attention_owns_token:
+// RoPE, the K/V store, every head, the output row converted for the next matmul), give what each token
+// gets alone (RoPE and attention as the forward pass runs them for one sequence), bit for bit: the
+// output rows, the K and V the cache then holds, and the converted rows (prepare() of the same rows).
+TEST_P(AttentionModel, OwnedDecodeTokensGiveWhatTheyGetAlone) {
+  const KernelTable* k = kernels::kernel_table(GetParam());
+  if (!k) GTEST_SKIP() << "skipping " << kernels::isa_name(GetParam()) << ": this CPU/build lacks it";
+  const Shape shapes[] = {{9, 3, 64, GgmlType::F16}, {4, 4, 32, GgmlType::F32}, {6, 1, 32, GgmlType::F16}};
+  for (const Shape& sh : shapes) {
+    model::Config c = config_of(sh);
+    c.n_rot = sh.head_dim;
+    const int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ctx = 150, n_seqs = 6;
+    for (const int threads : {1, 2, 3}) {
+      SCOPED_TRACE(::testing::Message() << "heads " << sh.n_heads << "/" << sh.n_kv_heads
+                                        << " d=" << sh.head_dim << ", " << threads << " threads");
+      Result<model::RunState> alone = model::RunState::create(c, nullptr, 1, n_ctx, 1, false);
+      Result<model::RunState> batch =
+          model::RunState::create(c, nullptr, n_seqs, n_ctx, threads, false, n_seqs);
+      ASSERT_TRUE(alone.ok() && batch.ok());
+      std::vector<model::KvCache> a_kv, b_kv;
+      std::vector<model::SeqRun> runs;
+      std::vector<float> q0, k0, v0;  // the step's rows before RoPE, sequence by sequence
+      for (int64_t i = 0; i < n_seqs; ++i) {
+        // Sequence i at position 10 + 23 i (one to three key blocks), its earlier keys random.
+        const int64_t pos = 10 + 23 * i;
+        const uint32_t seed = static_cast<uint32_t>(1000 * i + threads);
+        const auto ks = randv(seed, static_cast<size_t>(pos * kv_dim), -2, 2);
+        const auto vs = randv(seed + 1, static_cast<size_t>(pos * kv_dim), -1, 1);
+        for (auto* kv : {&a_kv, &b_kv}) {
+          kv->push_back(*model::KvCache::create(c, n_ctx, sh.cache));
+          for (int64_t p = 0; p < pos; ++p)
+            kv->back().store(0, p, &ks[p * kv_dim], &vs[p * kv_dim], k->from_f32_f16);
+        }
+        const std::vector<float> nan(static_cast<size_t>(kv_dim), NAN);
+        b_kv.back().store(0, pos, nan.data(), nan.data(), k->from_f32_f16);  // attention must store it
+        const auto q = randv(seed + 2, static_cast<size_t>(q_dim), -2, 2);
+        const auto kk = randv(seed + 3, static_cast<size_t>(kv_dim), -2, 2);
+        const auto v = randv(seed + 4, static_cast<size_t>(kv_dim), -1, 1);
+        q0.insert(q0.end(), q.begin(), q.end());
+        k0.insert(k0.end(), kk.begin(), kk.end());
+        v0.insert(v0.end(), v.begin(), v.end());
+      }
+      for (int64_t i = 0; i < n_seqs; ++i)
+        runs.push_back({&b_kv[static_cast<size_t>(i)], 10 + 23 * i, 1, true});
+      for (int64_t i = 0; i < n_seqs; ++i) ASSERT_TRUE(model::attention_owns_token(c, runs, i, threads));
+
+      // Alone: RoPE, the store, then attention, as forward() does for one sequence.
+      std::vector<float> want(static_cast<size_t>(n_seqs * q_dim));
+      for (int64_t i = 0; i < n_seqs; ++i) {
+        model::RunState& s = *alone;
+        const int64_t pos = runs[static_cast<size_t>(i)].pos;
+        std::copy_n(&q0[i * q_dim], q_dim, s.q.begin());
+        std::copy_n(&k0[i * kv_dim], kv_dim, s.k.begin());
+        std::copy_n(&v0[i * kv_dim], kv_dim, s.v.begin());
+        k->rope(s.q.data(), c.n_heads, c.head_dim, c.n_rot, s.rope.cos(pos), s.rope.sin(pos));
+        k->rope(s.k.data(), c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(pos), s.rope.sin(pos));
+        const model::SeqRun run{&a_kv[static_cast<size_t>(i)], pos, 1, true};
+        ASSERT_FALSE(model::attention_owns_token(c, std::span(&run, 1), 0, 1));
+        if (!model::attention_stores_kv(c, std::span(&run, 1), 0, 1))
+          run.kv->store(0, pos, s.k.data(), s.v.data(), k->from_f32_f16);
+        model::attention(*k, c, std::span(&run, 1), 0, s);
+        std::copy_n(s.att.begin(), q_dim, want.begin() + i * q_dim);
+      }
+      // Together, from the rows before RoPE, the output rows converted as they are made.
+      model::RunState& s = *batch;
+      std::copy(q0.begin(), q0.end(), s.q.begin());
+      std::copy(k0.begin(), k0.end(), s.k.begin());
+      std::copy(v0.begin(), v0.end(), s.v.begin());
+      kernels::ActivationBuffer out;
+      ASSERT_TRUE(out.shape(GgmlType::Q8_1, n_seqs, q_dim).ok());
+      model::attention(*k, c, runs, 0, s, &out);
+      EXPECT_TRUE(same_bits(s.att.data(), want.data(), want.size()));
+      kernels::ActivationBuffer prepared;
+      ASSERT_TRUE(prepared.prepare(GgmlType::Q8_1, want.data(), n_seqs, q_dim, q_dim, 1, *k).ok());
+      EXPECT_EQ(0, std::memcmp(out.row(0), prepared.row(0), static_cast<size_t>(n_seqs * out.row_stride())));
+      for (int64_t i = 0; i < n_seqs; ++i) {  // the caches: the same K and V at the token's position
+        const model::KvCache &a = a_kv[static_cast<size_t>(i)], &b = b_kv[static_cast<size_t>(i)];
+        const int64_t pos = runs[static_cast<size_t>(i)].pos, esz = a.elem_bytes(),
+                      tile = model::KvCache::kTile;
+        for (int64_t f = 0; f < kv_dim; ++f) {
+          const int64_t k_at = ((pos / tile * kv_dim + f) * tile + pos % tile) * esz,
+                        v_at = (pos * kv_dim + f) * esz;
+          EXPECT_EQ(0, std::memcmp(a.k_layer(0) + k_at, b.k_layer(0) + k_at, static_cast<size_t>(esz)))
+              << "sequence " << i << " key feature " << f;
+          EXPECT_EQ(0, std::memcmp(a.v_layer(0) + v_at, b.v_layer(0) + v_at, static_cast<size_t>(esz)))
+              << "sequence " << i << " value feature " << f;
+        }
+      }
     }
   }
 }

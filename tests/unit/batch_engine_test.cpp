@@ -27,10 +27,12 @@ namespace {
 
 using testing::byte_ids;
 
-std::unique_ptr<Model> open_tiny(int n_threads) {
+std::unique_ptr<Model> open_tiny(int n_threads, GgmlType matrices = GgmlType::F32) {
   ModelOptions o;
   o.n_threads = n_threads;
-  return testing::open_tiny_model("batch_engine", {}, o);
+  testing::TinySpec spec;
+  spec.matrix_type = matrices;
+  return testing::open_tiny_model("batch_engine", spec, o);
 }
 
 const char* const kPrompts[] = {
@@ -121,25 +123,30 @@ void expect_batched_equals_alone(const Model& m, const std::vector<Alone>& alone
   }
 }
 
+// f32 matrices, and q4_1 / q8_0 ones (x16, whose int8 activations attention makes itself when it takes
+// every decode token of a step whole: attention_owns_token, with six sequences on 1 or 2 threads).
 TEST(BatchForward, EverySequenceGetsItsLogitsAloneBitForBit) {
-  std::unique_ptr<Model> one = open_tiny(1), two = open_tiny(2);
-  ASSERT_TRUE(one && two);
-  std::vector<Alone> alone;
-  for (const char* p : kPrompts) alone.push_back(run_alone(*one, byte_ids(p), 12));
-  // The alone runs themselves do not depend on the thread count.
-  for (size_t i = 0; i < alone.size(); ++i) {
-    const Alone a2 = run_alone(*two, alone[i].prompt, 12);
-    for (size_t j = 0; j < a2.logits.size(); ++j)
-      ASSERT_EQ(
-          0, std::memcmp(a2.logits[j].data(), alone[i].logits[j].data(), a2.logits[j].size() * sizeof(float)))
-          << "sequence " << i << " logits " << j;
+  for (const GgmlType matrices : {GgmlType::F32, GgmlType::Q4_1, GgmlType::Q8_0}) {
+    SCOPED_TRACE(ggml_type_name(matrices));
+    std::unique_ptr<Model> one = open_tiny(1, matrices), two = open_tiny(2, matrices);
+    ASSERT_TRUE(one && two);
+    std::vector<Alone> alone;
+    for (const char* p : kPrompts) alone.push_back(run_alone(*one, byte_ids(p), 12));
+    // The alone runs themselves do not depend on the thread count.
+    for (size_t i = 0; i < alone.size(); ++i) {
+      const Alone a2 = run_alone(*two, alone[i].prompt, 12);
+      for (size_t j = 0; j < a2.logits.size(); ++j)
+        ASSERT_EQ(0, std::memcmp(a2.logits[j].data(), alone[i].logits[j].data(),
+                                 a2.logits[j].size() * sizeof(float)))
+            << "sequence " << i << " logits " << j;
+    }
+    for (uint32_t seed : {1u, 2u, 3u}) {
+      expect_batched_equals_alone(*one, alone, seed);
+      expect_batched_equals_alone(*two, alone, seed);
+    }
+    // Fewer sequences than the state allows, and one alone in a batch state.
+    expect_batched_equals_alone(*two, {alone[2], alone[4]}, 4);
   }
-  for (uint32_t seed : {1u, 2u, 3u}) {
-    expect_batched_equals_alone(*one, alone, seed);
-    expect_batched_equals_alone(*two, alone, seed);
-  }
-  // Fewer sequences than the state allows, and one alone in a batch state.
-  expect_batched_equals_alone(*two, {alone[2], alone[4]}, 4);
 }
 
 TEST(BatchForward, RefusesBadRuns) {

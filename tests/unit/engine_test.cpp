@@ -219,7 +219,7 @@ TEST_F(Engine, EvalBatchingAndSinkAgree) {
 TEST(EngineLoad, RepackedWeightsLeaveTheMap) {
   TinySpec spec;
   spec.dim = 1024, spec.n_layers = 1, spec.n_heads = 8, spec.n_kv_heads = 4, spec.n_ff = 4608;
-  spec.f16_matrices = true;
+  spec.matrix_type = GgmlType::F16;
   ModelOptions plain_options;
   plain_options.repack = false;
   std::unique_ptr<Model> repacked = open_tiny("repacked", spec), plain = open_tiny("plain", spec, plain_options);

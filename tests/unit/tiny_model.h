@@ -27,7 +27,9 @@ struct TinySpec {
   uint32_t eos = 2;
   bool add_eos = false;
   std::string chat_template;  // "" = none
-  bool f16_matrices = false;  // the layer matrices and output.weight as f16 (which the loader interleaves)
+  // The layer matrices and output.weight: f32, or any type with a block quantizer (f16, q4_1, ...: the
+  // loader interleaves the x16 ones).
+  GgmlType matrix_type = GgmlType::F32;
 };
 
 // GPT-2's bytes_to_unicode: printable bytes stand for themselves, the others for 256 + n, as UTF-8.
@@ -106,24 +108,30 @@ inline void write_tiny_model(const std::string& path, const TinySpec& s) {
     m("ffn_up.weight", s.n_ff, s.dim);
     m("ffn_down.weight", s.dim, s.n_ff);
   }
-  auto f16 = [&](const T& t) { return s.f16_matrices && t.cols != 0 && t.name != "token_embd.weight"; };
+  auto type_of = [&](const T& t) {
+    return t.cols != 0 && t.name != "token_embd.weight" ? s.matrix_type : GgmlType::F32;
+  };
   for (const T& t : ts) {
     std::vector<uint64_t> dims =
         t.cols == 0 ? std::vector<uint64_t>{static_cast<uint64_t>(t.rows)}
                     : std::vector<uint64_t>{static_cast<uint64_t>(t.cols), static_cast<uint64_t>(t.rows)};
-    ASSERT_TRUE(w.add_tensor(t.name, f16(t) ? GgmlType::F16 : GgmlType::F32, dims).ok()) << t.name;
+    ASSERT_TRUE(w.add_tensor(t.name, type_of(t), dims).ok()) << t.name;
   }
   ASSERT_TRUE(w.open(path, /*overwrite=*/true).ok());
   for (const T& t : ts) {
     std::vector<float> x(static_cast<size_t>(t.rows * std::max<int64_t>(t.cols, 1)));
     for (float& v : x) v = t.cols == 0 ? 1.0f + uniform(0.2f) : uniform(t.std);
-    if (f16(t)) {
-      std::vector<uint16_t> h(x.size());
-      std::transform(x.begin(), x.end(), h.begin(), fp32_to_fp16);
-      ASSERT_TRUE(w.write_tensor(t.name, std::as_bytes(std::span<const uint16_t>(h))).ok()) << t.name;
-    } else {
+    const GgmlType type = type_of(t);
+    if (type == GgmlType::F32) {
       ASSERT_TRUE(w.write_tensor(t.name, std::as_bytes(std::span<const float>(x))).ok()) << t.name;
+      continue;
     }
+    const BlockTraits* traits = block_traits(type);
+    ASSERT_TRUE(traits && traits->from_float) << ggml_type_name(type);
+    const auto row_bytes = static_cast<size_t>(ggml_row_bytes(type, static_cast<uint64_t>(t.cols)));
+    std::vector<uint8_t> q(row_bytes * static_cast<size_t>(t.rows));
+    for (int64_t r = 0; r < t.rows; ++r) traits->from_float(&x[r * t.cols], q.data() + r * row_bytes, t.cols);
+    ASSERT_TRUE(w.write_tensor(t.name, std::as_bytes(std::span<const uint8_t>(q))).ok()) << t.name;
   }
   ASSERT_TRUE(w.finish().ok());
 }
