@@ -67,20 +67,31 @@ bool one_item_per_kv_head(const Config& c, const Split& sp, int64_t n_tokens) {
   return sp.tokens >= n_tokens && sp.heads >= c.n_heads / c.n_kv_heads;
 }
 
-// attention_owns_token. With fewer than two runs a thread, smaller items keep the threads even.
-bool owns_token(const Config& c, int64_t n_tokens, int64_t n_runs, int n_threads) {
-  return n_tokens == 1 && n_runs >= 2 * int64_t{n_threads} && c.n_heads <= kMaxRows;
+// A thread's share of a step's attention, in keys read by a query row: the sum over runs of tokens x keys
+// (each head alike), over the threads.
+int64_t fair_share(std::span<const SeqRun> runs, int n_threads) {
+  int64_t keys = 0;
+  for (const SeqRun& r : runs) keys += r.n_tokens * (r.pos + r.n_tokens);
+  return keys / n_threads;
+}
+
+// attention_owns_token. With fewer than two runs a thread, or a token whose keys alone are more than a
+// thread's share (one long context among short ones), smaller items keep the threads even.
+bool owns_token(const Config& c, const SeqRun& run, int64_t n_runs, int64_t fair, int n_threads) {
+  return run.n_tokens == 1 && n_runs >= 2 * int64_t{n_threads} && run.pos + 1 <= fair &&
+         c.n_heads <= kMaxRows;
 }
 
 }  // namespace
 
 bool attention_owns_token(const Config& c, std::span<const SeqRun> runs, int64_t r, int n_threads) {
-  return owns_token(c, runs[static_cast<size_t>(r)].n_tokens, static_cast<int64_t>(runs.size()), n_threads);
+  return owns_token(c, runs[static_cast<size_t>(r)], static_cast<int64_t>(runs.size()),
+                    fair_share(runs, n_threads), n_threads);
 }
 
 bool attention_stores_kv(const Config& c, std::span<const SeqRun> runs, int64_t r, int n_threads) {
   const int64_t n_tokens = runs[static_cast<size_t>(r)].n_tokens, n_runs = static_cast<int64_t>(runs.size());
-  return owns_token(c, n_tokens, n_runs, n_threads) ||
+  return attention_owns_token(c, runs, r, n_threads) ||
          one_item_per_kv_head(c, run_split(c, n_tokens, n_runs, n_threads), n_tokens);
 }
 
@@ -111,6 +122,7 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
   const int64_t head_dim = c.head_dim, ld = padded_dim(c), q_dim = c.q_dim(), kv_dim = c.kv_dim();
   const int64_t group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const int64_t fair = fair_share(runs, s.n_threads);
   // A run's rows and items: token blocks x (KV heads x blocks of their query heads).
   struct RunWork {
     const SeqRun* run = nullptr;
@@ -125,7 +137,7 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
     rw.run = &runs[static_cast<size_t>(i)];
     for (int64_t j = 0; j < i; ++j) rw.row0 += runs[static_cast<size_t>(j)].n_tokens;
     rw.sp = run_split(c, rw.run->n_tokens, n_runs, s.n_threads);
-    rw.owned = owns_token(c, rw.run->n_tokens, n_runs, s.n_threads);
+    rw.owned = owns_token(c, *rw.run, n_runs, fair, s.n_threads);
     rw.stores = rw.owned || one_item_per_kv_head(c, rw.sp, rw.run->n_tokens);
     rw.n_tblocks = (rw.run->n_tokens + rw.sp.tokens - 1) / rw.sp.tokens;
     rw.n_hblocks = (group + rw.sp.heads - 1) / rw.sp.heads;

@@ -30,7 +30,8 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
                RunState& s, kernels::ActivationBuffer* out = nullptr);
 
 // Whether attention() takes runs[r] whole: a decode token (one token) in a step of at least two runs a
-// thread. One work item then does all of that token's attention: RoPE on its rows of s.q and s.k (as
+// thread, whose keys are no more than a thread's share of the step's. One work item then does all of
+// that token's attention: RoPE on its rows of s.q and s.k (as
 // the caller's RoPE pass would), the store of its K and V, every head's attention (a key block at a
 // time, all KV heads of it before the next: 8 streams of SmolLM2-135M, 5% less attention time than an
 // item per KV head), and the conversion of its output row when asked (`out` above). For 8 streams on 2

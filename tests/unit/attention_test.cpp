@@ -190,6 +190,12 @@ TEST_P(AttentionModel, OwnedDecodeTokensGiveWhatTheyGetAlone) {
       for (int64_t i = 0; i < n_seqs; ++i)
         runs.push_back({&b_kv[static_cast<size_t>(i)], 10 + 23 * i, 1, true});
       for (int64_t i = 0; i < n_seqs; ++i) ASSERT_TRUE(model::attention_owns_token(c, runs, i, threads));
+      // Not with one context longer than a thread's share of the step's keys (the threads would wait for
+      // its item), nor with fewer than two runs a thread.
+      std::vector<model::SeqRun> long_one = runs;
+      for (int64_t i = 0; i < n_seqs; ++i) long_one[static_cast<size_t>(i)].pos = i == 0 ? 140 : i;
+      EXPECT_EQ(threads == 1, model::attention_owns_token(c, long_one, 0, threads));
+      EXPECT_EQ(threads < 3, model::attention_owns_token(c, std::span(runs).first(4), 0, threads));
 
       // Alone: RoPE, the store, then attention, as forward() does for one sequence.
       std::vector<float> want(static_cast<size_t>(n_seqs * q_dim));
