@@ -238,12 +238,10 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
     else
       attention(k, c, runs, l, s, att_made ? &s.act : nullptr);
     observe(l, TapPoint::kAttnOut, s.att.data(), q_dim);
-    if (att_made) {
-      const kernels::MatmulJob wo{L.wo, xb2, dim};
-      if (Status st = kernels::matmul_group(std::span(&wo, 1), s.act, *s.team, k); !st) return st.error();
-    } else if (Status st = project(s, k, s.att.data(), n, q_dim, {{L.wo, xb2, dim}}); !st) {
+    if (Status st = att_made ? kernels::matmul(L.wo, s.act, xb2, *s.team, k)
+                             : project(s, k, s.att.data(), n, q_dim, {{L.wo, xb2, dim}});
+        !st)
       return st.error();
-    }
 
     // ---- Feed-forward block (SwiGLU): x += W_down (silu(W_gate xb) * (W_up xb)), xb = rmsnorm(x) * ffn_norm
     // (x first takes the attention output)
