@@ -164,6 +164,15 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
   float* scratch0 = s.attn.data();
   scratch0 += (16 - (reinterpret_cast<uintptr_t>(scratch0) / sizeof(float)) % 16) % 16;
 
+  // A query row's start in an item's scratch: q * scale (zeros past head_dim), o = 0, m = -inf, l = 0.
+  auto start_row = [&](const float* q, float* q_scaled, float* o_row, float& m_row, float& l_row) {
+    k.scale(q, scale, q_scaled, head_dim);
+    std::fill(q_scaled + head_dim, q_scaled + ld, 0.0f);
+    std::fill(o_row, o_row + ld, 0.0f);
+    m_row = -INFINITY;
+    l_row = 0.0f;
+  };
+
   // An owned run's token (attention_owns_token), row r of the item = query head r. after: the block read
   // after the item's last (the chunk's next item), for the kernel to request.
   auto owned_token = [&](const RunWork& rw, float* qs, float* o, float* m, float* l, int32_t* nv,
@@ -175,13 +184,8 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
     float* const k_row = s.k.data() + rw.row0 * kv_dim;
     k.rope(q_row, c.n_heads, head_dim, c.n_rot, s.rope.cos(pos), s.rope.sin(pos));
     k.rope(k_row, n_kv, head_dim, c.n_rot, s.rope.cos(pos), s.rope.sin(pos));
-    for (int64_t r = 0; r < c.n_heads; ++r) {
-      k.scale(q_row + r * head_dim, scale, qs + r * ld, head_dim);
-      std::fill(qs + r * ld + head_dim, qs + (r + 1) * ld, 0.0f);
-      std::fill(o + r * ld, o + (r + 1) * ld, 0.0f);
-      m[r] = -INFINITY;
-      l[r] = 0.0f;
-    }
+    for (int64_t r = 0; r < c.n_heads; ++r)
+      start_row(q_row + r * head_dim, qs + r * ld, o + r * ld, m[r], l[r]);
     // Block by block, every KV head of a block before the next block: a block's K^T tiles and V rows
     // of all heads lie together in the cache.
     const int64_t n_keys = pos + 1;
@@ -244,11 +248,7 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
           for (int64_t t = t0; t < t1; ++t)
             for (int64_t h = h0; h < h1; ++h) {
               const int64_t r = (t - t0) * nh + h - h0;
-              k.scale(q_rows + t * q_dim + (g * group + h) * head_dim, scale, qs + r * ld, head_dim);
-              std::fill(qs + r * ld + head_dim, qs + (r + 1) * ld, 0.0f);
-              std::fill(o + r * ld, o + (r + 1) * ld, 0.0f);
-              m[r] = -INFINITY;
-              l[r] = 0.0f;
+              start_row(q_rows + t * q_dim + (g * group + h) * head_dim, qs + r * ld, o + r * ld, m[r], l[r]);
             }
           const int64_t n_keys = pos + t1;  // keys any row of the item sees
           for (int64_t k0 = 0; k0 < n_keys; k0 += kB) {
