@@ -182,8 +182,7 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
     const int64_t pos = rw.run->pos, n_kv = c.n_kv_heads;
     float* const q_row = s.q.data() + rw.row0 * q_dim;
     float* const k_row = s.k.data() + rw.row0 * kv_dim;
-    k.rope(q_row, c.n_heads, head_dim, c.n_rot, s.rope.cos(pos), s.rope.sin(pos));
-    k.rope(k_row, n_kv, head_dim, c.n_rot, s.rope.cos(pos), s.rope.sin(pos));
+    s.rope.rotate(k, c, q_row, k_row, pos);
     for (int64_t r = 0; r < c.n_heads; ++r)
       start_row(q_row + r * head_dim, qs + r * ld, o + r * ld, m[r], l[r]);
     // Block by block, every KV head of a block before the next block: a block's K^T tiles and V rows

@@ -1,8 +1,8 @@
 // Causal multi-head attention with grouped KV heads over the KV cache, for the n_tokens queries of a
 // forward step (s.q after RoPE, at positions pos .. pos + n_tokens - 1, whose own K/V the cache already
 // holds; except where attention_stores_kv / attention_owns_token below say attention does that itself):
-//   att[t, h] = softmax(K_g[0..pos+t] q[t, h] / sqrt(head_dim)) · V_g[0..pos+t],  g = h / (n_heads /
-//   n_kv_heads)
+//   att[t, h] = softmax(K_g[0..pos+t] q[t, h] / sqrt(head_dim)) · V_g[0..pos+t],
+//   g = h / (n_heads / n_kv_heads)
 // The result of each (token, head) does not depend on n_tokens or the thread count, so a prompt
 // evaluated as one batch gives the same bits as token by token.
 #pragma once
@@ -31,12 +31,12 @@ void attention(const kernels::KernelTable& k, const Config& c, std::span<const S
 
 // Whether attention() takes runs[r] whole: a decode token (one token) in a step of at least two runs a
 // thread, whose keys are no more than a thread's share of the step's. One work item then does all of
-// that token's attention: RoPE on its rows of s.q and s.k (as
-// the caller's RoPE pass would), the store of its K and V, every head's attention (a key block at a
-// time, all KV heads of it before the next: 8 streams of SmolLM2-135M, 5% less attention time than an
-// item per KV head), and the conversion of its output row when asked (`out` above). For 8 streams on 2
-// threads that leaves two team jobs a layer fewer (RoPE, the output projection's input). The caller
-// then neither rotates nor stores the run's token.
+// that token's attention: RoPE on its rows of s.q and s.k (RopeTable::rotate, as the caller's RoPE
+// pass), the store of its K and V, every head's attention (a key block at a time, all KV heads of it
+// before the next: 8 streams of SmolLM2-135M, 5% less attention time than an item per KV head), and the
+// conversion of its output row when asked (`out` above). For 8 streams on 2 threads that leaves two
+// team jobs a layer fewer (RoPE, the output projection's input). The caller then neither rotates nor
+// stores the run's token.
 bool attention_owns_token(const Config& c, std::span<const SeqRun> runs, int64_t r, int n_threads);
 
 // Whether attention() itself writes runs[r]'s new K and V (rows of s.k and s.v) into its cache. True

@@ -219,10 +219,8 @@ Result<std::span<const float>> forward(const Config& c, const Weights& w, RunSta
               if (rope_pass[i] == RopePass::none) continue;
               for (int64_t t = std::max(t0, first); t < std::min(t1, first + r.n_tokens); ++t) {
                 const int64_t p = r.pos + t - first;
-                float* qt = s.q.data() + t * q_dim;
                 float* kt = s.k.data() + t * kv_dim;
-                k.rope(qt, c.n_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
-                k.rope(kt, c.n_kv_heads, c.head_dim, c.n_rot, s.rope.cos(p), s.rope.sin(p));
+                s.rope.rotate(k, c, s.q.data() + t * q_dim, kt, p);
                 if (rope_pass[i] == RopePass::rotate_store)
                   r.kv->store(l, p, kt, s.v.data() + t * kv_dim, k.from_f32_f16);
               }

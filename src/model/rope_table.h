@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/kernel_table.h"
 #include "model/config.h"
 
 namespace qe::model {
@@ -20,6 +21,14 @@ class RopeTable {
   int64_t n_ctx() const { return n_ctx_; }
   const float* cos(int64_t pos) const { return cos_.data() + pos * half_; }  // (n_rot / 2)
   const float* sin(int64_t pos) const { return sin_.data() + pos * half_; }  // (n_rot / 2)
+
+  // RoPE on one token at `pos`, in place: its query row (n_heads heads) and key row (n_kv_heads) with
+  // the table's kernel. The forward pass's RoPE pass and attention's owned tokens (attention.h) both
+  // rotate through this, so a token gets the same bits either way.
+  void rotate(const kernels::KernelTable& k, const Config& c, float* q, float* key, int64_t pos) const {
+    k.rope(q, c.n_heads, c.head_dim, c.n_rot, cos(pos), sin(pos));
+    k.rope(key, c.n_kv_heads, c.head_dim, c.n_rot, cos(pos), sin(pos));
+  }
 
  private:
   int64_t n_ctx_ = 0, half_ = 0;
