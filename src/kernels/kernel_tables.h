@@ -61,6 +61,7 @@ void fill_x16(KernelTable& t, bool gemv_prefetch);
 void fill_x16_k(KernelTable& t, bool gemv_prefetch);
 void fill_float_tiles(KernelTable& t);  // 512-bit f32/f16/bf16 tiles (matmul_float_avx512.cpp)
 void fill_quantize(KernelTable& t);     // q8_0 / q8_1 activations 16 blocks at a time (quantize_avx512.cpp)
+void fill_ops(KernelTable& t);          // silu_mul 16 floats at a time (ops_avx512.cpp)
 }  // namespace avx512
 // q5_K's x16 kernel with GFNI, over the AVX-512 level's when the CPU has GFNI (matmul_x16_k_avx512gfni.cpp).
 namespace avx512gfni {

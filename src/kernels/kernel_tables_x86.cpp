@@ -68,6 +68,7 @@ struct Tables {
     if ((has_avx512 = cpu_has_isa(f, Isa::avx512))) {
       kernels::avx512::fill_table(avx512.fast);
       kernels::avx512::fill_quantize(avx512.fast);
+      kernels::avx512::fill_ops(avx512.fast);
       fill_avx512_x16(avx512.fast, avx512_x16_choices(f));
       kernels::avx512::fill_float_tiles(avx512.fast);
       kernels::avx512::fill_convert(avx512.fast);

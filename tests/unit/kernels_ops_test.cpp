@@ -177,6 +177,25 @@ TEST_P(OpsIsa, SiluMul) {
   }
 }
 
+// The AVX-512 level's 16-lane silu_mul promises the 256-bit op's bits at every length: the same exp steps
+// per lane, and the same 8-wide and scalar tails. Gates reach past -87.3 and 88 so exp's clamps and its
+// zero for large negative inputs are crossed too.
+TEST(OpsAvx512, SiluMulGivesTheAvx2Bits) {
+  const KernelTable* a512 = kernel_table(Isa::avx512);
+  const KernelTable* a2 = kernel_table(Isa::avx2);
+  if (!a512 || !a2) GTEST_SKIP() << "skipping: this CPU/build lacks AVX-512";
+  for (int64_t n : kSizes) {
+    for (const int64_t n2 : {n, n + 8, int64_t{1536}}) {
+      const uint32_t seed = static_cast<uint32_t>(400 + n2);
+      const auto g = randv(seed, n2, -100, 100), u = randv(seed + 1, n2, -3, 3);
+      std::vector<float> y512(g.size()), y2(g.size());
+      a512->silu_mul(g.data(), u.data(), y512.data(), n2);
+      a2->silu_mul(g.data(), u.data(), y2.data(), n2);
+      ASSERT_EQ(0, std::memcmp(y512.data(), y2.data(), y2.size() * sizeof(float))) << "n=" << n2;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllLevels, OpsIsa, ::testing::Values(Isa::avx2, Isa::avx512, Isa::neon),
                          [](const auto& p) { return std::string(isa_name(p.param)); });
 
