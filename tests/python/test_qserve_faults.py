@@ -241,6 +241,45 @@ def test_64_connections_at_once(server):
     wait_idle(server, 30)
 
 
+def test_a_burst_of_connections_is_taken_at_once(server):
+    """64 connections opened together from one thread, each asking /health: every answer comes well
+    within the second after which TCP resends a handshake that the server's listen queue dropped (with
+    httplib's own backlog of 5, a burst of 8 streaming clients waited 1.0 s for its first byte)."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    t0 = time.monotonic()
+    pending = {}
+    for _ in range(64):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", server.port))
+        sel.register(s, selectors.EVENT_WRITE)
+        pending[s] = b""
+    answered = []
+    try:
+        while pending and time.monotonic() - t0 < 30:
+            for key, events in sel.select(timeout=1):
+                s = key.fileobj
+                if events & selectors.EVENT_WRITE:
+                    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    sel.modify(s, selectors.EVENT_READ)
+                    continue
+                data = s.recv(65536)
+                pending[s] += data
+                if not data:
+                    answered.append((time.monotonic() - t0, pending.pop(s)))
+                    sel.unregister(s)
+                    s.close()
+    finally:
+        for s in pending:
+            s.close()
+    assert not pending, f"{len(pending)} connections unanswered after 30 s"
+    assert all(reply.startswith(b"HTTP/1.1 200") for _, reply in answered), answered[:3]
+    slowest = max(t for t, _ in answered)
+    assert slowest < 0.9, f"the slowest of 64 connections took {slowest:.2f} s"
+
+
 def test_rss_within_model_caches_and_64_mib(server, default_model):
     r = gguf.GGUFReader(default_model)
     meta = {f.name: f.parts[f.data[0]][0] for f in r.fields.values() if f.data and len(f.data) == 1}

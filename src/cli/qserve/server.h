@@ -67,6 +67,7 @@ class Server {
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int64_t> streams_{0};  // chunked responses (streams, long non-streamed ones) not yet finished
+  int listen_socket_ = -1;           // the socket httplib listens on, once bound (see bind())
 };
 
 }  // namespace qe::cli::serve
