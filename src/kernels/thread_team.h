@@ -63,35 +63,47 @@ class ThreadTeam {
   using ChunkFn = void (*)(void* ctx, int64_t begin, int64_t end, int thread);
 
   void run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void* ctx);
-  // Runs chunks of job `tag` (the generation it was started in) until no range of it has units left:
-  // its own range's, then stolen ones; returns the units it ran.
-  int64_t work(int thread, uint64_t tag);
-  bool steal(int thread, uint64_t tag);  // moves the back half of the largest range left into thread's
+  // Runs chunks of `job` (job_ as it was read) until no range of it has units left: its own range's,
+  // then stolen ones; returns the units it ran.
+  int64_t work(int thread, uint64_t job);
+  bool steal(int thread, uint64_t job);  // moves the back half of the largest range left into thread's
   void worker_main(int thread);
 
   const int n_threads_;
   TeamPolicy policy_;  // used by the caller's thread only
-  // The current job. Written by the caller only while no chunk is in flight; read by a worker only
-  // after it claimed a chunk of it (so the job cannot end under it).
-  ChunkFn fn_ = nullptr;
-  void* ctx_ = nullptr;
-  uint32_t job_units_ = 0;
-  // Read by a worker sizing a chunk, which a late one may do while the caller sets the next job's (a
-  // claim of a stale range then fails; see Range).
-  std::atomic<int64_t> min_chunk_{1};
-  // Each thread's range of the current job, one word: the job's tag (the low bits of its generation),
-  // its next unit and its end. Its owner advances the next unit and thieves lower the end, each by one
-  // compare-exchange of the whole word, so a claim made from a stale word (another job's, or a range
-  // that moved) fails and is retried on what the word now holds.
+  uint32_t done_target_ = 0;  // done_ once the current job is over (caller only)
+  int jobs_to_refresh_ = 0;   // team jobs until every range word is written again (caller only)
+
+  // What a waking worker reads, in one cache line: the generation it waits on, and the job. Written by
+  // the caller only, before it bumps the generation (sleepers_: by workers going to sleep, rarely).
+  struct alignas(64) JobLine {
+    std::atomic<uint32_t> generation{0};  // bumped once per job; workers sleep on it
+    std::atomic<uint32_t> sleepers{0};
+    std::atomic<bool> stop{false};
+    // The job's tag (the low bits of its generation), unit count and the number of threads with a
+    // range of their own at its start, one word, so that a worker late by a job reads one job's, never a
+    // mix of two.
+    std::atomic<uint64_t> job{0};
+    // Read by a worker sizing a chunk, which a late one may do while the caller sets the next job's (a
+    // claim of a stale range then fails; see Range).
+    std::atomic<int64_t> min_chunk{1};
+    // Read by a worker only after it claimed a chunk of the job (so the job cannot end under it).
+    ChunkFn fn = nullptr;
+    void* ctx = nullptr;
+  };
+  JobLine line_;
+  // Each thread's range of the current job, one word: a job's tag, its next unit and its end. Its owner
+  // advances the next unit and thieves lower the end, each by one compare-exchange of the whole word, so
+  // a claim made from a stale word (another job's, or a range that moved) fails and is retried on what
+  // the word now holds. A word of an earlier job stands for the thread's first range in this one (no one
+  // has claimed from it yet): the caller does not write the workers' words at a job's start, so a waking
+  // worker finds its own where it left it, in its own cache.
   struct alignas(64) Range {
     std::atomic<uint64_t> word{0};
   };
   std::unique_ptr<Range[]> ranges_;
-  alignas(64) std::atomic<uint32_t> done_{0};      // units finished in the current job
-  std::atomic<uint32_t> caller_waiting_{0};        // the caller sleeps on done_
-  alignas(64) std::atomic<uint32_t> generation_{0};  // bumped once per job; workers sleep on it
-  std::atomic<uint32_t> sleepers_{0};
-  std::atomic<bool> stop_{false};
+  alignas(64) std::atomic<uint32_t> done_{0};  // units finished, over all jobs (wraps)
+  std::atomic<uint32_t> caller_waiting_{0};    // the caller sleeps on done_
   std::vector<std::thread> workers_;
 };
 

@@ -52,6 +52,21 @@ TEST(ThreadTeam, ManyShortJobsInARow) {
   EXPECT_EQ(sum.load(), 10000 * 8 + 10000 * 13);
 }
 
+TEST(ThreadTeam, ThreadsLeftOutOfManyJobsTakeTheirRangesAgain) {
+  // Jobs of 2 units give 2 of the 4 threads a range; the other two start empty and their range words
+  // keep an old job's tag, which a later job reads as "first range, nothing claimed yet". Across the
+  // team's periodic rewrite of every word (every 4096 jobs), a job of 16 units every 97 then needs all
+  // four ranges again: each unit runs once.
+  ThreadTeam team(4);
+  for (int job = 0; job < 3 * 4096 + 200; ++job) {
+    if (job % 97 == 0) {
+      check_job(team, 16, 1);
+      check_job(team, 3, 1);
+    }
+    check_job(team, 2, 1);
+  }
+}
+
 TEST(ThreadTeam, WorkersThatFellAsleepAreWoken) {
   ThreadTeam team(3);
   for (int round = 0; round < 5; ++round) {
