@@ -2,9 +2,9 @@
 // every token of every layer (8 tokens x 30 layers a batched decode step of SmolLM2-135M).
 //
 // Same bits as the 256-bit op (x86_ops.inc) for every n: each lane runs exp_ps's steps (exp_ps16), 16
-// floats at a time, then the rest through the 256-bit op itself (8 at a time, then its scalar tail). Why: the 256-bit
-// op took 879 ns for a 1536-float row on the 2-vCPU Xeon (Emerald Rapids), this one 569 ns (best of 50
-// x 1000 calls, same bits on the whole row).
+// floats at a time, then the rest of the row goes through the 256-bit op itself (8 at a time, then its
+// scalar tail). Why: the 256-bit op took 879 ns for a 1536-float row on the 2-vCPU Xeon (Emerald
+// Rapids), this one 569 ns (best of 50 x 1000 calls).
 #include <immintrin.h>
 
 #include <cmath>

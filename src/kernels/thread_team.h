@@ -63,8 +63,8 @@ class ThreadTeam {
   using ChunkFn = void (*)(void* ctx, int64_t begin, int64_t end, int thread);
 
   void run_erased(int64_t n_units, int64_t min_chunk, ChunkFn fn, void* ctx);
-  // Runs chunks of `job` (job_ as it was read) until no range of it has units left: its own range's,
-  // then stolen ones; returns the units it ran.
+  // Runs chunks of `job` (line_.job as the thread read it) until no range of it has units left: its
+  // own range's, then stolen ones; returns the units it ran.
   int64_t work(int thread, uint64_t job);
   bool steal(int thread, uint64_t job);  // moves the back half of the largest range left into thread's
   void worker_main(int thread);
@@ -75,7 +75,7 @@ class ThreadTeam {
   int jobs_to_refresh_ = 0;   // team jobs until every range word is written again (caller only)
 
   // What a waking worker reads, in one cache line: the generation it waits on, and the job. Written by
-  // the caller only, before it bumps the generation (sleepers_: by workers going to sleep, rarely).
+  // the caller only, before it bumps the generation (sleepers: by workers going to sleep, rarely).
   struct alignas(64) JobLine {
     std::atomic<uint32_t> generation{0};  // bumped once per job; workers sleep on it
     std::atomic<uint32_t> sleepers{0};
