@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import selectors
 import socket
 import threading
 import time
@@ -245,35 +246,33 @@ def test_a_burst_of_connections_is_taken_at_once(server):
     """64 connections opened together from one thread, each asking /health: every answer comes well
     within the second after which TCP resends a handshake that the server's listen queue dropped (with
     httplib's own backlog of 5, a burst of 8 streaming clients waited 1.0 s for its first byte)."""
-    import selectors
-
-    sel = selectors.DefaultSelector()
     t0 = time.monotonic()
     pending = {}
-    for _ in range(64):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", server.port))
-        sel.register(s, selectors.EVENT_WRITE)
-        pending[s] = b""
     answered = []
-    try:
-        while pending and time.monotonic() - t0 < 30:
-            for key, events in sel.select(timeout=1):
-                s = key.fileobj
-                if events & selectors.EVENT_WRITE:
-                    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                    sel.modify(s, selectors.EVENT_READ)
-                    continue
-                data = s.recv(65536)
-                pending[s] += data
-                if not data:
-                    answered.append((time.monotonic() - t0, pending.pop(s)))
-                    sel.unregister(s)
-                    s.close()
-    finally:
-        for s in pending:
-            s.close()
+    with selectors.DefaultSelector() as sel:
+        for _ in range(64):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", server.port))
+            sel.register(s, selectors.EVENT_WRITE)
+            pending[s] = b""
+        try:
+            while pending and time.monotonic() - t0 < 30:
+                for key, events in sel.select(timeout=1):
+                    s = key.fileobj
+                    if events & selectors.EVENT_WRITE:
+                        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                        sel.modify(s, selectors.EVENT_READ)
+                        continue
+                    data = s.recv(65536)
+                    pending[s] += data
+                    if not data:
+                        answered.append((time.monotonic() - t0, pending.pop(s)))
+                        sel.unregister(s)
+                        s.close()
+        finally:
+            for s in pending:
+                s.close()
     assert not pending, f"{len(pending)} connections unanswered after 30 s"
     assert all(reply.startswith(b"HTTP/1.1 200") for _, reply in answered), answered[:3]
     slowest = max(t for t, _ in answered)
