@@ -56,6 +56,9 @@ TEST_P(KernelIsa, QuantizersMatchReferenceBytes) {
     if (nb > 2) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // all-zero block: d = 0 path
     // x/d landing exactly on .5: scale a block so amax = 127 and put 2.5 / -3.5 in it.
     x[0] = 127.0f, x[1] = 2.5f, x[2] = -3.5f;
+    // ... and just below a half (a nearest-rounded x + 0.5 would carry them up), on 0.5 itself, at the top.
+    x[3] = 0.49999997f, x[4] = -0.49999997f, x[5] = 1.4999999f, x[6] = -2.4999998f, x[7] = 0.5f,
+    x[8] = -126.5f;
     {
       std::vector<BlockQ8_0> a(nb), b(nb);
       simd_->quantize_q8_0(x.data(), a.data(), n);
