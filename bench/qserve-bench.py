@@ -16,7 +16,8 @@ next step: "decode" counts that step's prefill, "steady" leaves it and the strag
 The client shares the server's two cores, so it is kept light: one thread reads every stream of a round
 through a selector (--client select, the default), as a load generator (wrk, k6) would. --client threads
 runs one Python thread per stream instead (http.client), whose wake-ups and GIL hand-offs took CPU from
-the server: 8 streams 1710 against 1770 t/s steady, medians of 8 rounds each, interleaved (2-vCPU Xeon)."""
+the server: 8 streams 1710 against 1770 t/s steady, medians of 8 rounds each, interleaved (2-vCPU Xeon).
+Below the table: qbench's roofline (FMA and DRAM read on every physical core) before and after the rounds."""
 
 from __future__ import annotations
 
@@ -146,6 +147,20 @@ def thread_round(port: int, prompts: list, tokens: int) -> list:
     return outs
 
 
+def machine() -> str:
+    """The machine's speed now, from qbench's roofline on every physical core: a shared VM's cores slow
+    down and speed up with its neighbours, and the rounds' ratios move with them (the 8 streams' GEMMs are
+    bound by the cores, one stream's GEMVs more by memory), so the table says what the machine gave
+    before and after its rounds."""
+    try:
+        r = json.loads(subprocess.run([str(BIN / "qbench"), "--roofline"], capture_output=True, text=True,
+                                      timeout=120, check=True).stdout)
+        return (f"f32 FMA {r['fma_gflops'][-1]:.0f} GFLOP/s, DRAM read {r['dram_read_gbs'][-1]:.1f} GB/s "
+                f"({r['threads']} threads)")
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
+        return f"roofline not measured ({e.__class__.__name__})"
+
+
 def rss_mib(pid: int) -> float:
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -164,6 +179,7 @@ def main() -> None:
                     help="one thread reading every stream (default), or a thread per stream")
     a = ap.parse_args()
     counts = [int(x) for x in a.streams.split(",")]
+    before = machine()
     port = free_port()
     proc = subprocess.Popen([str(BIN / "qserve"), "-m", a.model, "--port", str(port), "-np", str(max(counts)),
                              "-c", "512", "-t", str(a.threads)], stderr=subprocess.DEVNULL)
@@ -219,6 +235,7 @@ def main() -> None:
             print(f"| {n} | {rate:.1f} ({rate / base:.2f}x) | {drate:.1f} ({drate / dbase:.2f}x) "
                   f"| {srate:.1f} ({srate / sbase:.2f}x) | {rate / n:.1f} "
                   f"| {statistics.median(t):.0f} | {p95:.0f} | {rss[n]:.0f} |")
+        print(f"\nmachine before the rounds: {before}\nmachine after them:       {machine()}")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
