@@ -85,11 +85,7 @@ inline void quantize16(const float* x, int count, QsAt qs, __m512* d_out, __m512
   // the conversions to bytes need.
   alignas(64) float id[kBlocks];
   _mm512_store_ps(id, _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(1.0f), d));
-  for (int b = 0; b < kBlocks; ++b) {
-    if (b >= count) {
-      v[b] = _mm512_setzero_ps();
-      continue;
-    }
+  for (int b = 0; b < count; ++b) {  // v[b] becomes block b's quants; those past count stay zeros
     const __m512 vid = _mm512_set1_ps(id[b]);
     const __m512i q0 = round_half_away_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b), vid));
     const __m512i q1 = round_half_away_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b + 16), vid));
