@@ -172,6 +172,17 @@ void for_each_panel(int64_t nc, int64_t max_cols, F&& f) {
   }
 }
 
+// A float GEMM's panels over nc tokens: those of each 64-token chunk (kFloatPackChunk) by for_each_panel,
+// chunk after chunk, f(c0, cn) with c0 counted from token 0. So the activations can be packed chunk by
+// chunk (in parallel, matmul) and a kernel can run over several chunks in one call (X16FloatSplit::span).
+inline constexpr int64_t kFloatPackChunk = 64;
+template <class F>
+void for_each_chunk_panel(int64_t nc, int64_t max_cols, F&& f) {
+  for (int64_t t0 = 0; t0 < nc; t0 += kFloatPackChunk)
+    for_each_panel(nc - t0 < kFloatPackChunk ? nc - t0 : kFloatPackChunk, max_cols,
+                   [&](int64_t c0, int64_t cn) { f(t0 + c0, cn); });
+}
+
 // Reference of the bf16 dot contract (kernels/matmul_x16_float_ref.cpp), a MatmulX16Fn over f32
 // activation rows.
 void x16_bf16_dot_ref(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t a_stride, int64_t nc,

@@ -36,11 +36,14 @@ using MatmulX16Fn = void (*)(int64_t n, const void* w, int64_t n_groups, const v
 // once for all its threads instead of once per call (repacking 64 tokens per call took 22% of a 2-thread
 // f16 GEMM on Zen 4). pack writes A rows [0, nc) (a_stride bytes apart) into `panels`, at most nc * n
 // 4-byte words in the level's own layout; run is then the level's MatmulX16Fn on them, bit for bit:
-// y[c * ldy + 16 * g + r] for g < n_groups, r < 16, c < nc.
+// y[c * ldy + 16 * g + r] for g < n_groups, r < 16, c < nc. The layout of nc tokens is that of their
+// 64-token chunks one after another (kernels/interleaved.h: for_each_chunk_panel), so pack may run
+// chunk by chunk; span: the most tokens (a multiple of 64) a matmul gives one run call.
 struct X16FloatSplit {
   void (*pack)(int64_t n, const void* a, int64_t a_stride, int64_t nc, void* panels) = nullptr;
   void (*run)(int64_t n, const void* w, int64_t n_groups, const void* panels, int64_t nc, float* y,
               int64_t ldy) = nullptr;
+  int64_t span = 64;
   explicit operator bool() const { return pack && run; }
 };
 

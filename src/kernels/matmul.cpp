@@ -235,7 +235,7 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
 
   // x16 f16 / bf16 weights over several tokens: their activations are laid out here, once for every
   // thread, where the level splits its kernel (X16FloatSplit), not once per kernel call below. Slot i's
-  // region holds chunk t0 (kTokenChunk tokens) at word t0 * cols.
+  // region holds chunk t0 (kFloatPackChunk tokens) at word t0 * cols; a run call takes the split's span.
   const X16FloatSplit split[2] = {k.x16_f16_split, k.x16_bf16_split};
   float* packed[2] = {nullptr, nullptr};
   if (n_tokens > 1) {
@@ -251,13 +251,13 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
     if (static_cast<int64_t>(buffer.size()) < n_slots * words)
       buffer.resize(static_cast<size_t>(n_slots * words));
     for (int s = 0; s < n_slots; ++s) packed[slots[s]] = buffer.data() + words * s;
-    const int64_t n_chunks = (n_tokens + kTokenChunk - 1) / kTokenChunk;
+    const int64_t n_chunks = (n_tokens + kFloatPackChunk - 1) / kFloatPackChunk;
     if (n_slots > 0)
       team.run(n_slots * n_chunks, [&](int64_t u0, int64_t u1, int) {
         for (int64_t u = u0; u < u1; ++u) {
           const int i = slots[u / n_chunks];
-          const int64_t t0 = u % n_chunks * kTokenChunk;
-          split[i].pack(cols, a.row(t0), a.row_stride(), std::min(kTokenChunk, n_tokens - t0),
+          const int64_t t0 = u % n_chunks * kFloatPackChunk;
+          split[i].pack(cols, a.row(t0), a.row_stride(), std::min(kFloatPackChunk, n_tokens - t0),
                         packed[i] + t0 * cols);
         }
       });
@@ -324,12 +324,15 @@ Status matmul_group(std::span<const MatmulJob> jobs, const ActivationBuffer& a, 
         const X16IntSplit isp = int_split(k, j.w);
         const IntScales* made = isp ? layout_of(isp) : nullptr;
         const uint8_t* scales = made ? scale_lines + made->at * 64 : nullptr;
+        if (slot >= 0 && packed[slot]) {
+          for (int64_t t0 = 0; t0 < n_tokens; t0 += split[slot].span)
+            split[slot].run(cols, wrow, (r1 - r0) / kInterleave, packed[slot] + t0 * cols,
+                            std::min(split[slot].span, n_tokens - t0), j.y + t0 * j.ldy + r0, j.ldy);
+          continue;
+        }
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
           const int64_t nc = std::min(kTokenChunk, n_tokens - t0);
-          if (slot >= 0 && packed[slot])
-            split[slot].run(cols, wrow, (r1 - r0) / kInterleave, packed[slot] + t0 * cols, nc,
-                            j.y + t0 * j.ldy + r0, j.ldy);
-          else if (scales)
+          if (scales)
             isp.run(cols, wrow, (r1 - r0) / kInterleave, a.row(t0), a.row_stride(), nc,
                     scales + isp.scale_bytes(cols, t0), j.y + t0 * j.ldy + r0, j.ldy);
           else

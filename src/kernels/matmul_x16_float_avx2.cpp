@@ -3,13 +3,14 @@
 // prefetch 1 KiB ahead: one Zen 3 core's hardware prefetcher leaves the stream at 80-86% of DRAM read,
 // the prefetch takes it to 92-100% (2-core Zen 3 EPYC, 1.1B ffn_up, 1 thread, interleaved rounds: f16
 // 1.32-1.37 -> 1.17-1.23 ms, bf16 1.27-1.32 -> 1.12-1.18 ms; 2 KiB ahead gained nothing). GEMM (AVX2 has no
-// embedded broadcast, so every activation is a broadcast load):
-// - f16: both slices for 2 tokens, 2 slices x 2 tokens x 2 parts = 8 ymm accumulators, each broadcast
-//   feeding 2 FMAs. Measured on a 2-core Zen 3 EPYC (qbench, interleaved rounds) against one slice for 6
-//   tokens (12 accumulators, one FMA per broadcast): 1.1B ffn_up 64 / 512 tokens from 80 to 92 GOP/s at
-//   1 thread (78% -> 89% of the FMA peak), 150 to 170 at 2; 8B ffn_up +11-19%.
-// - bf16: one slice for 6 tokens; its widening is a shift, and both slices for 2 tokens measured no
-//   faster there (0-7% slower).
+// embedded broadcast, so every activation is a broadcast load): the blocked product
+// (x16f_blocked), both slices for 3 tokens, 2 slices x 3 tokens x 2 parts = 12 ymm accumulators, each
+// broadcast feeding 2 FMAs, on weights widened once per block. On a 2-vCPU Intel Xeon (Emerald Rapids),
+// where vcvtph2ps takes a port the FMAs need, against the panels that widened their own weights (f16:
+// both slices for 2 tokens; bf16: one slice for 6), qbench --isa=avx2, 1.1B ffn_up, alternating runs:
+// f16 512 tokens 56-58 -> 72-77 GOP/s at 1 thread, 108-113 -> 147-152 at 2 (64 tokens: +6-26%); bf16
+// 512 tokens 66-68 -> 76-77 and 128-141 -> 139-154 (64 tokens: +6-15%). (On a Zen 3 EPYC the former
+// f16 panels ran at 89% of one core's FMA peak; the blocked product has not been measured there.)
 #include <immintrin.h>
 
 #include <algorithm>
@@ -31,6 +32,9 @@ struct S {
   static V zero() { return _mm256_setzero_ps(); }
   static V fma_bcast(V w, const float* a, V acc) { return _mm256_fmadd_ps(w, _mm256_broadcast_ss(a), acc); }
   static void store_sum(float* y, V s0, V s1) { _mm256_storeu_ps(y, _mm256_add_ps(s0, s1)); }
+  static V load(const float* p) { return _mm256_load_ps(p); }
+  static void store(float* p, V v) { _mm256_store_ps(p, v); }
+  static void prefetch(const void* line) { _mm_prefetch(static_cast<const char*>(line), _MM_HINT_T0); }
   static V f16_col(const uint16_t* wg, int64_t k, int s) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wg + kInterleave * k + 8 * s)));
   }
@@ -46,18 +50,15 @@ struct S {
   }
 };
 
-// Tokens per panel: f16, bf16.
-constexpr int kColsF16 = 2, kColsBF16 = 6;
+// Tokens per panel of the blocked product (f16 and bf16).
+constexpr int kCols = 3;
 
 }  // namespace
 
 #include "kernels/x16_float_driver.inc"
 
 void fill_x16_float(KernelTable& t) {
-  t.x16_f16_f32 = x16_float<S, F16Cols<S>, 2, kColsF16, 2>;
-  t.x16_bf16_f32 = x16_float<S, BF16Cols<S>, 2, kColsBF16, 1>;
-  t.x16_f16_split = x16_float_split<S, F16Cols<S>, kColsF16, 2>();
-  t.x16_bf16_split = x16_float_split<S, BF16Cols<S>, kColsBF16, 1>();
+  fill_x16_float_blocked<S, 2, kCols>(t);
 }
 
 }  // namespace qe::kernels::avx2
