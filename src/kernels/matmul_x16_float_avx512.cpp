@@ -1,12 +1,14 @@
 // x16 f16 / bf16 kernels, AVX-512 (layouts and contract: kernels/interleaved.h). One zmm lane per row
-// of the 16-row group. GEMM: the blocked product (x16f_blocked), 12 tokens x 2 parts = 24 zmm
-// accumulators, each weight vector feeding 12 FMAs whose activation operand is an embedded broadcast;
-// the weights are widened once per block of columns, by the first panel, where each panel used to
-// widen its own (vcvtph2ps is two µops on an Intel core's two FMA ports: 2 of every 14 cycles). On a
-// 2-vCPU Xeon (Emerald Rapids), qbench 1.1B ffn_up, three alternating runs: f16 512 tokens 126 -> 150
-// GOP/s at 1 thread (85% of its FMA peak), 243 -> 289 at 2; bf16 125 -> 153, 261 -> 299; 64 tokens
-// (one chunk, the weights widened for 64 tokens) +3-8%. GEMV: one 32-byte (f16) or 64-byte (bf16 pair)
-// load per FMA, two chains per group: far above what DRAM delivers, so the stream sets the pace.
+// of the 16-row group. GEMM: the blocked product (x16f_blocked), up to 13 tokens x 2 parts = 26 zmm
+// accumulators, each weight vector feeding up to 13 FMAs whose activation operand is an embedded
+// broadcast; the weights are widened once per block of columns, by the first panel, where each panel
+// used to widen its own (vcvtph2ps is two µops on an Intel core's two FMA ports: 2 of every 14 cycles).
+// On a 2-vCPU Xeon (Emerald Rapids), qbench 1.1B ffn_up, three alternating runs, with 12-token panels:
+// f16 512 tokens 126 -> 150 GOP/s at 1 thread, 243 -> 289 at 2; bf16 125 -> 153, 261 -> 299; 64 tokens
+// (one chunk, the weights widened for 64 tokens) +3-8%. 13 (a 64-token chunk in panels of 12-13, not
+// 10-11; the widened weights need no registers of their own): another 1-4%, 155 GOP/s f16 at 1 thread
+// (87% of its FMA peak). GEMV: one 32-byte (f16) or 64-byte (bf16 pair) load per FMA, two chains per
+// group: far above what DRAM delivers, so the stream sets the pace.
 // bf16 goes to vdpbf16ps (matmul_x16_float_avx512bf16.cpp) where it pays (kernel_tables.h: bf16_dot_pays).
 #include <immintrin.h>
 
@@ -62,7 +64,7 @@ struct S {
   }
 };
 
-constexpr int kCols = 12;
+constexpr int kCols = 13;
 
 }  // namespace
 
