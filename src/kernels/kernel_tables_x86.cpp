@@ -32,14 +32,28 @@ bool bf16_dot_pays(const CpuFeatures& f) {
   return f.avx512bf16 && f.vendor != "GenuineIntel";
 }
 
+// An Intel core runs vcvtph2ps (f16 -> f32) as two µops on its two FMA ports, so a GEMM panel of 13
+// tokens that widens its own weights spends 2 of every 15 FMA-port cycles on it; the blocked product
+// widens a block once for every panel of the call and gained 17-25% there (2-vCPU Xeon, Emerald Rapids,
+// 1.1B ffn_up, 512 tokens). A Zen 4 core widens off its FMA pipes, and there the blocked product's part
+// sums and panel prefetches cost more than they save: 2-9% slower than panels widening their own weights
+// (2-vCPU EPYC Zen 4, f16, 64 and 512 tokens, 1 and 2 threads, old and new alternating; the same with the
+// blocks widened by every panel, not copied). So AMD's cores (and Hygon's) widen per panel.
+bool widen_once_pays(const CpuFeatures& f) {
+  return f.vendor != "AuthenticAMD" && f.vendor != "HygonGenuine";
+}
+
 Avx512X16Choices avx512_x16_choices(const CpuFeatures& f) {
-  return {.gfni = f.gfni, .gemv_prefetch = gemv_software_prefetch(f), .bf16_dot = bf16_dot_pays(f)};
+  return {.gfni = f.gfni,
+          .gemv_prefetch = gemv_software_prefetch(f),
+          .bf16_dot = bf16_dot_pays(f),
+          .widen_once = widen_once_pays(f)};
 }
 
 void fill_avx512_x16(KernelTable& t, const Avx512X16Choices& c) {
   kernels::avx512::fill_x16(t, c.gemv_prefetch);
   if (c.gfni) kernels::avx512gfni::fill_x16_k(t, c.gemv_prefetch);
-  kernels::avx512::fill_x16_float(t, c.bf16_dot, c.gemv_prefetch);
+  kernels::avx512::fill_x16_float(t, c.bf16_dot, c.gemv_prefetch, c.widen_once);
 }
 
 namespace {

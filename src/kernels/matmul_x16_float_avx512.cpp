@@ -7,8 +7,11 @@
 // f16 512 tokens 126 -> 150 GOP/s at 1 thread, 243 -> 289 at 2; bf16 125 -> 153, 261 -> 299; 64 tokens
 // (one chunk, the weights widened for 64 tokens) +3-8%. 13 (a 64-token chunk in panels of 12-13, not
 // 10-11; the widened weights need no registers of their own): another 1-4%, 155 GOP/s f16 at 1 thread
-// (87% of its FMA peak). GEMV: one 32-byte (f16) or 64-byte (bf16 pair) load per FMA, two chains per
-// group: far above what DRAM delivers, so the stream sets the pace.
+// (87% of its FMA peak). Where widening is off the FMA pipes (a Zen 4: kernel_tables_x86.cpp,
+// widen_once_pays) each panel widens its own weights (x16f_packed), at 93% of that core's FMA peak with
+// 12 or 13 tokens (1.1B ffn_up, f16, 107 GOP/s at 1 thread, 214-221 at 2). GEMV: one 32-byte (f16) or
+// 64-byte (bf16 pair) load per FMA, two chains per group: far above what DRAM delivers, so the stream
+// sets the pace.
 // bf16 goes to vdpbf16ps (matmul_x16_float_avx512bf16.cpp) where it pays (kernel_tables.h: bf16_dot_pays).
 #include <immintrin.h>
 
@@ -73,19 +76,22 @@ constexpr int kCols = 13;
 namespace {
 
 template <bool kPf>
-void fill_float_kernels(KernelTable& t) {
+void fill_float_kernels(KernelTable& t, bool widen_once) {
   using L = S<kPf>;
-  fill_x16_float_blocked<L, 1, kCols>(t);
+  if (widen_once)
+    fill_x16_float_blocked<L, 1, kCols>(t);
+  else
+    fill_x16_float_packed<L, 1, kCols>(t);
   t.bf16_dot = false;
 }
 
 }  // namespace
 
-void fill_x16_float(KernelTable& t, bool bf16_dot, bool gemv_prefetch) {
+void fill_x16_float(KernelTable& t, bool bf16_dot, bool gemv_prefetch, bool widen_once) {
   if (gemv_prefetch)
-    fill_float_kernels<true>(t);
+    fill_float_kernels<true>(t, widen_once);
   else
-    fill_float_kernels<false>(t);
+    fill_float_kernels<false>(t, widen_once);
   if (bf16_dot) avx512bf16::fill_x16_bf16(t, gemv_prefetch);
 }
 

@@ -41,12 +41,7 @@ constexpr int kCols = 12;
 #include "kernels/x16_float_driver.inc"
 
 void fill_x16_float(KernelTable& t) {
-  constexpr auto f16_run = x16f_packed<S, F16Cols<S>, kCols>;
-  constexpr auto bf16_run = x16f_packed<S, BF16Cols<S>, kCols>;
-  t.x16_f16_f32 = x16_float<S, F16Cols<S>, 4, kCols, f16_run>;
-  t.x16_bf16_f32 = x16_float<S, BF16Cols<S>, 4, kCols, bf16_run>;
-  t.x16_f16_split = x16_float_split<kCols, f16_run>();
-  t.x16_bf16_split = x16_float_split<kCols, bf16_run>();
+  fill_x16_float_packed<S, 4, kCols>(t);
 }
 
 }  // namespace qe::kernels::neon

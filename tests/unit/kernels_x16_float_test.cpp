@@ -77,8 +77,16 @@ const KernelTable* avx512_other_bf16() {
   if (!cpu_features().avx512bf16) return nullptr;
   return avx512_x16_variant([](Avx512X16Choices& c) { c.bf16_dot = !c.bf16_dot; });
 }
+// The AVX-512 level with the other GEMM than this CPU's (widen_once_pays): the blocked product where
+// each panel widens its own weights, or the reverse.
+const KernelTable* avx512_other_widening() {
+  return avx512_x16_variant([](Avx512X16Choices& c) { c.widen_once = !c.widen_once; });
+}
 #else
 const KernelTable* avx512_other_bf16() {
+  return nullptr;
+}
+const KernelTable* avx512_other_widening() {
   return nullptr;
 }
 #endif
@@ -88,6 +96,7 @@ std::vector<const KernelTable*> levels() {
   for (Isa i : {Isa::ref, Isa::avx2, Isa::avx512, Isa::neon})
     if (const KernelTable* k = kernel_table(i)) out.push_back(k);
   if (const KernelTable* k = avx512_other_bf16()) out.push_back(k);
+  if (const KernelTable* k = avx512_other_widening()) out.push_back(k);
   return out;
 }
 
