@@ -97,14 +97,18 @@ struct K6 {
             g[gi] = dpbusd_bcast(g[gi], part_weights<p>(m4, v[p & 1], hb[p & 1]), qa + 4 * (32 * h + 8 * p + l4));
           });
         });
+        // The -32 offsets summed once: sum(sc * bsums) times 32 at the end rather than each scale pair
+        // times -32 (exact int32 either way, so the same bits); three independent sums, not one chain.
+        __m512i offs = _mm512_setzero_si512(), even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
         unroll<8>([&](auto t_) {
           constexpr int t = decltype(t_)::value;
           const __m512i sp = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.scales + 32 * t)));
-          const __m512i off = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sp, 5));
-          is[0] = _mm512_dpwssd_epi32(is[0], off, bcast_dword(a[0]->bsums + 2 * t));
-          is[0] = _mm512_add_epi32(is[0], _mm512_mullo_epi32(g[2 * t], _mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16)));
-          is[0] = _mm512_add_epi32(is[0], _mm512_mullo_epi32(g[2 * t + 1], _mm512_srai_epi32(sp, 16)));
+          offs = _mm512_dpwssd_epi32(offs, sp, bcast_dword(a[0]->bsums + 2 * t));
+          even = _mm512_add_epi32(
+              even, _mm512_mullo_epi32(g[2 * t], _mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16)));
+          odd = _mm512_add_epi32(odd, _mm512_mullo_epi32(g[2 * t + 1], _mm512_srai_epi32(sp, 16)));
         });
+        is[0] = _mm512_sub_epi32(_mm512_add_epi32(even, odd), _mm512_slli_epi32(offs, 5));
       } else {
         unroll<8>([&](auto t_) {  // values 32 t .. +31: h = t / 4, part = t % 4, groups 2t, 2t + 1
           constexpr int t = decltype(t_)::value, h = t / 4, p = t % 4;
