@@ -35,10 +35,11 @@ bool bf16_dot_pays(const CpuFeatures& f) {
 // An Intel core runs vcvtph2ps (f16 -> f32) as two µops on its two FMA ports, so a GEMM panel of 13
 // tokens that widens its own weights spends 2 of every 15 FMA-port cycles on it; the blocked product
 // widens a block once for every panel of the call and gained 17-25% there (2-vCPU Xeon, Emerald Rapids,
-// 1.1B ffn_up, 512 tokens). A Zen 4 core widens off its FMA pipes, and there the blocked product's part
-// sums and panel prefetches cost more than they save: 2-9% slower than panels widening their own weights
-// (2-vCPU EPYC Zen 4, f16, 64 and 512 tokens, 1 and 2 threads, old and new alternating; the same with the
-// blocks widened by every panel, not copied). So AMD's cores (and Hygon's) widen per panel.
+// 1.1B ffn_up, 512 tokens). On a Zen 4 core the panels that widen their own weights already run at 93%
+// of its FMA peak (the widening does not hold the FMAs back there), and the blocked product's part sums
+// and panel prefetches cost more than they save: 2-9% slower (2-vCPU EPYC Zen 4, f16, 64 and 512 tokens,
+// 1 and 2 threads, old and new alternating; slower still with the block widened by every panel instead
+// of copied), pp512 4-8%. So AMD's cores (and Hygon's) widen per panel.
 bool widen_once_pays(const CpuFeatures& f) {
   return f.vendor != "AuthenticAMD" && f.vendor != "HygonGenuine";
 }

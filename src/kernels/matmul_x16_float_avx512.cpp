@@ -7,7 +7,7 @@
 // f16 512 tokens 126 -> 150 GOP/s at 1 thread, 243 -> 289 at 2; bf16 125 -> 153, 261 -> 299; 64 tokens
 // (one chunk, the weights widened for 64 tokens) +3-8%. 13 (a 64-token chunk in panels of 12-13, not
 // 10-11; the widened weights need no registers of their own): another 1-4%, 155 GOP/s f16 at 1 thread
-// (87% of its FMA peak). Where widening is off the FMA pipes (a Zen 4: kernel_tables_x86.cpp,
+// (87% of its FMA peak). Where widening does not hold the FMAs back (a Zen 4: kernel_tables_x86.cpp,
 // widen_once_pays) each panel widens its own weights (x16f_packed), at 93% of that core's FMA peak with
 // 12 or 13 tokens (1.1B ffn_up, f16, 107 GOP/s at 1 thread, 214-221 at 2). GEMV: one 32-byte (f16) or
 // 64-byte (bf16 pair) load per FMA, two chains per group: far above what DRAM delivers, so the stream
