@@ -155,6 +155,42 @@ void BM_op(benchmark::State& state, const KernelTable* k, const std::string& op,
   state.counters["GB/s"] = benchmark::Counter(8.0 * n / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// One thread's flash attention over an f16 cache as a long prompt runs it: `rows` query rows (a tile of
+// tokens times the heads sharing a KV head) against 16 whole key blocks (1024 keys, a block's K^T tile
+// and values as the cache holds them), every row seeing every key. 4 d flops a (row, key): q . k and p v.
+void BM_attention(benchmark::State& state, const KernelTable* k, int64_t d, int64_t rows) {
+  constexpr int64_t kBlocks = 16, kB = kernels::kAttnBlock;
+  const int64_t ld = (d + kernels::kAttnPad - 1) / kernels::kAttnPad * kernels::kAttnPad;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<uint16_t> kt(static_cast<size_t>(kBlocks * d * kB)), v(static_cast<size_t>(kBlocks * kB * d));
+  for (uint16_t& x : kt) x = fp32_to_fp16(nd(rng));
+  for (uint16_t& x : v) x = fp32_to_fp16(nd(rng));
+  std::vector<float> q(static_cast<size_t>(rows * ld), 0.0f), m(static_cast<size_t>(rows)), l(m.size()),
+      o(q.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < d; ++i)
+      q[static_cast<size_t>(r * ld + i)] = nd(rng) / std::sqrt(static_cast<float>(d));
+  const std::vector<int32_t> nv(static_cast<size_t>(rows), static_cast<int32_t>(kB));
+  for (auto _ : state) {
+    std::fill(m.begin(), m.end(), -INFINITY);
+    std::fill(l.begin(), l.end(), 0.0f);
+    std::fill(o.begin(), o.end(), 0.0f);
+    for (int64_t b = 0; b < kBlocks; ++b) {
+      const uint16_t* ktb = kt.data() + b * d * kB;
+      const uint16_t* vb = v.data() + b * kB * d;
+      const kernels::AttnBlockRef next{ktb + d * kB, vb + kB * d, kB};
+      k->attn_block_f16(rows, d, ld, q.data(), ktb, kB, vb, d, nv.data(), m.data(), l.data(), o.data(),
+                        b + 1 < kBlocks ? &next : nullptr);
+    }
+    benchmark::DoNotOptimize(o.data());
+  }
+  const double flops = 4.0 * static_cast<double>(d) * static_cast<double>(rows * kBlocks * kB);
+  state.counters["GOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["roof_s"] = flops / (g_roof.fma_gflops[0] * 1e9);
+  state.counters["mem_bound"] = 0;
+}
+
 // Collects every run for the closing roofline table (and --json), forwarding to the console reporter.
 class TableReporter : public benchmark::ConsoleReporter {
  public:
@@ -302,6 +338,16 @@ int main(int argc, char** argv) {
       }
     }
   }
+
+  for (Isa isa : isas)
+    for (int64_t d : {64, 128})
+      for (int64_t rows : {4, 64})
+        benchmark::RegisterBenchmark((std::string("op/attention_f16/") + std::string(kernels::isa_name(isa)) +
+                                      "/d" + std::to_string(d) + "/" + std::to_string(rows) + "rows/1thr")
+                                         .c_str(),
+                                     BM_attention, kernels::kernel_table(isa), d, rows)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
 
   TableReporter rep(json);
   benchmark::RunSpecifiedBenchmarks(&rep);

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "formats/blocks.h"
 #include "kernels/kernel_tables.h"
@@ -24,6 +25,7 @@ struct Vec {
   static constexpr int kScoreVecs = 4;
   static constexpr int kRows = 3;
   static constexpr int kOutVecs = 4;
+  static constexpr bool kWidenBlock = false;  // see attn_block
   static T zero() { return _mm256_setzero_ps(); }
   static T load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, T x) { _mm256_storeu_ps(p, x); }

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "formats/blocks.h"
 #include "kernels/kernel_tables.h"
@@ -29,6 +30,7 @@ struct Vec {
   static constexpr int kScoreVecs = 4;
   static constexpr int kRows = 4;
   static constexpr int kOutVecs = 4;
+  static constexpr bool kWidenBlock = true;  // see attn_block
   static T zero() { return _mm512_setzero_ps(); }
   static T load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, T x) { _mm512_storeu_ps(p, x); }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "formats/blocks.h"
 #include "kernels/kernel_tables.h"
@@ -19,6 +20,7 @@ struct Vec {
   static constexpr int kScoreVecs = 8;
   static constexpr int kRows = 2;
   static constexpr int kOutVecs = 8;
+  static constexpr bool kWidenBlock = false;  // not measured on an Arm core
   static T zero() { return vdupq_n_f32(0.0f); }
   static T load(const float* p) { return vld1q_f32(p); }
   static void store(float* p, T x) { vst1q_f32(p, x); }

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include "formats/mapped_file.h"
 #include "kernels/threads.h"
 #include "model/forward.h"
 
@@ -38,6 +39,9 @@ Result<std::unique_ptr<Model>> open_model(const std::string& path, const ModelOp
   for (std::string_view key : {"tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.scores",
                                "tokenizer.ggml.token_type"})
     file->erase(key);
+  // Everything before the data section has been parsed into the GgufFile: its pages in the map (the
+  // vocabulary's 1-2 MB) are not read again. A later read would fault them back in, so this is advice.
+  release_mapped_pages(file->bytes().first(static_cast<size_t>(file->data_offset())));
   // Moving the GgufFile keeps its mapping (and so the weight views) where it is.
   auto m = std::unique_ptr<Model>(new Model{path, std::move(*file), std::move(*config), std::move(*weights),
                                             std::move(*tok), options, std::move(warnings)});
