@@ -341,7 +341,7 @@ int main(int argc, char** argv) {
 
   for (Isa isa : isas)
     for (int64_t d : {64, 128})
-      for (int64_t rows : {4, 64})
+      for (int64_t rows : {4, 8, 16, 64})
         benchmark::RegisterBenchmark((std::string("op/attention_f16/") + std::string(kernels::isa_name(isa)) +
                                       "/d" + std::to_string(d) + "/" + std::to_string(rows) + "rows/1thr")
                                          .c_str(),

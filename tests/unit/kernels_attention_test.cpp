@@ -109,7 +109,7 @@ struct BlockRun {
 
 TEST_P(AttentionIsa, BlockMatchesReference) {
   for (int64_t d : {7, 16, 64, 80, 128})
-    for (int64_t rows : {1, 2, 3, 4, 5, 8, 9})
+    for (int64_t rows : {1, 2, 3, 4, 5, 8, 9, 13, 17})  // 13, 17: a widened f16 block (attn_block)
       for (bool f16 : {false, true}) {
         const uint32_t seed = static_cast<uint32_t>(d * 1000 + rows);
         BlockRun a(d, rows, seed), b(d, rows, seed), w(d, rows, seed);
@@ -144,7 +144,7 @@ TEST_P(AttentionIsa, BlockMatchesReference) {
 TEST_P(AttentionIsa, RowsAreIndependentOfTheTile) {
   for (int64_t d : {16, 64, 80})
     for (bool f16 : {false, true}) {
-      const int64_t rows = 11;
+      const int64_t rows = 17;  // more than three tiles at every level: AVX-512 widens an f16 block
       const uint32_t seed = static_cast<uint32_t>(7 * d);
       BlockRun all(d, rows, seed);
       std::vector<Block> blocks;
@@ -167,7 +167,7 @@ TEST_P(AttentionIsa, RowsAreIndependentOfTheTile) {
 // Naming the next block (a prefetch hint) changes no bit, on any row count or head size.
 TEST_P(AttentionIsa, NextBlockHintChangesNoBits) {
   for (int64_t d : {7, 64, 80})
-    for (int64_t rows : {1, 3, 5, 9})
+    for (int64_t rows : {1, 3, 5, 9, 17})
       for (bool f16 : {false, true}) {
         const uint32_t seed = static_cast<uint32_t>(31 * d + rows);
         std::vector<Block> blocks;
