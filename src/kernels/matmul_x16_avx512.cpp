@@ -51,13 +51,16 @@ constexpr int kCols = 8;
 // medians of 30): q4_0 1024 -> 674 us at 1 thread, 577 -> 376 at 2; q4_1 1137 -> 742, 689 -> 486; q8_0
 // 979 -> 956, 706 -> 658; q4_1 with 4 tokens 784 -> 537, 509 -> 488. 4 and 8 KiB ahead: within a few
 // percent of 2 KiB. One token (GEMV) gained nothing this way on the Zen 4.
-// Where the CPU wants software prefetch (K::kGemvPf, as the GEMVs), each line is also prefetched into L2
-// kSelfL2Ahead bytes ahead: a block of 8 tokens is ~55 cycles of vpdpbusd, so the L1 prefetch, 2 KiB
-// ahead, asks for a line ~130 ns before its use, with ~27 lines in flight, more than the L1's fill
-// buffers hold. 2-vCPU Xeon (Emerald Rapids), 8 tokens from DRAM, % of the read at 1 and 2 threads, L1
-// alone -> with L2 (two runs each): q4_0 1.1B ffn_up 69-72% -> 75-78%, 135M 68-70% -> 71-74%; q4_1 1.1B
-// 68-71% -> 77-79%, 135M 74-80% -> 80-82%; q8_0 1.1B 74-76% -> 88-91%, 135M 78-84% -> 90-94%. The L2
-// prefetch 4 KiB ahead: 72-77% on q4_0 and q4_1; 16 KiB: as 8; the L1 one alone 4 KiB ahead: 68-78%.
+// Each line is also prefetched into L2 kSelfL2Ahead bytes ahead: a block of 8 tokens is ~55 cycles of
+// vpdpbusd, so the L1 prefetch, 2 KiB ahead, asks for a line ~130 ns before its use, with ~27 lines in
+// flight, more than the L1's fill buffers hold. 2-vCPU Xeon (Emerald Rapids), 8 tokens from DRAM, % of
+// the read at 1 and 2 threads, L1 alone -> with L2 (two runs each): q4_0 1.1B ffn_up 69-72% -> 75-78%,
+// 135M 68-70% -> 71-74%; q4_1 1.1B 68-71% -> 77-79%, 135M 74-80% -> 80-82%; q8_0 1.1B 74-76% -> 88-91%,
+// 135M 78-84% -> 90-94%. The L2 prefetch 4 KiB ahead: 72-77% on q4_0 and q4_1; 16 KiB: as 8; the L1 one
+// alone 4 KiB ahead: 68-78%. The Zen 4, whose GEMVs want no software prefetch (K::kGemvPf false), at
+// first had the L1 one alone; with L2 too (`qbench --full`, 8 tokens, medians of 5 alternating rounds,
+// 1 / 2 threads): q8_0 1.1B ffn_up 1.21x / 1.03x, 135M 1.14x / 0.98x; q4_0 1.1B 1.04x / 1.07x, 135M
+// 0.99x / 1.01x; q4_1 1.1B 1.04x / 1.06x, 135M 1.02x / 1.01x.
 constexpr int64_t kSelfAhead = 2048, kSelfL2Ahead = 8192;
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
@@ -91,8 +94,7 @@ static_assert(sizeof(TokenScales) == 64);
 
 // Q4 (q4_0 with kMin = false, q4_1 with kMin = true) and Q8_0: the weight block, its activation block,
 // and the multiple of the block sum the integer accumulator starts at (q4_1 starts at 0 and adds m * s).
-// kGemvPf: one token prefetches its weights in software (gemv_software_prefetch, kernel_tables.h), and
-// one slice of 2..8 tokens also into L2 (kSelfL2Ahead).
+// kGemvPf: one token prefetches its weights in software (gemv_software_prefetch, kernel_tables.h).
 template <class WBlock, class ABlock, bool kMin, bool kPf>
 struct Q4 {
   using W = WBlock;
@@ -248,9 +250,9 @@ void run(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
     // The next group's weights, a share per slice (two lines per block), so DRAM sees an even stream
     // rather than one burst per group (the last group prefetches itself: harmless, no branch). With one
     // slice of 2..8 tokens (a batched decode step) the group's own weights, kSelfAhead ahead of the
-    // block being read (and into L2 further ahead where the CPU wants software prefetch): they come from
-    // DRAM once, and the hardware prefetcher alone left vpdpbusd waiting on them (see kSelfAhead). One
-    // token (GEMV) prefetches inside part, or not (K::kGemvPf).
+    // block being read (and into L2 kSelfL2Ahead ahead): they come from DRAM once, and the hardware
+    // prefetcher alone left vpdpbusd waiting on them (see kSelfAhead). One token (GEMV) prefetches
+    // inside part, or not (K::kGemvPf).
     const auto* next = reinterpret_cast<const uint8_t*>(g + 1 < n_groups ? wg + nb : wg);
     for (int64_t s = 0; s < n_slices; ++s) {
       const uint8_t* pf = n_slices > 1 ? next + group_bytes * s / n_slices
@@ -262,7 +264,7 @@ void run(int64_t n, const void* w, int64_t n_groups, const void* a, int64_t as, 
       for (int c = 0; c < cn; ++c) ar[c] = ab + (c0 + c) * as;
       float* yo = y + c0 * ldy + g * kInterleave;
       const TokenScales* ts = static_cast<const TokenScales*>(scales) + s * nb;
-      if (K::kGemvPf && n_slices == 1 && nc > 1)
+      if (n_slices == 1 && nc > 1)
         part_tail<K, kCols, true>(cn, nb, wg, ar, sums_off, ts, pf, pf_step, yo, ldy);
       else
         part_tail<K, kCols, false>(cn, nb, wg, ar, sums_off, ts, pf, pf_step, yo, ldy);
