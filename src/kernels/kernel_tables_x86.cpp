@@ -15,10 +15,10 @@ namespace qe::kernels {
 //    (q8_0 74-90%); prefetcht1 4 KiB ahead, a share of each block's lines per step (schedule.h), took
 //    them to 89-99%, and prefetcht0 2 KiB ahead of the same lines as well to 91-100%.
 // So AMD's cores (and Hygon's, which are Zen) keep to the hardware, every other x86 core prefetches. The
-// AVX2 level prefetches everywhere: a Zen 3 core needs it (matmul_x16_avx2.cpp). The same cores also
-// prefetch into L2 in the int8 GEMMs of one slice of 2..8 tokens (a batched decode step), which read each
-// weight once too (matmul_x16_avx512.cpp, x16_k_avx512.inc); on the Zen 4 those keep what they measured
-// best there.
+// AVX2 level prefetches everywhere: a Zen 3 core needs it (matmul_x16_avx2.cpp). The int8 GEMMs of one
+// slice of 2..8 tokens (a batched decode step), which read each weight once too, prefetch on every core,
+// the Zen 4's included: there they gained 1.0-1.2x (q4_0, q4_1, q8_0) and 1.4-2.0x (k-quants)
+// (matmul_x16_avx512.cpp, x16_k_avx512.inc). The f16 one did not: 0.78-0.83x on the Zen 4.
 bool gemv_software_prefetch(const CpuFeatures& f) {
   return f.vendor != "AuthenticAMD" && f.vendor != "HygonGenuine";
 }

@@ -154,18 +154,12 @@ struct K6 {
 
 namespace {
 
-template <bool kPf>
+template <bool kGemv>
 void fill_k_kernels(KernelTable& t) {
-  if constexpr (kPf) {
-    t.x16_q4_K_q8_K = x16_one_slice_prefetch<K45<false, void, true>, K45<false, void, false>, kCols, 1>;
-    t.x16_q5_K_q8_K =
-        x16_one_slice_prefetch<K45<true, ShiftBit5, true>, K45<true, ShiftBit5, false>, kCols, 1>;
-    t.x16_q6_K_q8_K = x16_one_slice_prefetch<K6<true>, K6<false>, kCols, 1>;
-  } else {
-    t.x16_q4_K_q8_K = x16<K45<false, void, false>, kCols, 1>;
-    t.x16_q5_K_q8_K = x16<K45<true, ShiftBit5, false>, kCols, 1>;
-    t.x16_q6_K_q8_K = x16<K6<false>, kCols, 1>;
-  }
+  t.x16_q4_K_q8_K = x16_one_slice_prefetch<K45<false, void, true>, K45<false, void, false>, kCols, 1, kGemv>;
+  t.x16_q5_K_q8_K =
+      x16_one_slice_prefetch<K45<true, ShiftBit5, true>, K45<true, ShiftBit5, false>, kCols, 1, kGemv>;
+  t.x16_q6_K_q8_K = x16_one_slice_prefetch<K6<true>, K6<false>, kCols, 1, kGemv>;
 }
 
 }  // namespace

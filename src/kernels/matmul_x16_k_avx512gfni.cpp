@@ -43,10 +43,10 @@ struct GfniBit5 {
 #include "kernels/x16_driver.inc"
 
 void fill_x16_k(KernelTable& t, bool gemv_prefetch) {
-  if (gemv_prefetch)
-    t.x16_q5_K_q8_K = x16_one_slice_prefetch<K45<true, GfniBit5, true>, K45<true, GfniBit5, false>, kCols, 1>;
-  else
-    t.x16_q5_K_q8_K = x16<K45<true, GfniBit5, false>, kCols, 1>;
+  using Pf = K45<true, GfniBit5, true>;
+  using NoPf = K45<true, GfniBit5, false>;
+  t.x16_q5_K_q8_K = gemv_prefetch ? x16_one_slice_prefetch<Pf, NoPf, kCols, 1, true>
+                                  : x16_one_slice_prefetch<Pf, NoPf, kCols, 1, false>;
 }
 
 }  // namespace qe::kernels::avx512gfni
