@@ -156,10 +156,11 @@ namespace {
 
 template <bool kGemv>
 void fill_k_kernels(KernelTable& t) {
-  t.x16_q4_K_q8_K = x16_one_slice_prefetch<K45<false, void, true>, K45<false, void, false>, kCols, 1, kGemv>;
+  t.x16_q4_K_q8_K =
+      x16_first_slice_prefetch<K45<false, void, true>, K45<false, void, false>, kCols, 1, kGemv>;
   t.x16_q5_K_q8_K =
-      x16_one_slice_prefetch<K45<true, ShiftBit5, true>, K45<true, ShiftBit5, false>, kCols, 1, kGemv>;
-  t.x16_q6_K_q8_K = x16_one_slice_prefetch<K6<true>, K6<false>, kCols, 1, kGemv>;
+      x16_first_slice_prefetch<K45<true, ShiftBit5, true>, K45<true, ShiftBit5, false>, kCols, 1, kGemv>;
+  t.x16_q6_K_q8_K = x16_first_slice_prefetch<K6<true>, K6<false>, kCols, 1, kGemv>;
 }
 
 }  // namespace

@@ -45,8 +45,8 @@ struct GfniBit5 {
 void fill_x16_k(KernelTable& t, bool gemv_prefetch) {
   using Pf = K45<true, GfniBit5, true>;
   using NoPf = K45<true, GfniBit5, false>;
-  t.x16_q5_K_q8_K = gemv_prefetch ? x16_one_slice_prefetch<Pf, NoPf, kCols, 1, true>
-                                  : x16_one_slice_prefetch<Pf, NoPf, kCols, 1, false>;
+  t.x16_q5_K_q8_K = gemv_prefetch ? x16_first_slice_prefetch<Pf, NoPf, kCols, 1, true>
+                                  : x16_first_slice_prefetch<Pf, NoPf, kCols, 1, false>;
 }
 
 }  // namespace qe::kernels::avx512gfni
