@@ -35,10 +35,15 @@ struct Slot {
   BatchRequest req;
   TokenCallback on_event;
   KvCache kv;
+  // The tokens whose K/V the cache holds at positions 0, 1, ... (n_past of them while busy), kept when
+  // the request ends: the next request's prompt may start with them.
+  std::vector<int32_t> held;
+  uint64_t used = 0;  // the admission order of its last request (0: none yet)
   std::optional<Sampler> sampler;
   tokenizer::Utf8Stream out;
   StopStrings stops;
   int64_t n_past = 0;    // positions in the cache (prompt tokens read = min(n_past, prompt size))
+  int64_t n_cached = 0;  // prompt tokens taken from the cache at admission
   int64_t n_gen = 0;     // tokens generated and streamed
   int32_t next = -1;     // the last sampled token, to evaluate at the next step (-1: reading the prompt)
   bool started = false;  // its first prompt chunk ran
@@ -92,12 +97,15 @@ struct BatchEngine::Impl {
   std::thread thread;
 
   void loop();
+  size_t pick_slot(const BatchRequest& req) const;
   void admit(Pending p, Slot& slot);
   bool step();
   void draw(Draw& d);
   void sample(Slot& slot, const Draw& d);
   void finish(Slot& slot, StopReason stop, std::string error = {});
   void count_done();
+  // Prompt caching (batch_engine.h): not under llama.cpp's numerics.
+  bool caching() const { return model->options.numerics != Numerics::llamacpp; }
   int64_t n_busy() const {
     return std::count_if(slots.begin(), slots.end(), [](const Slot& s) { return s.busy; });
   }
@@ -110,17 +118,55 @@ void BatchEngine::Impl::count_done() {
   if (--in_flight == 0) idle.notify_all();
 }
 
+namespace {
+
+// How many of the prompt's tokens the slot's cache already holds and may give: their common prefix, but
+// never the last prompt token (its logits are the request's first draw).
+int64_t reusable(const Slot& slot, const BatchRequest& req, bool caching) {
+  if (!caching || !req.cache_prompt) return 0;
+  const size_t last = std::min(slot.held.size(), req.prompt.size() - 1);
+  size_t n = 0;
+  while (n < last && slot.held[n] == req.prompt[n]) ++n;
+  return static_cast<int64_t>(n);
+}
+
+}  // namespace
+
+// The free slot that holds the longest prefix of the request's prompt; among equals, the least recently
+// used (so the caches of recent conversations last longest).
+size_t BatchEngine::Impl::pick_slot(const BatchRequest& req) const {
+  size_t best = slots.size();
+  int64_t best_n = -1;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i].busy) continue;
+    const int64_t n = reusable(slots[i], req, caching());
+    if (n > best_n || (n == best_n && slots[i].used < slots[best].used)) {
+      best = i;
+      best_n = n;
+    }
+  }
+  QE_CHECK(best < slots.size());
+  return best;
+}
+
 void BatchEngine::Impl::admit(Pending p, Slot& slot) {
   slot.busy = true;
   slot.id = p.id;
   slot.order = next_order++;
+  slot.used = slot.order + 1;
+  slot.n_cached = reusable(slot, p.req, caching());
+  slot.held.resize(static_cast<size_t>(slot.n_cached));
+  {
+    std::lock_guard lock(mu);
+    stats.tokens_cached += slot.n_cached;
+  }
   slot.req = std::move(p.req);
   slot.on_event = std::move(p.on_event);
   slot.sampler.emplace(slot.req.sampling);
   for (int32_t id : slot.req.prompt) slot.sampler->accept(id);  // llama.cpp's penalties see the prompt too
   slot.out = tokenizer::Utf8Stream();
   slot.stops = StopStrings(slot.req.stop);
-  slot.n_past = 0;
+  slot.n_past = slot.n_cached;
   slot.n_gen = 0;
   slot.next = -1;
   slot.started = false;
@@ -139,9 +185,11 @@ void BatchEngine::Impl::finish(Slot& slot, StopReason stop, std::string error) {
     e.stopped_by_string = true;
   }
   e.n_prompt = slot.n_prompt();
+  e.n_cached = slot.n_cached;
   e.n_gen = slot.n_gen;
   e.prompt_ms = slot.prompt_ms;
   e.error = std::move(error);
+  if (!e.error.empty()) slot.held.clear();  // what a failed step left in the cache is not kept
   // The slot is free before its last event goes out: a client that reads /metrics right after its
   // answer must not still see its own slot busy.
   TokenCallback on_event = std::move(slot.on_event);
@@ -187,6 +235,7 @@ void BatchEngine::Impl::sample(Slot& slot, const Draw& d) {
   e.id = t.id;
   e.text = slot.stops.push(t.text);
   e.n_prompt = slot.n_prompt();
+  e.n_cached = slot.n_cached;
   e.n_gen = slot.n_gen;
   e.prompt_ms = slot.prompt_ms;
   const bool go_on = slot.on_event(e);
@@ -250,8 +299,12 @@ bool BatchEngine::Impl::step() {
   }
   draws.clear();
   const size_t n_vocab = static_cast<size_t>(c.n_vocab);
+  auto first = tokens.begin();
   for (size_t r = 0; r < runs.size(); ++r) {
-    slots[run_slot[r]].n_past += runs[r].n_tokens;
+    Slot& s = slots[run_slot[r]];
+    s.n_past += runs[r].n_tokens;
+    s.held.insert(s.held.end(), first, first + runs[r].n_tokens);
+    first += runs[r].n_tokens;
     if (runs[r].logits) draws.push_back({run_slot[r], logits->subspan(draws.size() * n_vocab, n_vocab)});
   }
   // A draw scans the vocabulary (greedy) or sorts part of it: with 8 streams, done one after the other,
@@ -298,11 +351,7 @@ void BatchEngine::Impl::loop() {
       if (s.busy && (stop || std::find(cancelled.begin(), cancelled.end(), s.id) != cancelled.end()))
         finish(s, StopReason::callback);
     if (stop) break;
-    size_t free_slot = 0;
-    for (Pending& p : admitted) {
-      while (slots[free_slot].busy) ++free_slot;
-      admit(std::move(p), slots[free_slot]);
-    }
+    for (Pending& p : admitted) admit(std::move(p), slots[pick_slot(p.req)]);
     step();
     std::lock_guard lock(mu);
     stats.slots_busy = n_busy();

@@ -10,6 +10,15 @@
 // what else is in the batch or on the thread count (the fast kernels give a GEMM row the bits of the
 // GEMV; attention and activation quantization are per token). llama-server does not promise this.
 //
+// Prompt caching (llama-server's cache_prompt): a slot keeps the K/V of its last request after it ends,
+// and a new request goes to the free slot whose cache holds the longest prefix of its prompt (a
+// conversation's next turn finds its history there), evaluating only the rest; at least its last prompt
+// token is evaluated, for the logits. Because a token's K/V has the same bits however its sequence was
+// chunked or batched (above), a request's tokens are the same with or without the cached prefix. Among
+// slots holding no longer prefix, the least recently used one is taken, so the others keep theirs.
+// Not under llama.cpp's numerics, whose batch and one-token paths round differently (a prefix that
+// was generated token by token would not have a fresh prompt's bits).
+//
 //   auto engine = BatchEngine::create(model, {.n_slots = 4, .n_ctx = 4096});
 //   Result<uint64_t> id = (*engine)->submit(std::move(req), [](const TokenEvent& e) { ...; return true; });
 #pragma once
@@ -41,6 +50,7 @@ struct BatchRequest {
   int32_t max_tokens = -1;         // -1: until end of generation or a full slot
   SamplerParams sampling;          // its own sampler and seed
   std::vector<std::string> stop;   // stop strings: generation ends before the first match (not streamed)
+  bool cache_prompt = true;        // take the longest prefix of the prompt that a free slot's cache holds
 };
 
 // One event of a request, on the engine thread. Every request gets exactly one event with `done`, the
@@ -54,6 +64,7 @@ struct TokenEvent {
   StopReason stop = StopReason::eog;  // when done: eog, n_predict (max_tokens), context_full, callback (cancelled)
   bool stopped_by_string = false;     // when done: a stop string matched (stop == eog then)
   int64_t n_prompt = 0, n_gen = 0;    // tokens so far
+  int64_t n_cached = 0;     // of the n_prompt, those whose K/V the slot's cache held (not evaluated)
   double prompt_ms = 0;     // from the request's first prompt token to its first sampled token
   std::string error;        // when done: why it failed (forward pass, non-finite logits); else empty
 };
@@ -64,7 +75,8 @@ using TokenCallback = std::function<bool(const TokenEvent&)>;
 
 struct BatchEngineStats {
   int64_t requests_done = 0, requests_queued = 0, slots_busy = 0;
-  int64_t tokens_prompt = 0, tokens_generated = 0;
+  int64_t tokens_prompt = 0, tokens_generated = 0;  // prompt tokens evaluated (cached ones not counted)
+  int64_t tokens_cached = 0;                        // prompt tokens taken from a slot's cache
   double prompt_ms = 0, decode_ms = 0;  // engine time spent in steps with prompt / with decode tokens
 };
 

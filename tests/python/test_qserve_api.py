@@ -65,8 +65,8 @@ def test_health_models_metrics(server, client):
     assert status == 200 and b'"ok"' in body
     assert [m.id for m in client.models.list().data] == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
     m = server.metrics()
-    for name in ("qserve_prompt_tokens_total", "qserve_tokens_generated_total", "qserve_requests_queued",
-                 "qserve_slots_busy", "qserve_decode_tokens_per_second", "qserve_prompt_tokens_per_second"):
+    for name in ("qserve_prompt_tokens_total", "qserve_prompt_tokens_cached_total",
+                 "qserve_tokens_generated_total", "qserve_requests_queued", "qserve_slots_busy", "qserve_decode_tokens_per_second", "qserve_prompt_tokens_per_second"):
         assert name in m, name
     assert m["qserve_slots_total"] == 4
 
@@ -107,6 +107,28 @@ def test_seeded_sampling_is_reproducible(client):
     kw = dict(temperature=0.9, top_p=0.95, seed=1234, max_tokens=16)
     a = complete(client, PROMPT, **kw)[0]
     assert complete(client, PROMPT, stream=True, **kw)[0] == a
+
+
+def test_next_turn_reuses_the_cached_conversation(server, client):
+    """A chat's next turn resends the conversation: the slot that served the last turn still holds its
+    K/V, so only the new part is evaluated (usage.prompt_tokens_details.cached_tokens), and the reply is
+    the one the whole conversation gets without the cache."""
+    turn1 = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}]
+    reply, _, usage1 = chat(client, turn1, temperature=0, max_tokens=N)
+    turn2 = turn1 + [{"role": "assistant", "content": reply}, {"role": "user", "content": "And Italy's?"}]
+    before = server.metrics()["qserve_prompt_tokens_cached_total"]
+    text, finish, usage = chat(client, turn2, temperature=0, max_tokens=N)
+    # At least the first turn's prompt; its reply too where the template re-tokenizes it the same way.
+    assert usage1.prompt_tokens <= usage.prompt_tokens_details.cached_tokens < usage.prompt_tokens
+    cached = usage.prompt_tokens_details.cached_tokens
+    assert server.metrics()["qserve_prompt_tokens_cached_total"] == before + cached
+    fresh, finish_f, usage_f = chat(client, turn2, temperature=0, max_tokens=N,
+                                    extra_body={"cache_prompt": False})
+    assert usage_f.prompt_tokens_details.cached_tokens == 0
+    assert (fresh, finish_f, usage_f.prompt_tokens) == (text, finish, usage.prompt_tokens)
+    streamed, finish_s, usage_s = chat(client, turn2, stream=True, temperature=0, max_tokens=N)
+    assert (streamed, finish_s) == (text, finish)
+    assert usage_s.prompt_tokens_details.cached_tokens == usage.prompt_tokens - 1, "all but the last token"
 
 
 # Mixed prompt lengths, greedy and seeded sampling: 8 requests, each sent alone first, then 8 clients

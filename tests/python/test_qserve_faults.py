@@ -106,6 +106,7 @@ def test_oversized_body_is_413(server):
     (b'{"messages": [{"role": "user", "content": "x"}], "seed": 99999999999}', "seed"),
     (b'{"messages": [{"role": "user", "content": "x"}], "stop": 5}', "stop"),
     (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "cache_prompt": 1}', "cache_prompt"),
     (b'{"messages": [{"role": "user", "content": "x"}], "n": 2}', "n"),
 ])
 def test_bad_requests_are_400(server, body, param):

@@ -27,9 +27,11 @@ namespace {
 
 using testing::byte_ids;
 
-std::unique_ptr<Model> open_tiny(int n_threads, GgmlType matrices = GgmlType::F32) {
+std::unique_ptr<Model> open_tiny(int n_threads, GgmlType matrices = GgmlType::F32,
+                                 Numerics numerics = Numerics::fast) {
   ModelOptions o;
   o.n_threads = n_threads;
+  o.numerics = numerics;
   testing::TinySpec spec;
   spec.matrix_type = matrices;
   return testing::open_tiny_model("batch_engine", spec, o);
@@ -310,9 +312,11 @@ TEST(BatchEngine, RequestsGiveWhatGenerateGivesAlone) {
     EXPECT_EQ(st.requests_done, 6);
     EXPECT_EQ(st.slots_busy, 0);
     EXPECT_EQ(st.requests_queued, 0);
-    int64_t n_prompt = 0;
+    int64_t n_prompt = 0, n_cached = 0;
     for (const BatchRequest& r : reqs) n_prompt += static_cast<int64_t>(r.prompt.size());
-    EXPECT_EQ(st.tokens_prompt, n_prompt);
+    for (const auto& g : got) n_cached += g->finals[0].n_cached;
+    EXPECT_EQ(st.tokens_prompt + st.tokens_cached, n_prompt);
+    EXPECT_EQ(st.tokens_cached, n_cached);
   }
 }
 
@@ -444,6 +448,84 @@ TEST(BatchEngine, StopStringsAndMaxTokens) {
   EXPECT_EQ(n.finals[0].stop, StopReason::n_predict);
   EXPECT_FALSE(n.finals[0].stopped_by_string);
   EXPECT_EQ(n.ids, std::vector<int32_t>(ref.ids.begin(), ref.ids.begin() + 5));
+}
+
+// Prompt caching: a request whose prompt starts with what a free slot's cache holds (the next turn of a
+// conversation: the last prompt and reply, then more) evaluates only the rest, and gets the tokens it
+// gets alone; the slot chosen is the one with the longest prefix, else the least recently used, so an
+// unrelated request leaves a conversation's cache alone. f32 and x16 q4_1 matrices, 1 and 2 threads,
+// prompts in chunks of at most 16 tokens; and llama.cpp's numerics, which cache nothing.
+TEST(BatchEngine, ACachedPromptPrefixGivesTheSameTokens) {
+  for (const GgmlType matrices : {GgmlType::F32, GgmlType::Q4_1})
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(std::string(ggml_type_name(matrices)) + ", threads " + std::to_string(threads));
+      std::unique_ptr<Model> m = open_tiny(threads, matrices);
+      ASSERT_TRUE(m);
+      // One request at a time, each to its end; its events, and what it gives alone. The callbacks'
+      // data outlives the engine (a callback still runs when its final event's promise is set).
+      std::vector<std::unique_ptr<Collected>> collected;
+      Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {2, 192, 16, 8});
+      ASSERT_TRUE(engine.ok()) << engine.error().message();
+      auto run = [&](const BatchRequest& req, int64_t want_cached) {
+        Collected& got = *collected.emplace_back(std::make_unique<Collected>());
+        std::future<void> done = got.done.get_future();
+        EXPECT_TRUE((*engine)->submit(req, got.callback()).ok());
+        done.wait();
+        const Reference want = generate_alone(*m, req, 192);
+        EXPECT_EQ(got.ids, want.ids);
+        EXPECT_EQ(got.text, want.text);
+        EXPECT_EQ(got.finals.at(0).n_prompt, static_cast<int64_t>(req.prompt.size()));
+        EXPECT_EQ(got.finals.at(0).n_cached, want_cached);
+        return got.ids;
+      };
+      BatchRequest a;
+      a.prompt = byte_ids(kPrompts[0]);
+      a.sampling.temp = 0;
+      a.max_tokens = 12;
+      const std::vector<int32_t> a_ids = run(a, 0);  // slot 0
+      ASSERT_EQ(a_ids.size(), 12u);
+      BatchRequest other = a;
+      other.prompt = byte_ids(kPrompts[2]);
+      run(other, 0);  // no common prefix: the slot never used, 1
+      // The next turn: a's prompt, its reply and more. The cache holds the prompt and the reply but its
+      // last token (sampled at max_tokens, never evaluated).
+      BatchRequest next = a;
+      next.prompt.insert(next.prompt.end(), a_ids.begin(), a_ids.end());
+      const std::vector<int32_t> more = byte_ids(" and then?");
+      next.prompt.insert(next.prompt.end(), more.begin(), more.end());
+      next.sampling.temp = 0.8f;
+      next.sampling.seed = 7;
+      run(next, static_cast<int64_t>(a.prompt.size() + a_ids.size() - 1));  // slot 0
+      BatchRequest uncached = next;
+      uncached.cache_prompt = false;
+      run(uncached, 0);  // slot 1, the least recently used
+      // The same prompt again: all of it is cached in both slots, but its last token is evaluated.
+      run(next, static_cast<int64_t>(next.prompt.size() - 1));
+      const BatchEngineStats st = (*engine)->stats();
+      const auto n_cached = static_cast<int64_t>(a.prompt.size() + a_ids.size() - 1 + next.prompt.size() - 1);
+      EXPECT_EQ(st.tokens_cached, n_cached);
+      EXPECT_EQ(st.tokens_prompt + st.tokens_cached,
+                static_cast<int64_t>(a.prompt.size() + other.prompt.size() + 3 * next.prompt.size()));
+    }
+
+  std::unique_ptr<Model> m = open_tiny(1, GgmlType::Q4_1, Numerics::llamacpp);
+  ASSERT_TRUE(m);
+  std::vector<std::unique_ptr<Collected>> collected;
+  Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {1, 128, 16, 8});
+  ASSERT_TRUE(engine.ok()) << engine.error().message();
+  BatchRequest req;
+  req.prompt = byte_ids(kPrompts[5]);
+  req.sampling.temp = 0;
+  req.max_tokens = 6;
+  for (int i = 0; i < 2; ++i) {
+    Collected& got = *collected.emplace_back(std::make_unique<Collected>());
+    std::future<void> done = got.done.get_future();
+    ASSERT_TRUE((*engine)->submit(req, got.callback()).ok());
+    done.wait();
+    EXPECT_EQ(got.ids, generate_alone(*m, req, 128).ids);
+    EXPECT_EQ(got.finals.at(0).n_cached, 0) << "llama.cpp numerics, request " << i;
+  }
+  EXPECT_EQ((*engine)->stats().tokens_cached, 0);
 }
 
 TEST(BatchEngine, DestroyingEndsPendingRequests) {

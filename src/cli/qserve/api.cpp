@@ -123,6 +123,10 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
     if (!s->is_boolean()) fail("stream", "'stream' must be a boolean");
     r.stream = s->get<bool>();
   }
+  if (const json* c = field(body, "cache_prompt")) {
+    if (!c->is_boolean()) fail("cache_prompt", "'cache_prompt' must be a boolean");
+    r.cache_prompt = c->get<bool>();
+  }
 
   const int64_t cap = limits.max_tokens < 0 ? std::numeric_limits<int32_t>::max() : limits.max_tokens;
   const char* max_name = field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
@@ -143,8 +147,10 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
 }
 
 json usage(const Completion& c) {
-  return {
-      {"prompt_tokens", c.n_prompt}, {"completion_tokens", c.n_gen}, {"total_tokens", c.n_prompt + c.n_gen}};
+  return {{"prompt_tokens", c.n_prompt},
+          {"completion_tokens", c.n_gen},
+          {"total_tokens", c.n_prompt + c.n_gen},
+          {"prompt_tokens_details", {{"cached_tokens", c.n_cached}}}};
 }
 
 json envelope(Endpoint endpoint, const ResponseHeader& h, bool chunk) {

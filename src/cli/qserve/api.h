@@ -45,6 +45,7 @@ struct ParsedRequest {
   bool seed_given = false;  // else the server draws one
   std::vector<std::string> stop;
   bool stream = false;
+  bool cache_prompt = true;  // llama-server's field: reuse a prefix a slot's cache holds (same tokens)
 };
 
 struct ParseResult {
@@ -58,6 +59,7 @@ struct Completion {
   std::string text;
   std::string finish_reason;  // "stop" or "length"
   int64_t n_prompt = 0, n_gen = 0;
+  int64_t n_cached = 0;  // of the prompt tokens, those a slot's cache held (usage.prompt_tokens_details)
 };
 
 // Fields every response object of one request repeats.

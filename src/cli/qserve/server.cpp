@@ -57,7 +57,7 @@ void send_error(httplib::Response& res, const ApiError& e) {
 Completion completion_of(const model::TokenEvent& last, std::string text) {
   const bool length =
       last.stop == model::StopReason::n_predict || last.stop == model::StopReason::context_full;
-  return {std::move(text), length ? "length" : "stop", last.n_prompt, last.n_gen};
+  return {std::move(text), length ? "length" : "stop", last.n_prompt, last.n_gen, last.n_cached};
 }
 
 int64_t unix_time() {
@@ -193,6 +193,7 @@ void Server::routes() {
       br.sampling = r.sampling;
       if (!r.seed_given) br.sampling.seed = std::random_device{}();
       br.stop = std::move(r.stop);
+      br.cache_prompt = r.cache_prompt;
 
       auto ch = std::make_shared<Channel>();
       Result<uint64_t> id =
@@ -336,6 +337,9 @@ std::string Server::metrics() const {
   out += fmt::format("qserve_requests_total{{outcome=\"rejected\"}} {}\n", counters_->rejected.load());
   out += fmt::format("qserve_requests_total{{outcome=\"cancelled\"}} {}\n", counters_->cancelled.load());
   metric("qserve_prompt_tokens_total", "counter", "Prompt tokens evaluated.", st.tokens_prompt);
+  metric("qserve_prompt_tokens_cached_total", "counter",
+         "Prompt tokens whose K/V a slot's cache held from an earlier request (not evaluated).",
+         st.tokens_cached);
   metric("qserve_tokens_generated_total", "counter", "Tokens generated.", st.tokens_generated);
   metric("qserve_prompt_tokens_per_second", "gauge", "Prompt tokens per second of engine prompt time.",
          rate(st.tokens_prompt, st.prompt_ms));
