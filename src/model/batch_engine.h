@@ -51,7 +51,9 @@ struct BatchRequest {
   SamplerParams sampling;          // its own sampler and seed
   std::vector<std::string> stop;   // stop strings: generation ends before the first match (not streamed)
   bool cache_prompt = true;        // take the longest prefix of the prompt that a free slot's cache holds
+  int32_t n_logprobs = -1;  // -1: none; 0..kMaxLogprobs: each token's logprob and that many alternatives
 };
+inline constexpr int32_t kMaxLogprobs = 20;
 
 // One event of a request, on the engine thread. Every request gets exactly one event with `done`, the
 // last, which carries the text still held (an unfinished character as U+FFFD, a tail that no stop
@@ -67,6 +69,11 @@ struct TokenEvent {
   int64_t n_cached = 0;     // of the n_prompt, those whose K/V the slot's cache held (not evaluated)
   double prompt_ms = 0;     // from the request's first prompt token to its first sampled token
   std::string error;        // when done: why it failed (forward pass, non-finite logits); else empty
+  // When the request asks (n_logprobs >= 0), on a token's event: its log-probability under the model,
+  // the log softmax of the raw logits (before penalties, temperature and filters: what the model says,
+  // as OpenAI and llama-server report it), and the n_logprobs most likely tokens, most likely first.
+  float logprob = 0;
+  std::vector<TokenLogprob> top;
 };
 // Return false to cancel (the request ends at once with its final event, stop == callback; the slot
 // takes the next request at the next step). The final event's return value is ignored. A callback may
@@ -90,7 +97,8 @@ class BatchEngine {
   ~BatchEngine();  // stops the engine thread; pending requests get a final event (callback)
 
   // Thread-safe. Queues a request; its events arrive on the engine thread. Error (option "queue") when
-  // max_queue requests are waiting; (option "prompt") for an empty prompt or one that does not fit a slot.
+  // max_queue requests are waiting; (option "prompt") for an empty prompt or one that does not fit a slot;
+  // (option "n_logprobs") for n_logprobs outside -1..kMaxLogprobs.
   Result<uint64_t> submit(BatchRequest request, TokenCallback on_event);
   // Thread-safe: ends the request at the next step (its final event says callback).
   void cancel(uint64_t id);

@@ -86,6 +86,21 @@ size_t argmax(const std::vector<Candidate>& c) {
   return best;
 }
 
+std::vector<int32_t> top_ids(std::span<const float> logits, size_t n) {
+  // One pass, the best n so far kept sorted: a logit below the n-th best costs one comparison.
+  std::vector<int32_t> top;
+  top.reserve(n + 1);
+  for (size_t i = 0; i < logits.size() && n > 0; ++i) {
+    const float x = logits[i];
+    if (top.size() == n && !(x > logits[static_cast<size_t>(top.back())])) continue;
+    auto at = top.end();
+    while (at != top.begin() && x > logits[static_cast<size_t>(*(at - 1))]) --at;
+    top.insert(at, static_cast<int32_t>(i));
+    if (top.size() > n) top.pop_back();
+  }
+  return top;
+}
+
 size_t first_max(std::span<const float> x) {
   QE_CHECK(!x.empty() && x.size() < (size_t{1} << 31));
   // Each lane keeps the scan's (value, index) over its own positions, starting from x[0] and moving

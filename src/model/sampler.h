@@ -29,6 +29,12 @@ struct SamplerParams {
   std::vector<int32_t> banned_ids;
 };
 
+// A token and its log-probability under the model (log softmax of the raw logits).
+struct TokenLogprob {
+  int32_t id = -1;
+  float logprob = 0;
+};
+
 struct Candidate {
   int32_t id;
   float logit;
@@ -57,6 +63,8 @@ size_t first_max(std::span<const float> x);
 size_t first_non_finite(std::span<const float> x);
 // Draws from softmax(logits) with u in [0, 1): the first candidate whose cumulative p exceeds u.
 size_t draw(std::vector<Candidate>& c, double u);
+// The ids of the n largest of finite logits, largest first, ties in id order (n <= logits.size()).
+std::vector<int32_t> top_ids(std::span<const float> logits, size_t n);
 }  // namespace sampling
 
 class Sampler {

@@ -4,6 +4,7 @@ for token; concurrent requests give what each gives alone (the batch never chang
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import subprocess
 
 import openai
@@ -129,6 +130,40 @@ def test_next_turn_reuses_the_cached_conversation(server, client):
     streamed, finish_s, usage_s = chat(client, turn2, stream=True, temperature=0, max_tokens=N)
     assert (streamed, finish_s) == (text, finish)
     assert usage_s.prompt_tokens_details.cached_tokens == usage.prompt_tokens - 1, "all but the last token"
+
+
+def test_logprobs(client):
+    """Each generated token's log-probability and its most likely alternatives (OpenAI's chat and
+    completions shapes): greedy takes the most likely; streamed equals whole; asking does not change the
+    tokens."""
+    messages = [{"role": "user", "content": USER}]
+    plain, _, _ = chat(client, messages, temperature=0, max_tokens=N)
+    r = client.chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=N,
+                                       logprobs=True, top_logprobs=3)
+    text, entries = r.choices[0].message.content, r.choices[0].logprobs.content
+    assert text == plain and len(entries) == r.usage.completion_tokens
+    assert b"".join(bytes(e.bytes) for e in entries).decode() == text
+    for e in entries:
+        assert e.bytes == list(e.token.encode())
+        assert len(e.top_logprobs) == 3 and e.logprob <= 0
+        assert (e.top_logprobs[0].token, e.top_logprobs[0].logprob) == (e.token, e.logprob), "greedy"
+        assert [t.logprob for t in e.top_logprobs] == sorted((t.logprob for t in e.top_logprobs), reverse=True)
+        assert sum(math.exp(t.logprob) for t in e.top_logprobs) <= 1 + 1e-6
+    streamed = []
+    for chunk in client.chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=N,
+                                                logprobs=True, top_logprobs=3, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs:
+            streamed += chunk.choices[0].logprobs.content
+    assert [(e.token, e.logprob, [(t.token, t.logprob) for t in e.top_logprobs]) for e in streamed] == \
+           [(e.token, e.logprob, [(t.token, t.logprob) for t in e.top_logprobs]) for e in entries]
+    assert client.chat.completions.create(model="m", messages=messages, max_tokens=2).choices[0].logprobs is None
+
+    c = client.completions.create(model="m", prompt=PROMPT, temperature=0, max_tokens=N, logprobs=2).choices[0]
+    lp = c.logprobs
+    assert "".join(lp.tokens) == c.text
+    assert lp.text_offset == [sum(len(t.encode()) for t in lp.tokens[:i]) for i in range(len(lp.tokens))]
+    for tok, value, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
+        assert len(top) == 2 and top[tok] == value == max(top.values())
 
 
 # Mixed prompt lengths, greedy and seeded sampling: 8 requests, each sent alone first, then 8 clients

@@ -107,6 +107,9 @@ def test_oversized_body_is_413(server):
     (b'{"messages": [{"role": "user", "content": "x"}], "stop": 5}', "stop"),
     (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
     (b'{"messages": [{"role": "user", "content": "x"}], "cache_prompt": 1}', "cache_prompt"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logprobs": 3}', "logprobs"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}', "top_logprobs"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}', "top_logprobs"),
     (b'{"messages": [{"role": "user", "content": "x"}], "n": 2}', "n"),
 ])
 def test_bad_requests_are_400(server, body, param):
@@ -118,6 +121,8 @@ def test_bad_requests_are_400(server, body, param):
 def test_bad_completion_prompt_is_400(server):
     assert_error(*post_bytes(server, b'{"prompt": 12}', "/v1/completions"), 400, "prompt")
     assert_error(*post_bytes(server, b'{"prompt": ""}', "/v1/completions"), 400, "prompt")
+    assert_error(*post_bytes(server, b'{"prompt": "x", "logprobs": true}', "/v1/completions"), 400, "logprobs")
+    assert_error(*post_bytes(server, b'{"prompt": "x", "logprobs": -1}', "/v1/completions"), 400, "logprobs")
     too_long = json.dumps({"prompt": "hello " * (CTX * 2)}).encode()
     assert_error(*post_bytes(server, too_long, "/v1/completions"), 400, "prompt")
 

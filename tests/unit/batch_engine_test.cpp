@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <future>
 #include <memory>
@@ -526,6 +527,95 @@ TEST(BatchEngine, ACachedPromptPrefixGivesTheSameTokens) {
     EXPECT_EQ(got.finals.at(0).n_cached, 0) << "llama.cpp numerics, request " << i;
   }
   EXPECT_EQ((*engine)->stats().tokens_cached, 0);
+}
+
+// Log-probabilities: each token's is the log softmax of its logits alone (Context::eval, in double here),
+// its alternatives the largest logits in order; and they are the same bits whatever shares the steps.
+TEST(BatchEngine, LogprobsAreTheModelsWhateverTheBatch) {
+  std::unique_ptr<Model> m = open_tiny(2, GgmlType::Q4_1);
+  ASSERT_TRUE(m);
+  std::vector<BatchRequest> reqs = mixed_requests();
+  reqs[0].n_logprobs = 3;  // greedy
+  reqs[1].n_logprobs = 5;  // sampled, temperature 0.8
+  reqs[2].n_logprobs = 0;
+  reqs[4].max_tokens = 20;
+  struct Events {
+    std::vector<TokenEvent> tokens;
+  };
+  std::vector<std::unique_ptr<Events>> got(reqs.size()), solo(reqs.size());
+  auto keep = [](Events& ev) {
+    return [&ev](const TokenEvent& e) {
+      if (!e.done) ev.tokens.push_back(e);
+      return true;
+    };
+  };
+  {
+    Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {3, 192, 16, 64});
+    ASSERT_TRUE(engine.ok());
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      got[i] = std::make_unique<Events>();
+      ASSERT_TRUE((*engine)->submit(reqs[i], keep(*got[i])).ok());
+    }
+    (*engine)->drain();
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    // Alone, in an engine of its own.
+    solo[i] = std::make_unique<Events>();
+    {
+      Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {1, 192, 512, 4});
+      ASSERT_TRUE(engine.ok());
+      ASSERT_TRUE((*engine)->submit(reqs[i], keep(*solo[i])).ok());
+      (*engine)->drain();
+    }
+    const std::vector<TokenEvent>& ev = got[i]->tokens;
+    ASSERT_EQ(ev.size(), solo[i]->tokens.size());
+    ASSERT_FALSE(ev.empty());
+    // The logits of each token alone: the prompt, then the tokens one at a time.
+    Result<Context> ctx = Context::create(*m, {192, 512, false});
+    ASSERT_TRUE(ctx.ok());
+    Result<std::span<const float>> l = ctx->eval(reqs[i].prompt);
+    for (size_t t = 0; t < ev.size(); ++t) {
+      ASSERT_TRUE(l.ok());
+      const TokenEvent& e = ev[t];
+      EXPECT_EQ(std::memcmp(&e.logprob, &solo[i]->tokens[t].logprob, sizeof(float)), 0) << "token " << t;
+      ASSERT_EQ(e.top.size(), solo[i]->tokens[t].top.size());
+      for (size_t k = 0; k < e.top.size(); ++k) {
+        EXPECT_EQ(e.top[k].id, solo[i]->tokens[t].top[k].id);
+        EXPECT_EQ(std::memcmp(&e.top[k].logprob, &solo[i]->tokens[t].top[k].logprob, sizeof(float)), 0);
+      }
+      double mx = -INFINITY, sum = 0;
+      for (float x : *l) mx = std::max(mx, static_cast<double>(x));
+      for (float x : *l) sum += std::exp(static_cast<double>(x) - mx);
+      auto logp = [&](int32_t id) {
+        return static_cast<double>((*l)[static_cast<size_t>(id)]) - mx - std::log(sum);
+      };
+      EXPECT_NEAR(e.logprob, logp(e.id), 1e-5) << "token " << t;
+      EXPECT_LE(e.logprob, 0.0f);
+      ASSERT_EQ(e.top.size(), static_cast<size_t>(reqs[i].n_logprobs));
+      std::vector<int32_t> order(l->size());
+      for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<int32_t>(k);
+      std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+        return (*l)[static_cast<size_t>(a)] > (*l)[static_cast<size_t>(b)];
+      });
+      for (size_t k = 0; k < e.top.size(); ++k) {
+        EXPECT_EQ(e.top[k].id, order[k]) << "token " << t << ", alternative " << k;
+        EXPECT_NEAR(e.top[k].logprob, logp(order[k]), 1e-5);
+      }
+      if (reqs[i].sampling.temp <= 0 && !e.top.empty()) {
+        EXPECT_EQ(e.top[0].id, e.id) << "greedy takes the most likely";
+        EXPECT_EQ(e.top[0].logprob, e.logprob);
+      }
+      l = ctx->eval(std::span<const int32_t>(&e.id, 1));
+    }
+  }
+  for (size_t i = 3; i < reqs.size(); ++i)
+    for (const TokenEvent& e : got[i]->tokens) EXPECT_TRUE(e.top.empty()) << "not asked";
+  BatchRequest bad = reqs[0];
+  bad.n_logprobs = kMaxLogprobs + 1;
+  Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {1, 192, 16, 4});
+  ASSERT_TRUE(engine.ok());
+  EXPECT_EQ((*engine)->submit(bad, [](const TokenEvent&) { return true; }).error().option, "n_logprobs");
 }
 
 TEST(BatchEngine, DestroyingEndsPendingRequests) {

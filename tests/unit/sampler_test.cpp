@@ -149,6 +149,25 @@ TEST(Sampling, FirstMaxIsTheScalarScansIndex) {
   }
 }
 
+TEST(Sampling, TopIdsAreTheLargestInOrderTiesById) {
+  const std::vector<float> x = {0.5f, 3.0f, -1.0f, 3.0f, 2.0f, -INFINITY, 7.0f, 2.0f};
+  EXPECT_EQ(sampling::top_ids(x, 4), (std::vector<int32_t>{6, 1, 3, 4}));
+  EXPECT_EQ(sampling::top_ids(x, 1), (std::vector<int32_t>{6}));
+  EXPECT_TRUE(sampling::top_ids(x, 0).empty());
+  EXPECT_EQ(sampling::top_ids(x, x.size()), (std::vector<int32_t>{6, 1, 3, 4, 7, 0, 2, 5}));
+  // Against a stable sort, on random rows with many ties.
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<float> row(300);
+    for (float& v : row) v = static_cast<float>(static_cast<int>(rng() % 40)) - 20.0f;
+    std::vector<int32_t> want(row.size());
+    for (size_t i = 0; i < row.size(); ++i) want[i] = static_cast<int32_t>(i);
+    std::stable_sort(want.begin(), want.end(), [&](int32_t a, int32_t b) { return row[a] > row[b]; });
+    want.resize(20);
+    EXPECT_EQ(sampling::top_ids(row, 20), want);
+  }
+}
+
 TEST(Sampling, FirstNonFiniteFindsTheFirstNaNOrInf) {
   std::mt19937 rng(12);
   const float odd[] = {NAN, -NAN, INFINITY, -INFINITY};

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "model/batch_engine.h"
+
 namespace qe::cli::serve {
 namespace {
 
@@ -143,6 +145,18 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
     r.seed_given = true;
   }
   r.stop = stop_strings(body);
+  if (endpoint == Endpoint::chat) {
+    bool on = false;
+    if (const json* l = field(body, "logprobs")) {
+      if (!l->is_boolean()) fail("logprobs", "'logprobs' must be a boolean");
+      on = l->get<bool>();
+    }
+    const auto top = integer(body, "top_logprobs", 0, model::kMaxLogprobs);
+    if (top && !on) fail("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    if (on) r.n_logprobs = static_cast<int32_t>(top.value_or(0));
+  } else if (auto n = integer(body, "logprobs", 0, model::kMaxLogprobs)) {
+    r.n_logprobs = static_cast<int32_t>(*n);
+  }
   return r;
 }
 
@@ -160,11 +174,17 @@ json envelope(Endpoint endpoint, const ResponseHeader& h, bool chunk) {
   return {{"id", h.id}, {"object", object}, {"created", h.created}, {"model", h.model}};
 }
 
-json choice(Endpoint endpoint, std::string_view text, bool chunk, bool first, const json& finish_reason) {
-  json c = {{"index", 0}, {"finish_reason", finish_reason}};
+json bytes_of(std::string_view s) {
+  json b = json::array();
+  for (char ch : s) b.push_back(static_cast<unsigned char>(ch));
+  return b;
+}
+
+json choice(Endpoint endpoint, std::string_view text, bool chunk, bool first, const json& finish_reason,
+            const json& logprobs = nullptr) {
+  json c = {{"index", 0}, {"finish_reason", finish_reason}, {"logprobs", logprobs}};
   if (endpoint == Endpoint::completion) {
     c["text"] = text;
-    c["logprobs"] = nullptr;
   } else if (!chunk) {
     c["message"] = {{"role", "assistant"}, {"content", text}};
   } else {
@@ -196,16 +216,49 @@ ParseResult parse_request(std::string_view body, Endpoint endpoint, const Reques
   }
 }
 
+json logprobs_object(Endpoint endpoint, const std::vector<TokenLogprobs>& tokens, int64_t offset) {
+  if (endpoint == Endpoint::chat) {
+    json content = json::array();
+    for (const TokenLogprobs& t : tokens) {
+      json top = json::array();
+      for (const auto& [text, lp] : t.top)
+        top.push_back({{"token", text}, {"logprob", lp}, {"bytes", bytes_of(text)}});
+      content.push_back({{"token", t.token},
+                         {"logprob", t.logprob},
+                         {"bytes", bytes_of(t.token)},
+                         {"top_logprobs", std::move(top)}});
+    }
+    return {{"content", std::move(content)}};
+  }
+  json toks = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+  for (const TokenLogprobs& t : tokens) {
+    toks.push_back(t.token);
+    lps.push_back(t.logprob);
+    json top = json::object();
+    for (const auto& [text, lp] : t.top) top[text] = lp;
+    tops.push_back(std::move(top));
+    offsets.push_back(offset);
+    offset += static_cast<int64_t>(t.token.size());
+  }
+  return {{"tokens", std::move(toks)},
+          {"token_logprobs", std::move(lps)},
+          {"top_logprobs", std::move(tops)},
+          {"text_offset", std::move(offsets)}};
+}
+
 json response_body(Endpoint endpoint, const ResponseHeader& h, const Completion& c) {
   json j = envelope(endpoint, h, false);
-  j["choices"] = json::array({choice(endpoint, c.text, false, false, c.finish_reason)});
+  j["choices"] =
+      json::array({choice(endpoint, c.text, false, false, c.finish_reason,
+                          c.logprobs ? logprobs_object(endpoint, *c.logprobs, 0) : json(nullptr))});
   j["usage"] = usage(c);
   return j;
 }
 
-json stream_chunk(Endpoint endpoint, const ResponseHeader& h, std::string_view text, bool first) {
+json stream_chunk(Endpoint endpoint, const ResponseHeader& h, std::string_view text, bool first,
+                  const json& logprobs) {
   json j = envelope(endpoint, h, true);
-  j["choices"] = json::array({choice(endpoint, text, true, first, nullptr)});
+  j["choices"] = json::array({choice(endpoint, text, true, first, nullptr, logprobs)});
   return j;
 }
 

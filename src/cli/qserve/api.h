@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "model/sampler.h"
@@ -46,6 +47,9 @@ struct ParsedRequest {
   std::vector<std::string> stop;
   bool stream = false;
   bool cache_prompt = true;  // llama-server's field: reuse a prefix a slot's cache holds (same tokens)
+  // -1: no log-probabilities; else each token's and this many alternatives (chat: "logprobs": true and
+  // "top_logprobs"; completions: "logprobs": N).
+  int32_t n_logprobs = -1;
 };
 
 struct ParseResult {
@@ -54,12 +58,24 @@ struct ParseResult {
 };
 ParseResult parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits);
 
+// A generated token's log-probability under the model and its most likely alternatives, as text.
+struct TokenLogprobs {
+  std::string token;  // the token's bytes (may be part of a UTF-8 character)
+  float logprob = 0;
+  std::vector<std::pair<std::string, float>> top;
+};
+// The "logprobs" object of a choice for these tokens: chat {"content": [{token, logprob, bytes,
+// top_logprobs}]}, completions {tokens, token_logprobs, top_logprobs, text_offset} with offsets counted
+// in bytes from `offset` (the tokens' place in the completion's text).
+nlohmann::json logprobs_object(Endpoint endpoint, const std::vector<TokenLogprobs>& tokens, int64_t offset);
+
 // The finished request, in OpenAI's words.
 struct Completion {
   std::string text;
   std::string finish_reason;  // "stop" or "length"
   int64_t n_prompt = 0, n_gen = 0;
   int64_t n_cached = 0;  // of the prompt tokens, those a slot's cache held (usage.prompt_tokens_details)
+  std::optional<std::vector<TokenLogprobs>> logprobs;  // when asked: every generated token's
 };
 
 // Fields every response object of one request repeats.
@@ -73,7 +89,8 @@ struct ResponseHeader {
 nlohmann::json response_body(Endpoint endpoint, const ResponseHeader& h, const Completion& c);
 // One streamed chunk: text (chat: the delta; the first chunk of a chat also carries the role), or the
 // last one with finish_reason and the usage counts.
-nlohmann::json stream_chunk(Endpoint endpoint, const ResponseHeader& h, std::string_view text, bool first);
+nlohmann::json stream_chunk(Endpoint endpoint, const ResponseHeader& h, std::string_view text, bool first,
+                            const nlohmann::json& logprobs = nullptr);
 nlohmann::json stream_final_chunk(Endpoint endpoint, const ResponseHeader& h, const Completion& c);
 // A server-sent event: "data: JSON\n\n" (invalid UTF-8 in a string is written as U+FFFD).
 std::string sse_event(const nlohmann::json& j);

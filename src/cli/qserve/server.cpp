@@ -22,11 +22,26 @@ struct Server::Counters {
   std::atomic<int64_t> ok{0}, client_error{0}, rejected{0}, cancelled{0};
 };
 
+namespace {
+
+// What an event brings: text (of a token, or the text held until the end), and when the request asked
+// for log-probabilities, each token's (token.id >= 0), whether its text is out yet or not.
+struct Piece {
+  std::string text;
+  model::TokenLogprob token;
+  std::vector<model::TokenLogprob> top;
+};
+
+}  // namespace
+
 // The events of one request, from the engine thread to the request's HTTP thread.
 struct Server::Channel {
+  explicit Channel(bool with_logprobs) : logprobs(with_logprobs) {}
+
+  const bool logprobs;
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::string> texts;
+  std::deque<Piece> pieces;
   bool done = false;
   model::TokenEvent last;              // the final event, once done
   std::atomic<bool> abandoned{false};  // the client went away: the engine callback says stop
@@ -34,7 +49,10 @@ struct Server::Channel {
   bool on_event(const model::TokenEvent& e) {
     {
       std::lock_guard lock(mu);
-      if (!e.text.empty()) texts.push_back(e.text);
+      const bool token = logprobs && !e.done;
+      if (!e.text.empty() || token)
+        pieces.push_back(
+            {e.text, token ? model::TokenLogprob{e.id, e.logprob} : model::TokenLogprob{}, e.top});
       if (e.done) {
         done = true;
         last = e;
@@ -54,10 +72,27 @@ void send_error(httplib::Response& res, const ApiError& e) {
   res.set_content(dump(error_body(e)), kJson);
 }
 
-Completion completion_of(const model::TokenEvent& last, std::string text) {
+// A token's log-probability and alternatives as text (special tokens by their names, as "<|im_end|>").
+TokenLogprobs named(const tokenizer::Tokenizer& tok, const model::TokenLogprob& t,
+                    const std::vector<model::TokenLogprob>& top) {
+  TokenLogprobs out{std::string(tok.token_to_piece(t.id)), t.logprob, {}};
+  for (const model::TokenLogprob& a : top) out.top.emplace_back(tok.token_to_piece(a.id), a.logprob);
+  return out;
+}
+
+// The finished request's counts and finish reason, with the pieces' text and, when asked, their tokens'
+// log-probabilities.
+Completion completion_of(const model::TokenEvent& last, const tokenizer::Tokenizer& tok,
+                         const std::deque<Piece>& pieces, bool logprobs) {
   const bool length =
       last.stop == model::StopReason::n_predict || last.stop == model::StopReason::context_full;
-  return {std::move(text), length ? "length" : "stop", last.n_prompt, last.n_gen, last.n_cached};
+  Completion c{{}, length ? "length" : "stop", last.n_prompt, last.n_gen, last.n_cached, std::nullopt};
+  if (logprobs) c.logprobs.emplace();
+  for (const Piece& p : pieces) {
+    c.text += p.text;
+    if (p.token.id >= 0) c.logprobs->push_back(named(tok, p.token, p.top));
+  }
+  return c;
 }
 
 int64_t unix_time() {
@@ -194,8 +229,9 @@ void Server::routes() {
       if (!r.seed_given) br.sampling.seed = std::random_device{}();
       br.stop = std::move(r.stop);
       br.cache_prompt = r.cache_prompt;
+      br.n_logprobs = r.n_logprobs;
 
-      auto ch = std::make_shared<Channel>();
+      auto ch = std::make_shared<Channel>(r.n_logprobs >= 0);
       Result<uint64_t> id =
           engine_.submit(std::move(br), [ch](const model::TokenEvent& e) { return ch->on_event(e); });
       if (!id) {
@@ -223,11 +259,10 @@ void Server::routes() {
         {
           std::unique_lock lock(ch->mu);
           if (ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done; })) {
-            std::string text;
-            for (const std::string& t : ch->texts) text += t;
             if (!ch->last.error.empty()) return send_error(res, {500, ch->last.error, "", "", "server_error"});
             ++(ch->last.stop == model::StopReason::callback ? counters_->cancelled : counters_->ok);
-            res.set_content(dump(response_body(endpoint, head, completion_of(ch->last, std::move(text)))), kJson);
+            const Completion c = completion_of(ch->last, model_.tok, ch->pieces, ch->logprobs);
+            res.set_content(dump(response_body(endpoint, head, c)), kJson);
             return;
           }
         }
@@ -236,12 +271,11 @@ void Server::routes() {
             kJson,
             [this, ch, head, endpoint, spaced = std::chrono::steady_clock::time_point{}](
                 size_t, httplib::DataSink& sink) mutable {
-              std::string text;
               {
                 std::unique_lock lock(ch->mu);
-                const size_t seen = ch->texts.size();
+                const size_t seen = ch->pieces.size();
                 ch->cv.wait_for(lock, std::chrono::seconds(1),
-                                [&] { return ch->done || ch->texts.size() != seen; });
+                                [&] { return ch->done || ch->pieces.size() != seen; });
                 if (!ch->done) {
                   lock.unlock();
                   if (!sink.is_writable()) return false;  // the client has gone: the releaser cancels
@@ -250,11 +284,12 @@ void Server::routes() {
                   spaced = now;
                   return sink.write(" ", 1);
                 }
-                for (const std::string& t : ch->texts) text += t;
               }
+              // Done: the engine writes the channel no more.
               const std::string body =
                   ch->last.error.empty()
-                      ? dump(response_body(endpoint, head, completion_of(ch->last, std::move(text))))
+                      ? dump(response_body(endpoint, head,
+                                           completion_of(ch->last, model_.tok, ch->pieces, ch->logprobs)))
                       : dump(error_body({500, ch->last.error, "", "", "server_error"}));
               if (!sink.write(body.data(), body.size())) return false;
               ++(ch->last.stop == model::StopReason::callback ? counters_->cancelled : counters_->ok);
@@ -265,20 +300,20 @@ void Server::routes() {
         return;
       }
       auto first = std::make_shared<bool>(true);
-      auto text = std::make_shared<std::string>();
+      auto offset = std::make_shared<int64_t>(0);  // bytes of token text sent (completions' text_offset)
       res.set_header("Cache-Control", "no-cache");
       ++streams_;
       res.set_chunked_content_provider(
           "text/event-stream",
-          [this, ch, head, endpoint, first, text, id = *id](size_t, httplib::DataSink& sink) {
-            std::deque<std::string> texts;
+          [this, ch, head, endpoint, first, offset, id = *id](size_t, httplib::DataSink& sink) {
+            std::deque<Piece> pieces;
             bool done = false;
             {
               std::unique_lock lock(ch->mu);
               // Wakes once a second while the request waits or reads its prompt, to notice a client
               // that has gone.
-              ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done || !ch->texts.empty(); });
-              texts.swap(ch->texts);
+              ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done || !ch->pieces.empty(); });
+              pieces.swap(ch->pieces);
               done = ch->done;
             }
             if (!sink.is_writable()) return false;  // the releaser cancels the request
@@ -286,14 +321,22 @@ void Server::routes() {
             if (*first && endpoint == Endpoint::chat)
               out += sse_event(stream_chunk(endpoint, head, "", true));
             *first = false;
-            for (const std::string& t : texts) {
-              *text += t;
-              out += sse_event(stream_chunk(endpoint, head, t, false));
+            // A chunk per piece: its text, and its token's log-probabilities when asked (a token whose
+            // text is held back comes with empty text).
+            for (const Piece& p : pieces) {
+              json logprobs = nullptr;
+              if (p.token.id >= 0) {
+                const TokenLogprobs t = named(model_.tok, p.token, p.top);
+                logprobs = logprobs_object(endpoint, {t}, *offset);
+                *offset += static_cast<int64_t>(t.token.size());
+              }
+              out += sse_event(stream_chunk(endpoint, head, p.text, false, logprobs));
             }
             if (done) {
-              out += sse_event(ch->last.error.empty()
-                                   ? stream_final_chunk(endpoint, head, completion_of(ch->last, *text))
-                                   : error_body({500, ch->last.error, "", "", "server_error"}));
+              out += sse_event(
+                  ch->last.error.empty()
+                      ? stream_final_chunk(endpoint, head, completion_of(ch->last, model_.tok, {}, false))
+                      : error_body({500, ch->last.error, "", "", "server_error"}));
               out += "data: [DONE]\n\n";
             }
             if (!out.empty() && !sink.write(out.data(), out.size())) return false;
