@@ -219,8 +219,8 @@ void BatchEngine::Impl::draw(Draw& d) {
   d.id = slot.sampler->sample(d.logits);
   if (slot.req.n_logprobs < 0) return;
   // log p_i = x_i - max - log(sum exp(x - max)). The sum by the kernels' softmax (a vectorized exp),
-  // on a copy: its largest probability is 1 / sum. ~10 us for 49152 logits, where a scalar expf loop
-  // took ~200.
+  // on a copy: its largest probability is 1 / sum. 49152 logits (Zen 4): ~25 us, where a scalar expf
+  // loop took 186.
   thread_local std::vector<float> p;
   p.assign(d.logits.begin(), d.logits.end());
   kernels::kernels(state.numerics, 1).softmax(p.data(), static_cast<int64_t>(p.size()), 1.0f);
