@@ -27,21 +27,13 @@ import json
 import os
 import pathlib
 import selectors
-import signal
 import socket
 import statistics
 import subprocess
 import threading
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from qserve_launch import BIN, REPO, qserve
 
 
 def request_body(prompt: str, tokens: int) -> str:
@@ -180,18 +172,7 @@ def main() -> None:
     a = ap.parse_args()
     counts = [int(x) for x in a.streams.split(",")]
     before = machine()
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "qserve"), "-m", a.model, "--port", str(port), "-np", str(max(counts)),
-                             "-c", "512", "-t", str(a.threads)], stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(600):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+    with qserve(a.model, "-np", str(max(counts)), "-c", "512", "-t", str(a.threads)) as (proc, port):
         stream(port, "Warm up:", 8, {})
         print(f"model {pathlib.Path(a.model).name}, {a.tokens} tokens per stream, {a.rounds} rounds, "
               f"client {a.client}, load {os.getloadavg()[0]:.2f}\n")
@@ -236,9 +217,6 @@ def main() -> None:
                   f"| {srate:.1f} ({srate / sbase:.2f}x) | {rate / n:.1f} "
                   f"| {statistics.median(t):.0f} | {p95:.0f} | {rss[n]:.0f} |")
         print(f"\nmachine before the rounds: {before}\nmachine after them:       {machine()}")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
 
 
 if __name__ == "__main__":

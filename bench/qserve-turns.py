@@ -18,22 +18,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import pathlib
-import socket
 import statistics
-import subprocess
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-BIN = pathlib.Path(os.environ.get("QE_BIN", REPO / "build" / "bin"))
+from qserve_launch import REPO, qserve
 TOPICS = ["the sea", "mountains", "the moon", "rivers", "forests", "deserts", "volcanoes", "glaciers"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def chat(port: int, messages: list, tokens: int, cache: bool) -> tuple[str, float, dict]:
@@ -68,18 +58,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("-t", "--threads", type=int, default=0)
     a = ap.parse_args()
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "qserve"), "-m", a.model, "--port", str(port), "-np", "2",
-                             "-c", "4096", "-t", str(a.threads)], stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(600):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+    with qserve(a.model, "-np", "2", "-c", "4096", "-t", str(a.threads)) as (_, port):
         chat(port, [{"role": "user", "content": "Warm up."}], 4, False)
         rows = [dict(prompt=[], cached=[], hit=[], miss=[]) for _ in range(a.turns)]
         for rnd in range(a.rounds):
@@ -107,9 +86,6 @@ def main() -> None:
             hit, miss = med(r["hit"]), med(r["miss"])
             print(f"| {turn + 1} | {med(r['prompt']):.0f} | {med(r['cached']):.0f} | {hit:.0f} | {miss:.0f} "
                   f"| {miss / hit:.1f}x |")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=120)
 
 
 if __name__ == "__main__":
