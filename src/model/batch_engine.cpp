@@ -33,14 +33,15 @@ struct Pending {
 struct Slot {
   bool busy = false;
   uint64_t id = 0;
-  uint64_t order = 0;  // admission order: the prompt budget of a step goes to the oldest first
+  // Admission order of its request (from 1; 0: never used): the prompt budget of a step goes to the
+  // oldest first, and a new request to the least recently used of equal slots (pick_slot).
+  uint64_t order = 0;
   BatchRequest req;
   TokenCallback on_event;
   KvCache kv;
   // The tokens whose K/V the cache holds at positions 0, 1, ... (n_past of them while busy), kept when
   // the request ends: the next request's prompt may start with them.
   std::vector<int32_t> held;
-  uint64_t used = 0;  // the admission order of its last request (0: none yet)
   std::optional<Sampler> sampler;
   tokenizer::Utf8Stream out;
   StopStrings stops;
@@ -97,7 +98,7 @@ struct BatchEngine::Impl {
     std::vector<TokenLogprob> top{};
   };
   std::vector<Draw> draws;
-  uint64_t next_order = 0;
+  uint64_t next_order = 1;
   std::thread thread;
 
   void loop();
@@ -144,7 +145,7 @@ size_t BatchEngine::Impl::pick_slot(const BatchRequest& req) const {
   for (size_t i = 0; i < slots.size(); ++i) {
     if (slots[i].busy) continue;
     const int64_t n = reusable(slots[i], req, caching());
-    if (n > best_n || (n == best_n && slots[i].used < slots[best].used)) {
+    if (n > best_n || (n == best_n && slots[i].order < slots[best].order)) {
       best = i;
       best_n = n;
     }
@@ -157,7 +158,6 @@ void BatchEngine::Impl::admit(Pending p, Slot& slot) {
   slot.busy = true;
   slot.id = p.id;
   slot.order = next_order++;
-  slot.used = slot.order + 1;
   slot.n_cached = reusable(slot, p.req, caching());
   slot.held.resize(static_cast<size_t>(slot.n_cached));
   {
