@@ -34,7 +34,7 @@ struct Slot {
   bool busy = false;
   uint64_t id = 0;
   // Admission order of its request (from 1; 0: never used): the prompt budget of a step goes to the
-  // oldest first, and a new request to the least recently used of equal slots (pick_slot).
+  // oldest first, and a new request to the least recently used of equal slots (admit).
   uint64_t order = 0;
   BatchRequest req;
   TokenCallback on_event;
@@ -102,8 +102,7 @@ struct BatchEngine::Impl {
   std::thread thread;
 
   void loop();
-  size_t pick_slot(const BatchRequest& req) const;
-  void admit(Pending p, Slot& slot);
+  void admit(Pending p);
   bool step();
   void draw(Draw& d);
   void sample(Slot& slot, Draw& d);
@@ -137,28 +136,25 @@ int64_t reusable(const Slot& slot, const BatchRequest& req, bool caching) {
 
 }  // namespace
 
-// The free slot that holds the longest prefix of the request's prompt; among equals, the least recently
-// used (so the caches of recent conversations last longest).
-size_t BatchEngine::Impl::pick_slot(const BatchRequest& req) const {
+// Into the free slot that holds the longest prefix of the request's prompt; among equals, the least
+// recently used (so the caches of recent conversations last longest). A free slot exists.
+void BatchEngine::Impl::admit(Pending p) {
   size_t best = slots.size();
   int64_t best_n = -1;
   for (size_t i = 0; i < slots.size(); ++i) {
     if (slots[i].busy) continue;
-    const int64_t n = reusable(slots[i], req, caching());
+    const int64_t n = reusable(slots[i], p.req, caching());
     if (n > best_n || (n == best_n && slots[i].order < slots[best].order)) {
       best = i;
       best_n = n;
     }
   }
   QE_CHECK(best < slots.size());
-  return best;
-}
-
-void BatchEngine::Impl::admit(Pending p, Slot& slot) {
+  Slot& slot = slots[best];
   slot.busy = true;
   slot.id = p.id;
   slot.order = next_order++;
-  slot.n_cached = reusable(slot, p.req, caching());
+  slot.n_cached = best_n;
   slot.held.resize(static_cast<size_t>(slot.n_cached));
   {
     std::lock_guard lock(mu);
@@ -371,7 +367,7 @@ void BatchEngine::Impl::loop() {
       if (s.busy && (stop || std::find(cancelled.begin(), cancelled.end(), s.id) != cancelled.end()))
         finish(s, StopReason::callback);
     if (stop) break;
-    for (Pending& p : admitted) admit(std::move(p), slots[pick_slot(p.req)]);
+    for (Pending& p : admitted) admit(std::move(p));
     step();
     std::lock_guard lock(mu);
     stats.slots_busy = n_busy();

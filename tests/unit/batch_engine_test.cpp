@@ -206,6 +206,7 @@ TEST(StopStrings, HoldsBackOnlyWhatCanStillMatch) {
 struct Collected {
   std::mutex mu;
   std::vector<int32_t> ids;
+  std::vector<TokenEvent> tokens;  // the token events whole (their logprobs)
   std::string text;
   std::vector<TokenEvent> finals;
   std::promise<void> done;
@@ -221,6 +222,7 @@ struct Collected {
         return true;
       }
       ids.push_back(e.id);
+      tokens.push_back(e);
       return cancel_after < 0 || static_cast<int>(ids.size()) < cancel_after;
     };
   }
@@ -456,22 +458,29 @@ TEST(BatchEngine, StopStringsAndMaxTokens) {
 // gets alone; the slot chosen is the one with the longest prefix, else the least recently used, so an
 // unrelated request leaves a conversation's cache alone. f32 and x16 q4_1 matrices, 1 and 2 threads,
 // prompts in chunks of at most 16 tokens; and llama.cpp's numerics, which cache nothing.
+// Submits req and waits for its final event. The Collected is kept in `kept`, which must outlive the
+// engine: a callback still runs when its final event's promise is set.
+Collected& run_to_end(BatchEngine& engine, const BatchRequest& req,
+                      std::vector<std::unique_ptr<Collected>>& kept) {
+  Collected& got = *kept.emplace_back(std::make_unique<Collected>());
+  std::future<void> done = got.done.get_future();
+  EXPECT_TRUE(engine.submit(req, got.callback()).ok());
+  done.wait();
+  return got;
+}
+
 TEST(BatchEngine, ACachedPromptPrefixGivesTheSameTokens) {
   for (const GgmlType matrices : {GgmlType::F32, GgmlType::Q4_1})
     for (int threads : {1, 2}) {
       SCOPED_TRACE(std::string(ggml_type_name(matrices)) + ", threads " + std::to_string(threads));
       std::unique_ptr<Model> m = open_tiny(threads, matrices);
       ASSERT_TRUE(m);
-      // One request at a time, each to its end; its events, and what it gives alone. The callbacks'
-      // data outlives the engine (a callback still runs when its final event's promise is set).
+      // One request at a time, each to its end; its events, and what it gives alone.
       std::vector<std::unique_ptr<Collected>> collected;
       Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {2, 192, 16, 8});
       ASSERT_TRUE(engine.ok()) << engine.error().message();
       auto run = [&](const BatchRequest& req, int64_t want_cached) {
-        Collected& got = *collected.emplace_back(std::make_unique<Collected>());
-        std::future<void> done = got.done.get_future();
-        EXPECT_TRUE((*engine)->submit(req, got.callback()).ok());
-        done.wait();
+        const Collected& got = run_to_end(**engine, req, collected);
         const Reference want = generate_alone(*m, req, 192);
         EXPECT_EQ(got.ids, want.ids);
         EXPECT_EQ(got.text, want.text);
@@ -519,10 +528,7 @@ TEST(BatchEngine, ACachedPromptPrefixGivesTheSameTokens) {
   req.sampling.temp = 0;
   req.max_tokens = 6;
   for (int i = 0; i < 2; ++i) {
-    Collected& got = *collected.emplace_back(std::make_unique<Collected>());
-    std::future<void> done = got.done.get_future();
-    ASSERT_TRUE((*engine)->submit(req, got.callback()).ok());
-    done.wait();
+    const Collected& got = run_to_end(**engine, req, collected);
     EXPECT_EQ(got.ids, generate_alone(*m, req, 128).ids);
     EXPECT_EQ(got.finals.at(0).n_cached, 0) << "llama.cpp numerics, request " << i;
   }
@@ -539,34 +545,23 @@ TEST(BatchEngine, LogprobsAreTheModelsWhateverTheBatch) {
   reqs[1].n_logprobs = 5;  // sampled, temperature 0.8
   reqs[2].n_logprobs = 0;
   reqs[4].max_tokens = 20;
-  struct Events {
-    std::vector<TokenEvent> tokens;
-  };
-  std::vector<std::unique_ptr<Events>> got(reqs.size()), solo(reqs.size());
-  auto keep = [](Events& ev) {
-    return [&ev](const TokenEvent& e) {
-      if (!e.done) ev.tokens.push_back(e);
-      return true;
-    };
-  };
+  std::vector<std::unique_ptr<Collected>> got, solo;
   {
     Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {3, 192, 16, 64});
     ASSERT_TRUE(engine.ok());
-    for (size_t i = 0; i < reqs.size(); ++i) {
-      got[i] = std::make_unique<Events>();
-      ASSERT_TRUE((*engine)->submit(reqs[i], keep(*got[i])).ok());
+    for (const BatchRequest& r : reqs) {
+      got.push_back(std::make_unique<Collected>());
+      ASSERT_TRUE((*engine)->submit(r, got.back()->callback()).ok());
     }
     (*engine)->drain();
   }
   for (size_t i = 0; i < 3; ++i) {
     SCOPED_TRACE("request " + std::to_string(i));
     // Alone, in an engine of its own.
-    solo[i] = std::make_unique<Events>();
     {
       Result<std::unique_ptr<BatchEngine>> engine = BatchEngine::create(*m, {1, 192, 512, 4});
       ASSERT_TRUE(engine.ok());
-      ASSERT_TRUE((*engine)->submit(reqs[i], keep(*solo[i])).ok());
-      (*engine)->drain();
+      run_to_end(**engine, reqs[i], solo);
     }
     const std::vector<TokenEvent>& ev = got[i]->tokens;
     ASSERT_EQ(ev.size(), solo[i]->tokens.size());

@@ -37,6 +37,13 @@ std::optional<double> number(const json& body, const char* name, double lo, doub
   return x;
 }
 
+std::optional<bool> boolean(const json& body, const char* name) {
+  const json* v = field(body, name);
+  if (!v) return std::nullopt;
+  if (!v->is_boolean()) fail(name, fmt::format("'{}' must be a boolean", name));
+  return v->get<bool>();
+}
+
 std::optional<int64_t> integer(const json& body, const char* name, int64_t lo, int64_t hi) {
   const json* v = field(body, name);
   if (!v) return std::nullopt;
@@ -121,14 +128,8 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
     if (r.prompt.empty()) fail("prompt", "'prompt' must not be empty");
   }
   if (const json* n = field(body, "n"); n && *n != 1) fail("n", "only n = 1 is supported");
-  if (const json* s = field(body, "stream")) {
-    if (!s->is_boolean()) fail("stream", "'stream' must be a boolean");
-    r.stream = s->get<bool>();
-  }
-  if (const json* c = field(body, "cache_prompt")) {
-    if (!c->is_boolean()) fail("cache_prompt", "'cache_prompt' must be a boolean");
-    r.cache_prompt = c->get<bool>();
-  }
+  r.stream = boolean(body, "stream").value_or(false);
+  r.cache_prompt = boolean(body, "cache_prompt").value_or(true);
 
   const int64_t cap = limits.max_tokens < 0 ? std::numeric_limits<int32_t>::max() : limits.max_tokens;
   const char* max_name = field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
@@ -146,11 +147,7 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
   }
   r.stop = stop_strings(body);
   if (endpoint == Endpoint::chat) {
-    bool on = false;
-    if (const json* l = field(body, "logprobs")) {
-      if (!l->is_boolean()) fail("logprobs", "'logprobs' must be a boolean");
-      on = l->get<bool>();
-    }
+    const bool on = boolean(body, "logprobs").value_or(false);
     const auto top = integer(body, "top_logprobs", 0, model::kMaxLogprobs);
     if (top && !on) fail("top_logprobs", "'top_logprobs' needs 'logprobs': true");
     if (on) r.n_logprobs = static_cast<int32_t>(top.value_or(0));

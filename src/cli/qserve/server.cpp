@@ -80,13 +80,17 @@ TokenLogprobs named(const tokenizer::Tokenizer& tok, const model::TokenLogprob& 
   return out;
 }
 
-// The finished request's counts and finish reason, with the pieces' text and, when asked, their tokens'
-// log-probabilities.
-Completion completion_of(const model::TokenEvent& last, const tokenizer::Tokenizer& tok,
-                         const std::deque<Piece>& pieces, bool logprobs) {
+// The finished request's counts and finish reason (a stream's last chunk).
+Completion completion_of(const model::TokenEvent& last) {
   const bool length =
       last.stop == model::StopReason::n_predict || last.stop == model::StopReason::context_full;
-  Completion c{{}, length ? "length" : "stop", last.n_prompt, last.n_gen, last.n_cached, std::nullopt};
+  return {{}, length ? "length" : "stop", last.n_prompt, last.n_gen, last.n_cached, std::nullopt};
+}
+
+// The same with the pieces' text and, when asked, their tokens' log-probabilities (a whole response).
+Completion completion_of(const model::TokenEvent& last, const tokenizer::Tokenizer& tok,
+                         const std::deque<Piece>& pieces, bool logprobs) {
+  Completion c = completion_of(last);
   if (logprobs) c.logprobs.emplace();
   for (const Piece& p : pieces) {
     c.text += p.text;
@@ -333,10 +337,9 @@ void Server::routes() {
               out += sse_event(stream_chunk(endpoint, head, p.text, false, logprobs));
             }
             if (done) {
-              out += sse_event(
-                  ch->last.error.empty()
-                      ? stream_final_chunk(endpoint, head, completion_of(ch->last, model_.tok, {}, false))
-                      : error_body({500, ch->last.error, "", "", "server_error"}));
+              out += sse_event(ch->last.error.empty()
+                                   ? stream_final_chunk(endpoint, head, completion_of(ch->last))
+                                   : error_body({500, ch->last.error, "", "", "server_error"}));
               out += "data: [DONE]\n\n";
             }
             if (!out.empty() && !sink.write(out.data(), out.size())) return false;
