@@ -136,7 +136,7 @@ std::optional<Timing> run_round(const model::Model& m, const Params& p, int b, s
     if (bos) req.prompt[0] = m.tok.bos();
     req.max_tokens = p.ntg;
     req.sampling.temp = 0;
-    req.sampling.banned_ids = banned;
+    req.sampling.ban(banned);
     auto id = (*engine)->submit(std::move(req), [&, n = 0](const model::TokenEvent& e) mutable {
       std::lock_guard lock(mu);
       if (!e.done && n++ == 0 && ++firsts == b) t_first = Clock::now();

@@ -4,7 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "formats/error.h"
 
@@ -23,13 +23,14 @@ void softmax(std::vector<Candidate>& c) {
   for (Candidate& x : c) x.p = static_cast<float>(x.p / sum);
 }
 
-void repeat_penalty(std::vector<Candidate>& c, std::span<const int32_t> recent, float penalty) {
-  if (recent.empty() || penalty == 1.0f) return;
+void penalties(std::vector<Candidate>& c, std::span<const int32_t> recent, float repeat, float frequency,
+               float presence) {
+  if (recent.empty() || (repeat == 1.0f && frequency == 0.0f && presence == 0.0f)) return;
   // Candidates are usually the whole vocabulary in id order: look up by id when they still are.
   const bool by_id = !c.empty() && c.front().id == 0 && c.back().id == static_cast<int32_t>(c.size()) - 1;
-  std::unordered_set<int32_t> seen;
-  for (int32_t id : recent) {
-    if (!seen.insert(id).second) continue;  // once per distinct token, however often it occurred
+  std::unordered_map<int32_t, int32_t> count;
+  for (int32_t id : recent) ++count[id];
+  for (const auto& [id, n] : count) {
     Candidate* x = nullptr;
     if (by_id) {
       if (id >= 0 && static_cast<size_t>(id) < c.size()) x = &c[static_cast<size_t>(id)];
@@ -37,7 +38,10 @@ void repeat_penalty(std::vector<Candidate>& c, std::span<const int32_t> recent, 
       auto it = std::find_if(c.begin(), c.end(), [id](const Candidate& y) { return y.id == id; });
       if (it != c.end()) x = &*it;
     }
-    if (x) x->logit = x->logit > 0 ? x->logit / penalty : x->logit * penalty;
+    if (!x) continue;
+    // Multiplying a negative logit (dividing would raise it), llama.cpp's reading of the CTRL paper.
+    x->logit = x->logit <= 0 ? x->logit * repeat : x->logit / repeat;
+    x->logit -= static_cast<float>(n) * frequency + presence;
   }
 }
 
@@ -185,21 +189,26 @@ int32_t Sampler::sample(std::span<const float> logits) {
   QE_CHECK(!logits.empty());
   const SamplerParams& p = params_;
   // Greedy without penalties: the first largest logit straight from the logits, without building the
-  // candidates (a vocabulary's worth of writes per token). Banning only lowers logits, so this winner
-  // stands unless it is itself banned; then the full path below decides.
-  if (p.temp <= 0.0f && (p.repeat_last_n == 0 || p.repeat_penalty == 1.0f)) {
+  // candidates (a vocabulary's worth of writes per token). A bias that is not positive only lowers a
+  // logit, so this winner stands unless a bias raises some token or names the winner itself; then the
+  // full path below decides.
+  if (p.temp <= 0.0f && !p.penalized()) {
     const auto id = static_cast<int32_t>(sampling::first_max(logits));
-    if (std::find(p.banned_ids.begin(), p.banned_ids.end(), id) == p.banned_ids.end()) return id;
+    if (std::none_of(p.logit_bias.begin(), p.logit_bias.end(),
+                     [id](const LogitBias& b) { return b.id == id || !(b.bias <= 0.0f); }))
+      return id;
   }
   cands_.resize(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) cands_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
 
-  for (int32_t id : p.banned_ids)
-    if (id >= 0 && static_cast<size_t>(id) < cands_.size()) cands_[static_cast<size_t>(id)].logit = -INFINITY;
-  if (p.repeat_last_n != 0 && p.repeat_penalty != 1.0f) {
+  for (const LogitBias& b : p.logit_bias)
+    if (b.id >= 0 && static_cast<size_t>(b.id) < cands_.size())
+      cands_[static_cast<size_t>(b.id)].logit += b.bias;
+  if (p.penalized()) {
     const size_t n = p.repeat_last_n < 0 ? history_.size()
                                          : std::min(history_.size(), static_cast<size_t>(p.repeat_last_n));
-    sampling::repeat_penalty(cands_, std::span<const int32_t>(history_).last(n), p.repeat_penalty);
+    sampling::penalties(cands_, std::span<const int32_t>(history_).last(n), p.repeat_penalty,
+                        p.frequency_penalty, p.presence_penalty);
   }
   if (p.temp <= 0.0f) return cands_[sampling::argmax(cands_)].id;
 
@@ -209,6 +218,10 @@ int32_t Sampler::sample(std::span<const float> logits) {
   sampling::temperature(cands_, p.temp);
   const double u = static_cast<double>(rng_()) / 4294967296.0;  // mt19937 yields 32 bits: u in [0, 1)
   return cands_[sampling::draw(cands_, u)].id;
+}
+
+void SamplerParams::ban(std::span<const int32_t> ids) {
+  for (int32_t id : ids) logit_bias.push_back({id, -INFINITY});
 }
 
 void Sampler::accept(int32_t id) {

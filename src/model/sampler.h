@@ -1,7 +1,8 @@
 // Picks the next token from logits with llama.cpp's sampler chain and flag meanings (common_sampler):
-//   repeat penalty -> top-k -> top-p -> min-p -> temperature -> draw from the softmax
-// temp <= 0 is greedy: argmax after the repeat penalty, as llama.cpp's temperature sampler keeps only
-// the largest logit. Each filter is a free function over a candidate list so it can be tested alone.
+//   logit bias -> penalties (repeat, frequency, presence) -> top-k -> top-p -> min-p -> temperature
+//   -> draw from the softmax
+// temp <= 0 is greedy: argmax after the bias and the penalties, as llama.cpp's temperature sampler keeps
+// only the largest logit. Each filter is a free function over a candidate list so it can be tested alone.
 //
 // Random numbers: std::mt19937 seeded with the 32-bit seed, one 32-bit draw per sampled token mapped to
 // u = draw / 2^32 in [0, 1), and the token is the first whose cumulative probability exceeds u. Both the
@@ -16,17 +17,33 @@
 
 namespace qe::model {
 
+// A constant added to one token's logit (llama_logit_bias): -inf never samples it.
+struct LogitBias {
+  int32_t id = -1;
+  float bias = 0;
+};
+
 struct SamplerParams {
-  float temp = 0.8f;            // --temp; <= 0: greedy
-  int32_t top_k = 40;           // --top-k; <= 0: off
-  float top_p = 0.95f;          // --top-p; >= 1: off
-  float min_p = 0.05f;          // --min-p; <= 0: off
-  float repeat_penalty = 1.0f;  // --repeat-penalty; 1: off
-  int32_t repeat_last_n = 64;   // --repeat-last-n; 0: off, -1: the whole history
-  uint32_t seed = 0;            // -s
-  // Never sampled (llama.cpp's logit bias of -inf, applied first): --ignore-eos bans the
-  // end-of-generation tokens (generate.h: eog_ids).
-  std::vector<int32_t> banned_ids;
+  float temp = 0.8f;               // --temp; <= 0: greedy
+  int32_t top_k = 40;              // --top-k; <= 0: off
+  float top_p = 0.95f;             // --top-p; >= 1: off
+  float min_p = 0.05f;             // --min-p; <= 0: off
+  float repeat_penalty = 1.0f;     // --repeat-penalty; 1: off
+  float frequency_penalty = 0.0f;  // --frequency-penalty; 0: off
+  float presence_penalty = 0.0f;   // --presence-penalty; 0: off
+  int32_t repeat_last_n = 64;      // --repeat-last-n: the penalties' window; 0: off, -1: the whole history
+  uint32_t seed = 0;               // -s
+  // Added to the logits before anything else, in this order (llama.cpp's logit-bias sampler, the first
+  // of its chain; an id outside the vocabulary is ignored): --logit-bias, OpenAI's logit_bias, and
+  // --ignore-eos, which gives the end-of-generation tokens -inf (generate.h: eog_ids).
+  std::vector<LogitBias> logit_bias;
+
+  bool penalized() const {
+    return repeat_last_n != 0 &&
+           (repeat_penalty != 1.0f || frequency_penalty != 0.0f || presence_penalty != 0.0f);
+  }
+  // Gives each id a bias of -inf: never sampled.
+  void ban(std::span<const int32_t> ids);
 };
 
 // A token and its log-probability under the model (log softmax of the raw logits).
@@ -45,8 +62,11 @@ namespace sampling {
 // Each keeps at least one candidate, as llama.cpp's samplers with min_keep = 0 do.
 // Sorts by logit, descending (stable: ties keep id order), and sets p = softmax(logit).
 void softmax(std::vector<Candidate>& c);
-// logit > 0 ? logit / penalty : logit * penalty, once for each distinct id in `recent`.
-void repeat_penalty(std::vector<Candidate>& c, std::span<const int32_t> recent, float penalty);
+// Once for each distinct id in `recent`, seen `count` times there (llama.cpp's penalties sampler, the
+// same float operations): logit > 0 ? logit / repeat : logit * repeat, then
+// logit -= count * frequency + presence.
+void penalties(std::vector<Candidate>& c, std::span<const int32_t> recent, float repeat, float frequency,
+               float presence);
 // The k largest logits (k <= 0 or k >= size: unchanged), sorted descending.
 void top_k(std::vector<Candidate>& c, int32_t k);
 // The smallest prefix of the sorted candidates whose probability mass reaches p (p >= 1: unchanged).
@@ -73,7 +93,7 @@ class Sampler {
 
   // The next token id for a row of n_vocab logits. Does not record it: call accept().
   int32_t sample(std::span<const float> logits);
-  // Records a token in the repeat-penalty history (llama.cpp accepts the prompt tokens too).
+  // Records a token in the penalties' history (llama.cpp accepts the prompt tokens too).
   void accept(int32_t id);
   const SamplerParams& params() const { return params_; }
 

@@ -11,6 +11,11 @@ Also, for q5_0, q5_1, iq4_nl, q2_K, q3_K, q4_K, q5_K, q6_K and iq4_xs: llama-qua
 (a synthetic model), every prompt position's logits identical to llama.cpp's, in a batch and one token at
 a time.
 
+Also the sampler's logit bias and penalties (repeat, frequency, presence, in their window): greedy
+continuations with them, qrun's flags (llama-cli's names) against llama.cpp's own samplers
+(llama_sampler_init_logit_bias and llama_sampler_init_penalties, chained as common_sampler chains them),
+token for token.
+
 Skips only when llama_cpp is not importable (scripts/compare-llamacpp.sh installs it, built from source);
 the type checks also when llama-quantize is not built.
 The whole comparison runs once (llamacpp_compare.compare); each check is one test. The Markdown table is
@@ -19,8 +24,10 @@ written to $QE_PARITY_TABLE (scripts/compare-llamacpp.sh prints it), else to bui
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
+import re
 import subprocess
 
 import numpy as np
@@ -112,3 +119,77 @@ def test_llamacpp_quantized_logits_equal(tiny_f32, tmp_path, qtype, n_batch):
     print(f"{qtype} n_batch={n_batch}: max |Δ| {diff.max():.3g} over {got.size} logits")
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
         f"{qtype} n_batch={n_batch}: max |Δ| {diff.max():.3g}, {np.count_nonzero(diff)} of {got.size} logits differ"
+
+
+# ---- The sampler's logit bias and penalties against llama.cpp's. Greedy, so that only the bias and the
+# penalties decide between tokens; with --numerics llama.cpp the logits are llama.cpp's bits, so any
+# difference in the penalties' arithmetic, window or order shows as a different token. -1 for the window
+# is the whole context (llama-cli passes n_ctx for it).
+
+PENALTY_PROMPTS = ["The three most important inventions of the nineteenth century were",
+                   "List every planet of the solar system, one per line:\n"]
+PENALTY_SETTINGS = [
+    dict(repeat=1.25, last_n=48, freq=0.6, present=0.4, bias=[(260, -math.inf), (33615, 3.0), (13, -1.5)]),
+    dict(repeat=1.0, last_n=-1, freq=-0.3, present=1.1, bias=[(28, 2.5), (198, -0.75)]),
+]
+PENALTY_N = 64
+
+
+def _llama_greedy_sampled(llm, prompt: list[int], setting: dict) -> list[int]:
+    import llama_cpp
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    bias = setting["bias"]
+    arr = (llama_cpp.llama_logit_bias * len(bias))(*[llama_cpp.llama_logit_bias(t, b) for t, b in bias])
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_logit_bias(llm.n_vocab(), len(bias), arr))
+    last_n = setting["last_n"] if setting["last_n"] >= 0 else cmp.N_CTX
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_penalties(
+        last_n, setting["repeat"], setting["freq"], setting["present"]))
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+    for t in prompt:  # llama-cli accepts the prompt's tokens too
+        llama_cpp.llama_sampler_accept(chain, t)
+    llm.reset()
+    llm.eval(prompt)
+    out: list[int] = []
+    while len(out) < PENALTY_N:
+        tok = int(llama_cpp.llama_sampler_sample(chain, llm.ctx, -1))  # also accepts it
+        if cmp.llama_is_eog(llm, tok):
+            break
+        out.append(tok)
+        llm.eval([tok])
+    llama_cpp.llama_sampler_free(chain)
+    return out
+
+
+@pytest.fixture(scope="module")
+def parity_llm(default_model):
+    llm = cmp.load_llama(default_model)
+    yield llm
+    llm.close()
+
+
+@pytest.mark.parametrize("setting", range(len(PENALTY_SETTINGS)))
+@pytest.mark.parametrize("prompt", range(len(PENALTY_PROMPTS)))
+def test_llamacpp_penalties_and_logit_bias(parity_llm, default_model, prompt, setting):
+    if not (BIN / "qrun").exists():
+        pytest.fail(f"{BIN / 'qrun'} is not built (set QE_BIN)")
+    st = PENALTY_SETTINGS[setting]
+    text = PENALTY_PROMPTS[prompt]
+    want = _llama_greedy_sampled(parity_llm, cmp.llama_tokenize(parity_llm, text), st)
+    bias_flags = [a for t, b in st["bias"] for a in ("-l", f"{t}{'-inf' if b == -math.inf else f'{b:+g}'}")]
+    q = cmp.run_qrun(BIN / "qrun", "-m", default_model, "-p", text, "-n", PENALTY_N, "--temp", "0",
+                     "-t", cmp.N_THREADS, "-c", cmp.N_CTX, "--numerics", "llama.cpp", "--verbose",
+                     "--repeat-penalty", st["repeat"], "--repeat-last-n", st["last_n"],
+                     "--frequency-penalty", st["freq"], "--presence-penalty", st["present"], *bias_flags)
+    assert q.returncode == 0, q.stderr.decode(errors="replace")[-2000:]
+    got = _generated_ids(q)
+    plain = cmp.run_qrun(BIN / "qrun", "-m", default_model, "-p", text, "-n", PENALTY_N, "--temp", "0",
+                         "-t", cmp.N_THREADS, "-c", cmp.N_CTX, "--numerics", "llama.cpp", "--verbose")
+    assert got != _generated_ids(plain), "the setting changes nothing: a test that could not fail"
+    first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    assert got == want, f"qrun and llama.cpp part at generated token {first}"
+
+
+def _generated_ids(q: subprocess.CompletedProcess) -> list[int]:
+    g = re.search(r"^qrun: generated: (\d+) tokens:([ \d]*)$", q.stderr.decode(errors="replace"), re.M)
+    assert g, q.stderr.decode(errors="replace")[-2000:]
+    return [int(t) for t in g.group(2).split()]

@@ -104,6 +104,23 @@ def test_stop_string_ends_the_text(client):
     assert text == full[:full.index(stop)]
 
 
+def test_penalties_and_logit_bias_give_qruns_tokens(client, default_model):
+    """OpenAI's frequency / presence penalties, llama-server's repeat penalty and window, and logit_bias
+    give what qrun gives with llama-cli's flags for them (scripts/compare-llamacpp.sh checks those flags
+    against llama.cpp's own sampler); the banned token never comes, and the penalties change the text."""
+    plain = qrun_text(default_model, "-p", PROMPT, "--temp", "0", "-n", str(N), "--no-display-prompt")
+    ban, boost = 260, 33615  # " the", " Steam": the plain text has the first, not the second
+    kw = dict(frequency_penalty=0.8, presence_penalty=0.5, logit_bias={str(ban): -100, str(boost): 5},
+              extra_body={"repeat_penalty": 1.2, "repeat_last_n": 32})
+    text = complete(client, PROMPT, temperature=0, max_tokens=N, **kw)[0]
+    want = qrun_text(default_model, "-p", PROMPT, "--temp", "0", "-n", str(N), "--no-display-prompt",
+                     "--frequency-penalty", "0.8", "--presence-penalty", "0.5", "--repeat-penalty", "1.2",
+                     "--repeat-last-n", "32", "-l", f"{ban}-100", "-l", f"{boost}+5")
+    assert text == want
+    assert " the " in plain and " the " not in text and " Steam" in text and text != plain
+    assert complete(client, PROMPT, stream=True, temperature=0, max_tokens=N, **kw)[0] == text
+
+
 def test_seeded_sampling_is_reproducible(client):
     kw = dict(temperature=0.9, top_p=0.95, seed=1234, max_tokens=16)
     a = complete(client, PROMPT, **kw)[0]

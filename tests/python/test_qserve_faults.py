@@ -111,6 +111,21 @@ def test_oversized_body_is_413(server):
     (b'{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}', "top_logprobs"),
     (b'{"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}', "top_logprobs"),
     (b'{"messages": [{"role": "user", "content": "x"}], "n": 2}', "n"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 2.5}', "frequency_penalty"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "presence_penalty": "high"}', "presence_penalty"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "repeat_penalty": 0}', "repeat_penalty"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "repeat_last_n": -2}', "repeat_last_n"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": [[1, 2]]}', "logit_bias"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"49152": 1}}', "logit_bias"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"-1": 1}}', "logit_bias"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"12x": 1}}', "logit_bias"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"12": 101}}', "logit_bias"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"12": "-inf"}}', "logit_bias"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {' +
+     b", ".join(b'"%d": 1' % i for i in range(1025)) + b"}}", "logit_bias"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}',
+     "response_format"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}', "tools"),
 ])
 def test_bad_requests_are_400(server, body, param):
     status, data = post_bytes(server, body)
@@ -123,6 +138,9 @@ def test_bad_completion_prompt_is_400(server):
     assert_error(*post_bytes(server, b'{"prompt": ""}', "/v1/completions"), 400, "prompt")
     assert_error(*post_bytes(server, b'{"prompt": "x", "logprobs": true}', "/v1/completions"), 400, "logprobs")
     assert_error(*post_bytes(server, b'{"prompt": "x", "logprobs": -1}', "/v1/completions"), 400, "logprobs")
+    assert_error(*post_bytes(server, b'{"prompt": "x", "echo": true}', "/v1/completions"), 400, "echo")
+    assert_error(*post_bytes(server, b'{"prompt": "x", "best_of": 3}', "/v1/completions"), 400, "best_of")
+    assert_error(*post_bytes(server, b'{"prompt": "x", "suffix": "y"}', "/v1/completions"), 400, "suffix")
     too_long = json.dumps({"prompt": "hello " * (CTX * 2)}).encode()
     assert_error(*post_bytes(server, too_long, "/v1/completions"), 400, "prompt")
 
@@ -130,7 +148,8 @@ def test_bad_completion_prompt_is_400(server):
 def test_unknown_fields_are_ignored(server):
     status, body = server.post("/v1/chat/completions", {
         "messages": [{"role": "user", "content": "hi", "name": "bob"}], "max_tokens": 2, "temperature": 0,
-        "frobnicate": {"deep": [1, 2]}, "logit_bias": {}, "user": "u1"})
+        "frobnicate": {"deep": [1, 2]}, "logit_bias": {}, "user": "u1", "response_format": {"type": "text"},
+        "tools": [], "functions": None, "tool_choice": "none"})
     assert status == 200, body
     assert body["choices"][0]["message"]["role"] == "assistant"
 

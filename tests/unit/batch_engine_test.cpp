@@ -276,10 +276,15 @@ std::vector<BatchRequest> mixed_requests() {
       r.sampling.seed = static_cast<uint32_t>(100 + i);
     }
     if (i == 3) r.sampling.repeat_penalty = 1.3f;  // sees the prompt
+    if (i == 1) {                                  // sampled, with OpenAI's penalties and biases
+      r.sampling.frequency_penalty = 0.4f;
+      r.sampling.presence_penalty = 0.6f;
+      r.sampling.logit_bias = {{'e', 1.5f}, {' ', -2.0f}};
+    }
     reqs.push_back(r);
   }
   reqs[4].max_tokens = -1;  // until end of generation or a full slot: the EOS (2) banned, a full slot
-  reqs[4].sampling.banned_ids = {2};
+  reqs[4].sampling.ban(std::vector<int32_t>{2});
   return reqs;
 }
 

@@ -76,11 +76,31 @@ TEST(Sampling, MinPKeepsTokensAtLeastPTimesTheMostLikely) {
 TEST(Sampling, RepeatPenaltyDividesPositiveAndMultipliesNegative) {
   auto c = cands({2.0f, -2.0f, 1.0f, 0.0f});
   const std::vector<int32_t> recent = {0, 1, 1, 1, 3};  // token 1 three times: penalised once
-  sampling::repeat_penalty(c, recent, 2.0f);
+  sampling::penalties(c, recent, 2.0f, 0.0f, 0.0f);
   EXPECT_FLOAT_EQ(c[0].logit, 1.0f);
   EXPECT_FLOAT_EQ(c[1].logit, -4.0f);
   EXPECT_FLOAT_EQ(c[2].logit, 1.0f);  // not recent
   EXPECT_FLOAT_EQ(c[3].logit, 0.0f);
+}
+
+// OpenAI's penalties as llama.cpp applies them: minus count * frequency + presence, after the repeat
+// penalty, once for each distinct recent token; the values are exact in float.
+TEST(Sampling, FrequencyAndPresencePenaltiesSubtractPerCount) {
+  auto c = cands({2.0f, -2.0f, 1.0f, 0.5f, 3.0f});
+  const std::vector<int32_t> recent = {0, 1, 1, 1, 3, 7};  // 7: not a candidate, ignored
+  sampling::penalties(c, recent, 2.0f, 0.25f, 0.5f);
+  EXPECT_EQ(c[0].logit, 2.0f / 2 - (1 * 0.25f + 0.5f));
+  EXPECT_EQ(c[1].logit, -2.0f * 2 - (3 * 0.25f + 0.5f));
+  EXPECT_EQ(c[2].logit, 1.0f);  // not recent
+  EXPECT_EQ(c[3].logit, 0.5f / 2 - (1 * 0.25f + 0.5f));
+  EXPECT_EQ(c[4].logit, 3.0f);
+  // Negative values reward repetition; the candidates' order does not matter.
+  auto d = cands({1.0f, 1.0f});
+  std::swap(d[0], d[1]);
+  sampling::penalties(d, std::vector<int32_t>{0, 0}, 1.0f, -0.5f, -1.0f);
+  EXPECT_EQ(d[1].id, 0);
+  EXPECT_EQ(d[1].logit, 3.0f);
+  EXPECT_EQ(d[0].logit, 1.0f);
 }
 
 TEST(Sampling, TemperatureScalesLogits) {
@@ -114,16 +134,21 @@ TEST(Sampler, GreedyIsArgmax) {
 }
 
 // Greedy without penalties reads the logits directly; with a penalty set (and nothing yet to penalise)
-// it builds the candidates: both give the first largest logit, ties and bans included.
+// it builds the candidates: both give the first largest logit, ties, bans and biases included (a bias
+// of 0 or below keeps the fast path unless it names the winner; a positive one sends it to the full
+// path).
 TEST(Sampler, GreedyFastPathEqualsTheCandidatePath) {
   std::mt19937 rng(5);
-  for (int trial = 0; trial < 200; ++trial) {
+  for (int trial = 0; trial < 400; ++trial) {
     std::vector<float> logits(1 + rng() % 300);
     for (float& x : logits) x = static_cast<float>(static_cast<int>(rng() % 9)) - 4.0f;  // many ties
     if (trial % 7 == 0) logits[rng() % logits.size()] = -INFINITY;
     SamplerParams fast;
     fast.temp = 0.0f;
-    if (trial % 3 == 0) fast.banned_ids = {static_cast<int32_t>(rng() % logits.size()), 0};
+    const auto any = [&] { return static_cast<int32_t>(rng() % logits.size()); };
+    if (trial % 3 == 0) fast.ban(std::vector<int32_t>{any(), 0});
+    if (trial % 4 == 1) fast.logit_bias.push_back({any(), -1.0f * static_cast<float>(rng() % 3)});
+    if (trial % 5 == 2) fast.logit_bias.push_back({any(), static_cast<float>(rng() % 3)});
     SamplerParams full = fast;
     full.repeat_penalty = 1.5f;
     ASSERT_EQ(Sampler(fast).sample(logits), Sampler(full).sample(logits)) << "trial " << trial;
@@ -202,19 +227,36 @@ TEST(Sampler, BannedIdsAreNeverSampled) {
   const std::vector<float> logits = {0.5f, -3.0f, 7.25f, 7.0f, 1.0f};
   SamplerParams p;
   p.temp = 0.0f;
-  p.banned_ids = {2, 99, -1};  // out-of-range ids are ignored
+  p.ban(std::vector<int32_t>{2, 99, -1});  // out-of-range ids are ignored
   EXPECT_EQ(Sampler(p).sample(logits), 3);
   p.temp = 1.0f;
   p.top_k = 0;
   p.top_p = 1.0f;
   p.min_p = 0.0f;
-  p.banned_ids = {2, 3};
+  p.logit_bias.clear();
+  p.ban(std::vector<int32_t>{2, 3});
   Sampler s(p);
   for (int i = 0; i < 500; ++i) {
     const int32_t id = s.sample(logits);
     ASSERT_NE(id, 2);
     ASSERT_NE(id, 3);
   }
+}
+
+TEST(Sampler, LogitBiasComesBeforeThePenalties) {
+  SamplerParams p;
+  p.temp = 0.0f;
+  const std::vector<float> logits = {1.0f, 0.5f, 0.9f};
+  p.logit_bias = {{1, 0.375f}, {1, 0.25f}};  // entries add up: 0.5 + 0.625 > 1
+  EXPECT_EQ(Sampler(p).sample(logits), 1);
+  // Biased below zero first, token 0's logit is then multiplied by the repeat penalty, not divided:
+  // 1 - 1.5 = -0.5 -> -1.0 < token 2's -0.1 * 2 = -0.2.
+  p.logit_bias = {{0, -1.5f}, {2, -1.0f}, {1, -10.0f}};
+  p.repeat_penalty = 2.0f;
+  Sampler s(p);
+  s.accept(0);
+  s.accept(2);
+  EXPECT_EQ(s.sample(logits), 2);
 }
 
 TEST(Sampler, SameSeedSameTokens) {

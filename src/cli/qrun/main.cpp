@@ -16,6 +16,7 @@
 #include "cli/interrupt.h"
 #include "cli/llama_flags.h"
 #include "cli/qrun/options.h"
+#include "cli/sampling_flags.h"
 #include "tokenizer/chat_template.h"
 
 int main(int argc, char** argv) {
@@ -33,14 +34,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("-t,--threads", o.n_threads, "number of threads (0 = physical cores)");
   app.add_option("-s,--seed", o.seed, "RNG seed (-1 = random)");
-  app.add_option("--temp", o.sampling.temp, "temperature (<= 0: greedy)");
-  app.add_option("--top-k", o.sampling.top_k, "top-k sampling (0 = disabled)");
-  app.add_option("--top-p", o.sampling.top_p, "top-p sampling (1.0 = disabled)");
-  app.add_option("--min-p", o.sampling.min_p, "min-p sampling (0.0 = disabled)");
-  app.add_option("--repeat-penalty", o.sampling.repeat_penalty,
-                 "penalize repeat sequence of tokens (1.0 = disabled)");
-  app.add_option("--repeat-last-n", o.sampling.repeat_last_n,
-                 "last n tokens to consider for penalize (0 = disabled, -1 = ctx_size)");
+  qe::cli::add_sampling_options(app, o.sampling, "Options");
   app.add_flag("--ignore-eos", o.ignore_eos,
                "ignore end of stream tokens and continue generating (never samples them)");
   app.add_flag("--no-display-prompt", o.no_display_prompt, "don't print the prompt before the generation");

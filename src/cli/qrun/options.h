@@ -21,7 +21,7 @@ struct RunOptions {
   int64_t n_batch = model::kDefaultBatch;  // -b: prompt tokens per forward pass (--numerics llama.cpp: 512)
   int n_threads = 0;               // -t: 0 = physical cores
   int64_t seed = -1;               // -s: -1 = random
-  model::SamplerParams sampling;   // --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n
+  model::SamplerParams sampling;   // cli/sampling_flags.h: --temp ... --logit-bias
   std::string isa;                 // --isa
   std::string cache_type = "f16";  // --cache-type
   std::string cache_type_k;        // -ctk, --cache-type-k: "" = --cache-type's (K and V must agree)

@@ -14,6 +14,7 @@
 #include "cli/isa_choice.h"
 #include "cli/qrun/common.h"
 #include "cli/qrun/options.h"
+#include "cli/sampling_flags.h"
 #include "formats/atomic_file.h"
 #include "model/context.h"
 #include "model/generate.h"
@@ -94,6 +95,7 @@ Status run(const RunOptions& options) {
   Result<std::unique_ptr<model::Model>> m = model::open_model(o.model, model_options(o));
   if (!m) return to_flags(m.error());
   for (const std::string& w : (*m)->warnings) fmt::print(stderr, "qrun: warning: {}\n", w);
+  if (Status st = check_logit_bias(o.sampling, (*m)->config.n_vocab, o.model); !st) return st;
   const double load_ms = ms_since(t_load);
   const int64_t n_ctx_train = (*m)->config.n_ctx_train;
   if (o.n_ctx > n_ctx_train)
@@ -150,15 +152,19 @@ Status run_completion(const RunOptions& o, const model::Model& m, double load_ms
   if (!ctx) return to_flags(ctx.error());
   model::SamplerParams sp = o.sampling;
   sp.seed = resolve_seed(o);
-  if (o.ignore_eos) sp.banned_ids = model::eog_ids(m);
+  if (o.ignore_eos) sp.ban(model::eog_ids(m));
   model::Sampler sampler(sp);
 
   log_model(o, m);
   fmt::print(stderr, "qrun: n_ctx = {}, n_batch = {}, kv cache {} ({:.1f} MiB), seed = {}\n", ctx->n_ctx(),
              ctx->n_batch(), o.cache_type, static_cast<double>(ctx->kv_cache().bytes()) / 1048576.0, sp.seed);
   if (o.verbose) {
-    fmt::print(stderr, "qrun: sampling: temp {}, top_k {}, top_p {}, min_p {}, repeat_penalty {} (last {})\n",
-               sp.temp, sp.top_k, sp.top_p, sp.min_p, sp.repeat_penalty, sp.repeat_last_n);
+    fmt::print(
+        stderr,
+        "qrun: sampling: temp {}, top_k {}, top_p {}, min_p {}, repeat_penalty {}, frequency_penalty {}, "
+        "presence_penalty {} (last {}), {} logit biases\n",
+        sp.temp, sp.top_k, sp.top_p, sp.min_p, sp.repeat_penalty, sp.frequency_penalty, sp.presence_penalty,
+        sp.repeat_last_n, sp.logit_bias.size());
     fmt::print(stderr, "qrun: prompt: {} tokens:", prompt.size());
     for (int32_t id : prompt) fmt::print(stderr, " {}", id);
     fmt::print(stderr, "\n");

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <charconv>
 #include <cmath>
 #include <limits>
 
@@ -109,6 +110,52 @@ std::vector<std::string> stop_strings(const json& body) {
   return out;
 }
 
+// OpenAI's {"token id": bias}, each bias -100..100, added to the token's logit before sampling (-100
+// is as good as a ban). Replaces the server's --logit-bias when given, as in llama-server.
+std::vector<model::LogitBias> logit_bias(const json& body, int64_t n_vocab) {
+  const json* lb = field(body, "logit_bias");
+  if (!lb) return {};
+  constexpr size_t kMaxBiases = 1024;  // OpenAI allows 300: each one is applied at every token
+  if (!lb->is_object()) fail("logit_bias", "'logit_bias' must be an object of token ids to numbers");
+  if (lb->size() > kMaxBiases)
+    fail("logit_bias", fmt::format("'logit_bias' holds at most {} tokens", kMaxBiases));
+  std::vector<model::LogitBias> out;
+  for (const auto& [key, v] : lb->items()) {
+    int64_t id = -1;
+    const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+    if (ec != std::errc() || end != key.data() + key.size() || id < 0 || (n_vocab > 0 && id >= n_vocab))
+      fail("logit_bias",
+           fmt::format("'logit_bias' key '{}' is not a token id of this model (0..{})", key, n_vocab - 1));
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < -100 || v.get<double>() > 100)
+      fail("logit_bias", fmt::format("'logit_bias' of token {} must be a number between -100 and 100", id));
+    out.push_back({static_cast<int32_t>(id), v.get<float>()});
+  }
+  return out;
+}
+
+// Fields of OpenAI's that ask for what this server does not do get an error, not a silently different
+// answer (fields it does not know at all are ignored, as OpenAI does).
+void refuse_unsupported(const json& body, Endpoint endpoint) {
+  if (const json* f = field(body, "response_format")) {
+    const json* type = f->is_object() ? field(*f, "type") : nullptr;
+    if (!type || *type != "text")
+      fail("response_format", "only 'response_format' {\"type\": \"text\"} is supported (no JSON mode)");
+  }
+  const json* choice = field(body, "tool_choice");
+  for (const char* name : {"tools", "functions"}) {
+    const json* f = field(body, name);
+    if (f && !(f->is_array() && f->empty()) && !(choice && *choice == "none"))
+      fail(name, fmt::format("'{}' (tool and function calls) are not supported", name));
+  }
+  if (endpoint != Endpoint::completion) return;
+  if (boolean(body, "echo").value_or(false)) fail("echo", "'echo' is not supported");
+  if (auto n = integer(body, "best_of", 0, std::numeric_limits<int32_t>::max()); n && *n > 1)
+    fail("best_of", "only best_of = 1 is supported");
+  if (const json* f = field(body, "suffix");
+      f && !(f->is_string() && f->get_ref<const std::string&>().empty()))
+    fail("suffix", "'suffix' (insertion) is not supported");
+}
+
 ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const RequestLimits& limits) {
   // nlohmann's parser rejects ill-formed UTF-8 inside strings, so invalid UTF-8 is a parse error too.
   json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
@@ -128,6 +175,7 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
     if (r.prompt.empty()) fail("prompt", "'prompt' must not be empty");
   }
   if (const json* n = field(body, "n"); n && *n != 1) fail("n", "only n = 1 is supported");
+  refuse_unsupported(body, endpoint);
   r.stream = boolean(body, "stream").value_or(false);
   r.cache_prompt = boolean(body, "cache_prompt").value_or(true);
 
@@ -141,6 +189,17 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
   if (auto m = number(body, "min_p", 0, 1)) r.sampling.min_p = static_cast<float>(*m);
   if (auto k = integer(body, "top_k", 0, std::numeric_limits<int32_t>::max()))
     r.sampling.top_k = static_cast<int32_t>(*k);
+  // OpenAI's penalties, and llama-server's repeat penalty and window (the window holds the prompt too).
+  if (auto f = number(body, "frequency_penalty", -2, 2))
+    r.sampling.frequency_penalty = static_cast<float>(*f);
+  if (auto f = number(body, "presence_penalty", -2, 2)) r.sampling.presence_penalty = static_cast<float>(*f);
+  if (auto f = number(body, "repeat_penalty", 0, 10)) {
+    if (*f == 0) fail("repeat_penalty", "'repeat_penalty' must be above 0");
+    r.sampling.repeat_penalty = static_cast<float>(*f);
+  }
+  if (auto n = integer(body, "repeat_last_n", -1, std::numeric_limits<int32_t>::max()))
+    r.sampling.repeat_last_n = static_cast<int32_t>(*n);
+  if (field(body, "logit_bias")) r.sampling.logit_bias = logit_bias(body, limits.n_vocab);
   if (auto seed = integer(body, "seed", -1, std::numeric_limits<uint32_t>::max()); seed && *seed >= 0) {
     r.sampling.seed = static_cast<uint32_t>(*seed);
     r.seed_given = true;

@@ -3,7 +3,8 @@
 //
 // Requests are hostile input: a field of the wrong type, a value out of range or a body that is not
 // well-formed JSON in UTF-8 is an ApiError (HTTP 400 with OpenAI's error object), never an exception
-// that escapes. Fields this server does not know are ignored, as OpenAI does.
+// that escapes. Fields this server does not know are ignored, as OpenAI does; fields of OpenAI's that
+// ask for what it does not do (JSON mode, tool calls, n > 1, echo) are errors.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +36,7 @@ enum class Endpoint { chat, completion };
 struct RequestLimits {
   int32_t max_tokens = -1;        // -n: the most a request may generate and the default (-1: unbounded)
   model::SamplerParams sampling;  // defaults for the fields a request leaves out (llama-server's)
+  int64_t n_vocab = 0;            // logit_bias ids must be below it (0: not checked)
 };
 
 struct ParsedRequest {

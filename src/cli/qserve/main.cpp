@@ -19,6 +19,7 @@
 #include "cli/isa_choice.h"
 #include "cli/llama_flags.h"
 #include "cli/qserve/server.h"
+#include "cli/sampling_flags.h"
 #include "kernels/kernel_table.h"
 #include "model/batch_engine.h"
 #include "model/chat_session.h"
@@ -60,6 +61,7 @@ Status run_server(const ServeOptions& o) {
   mo.n_threads = o.n_threads;
   Result<std::unique_ptr<model::Model>> m = model::open_model(o.model, mo);
   if (!m) return with_flags(m.error(), hints);
+  if (Status st = check_logit_bias(o.server.limits.sampling, (*m)->config.n_vocab, o.model); !st) return st;
   Result<model::ResolvedTemplate> tmpl = model::resolve_model_template(**m, o.chat_template);
   if (!tmpl) return with_flags(tmpl.error(), hints);
   Result<std::unique_ptr<model::BatchEngine>> engine = model::BatchEngine::create(
@@ -67,6 +69,7 @@ Status run_server(const ServeOptions& o) {
   if (!engine) return with_flags(engine.error(), hints);
 
   serve::ServerOptions so = o.server;
+  so.limits.n_vocab = (*m)->config.n_vocab;
   if (so.model_name.empty()) so.model_name = std::filesystem::path(o.model).filename().string();
   serve::Server server(**m, **engine, tmpl->tmpl, so);
   if (Status st = server.bind(); !st) return st;
@@ -110,10 +113,6 @@ int main(int argc, char** argv) {
                      qe::tokenizer::chat_template_name_list());
   app.add_option("-n,--n-predict", s.limits.max_tokens,
                  "most tokens a request may generate, and its default (-1 = until end or a full slot)");
-  app.add_option("--temp", s.limits.sampling.temp, "default temperature (0 = greedy)");
-  app.add_option("--top-k", s.limits.sampling.top_k, "default top-k (0 = disabled)");
-  app.add_option("--top-p", s.limits.sampling.top_p, "default top-p (1.0 = disabled)");
-  app.add_option("--min-p", s.limits.sampling.min_p, "default min-p (0.0 = disabled)");
   app.add_option("--queue", o.queue, "requests that may wait for a slot; more get 503 with Retry-After");
   app.add_option("--max-body", s.max_body, "largest request body in bytes; larger gets 413");
   app.add_option("--timeout", s.timeout_s, "read and write timeout of a connection, seconds")
@@ -125,6 +124,8 @@ int main(int argc, char** argv) {
   app.add_flag("--cont-batching", cont_batching,
                "continuous batching (always on; accepted for llama-server's habit)");
   app.add_option("--isa", o.isa, "kernel level: ref, avx2, avx512, neon (\"\" = best the CPU has)");
+  qe::cli::add_sampling_options(app, s.limits.sampling,
+                                "Sampling defaults (a request's fields override them)");
 
   // llama-server's one-dash long names, and llama.cpp's GPU flags (accepted, with a note).
   const qe::cli::LlamaFlags llama{{{"-np", "--parallel"}, {"-to", "--timeout"}, {"-cb", "--cont-batching"}},
