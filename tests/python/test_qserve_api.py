@@ -121,6 +121,28 @@ def test_penalties_and_logit_bias_give_qruns_tokens(client, default_model):
     assert complete(client, PROMPT, stream=True, temperature=0, max_tokens=N, **kw)[0] == text
 
 
+def test_tokenize_and_detokenize(server, default_model):
+    """llama-server's /tokenize and /detokenize: a prompt's ids as qrun reads them, its pieces, special
+    tokens written in the text, and the way back."""
+    proc = subprocess.run([str(program("qrun")), "-m", str(default_model), "-p", PROMPT, "-n", "0", "--verbose"],
+                          capture_output=True, text=True, timeout=120)
+    line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("qrun: prompt: "))
+    want = [int(t) for t in line.split("tokens:", 1)[1].split()]
+    status, body = server.post("/tokenize", {"content": PROMPT, "add_special": True})
+    assert status == 200 and body["tokens"] == want
+    status, body = server.post("/tokenize", {"content": "<|im_start|>user ä€😀", "with_pieces": True})
+    assert status == 200
+    toks = body["tokens"]
+    assert toks[0]["piece"] == "<|im_start|>" and all(isinstance(t["id"], int) for t in toks)
+    # Byte-level pieces of one character come as bytes, whole characters as text; together the content.
+    joined = b"".join(t["piece"].encode() if isinstance(t["piece"], str) else bytes(t["piece"]) for t in toks)
+    assert joined.decode() == "<|im_start|>user ä€😀"
+    status, back = server.post("/detokenize", {"tokens": [t["id"] for t in toks]})
+    assert status == 200 and back["content"] == "<|im_start|>user ä€😀"
+    status, back = server.post("/detokenize", {"tokens": want})
+    assert status == 200 and back["content"] == PROMPT
+
+
 def test_seeded_sampling_is_reproducible(client):
     kw = dict(temperature=0.9, top_p=0.95, seed=1234, max_tokens=16)
     a = complete(client, PROMPT, **kw)[0]

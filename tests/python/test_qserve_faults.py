@@ -145,6 +145,21 @@ def test_bad_completion_prompt_is_400(server):
     assert_error(*post_bytes(server, too_long, "/v1/completions"), 400, "prompt")
 
 
+@pytest.mark.parametrize("path, body, param", [
+    ("/tokenize", b'{"content": 5}', "content"),
+    ("/tokenize", b'{}', "content"),
+    ("/tokenize", b'{"content": "x", "with_pieces": "yes"}', "with_pieces"),
+    ("/tokenize", b'{"content": "\xff"}', ""),
+    ("/detokenize", b'{"tokens": "1 2"}', "tokens"),
+    ("/detokenize", b'{"tokens": [1, 49152]}', "tokens"),
+    ("/detokenize", b'{"tokens": [-1]}', "tokens"),
+    ("/detokenize", b'{"tokens": [1.5]}', "tokens"),
+    ("/detokenize", b'{"tokens": [18446744073709551615]}', "tokens"),
+])
+def test_bad_token_tool_requests_are_400(server, path, body, param):
+    assert_error(*post_bytes(server, body, path), 400, param or None)
+
+
 def test_unknown_fields_are_ignored(server):
     status, body = server.post("/v1/chat/completions", {
         "messages": [{"role": "user", "content": "hi", "name": "bob"}], "max_tokens": 2, "temperature": 0,

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "model/batch_engine.h"
+#include "tokenizer/utf8.h"
 
 namespace qe::cli::serve {
 namespace {
@@ -156,12 +157,28 @@ void refuse_unsupported(const json& body, Endpoint endpoint) {
     fail("suffix", "'suffix' (insertion) is not supported");
 }
 
-ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const RequestLimits& limits) {
+json object_body(std::string_view body_text) {
   // nlohmann's parser rejects ill-formed UTF-8 inside strings, so invalid UTF-8 is a parse error too.
   json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) fail("", "the body is not valid JSON (UTF-8)");
   if (!body.is_object()) fail("", "the body must be a JSON object");
+  return body;
+}
 
+// Runs a parser that throws Invalid, as its Parsed result.
+template <class Request, class Parse>
+Parsed<Request> parsed(Parse&& parse) {
+  try {
+    return {parse(), {}};
+  } catch (const Invalid& e) {
+    return {std::nullopt, e.error};
+  } catch (const json::exception& e) {  // a conversion the checks did not foresee
+    return {std::nullopt, ApiError{400, e.what(), "", "", "invalid_request_error"}};
+  }
+}
+
+ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const RequestLimits& limits) {
+  const json body = object_body(body_text);
   ParsedRequest r;
   r.endpoint = endpoint;
   if (endpoint == Endpoint::chat) {
@@ -263,13 +280,45 @@ json error_body(const ApiError& e) {
 }
 
 ParseResult parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits) {
-  try {
-    return {parse(body, endpoint, limits), {}};
-  } catch (const Invalid& e) {
-    return {std::nullopt, e.error};
-  } catch (const json::exception& e) {  // a conversion the checks above did not foresee
-    return {std::nullopt, ApiError{400, e.what(), "", "", "invalid_request_error"}};
+  return parsed<ParsedRequest>([&] { return parse(body, endpoint, limits); });
+}
+
+Parsed<TokenizeRequest> parse_tokenize(std::string_view body_text) {
+  return parsed<TokenizeRequest>([&] {
+    const json body = object_body(body_text);
+    const json* content = field(body, "content");
+    if (!content || !content->is_string()) fail("content", "'content' must be a string");
+    return TokenizeRequest{content->get<std::string>(), boolean(body, "add_special").value_or(false),
+                           boolean(body, "with_pieces").value_or(false)};
+  });
+}
+
+json tokenize_body(const std::vector<int32_t>& ids, const std::vector<std::string_view>* pieces) {
+  if (!pieces) return {{"tokens", ids}};
+  json tokens = json::array();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string_view piece = (*pieces)[i];
+    const bool whole = tokenizer::utf8_valid_prefix(piece) == piece.size();
+    tokens.push_back({{"id", ids[i]}, {"piece", whole ? json(piece) : bytes_of(piece)}});
   }
+  return {{"tokens", std::move(tokens)}};
+}
+
+Parsed<std::vector<int32_t>> parse_detokenize(std::string_view body_text, int64_t n_vocab) {
+  return parsed<std::vector<int32_t>>([&] {
+    const json body = object_body(body_text);
+    const json* tokens = field(body, "tokens");
+    if (!tokens || !tokens->is_array()) fail("tokens", "'tokens' must be an array of token ids");
+    std::vector<int32_t> ids;
+    for (const json& t : *tokens) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= n_vocab ||
+          (t.is_number_unsigned() && t.get<uint64_t>() >= static_cast<uint64_t>(n_vocab)))
+        fail("tokens",
+             fmt::format("'tokens' holds {}, not a token id of this model (0..{})", t.dump(), n_vocab - 1));
+      ids.push_back(t.get<int32_t>());
+    }
+    return ids;
+  });
 }
 
 json logprobs_object(Endpoint endpoint, const std::vector<TokenLogprobs>& tokens, int64_t offset) {

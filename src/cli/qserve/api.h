@@ -54,11 +54,29 @@ struct ParsedRequest {
   int32_t n_logprobs = -1;
 };
 
-struct ParseResult {
-  std::optional<ParsedRequest> request;
+template <class Request>
+struct Parsed {
+  std::optional<Request> request;
   ApiError error;  // when !request
 };
+using ParseResult = Parsed<ParsedRequest>;
 ParseResult parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits);
+
+// llama-server's POST /tokenize: {"content": "...", "add_special": false, "with_pieces": false}. Special
+// tokens written in the content become their ids (as a prompt's do); add_special adds the BOS / EOS the
+// vocabulary asks for.
+struct TokenizeRequest {
+  std::string content;
+  bool add_special = false;
+  bool with_pieces = false;
+};
+Parsed<TokenizeRequest> parse_tokenize(std::string_view body);
+// {"tokens": [ids]}; with pieces {"tokens": [{"id", "piece"}]}, a piece as a string when it is whole
+// UTF-8, else as its bytes (llama-server's shapes).
+nlohmann::json tokenize_body(const std::vector<int32_t>& ids, const std::vector<std::string_view>* pieces);
+
+// llama-server's POST /detokenize: {"tokens": [ids]}, every id in the vocabulary of n_vocab tokens.
+Parsed<std::vector<int32_t>> parse_detokenize(std::string_view body, int64_t n_vocab);
 
 // A generated token's log-probability under the model and its most likely alternatives, as text.
 struct TokenLogprobs {

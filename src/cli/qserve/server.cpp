@@ -212,6 +212,26 @@ void Server::routes() {
     res.set_content(dump(j), kJson);
   });
 
+  // llama-server's token tools: what a prompt's text is in tokens (logit_bias wants ids), and back.
+  auto tokenize = [this](const httplib::Request& req, httplib::Response& res) {
+    Parsed<TokenizeRequest> p = parse_tokenize(req.body);
+    if (!p.request) return send_error(res, p.error);
+    const std::vector<int32_t> ids =
+        model_.tok.tokenize(p.request->content, p.request->add_special, /*parse_special=*/true);
+    std::vector<std::string_view> pieces;
+    if (p.request->with_pieces)
+      for (int32_t id : ids) pieces.push_back(model_.tok.token_to_piece(id));
+    res.set_content(dump(tokenize_body(ids, p.request->with_pieces ? &pieces : nullptr)), kJson);
+  };
+  auto detokenize = [this](const httplib::Request& req, httplib::Response& res) {
+    Parsed<std::vector<int32_t>> p = parse_detokenize(req.body, model_.config.n_vocab);
+    if (!p.request) return send_error(res, p.error);
+    const json j = {{"content", model_.tok.detokenize(*p.request, false, /*unparse_special=*/true)}};
+    res.set_content(dump(j), kJson);
+  };
+  s.Post("/tokenize", tokenize);
+  s.Post("/detokenize", detokenize);
+
   auto complete = [this](Endpoint endpoint) {
     return [this, endpoint](const httplib::Request& req, httplib::Response& res) {
       if (draining_) {
