@@ -3,10 +3,10 @@
 // scaling of continuous batching is measured without HTTP in the way.
 //
 // For each B of -npl, B sequences of -npp random prompt tokens (BOS first when the vocabulary adds one)
-// are submitted at once to a BatchEngine of B slots; each then generates -ntg tokens greedily with its
-// end-of-generation tokens banned (as llama-batched-bench never stops early). T_PP runs from the
-// submission to the moment every sequence has sampled its first token (the prompts, in steps of up to
-// -b tokens); T_TG from then to the last token: the B * (ntg - 1) tokens that need a decode step each.
+// are submitted at once to a BatchEngine of B slots; each then generates -ntg tokens greedily (--temp:
+// sampled) with its end-of-generation tokens banned (as llama-batched-bench never stops early). T_PP runs
+// from the submission to the moment every sequence has sampled its first token (the prompts, in steps of up
+// to -b tokens); T_TG from then to the last token: the B * (ntg - 1) tokens that need a decode step each.
 // Columns as llama-batched-bench prints them; with -r, the median repetition (by T) after one warm-up.
 #include "batched_bench.h"
 
@@ -36,14 +36,17 @@ struct Params {
   std::string model;
   std::vector<int> npl{1, 2, 4, 8};
   int npp = 128, ntg = 128, n_batch = 2048, threads = 0, reps = 1;
+  float temp = 0;  // --temp: 0 greedy (llama-batched-bench's); above, sampled with the other defaults
   std::string isa;
 };
 
 void usage() {
   std::printf(
-      "usage: qbench --batched -m FILE [-npp N] [-ntg N] [-npl B,B,...] [-t N] [-b N] [-r N] [--isa LEVEL]\n"
+      "usage: qbench --batched -m FILE [-npp N] [-ntg N] [-npl B,B,...] [-t N] [-b N] [-r N] [--temp T]\n"
+      "                [--isa LEVEL]\n"
       "  llama-batched-bench's table through the engine behind qserve: B sequences of -npp prompt tokens\n"
-      "  (default 128), -ntg generated tokens each (default 128), for each B of -npl (default 1,2,4,8)\n");
+      "  (default 128), -ntg generated tokens each (default 128), for each B of -npl (default 1,2,4,8);\n"
+      "  greedy, or with --temp T > 0 sampled (top-k 40, top-p 0.95, min-p 0.05: llama-server's defaults)\n");
 }
 
 std::optional<std::vector<int>> int_list(const char* s) {
@@ -82,7 +85,15 @@ std::optional<int> parse(int argc, char** argv, Params& p) {
     bool ok = true;
     if (a == "-m" || a == "--model") p.model = v;
     else if (a == "--isa") p.isa = v;
-    else if (a == "-npl") ok = list.has_value(), p.npl = list.value_or(p.npl);
+    else if (a == "--temp") {
+      char* end = nullptr;
+      p.temp = std::strtof(v, &end);
+      if (end == v || *end || !(p.temp >= 0 && p.temp <= 10)) {
+        std::fprintf(stderr, "qbench: --temp: \"%s\" is not a temperature from 0 to 10\n", v);
+        return 2;
+      }
+    } else if (a == "-npl")
+      ok = list.has_value(), p.npl = list.value_or(p.npl);
     else if (a == "-npp") ok = one(p.npp);
     else if (a == "-ntg") ok = one(p.ntg);
     else if (a == "-t" || a == "--threads") ok = one(p.threads);
@@ -135,7 +146,8 @@ std::optional<Timing> run_round(const model::Model& m, const Params& p, int b, s
     for (int32_t& id : req.prompt) id = any(rng);
     if (bos) req.prompt[0] = m.tok.bos();
     req.max_tokens = p.ntg;
-    req.sampling.temp = 0;
+    req.sampling.temp = p.temp;
+    req.sampling.seed = static_cast<uint32_t>(s + 1);
     req.sampling.ban(banned);
     auto id = (*engine)->submit(std::move(req), [&, n = 0](const model::TokenEvent& e) mutable {
       std::lock_guard lock(mu);

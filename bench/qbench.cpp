@@ -4,9 +4,11 @@
 //   qbench --json          results + roofline as one JSON document on stdout
 //   qbench --isa=avx2      restrict to one level; other --benchmark_* flags go to Google Benchmark
 //   qbench --threads=N     the multi-threaded runs use N threads (default: physical cores)
+//   qbench --benchmark_filter=sampler   one sampled token's cost (greedy, penalties, top-k 40, no top-k)
 //   qbench --roofline      only the roofline (DRAM read, int8, FMA at 1 and --threads=N threads), as JSON
 //   qbench -m FILE ...     whole-model tests with llama-bench's flags and output (bench/model_bench.h)
-//   qbench --batched -m FILE ...   llama-batched-bench's table through the batching engine (bench/batched_bench.h)
+//   qbench --batched -m FILE ...   llama-batched-bench's table through the batching engine
+//   (bench/batched_bench.h)
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
@@ -23,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "batched_bench.h"
 #include "formats/blocks.h"
 #include "formats/mapped_file.h"
 #include "kernels/interleaved.h"
@@ -30,7 +33,7 @@
 #include "kernels/matmul.h"
 #include "kernels/thread_team.h"
 #include "kernels/threads.h"
-#include "batched_bench.h"
+#include "model/sampler.h"
 #include "model_bench.h"
 #include "roofline.h"
 
@@ -191,6 +194,23 @@ void BM_attention(benchmark::State& state, const KernelTable* k, int64_t d, int6
   state.counters["mem_bound"] = 0;
 }
 
+// One token drawn from a vocabulary's row of logits (SmolLM2's 49152, normal with sd 3), the sampler
+// warm, 64 tokens in its history: greedy, greedy with the penalties, llama-server's defaults (top-k 40,
+// top-p 0.95, min-p 0.05, temperature 0.8) and the same without top-k (the whole vocabulary sorted).
+void BM_sampler(benchmark::State& state, const std::string& config) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  std::vector<float> logits(49152);
+  for (float& x : logits) x = nd(rng);
+  model::SamplerParams p;
+  if (config != "defaults" && config != "no_top_k") p.temp = 0;
+  if (config == "greedy_penalties") p.repeat_penalty = 1.1f, p.frequency_penalty = 0.5f;
+  if (config == "no_top_k") p.top_k = 0;
+  model::Sampler s(p);
+  for (int32_t i = 0; i < 64; ++i) s.accept(i * 7);
+  for (auto _ : state) benchmark::DoNotOptimize(s.sample(logits));
+}
+
 // Collects every run for the closing roofline table (and --json), forwarding to the console reporter.
 class TableReporter : public benchmark::ConsoleReporter {
  public:
@@ -348,6 +368,11 @@ int main(int argc, char** argv) {
                                      BM_attention, kernels::kernel_table(isa), d, rows)
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
+
+  for (const char* config : {"greedy", "greedy_penalties", "defaults", "no_top_k"})
+    benchmark::RegisterBenchmark((std::string("sampler/") + config + "/49152").c_str(), BM_sampler,
+                                 std::string(config))
+        ->Unit(benchmark::kMicrosecond);
 
   TableReporter rep(json);
   benchmark::RunSpecifiedBenchmarks(&rep);

@@ -4,8 +4,8 @@
 
   bench/qserve-bench.py [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--tokens 64] [--rounds 2]
 
-Each round sends, for each N in turn, N streaming completions at once (greedy, different prompts,
-max_tokens --tokens) to a qserve started with -np 8. Aggregate t/s (wall) = generated tokens of the round /
+Each round sends, for each N in turn, N streaming completions at once (greedy unless --temperature,
+different prompts, max_tokens --tokens) to a qserve started with -np 8. Aggregate t/s (wall) = generated tokens of the round /
 the round's wall time from the first request sent to the last token received, prefill included; decode
 t/s = the tokens after each stream's first / the time from the first first-token to the last token (the
 prefill is TTFT's column); steady t/s = the tokens received while every stream of the round was decoding
@@ -36,8 +36,16 @@ import time
 from qserve_launch import BIN, REPO, qserve
 
 
+TEMPERATURE: float | None = 0.0  # --temperature; None: the server's sampling defaults (llama-server's)
+
+
 def request_body(prompt: str, tokens: int) -> str:
-    return json.dumps({"prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True})
+    body = {"prompt": prompt, "max_tokens": tokens, "stream": True}
+    if TEMPERATURE is not None:
+        body["temperature"] = TEMPERATURE
+    if TEMPERATURE != 0:
+        body["seed"] = 1234
+    return json.dumps(body)
 
 
 def summary(start: float, end: float, events: list) -> dict:
@@ -169,13 +177,19 @@ def main() -> None:
     ap.add_argument("-t", "--threads", type=int, default=0)
     ap.add_argument("--client", choices=["select", "threads"], default="select",
                     help="one thread reading every stream (default), or a thread per stream")
+    ap.add_argument("--temperature", default="0",
+                    help="the requests' temperature (default 0: greedy); 'server': leave it and the other "
+                         "sampling fields to the server's defaults (temperature 0.8, top-k 40, top-p 0.95, "
+                         "min-p 0.05), seeded")
     a = ap.parse_args()
+    global TEMPERATURE
+    TEMPERATURE = None if a.temperature == "server" else float(a.temperature)
     counts = [int(x) for x in a.streams.split(",")]
     before = machine()
     with qserve(a.model, "-np", str(max(counts)), "-c", "512", "-t", str(a.threads)) as (proc, port):
         stream(port, "Warm up:", 8, {})
         print(f"model {pathlib.Path(a.model).name}, {a.tokens} tokens per stream, {a.rounds} rounds, "
-              f"client {a.client}, load {os.getloadavg()[0]:.2f}\n")
+              f"client {a.client}, temperature {a.temperature}, load {os.getloadavg()[0]:.2f}\n")
         print("| streams | aggregate t/s (wall) | decode t/s (first token on) | steady t/s (all decoding) "
               "| per stream t/s | TTFT p50 ms | TTFT p95 ms | RSS MiB |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")

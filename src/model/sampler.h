@@ -62,20 +62,16 @@ namespace sampling {
 // Each keeps at least one candidate, as llama.cpp's samplers with min_keep = 0 do.
 // Sorts by logit, descending (stable: ties keep id order), and sets p = softmax(logit).
 void softmax(std::vector<Candidate>& c);
-// Once for each distinct id in `recent`, seen `count` times there (llama.cpp's penalties sampler, the
-// same float operations): logit > 0 ? logit / repeat : logit * repeat, then
-// logit -= count * frequency + presence.
-void penalties(std::vector<Candidate>& c, std::span<const int32_t> recent, float repeat, float frequency,
+// Once for each distinct id in `recent` (an id outside `logits` is ignored), seen `count` times there
+// (llama.cpp's penalties sampler, the same float operations): logit > 0 ? logit / repeat : logit * repeat,
+// then logit -= count * frequency + presence. `logits` is a row indexed by id.
+void penalties(std::span<float> logits, std::span<const int32_t> recent, float repeat, float frequency,
                float presence);
-// The k largest logits (k <= 0 or k >= size: unchanged), sorted descending.
-void top_k(std::vector<Candidate>& c, int32_t k);
 // The smallest prefix of the sorted candidates whose probability mass reaches p (p >= 1: unchanged).
 void top_p(std::vector<Candidate>& c, float p);
 // Candidates whose probability is at least p times the largest (p <= 0: unchanged).
 void min_p(std::vector<Candidate>& c, float p);
 void temperature(std::vector<Candidate>& c, float temp);  // logit / temp, temp > 0
-// Index of the largest logit (the first on ties).
-size_t argmax(const std::vector<Candidate>& c);
 // The index `best` that the scan `best = 0; for i: if (x[i] > x[best]) best = i` ends at: the first
 // largest value, NaN never winning (x[0] NaN: 0). x not empty. Vectorizable passes, same index.
 size_t first_max(std::span<const float> x);
@@ -101,6 +97,7 @@ class Sampler {
   SamplerParams params_;
   std::mt19937 rng_;
   std::vector<int32_t> history_;  // accepted ids, the last max(repeat_last_n, 0) kept (all when -1)
+  std::vector<float> row_;        // the logits with the bias and the penalties, when there are any
   std::vector<Candidate> cands_;  // reused: no allocation per token once warm
 };
 

@@ -34,17 +34,6 @@ TEST(Sampling, SoftmaxSortsAndNormalises) {
   EXPECT_NEAR(c[2].p, 1.0 / z, 1e-6);
 }
 
-TEST(Sampling, TopK) {
-  auto c = cands({0.1f, 3.0f, -1.0f, 2.0f, 2.5f});
-  sampling::top_k(c, 3);
-  EXPECT_EQ(ids(c), (std::vector<int32_t>{1, 4, 3}));
-  auto all = cands({1.0f, 2.0f});
-  sampling::top_k(all, 0);  // disabled
-  EXPECT_EQ(all.size(), 2u);
-  sampling::top_k(all, 10);  // k past the size keeps everything
-  EXPECT_EQ(all.size(), 2u);
-}
-
 TEST(Sampling, TopPKeepsTheSmallestPrefixReachingP) {
   // probabilities 0.5, 0.25, 0.125, 0.125 (logits are their logs)
   auto make = [] { return cands({std::log(0.125f), std::log(0.5f), std::log(0.25f), std::log(0.125f)}); };
@@ -74,33 +63,27 @@ TEST(Sampling, MinPKeepsTokensAtLeastPTimesTheMostLikely) {
 }
 
 TEST(Sampling, RepeatPenaltyDividesPositiveAndMultipliesNegative) {
-  auto c = cands({2.0f, -2.0f, 1.0f, 0.0f});
+  std::vector<float> x = {2.0f, -2.0f, 1.0f, 0.0f};
   const std::vector<int32_t> recent = {0, 1, 1, 1, 3};  // token 1 three times: penalised once
-  sampling::penalties(c, recent, 2.0f, 0.0f, 0.0f);
-  EXPECT_FLOAT_EQ(c[0].logit, 1.0f);
-  EXPECT_FLOAT_EQ(c[1].logit, -4.0f);
-  EXPECT_FLOAT_EQ(c[2].logit, 1.0f);  // not recent
-  EXPECT_FLOAT_EQ(c[3].logit, 0.0f);
+  sampling::penalties(x, recent, 2.0f, 0.0f, 0.0f);
+  EXPECT_EQ(x, (std::vector<float>{1.0f, -4.0f, 1.0f, 0.0f}));  // token 2 not recent
 }
 
 // OpenAI's penalties as llama.cpp applies them: minus count * frequency + presence, after the repeat
 // penalty, once for each distinct recent token; the values are exact in float.
 TEST(Sampling, FrequencyAndPresencePenaltiesSubtractPerCount) {
-  auto c = cands({2.0f, -2.0f, 1.0f, 0.5f, 3.0f});
-  const std::vector<int32_t> recent = {0, 1, 1, 1, 3, 7};  // 7: not a candidate, ignored
-  sampling::penalties(c, recent, 2.0f, 0.25f, 0.5f);
-  EXPECT_EQ(c[0].logit, 2.0f / 2 - (1 * 0.25f + 0.5f));
-  EXPECT_EQ(c[1].logit, -2.0f * 2 - (3 * 0.25f + 0.5f));
-  EXPECT_EQ(c[2].logit, 1.0f);  // not recent
-  EXPECT_EQ(c[3].logit, 0.5f / 2 - (1 * 0.25f + 0.5f));
-  EXPECT_EQ(c[4].logit, 3.0f);
-  // Negative values reward repetition; the candidates' order does not matter.
-  auto d = cands({1.0f, 1.0f});
-  std::swap(d[0], d[1]);
-  sampling::penalties(d, std::vector<int32_t>{0, 0}, 1.0f, -0.5f, -1.0f);
-  EXPECT_EQ(d[1].id, 0);
-  EXPECT_EQ(d[1].logit, 3.0f);
-  EXPECT_EQ(d[0].logit, 1.0f);
+  std::vector<float> x = {2.0f, -2.0f, 1.0f, 0.5f, 3.0f};
+  const std::vector<int32_t> recent = {0, 1, 1, 1, 3, 7, -1};  // 7 and -1: outside the row, ignored
+  sampling::penalties(x, recent, 2.0f, 0.25f, 0.5f);
+  EXPECT_EQ(x[0], 2.0f / 2 - (1 * 0.25f + 0.5f));
+  EXPECT_EQ(x[1], -2.0f * 2 - (3 * 0.25f + 0.5f));
+  EXPECT_EQ(x[2], 1.0f);  // not recent
+  EXPECT_EQ(x[3], 0.5f / 2 - (1 * 0.25f + 0.5f));
+  EXPECT_EQ(x[4], 3.0f);
+  // Negative values reward repetition.
+  std::vector<float> y = {1.0f, 1.0f};
+  sampling::penalties(y, std::vector<int32_t>{0, 0}, 1.0f, -0.5f, -1.0f);
+  EXPECT_EQ(y, (std::vector<float>{3.0f, 1.0f}));
 }
 
 TEST(Sampling, TemperatureScalesLogits) {
@@ -133,25 +116,96 @@ TEST(Sampler, GreedyIsArgmax) {
   EXPECT_EQ(s2.sample(logits), 2);
 }
 
-// Greedy without penalties reads the logits directly; with a penalty set (and nothing yet to penalise)
-// it builds the candidates: both give the first largest logit, ties, bans and biases included (a bias
-// of 0 or below keeps the fast path unless it names the winner; a positive one sends it to the full
-// path).
-TEST(Sampler, GreedyFastPathEqualsTheCandidatePath) {
+// llama.cpp's chain run the plain way, one filter after another with every token a candidate (as this
+// sampler ran it before it took top-k straight from the row): the bias and the penalties on the
+// candidates, greedy as the first largest, top-k as a partial sort (logit descending, ties by id), then
+// the same top-p, min-p, temperature and draw. Sampler must give its tokens.
+class PlainChain {
+ public:
+  explicit PlainChain(SamplerParams p) : p_(std::move(p)), rng_(p_.seed) {}
+  void accept(int32_t id) { history_.push_back(id); }
+  int32_t sample(std::span<const float> logits) {
+    std::vector<Candidate> c = cands(std::vector<float>(logits.begin(), logits.end()));
+    for (const LogitBias& b : p_.logit_bias)
+      if (b.id >= 0 && static_cast<size_t>(b.id) < c.size()) c[static_cast<size_t>(b.id)].logit += b.bias;
+    if (p_.penalized()) {
+      const size_t n = p_.repeat_last_n < 0
+                           ? history_.size()
+                           : std::min(history_.size(), static_cast<size_t>(p_.repeat_last_n));
+      std::map<int32_t, int> count;
+      for (size_t i = history_.size() - n; i < history_.size(); ++i) ++count[history_[i]];
+      for (const auto& [id, k] : count) {
+        if (id < 0 || static_cast<size_t>(id) >= c.size()) continue;
+        float& x = c[static_cast<size_t>(id)].logit;
+        x = x <= 0 ? x * p_.repeat_penalty : x / p_.repeat_penalty;
+        x -= static_cast<float>(k) * p_.frequency_penalty + p_.presence_penalty;
+      }
+    }
+    if (p_.temp <= 0.0f) {
+      size_t best = 0;
+      for (size_t i = 1; i < c.size(); ++i)
+        if (c[i].logit > c[best].logit) best = i;
+      return c[best].id;
+    }
+    if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < c.size()) {
+      std::partial_sort(c.begin(), c.begin() + p_.top_k, c.end(), [](const Candidate& a, const Candidate& b) {
+        return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+      });
+      c.resize(static_cast<size_t>(p_.top_k));
+    }
+    sampling::top_p(c, p_.top_p);
+    sampling::min_p(c, p_.min_p);
+    sampling::temperature(c, p_.temp);
+    return c[sampling::draw(c, static_cast<double>(rng_()) / 4294967296.0)].id;
+  }
+
+ private:
+  SamplerParams p_;
+  std::mt19937 rng_;
+  std::vector<int32_t> history_;
+};
+
+TEST(Sampler, GivesThePlainChainsTokens) {
   std::mt19937 rng(5);
-  for (int trial = 0; trial < 400; ++trial) {
-    std::vector<float> logits(1 + rng() % 300);
-    for (float& x : logits) x = static_cast<float>(static_cast<int>(rng() % 9)) - 4.0f;  // many ties
-    if (trial % 7 == 0) logits[rng() % logits.size()] = -INFINITY;
-    SamplerParams fast;
-    fast.temp = 0.0f;
-    const auto any = [&] { return static_cast<int32_t>(rng() % logits.size()); };
-    if (trial % 3 == 0) fast.ban(std::vector<int32_t>{any(), 0});
-    if (trial % 4 == 1) fast.logit_bias.push_back({any(), -1.0f * static_cast<float>(rng() % 3)});
-    if (trial % 5 == 2) fast.logit_bias.push_back({any(), static_cast<float>(rng() % 3)});
-    SamplerParams full = fast;
-    full.repeat_penalty = 1.5f;
-    ASSERT_EQ(Sampler(fast).sample(logits), Sampler(full).sample(logits)) << "trial " << trial;
+  const auto pick = [&](auto... v) {
+    const std::vector<std::common_type_t<decltype(v)...>> all = {v...};
+    return all[rng() % all.size()];
+  };
+  for (int trial = 0; trial < 1500; ++trial) {
+    const size_t n = trial % 100 == 99 ? 49152 : 1 + rng() % 300;
+    SamplerParams p;
+    p.temp = pick(0.0f, -1.0f, 0.5f, 1.0f, 1.5f);
+    p.top_k = pick(0, 1, 3, 40, static_cast<int>(n), static_cast<int>(n) + 5);
+    p.top_p = pick(1.0f, 0.95f, 0.5f);
+    p.min_p = pick(0.0f, 0.05f, 0.3f);
+    p.repeat_penalty = pick(1.0f, 1.3f, 0.8f);
+    p.frequency_penalty = pick(0.0f, 0.5f, -0.3f);
+    p.presence_penalty = pick(0.0f, 0.7f);
+    p.repeat_last_n = pick(0, 4, 64, -1);
+    p.seed = static_cast<uint32_t>(rng());
+    const auto any = [&] { return static_cast<int32_t>(rng() % (n + 2)) - 1; };  // -1 and n too
+    for (int b = static_cast<int>(rng() % 4); b > 0; --b)
+      p.logit_bias.push_back({any(), pick(-2.0f, 1.5f, 0.0f)});
+    if (trial % 5 == 0) p.ban(std::vector<int32_t>{any()});
+    Sampler got(p);
+    PlainChain want(p);
+    for (int h = static_cast<int>(rng() % 70); h > 0; --h) {
+      const int32_t id = any();
+      got.accept(id);
+      want.accept(id);
+    }
+    std::vector<float> logits(n);
+    for (int step = 0; step < 4; ++step) {
+      // Integer-valued logits tie often; a few -inf.
+      const int spread = 1 + static_cast<int>(rng() % 12);
+      for (float& x : logits) x = static_cast<float>(static_cast<int>(rng() % spread)) * 0.75f - 3.0f;
+      if (rng() % 4 == 0) logits[rng() % n] = -INFINITY;
+      const int32_t a = got.sample(logits), b = want.sample(logits);
+      ASSERT_EQ(a, b) << "trial " << trial << " step " << step << " n " << n << " temp " << p.temp
+                      << " top_k " << p.top_k;
+      got.accept(a);
+      want.accept(b);
+    }
   }
 }
 
