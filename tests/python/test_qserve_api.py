@@ -121,6 +121,15 @@ def test_penalties_and_logit_bias_give_qruns_tokens(client, default_model):
     assert complete(client, PROMPT, stream=True, temperature=0, max_tokens=N, **kw)[0] == text
 
 
+def test_ignore_eos_runs_to_max_tokens(client):
+    """llama-server's ignore_eos: a reply that ends by itself goes on to max_tokens instead."""
+    messages = [{"role": "user", "content": "Say hi."}]
+    text, finish, usage = chat(client, messages, temperature=0, max_tokens=64)
+    assert finish == "stop" and usage.completion_tokens < 64, (text, usage)
+    longer, finish, usage = chat(client, messages, temperature=0, max_tokens=64, extra_body={"ignore_eos": True})
+    assert finish == "length" and usage.completion_tokens == 64 and longer.startswith(text)
+
+
 def test_tokenize_and_detokenize(server, default_model):
     """llama-server's /tokenize and /detokenize: a prompt's ids as qrun reads them, its pieces, special
     tokens written in the text, and the way back."""

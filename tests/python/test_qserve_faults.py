@@ -126,6 +126,9 @@ def test_oversized_body_is_413(server):
     (b'{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}',
      "response_format"),
     (b'{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}', "tools"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "grammar": "root ::= \\"a\\""}', "grammar"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "json_schema": {}}', "json_schema"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "ignore_eos": "yes"}', "ignore_eos"),
 ])
 def test_bad_requests_are_400(server, body, param):
     status, data = post_bytes(server, body)

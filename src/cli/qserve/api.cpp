@@ -142,6 +142,11 @@ void refuse_unsupported(const json& body, Endpoint endpoint) {
     if (!type || *type != "text")
       fail("response_format", "only 'response_format' {\"type\": \"text\"} is supported (no JSON mode)");
   }
+  // llama-server's constrained output.
+  if (const json* g = field(body, "grammar");
+      g && !(g->is_string() && g->get_ref<const std::string&>().empty()))
+    fail("grammar", "'grammar' (constrained output) is not supported");
+  if (field(body, "json_schema")) fail("json_schema", "'json_schema' (constrained output) is not supported");
   const json* choice = field(body, "tool_choice");
   for (const char* name : {"tools", "functions"}) {
     const json* f = field(body, name);
@@ -195,6 +200,7 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
   refuse_unsupported(body, endpoint);
   r.stream = boolean(body, "stream").value_or(false);
   r.cache_prompt = boolean(body, "cache_prompt").value_or(true);
+  r.ignore_eos = boolean(body, "ignore_eos").value_or(false);
 
   const int64_t cap = limits.max_tokens < 0 ? std::numeric_limits<int32_t>::max() : limits.max_tokens;
   const char* max_name = field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";

@@ -4,7 +4,7 @@
 // Requests are hostile input: a field of the wrong type, a value out of range or a body that is not
 // well-formed JSON in UTF-8 is an ApiError (HTTP 400 with OpenAI's error object), never an exception
 // that escapes. Fields this server does not know are ignored, as OpenAI does; fields of OpenAI's that
-// ask for what it does not do (JSON mode, tool calls, n > 1, echo) are errors.
+// ask for what it does not do (JSON mode, tool calls, n > 1, echo; llama-server's grammar) are errors.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +49,7 @@ struct ParsedRequest {
   std::vector<std::string> stop;
   bool stream = false;
   bool cache_prompt = true;  // llama-server's field: reuse a prefix a slot's cache holds (same tokens)
+  bool ignore_eos = false;   // llama-server's field: the end-of-generation tokens are never sampled
   // -1: no log-probabilities; else each token's and this many alternatives (chat: "logprobs": true and
   // "top_logprobs"; completions: "logprobs": N).
   int32_t n_logprobs = -1;

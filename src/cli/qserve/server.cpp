@@ -121,7 +121,8 @@ Server::Server(const model::Model& model, model::BatchEngine& engine, tokenizer:
       tmpl_(tmpl),
       options_(std::move(options)),
       http_(std::make_unique<httplib::Server>()),
-      counters_(std::make_unique<Counters>()) {
+      counters_(std::make_unique<Counters>()),
+      eog_(model::eog_ids(model)) {
   const model::BatchEngineParams& p = engine_.params();
   // Every waiting and running request holds an HTTP thread; the spare ones keep /health and errors
   // answered when slots and queue are full.
@@ -250,6 +251,7 @@ void Server::routes() {
                                              : model::tokenize_prompt(model_, r.prompt);
       br.max_tokens = r.max_tokens;
       br.sampling = r.sampling;
+      if (r.ignore_eos) br.sampling.ban(eog_);
       if (!r.seed_given) br.sampling.seed = std::random_device{}();
       br.stop = std::move(r.stop);
       br.cache_prompt = r.cache_prompt;

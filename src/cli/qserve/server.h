@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cli/qserve/api.h"
 #include "formats/error.h"
@@ -64,6 +65,7 @@ class Server {
   ServerOptions options_;
   std::unique_ptr<httplib::Server> http_;
   std::unique_ptr<Counters> counters_;
+  std::vector<int32_t> eog_;  // the end-of-generation ids, which ignore_eos bans
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int64_t> streams_{0};  // chunked responses (streams, long non-streamed ones) not yet finished
