@@ -196,16 +196,18 @@ void BM_attention(benchmark::State& state, const KernelTable* k, int64_t d, int6
 
 // One token drawn from a vocabulary's row of logits (SmolLM2's 49152, normal with sd 3), the sampler
 // warm, 64 tokens in its history: greedy, greedy with the penalties, llama-server's defaults (top-k 40,
-// top-p 0.95, min-p 0.05, temperature 0.8) and the same without top-k (the whole vocabulary sorted).
+// top-p 0.95, min-p 0.05, temperature 0.8), min-p alone (top-k and top-p off) and the defaults without
+// top-k (the whole vocabulary sorted for top-p).
 void BM_sampler(benchmark::State& state, const std::string& config) {
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 3.0f);
   std::vector<float> logits(49152);
   for (float& x : logits) x = nd(rng);
   model::SamplerParams p;
-  if (config != "defaults" && config != "no_top_k") p.temp = 0;
+  if (config.rfind("greedy", 0) == 0) p.temp = 0;
   if (config == "greedy_penalties") p.repeat_penalty = 1.1f, p.frequency_penalty = 0.5f;
   if (config == "no_top_k") p.top_k = 0;
+  if (config == "min_p_only") p.top_k = 0, p.top_p = 1.0f;
   model::Sampler s(p);
   for (int32_t i = 0; i < 64; ++i) s.accept(i * 7);
   for (auto _ : state) benchmark::DoNotOptimize(s.sample(logits));
@@ -369,7 +371,7 @@ int main(int argc, char** argv) {
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
 
-  for (const char* config : {"greedy", "greedy_penalties", "defaults", "no_top_k"})
+  for (const char* config : {"greedy", "greedy_penalties", "defaults", "min_p_only", "no_top_k"})
     benchmark::RegisterBenchmark((std::string("sampler/") + config + "/49152").c_str(), BM_sampler,
                                  std::string(config))
         ->Unit(benchmark::kMicrosecond);

@@ -198,12 +198,18 @@ int32_t Sampler::sample(std::span<const float> logits) {
   if (p.temp <= 0.0f) return static_cast<int32_t>(sampling::first_max(row));
 
   // Top-k straight from the row: its k largest, in order, ties by id, which is what a partial sort of the
-  // whole vocabulary as candidates, without writing the vocabulary out first (~10 us instead of ~90 for
-  // 49152 logits and k = 40). Without a top-k every token is a candidate.
+  // whole vocabulary as candidates gives, without writing the vocabulary out first (~10 us instead of ~90
+  // for 49152 logits and k = 40). Without a top-k, min-p alone (top-p off) keeps the tokens within
+  // log(min_p) of the largest logit, which become the only candidates, in id order as min_p() leaves
+  // them; else every token is a candidate.
   const size_t k = p.top_k > 0 ? std::min(row.size(), static_cast<size_t>(p.top_k)) : row.size();
   cands_.clear();
   if (k < row.size()) {
     for (int32_t id : sampling::top_ids(row, k)) cands_.push_back({id, row[static_cast<size_t>(id)], 0.0f});
+  } else if (p.top_p >= 1.0f && p.min_p > 0.0f) {
+    const float threshold = row[sampling::first_max(row)] + std::log(p.min_p);
+    for (size_t i = 0; i < row.size(); ++i)
+      if (!(row[i] < threshold)) cands_.push_back({static_cast<int32_t>(i), row[i], 0.0f});
   } else {
     for (size_t i = 0; i < row.size(); ++i) cands_.push_back({static_cast<int32_t>(i), row[i], 0.0f});
   }
