@@ -87,7 +87,8 @@ class Sampler {
  public:
   explicit Sampler(SamplerParams params) : params_(params), rng_(params.seed) {}
 
-  // The next token id for a row of n_vocab logits. Does not record it: call accept().
+  // The next token id for a row of n_vocab logits, none of them NaN (Context::decode refuses a row with
+  // NaN or Inf). Does not record it: call accept().
   int32_t sample(std::span<const float> logits);
   // Records a token in the penalties' history (llama.cpp accepts the prompt tokens too).
   void accept(int32_t id);

@@ -34,6 +34,30 @@ TEST(Sampling, SoftmaxSortsAndNormalises) {
   EXPECT_NEAR(c[2].p, 1.0 / z, 1e-6);
 }
 
+// softmax's order is std::stable_sort's by logit, descending: on long rows (a radix sort) and short ones,
+// unsorted, sorted and reversed, with ties, -0 / +0, infinities, subnormals and negatives of every size.
+TEST(Sampling, SoftmaxOrdersAsAStableSort) {
+  std::mt19937 rng(3);
+  const float odd[] = {0.0f, -0.0f, -INFINITY, INFINITY, 1e-45f, -1e-45f, -3.4e38f, 3.4e38f, -1.0f, 1.0f};
+  for (int trial = 0; trial < 60; ++trial) {
+    const size_t n = trial % 3 == 0 ? 50 + rng() % 900 : 1024 + rng() % 60000;
+    std::vector<float> x(n);
+    const int spread = 1 + static_cast<int>(rng() % 2000);
+    for (float& v : x)
+      v = rng() % 10 == 0 ? odd[rng() % 10]
+                          : static_cast<float>(static_cast<int>(rng() % spread) - spread / 2) * 0.37f;
+    if (trial % 5 == 1) std::sort(x.begin(), x.end(), std::greater<>());
+    if (trial % 5 == 2) std::sort(x.begin(), x.end());
+    if (trial % 7 == 0) std::fill(x.begin(), x.end(), -INFINITY);
+    auto c = cands(x);
+    auto want = c;
+    std::stable_sort(want.begin(), want.end(),
+                     [](const Candidate& a, const Candidate& b) { return a.logit > b.logit; });
+    sampling::softmax(c);
+    ASSERT_EQ(ids(c), ids(want)) << "trial " << trial << " n " << n;
+  }
+}
+
 TEST(Sampling, TopPKeepsTheSmallestPrefixReachingP) {
   // probabilities 0.5, 0.25, 0.125, 0.125 (logits are their logs)
   auto make = [] { return cands({std::log(0.125f), std::log(0.5f), std::log(0.25f), std::log(0.125f)}); };
@@ -257,7 +281,8 @@ TEST(Sampling, FirstNonFiniteFindsTheFirstNaNOrInf) {
     const float fine[] = {0.0f, -0.0f, 1e-45f, -3.4028235e38f, 3.4028235e38f, 1.5f};
     for (float& v : x) v = fine[rng() % 6];
     for (int k = trial % 3; k > 0 && n > 0; --k) x[rng() % n] = odd[rng() % 4];
-    const auto want = static_cast<size_t>(std::find_if(x.begin(), x.end(), [](float v) { return !std::isfinite(v); }) - x.begin());
+    const auto want = static_cast<size_t>(
+        std::find_if(x.begin(), x.end(), [](float v) { return !std::isfinite(v); }) - x.begin());
     ASSERT_EQ(sampling::first_non_finite(x), want) << "trial " << trial << " n " << n;
   }
 }
