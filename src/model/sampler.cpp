@@ -4,7 +4,6 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
-#include <unordered_map>
 
 #include "formats/error.h"
 
@@ -74,14 +73,18 @@ void softmax(std::vector<Candidate>& c) {
 void penalties(std::span<float> logits, std::span<const int32_t> recent, float repeat, float frequency,
                float presence) {
   if (recent.empty() || (repeat == 1.0f && frequency == 0.0f && presence == 0.0f)) return;
-  std::unordered_map<int32_t, int32_t> count;
-  for (int32_t id : recent) ++count[id];
-  for (const auto& [id, n] : count) {
+  // Each distinct id and its count: the window sorted, its runs (no allocation once warm).
+  thread_local std::vector<int32_t> ids;
+  ids.assign(recent.begin(), recent.end());
+  std::sort(ids.begin(), ids.end());
+  for (size_t i = 0, end = 0; i < ids.size(); i = end) {
+    while (end < ids.size() && ids[end] == ids[i]) ++end;
+    const int32_t id = ids[i];
     if (id < 0 || static_cast<size_t>(id) >= logits.size()) continue;
     float& x = logits[static_cast<size_t>(id)];
     // Multiplying a negative logit (dividing would raise it), llama.cpp's reading of the CTRL paper.
     x = x <= 0 ? x * repeat : x / repeat;
-    x -= static_cast<float>(n) * frequency + presence;
+    x -= static_cast<float>(end - i) * frequency + presence;
   }
 }
 
