@@ -11,8 +11,7 @@ namespace qe::cli {
 Result<model::LogitBias> parse_logit_bias(std::string_view text) {
   const auto bad = [&](std::string_view why) {
     return Error{"", "--logit-bias",
-                 fmt::format("'{}' {} (TOKEN_ID+BIAS or TOKEN_ID-BIAS, e.g. 15043+1 or "
-                             "15043-inf)",
+                 fmt::format("'{}' {} (TOKEN_ID+BIAS or TOKEN_ID-BIAS, e.g. 15043+1 or 15043-inf)",
                              printable(text), why)};
   };
   model::LogitBias b;
