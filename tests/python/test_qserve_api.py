@@ -150,6 +150,15 @@ def test_tokenize_and_detokenize(server, default_model):
     assert status == 200 and back["content"] == "<|im_start|>user ä€😀"
     status, back = server.post("/detokenize", {"tokens": want})
     assert status == 200 and back["content"] == PROMPT
+    # A completion's prompt may be those ids (OpenAI's other form of it), alone or as [[ids]].
+    text = complete_raw(server, PROMPT)
+    assert complete_raw(server, want) == text and complete_raw(server, [want]) == text
+
+
+def complete_raw(server, prompt):
+    status, body = server.post("/v1/completions", {"prompt": prompt, "temperature": 0, "max_tokens": 12})
+    assert status == 200, body
+    return body["choices"][0]["text"]
 
 
 def test_seeded_sampling_is_reproducible(client):

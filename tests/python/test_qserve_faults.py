@@ -139,6 +139,8 @@ def test_bad_requests_are_400(server, body, param):
 def test_bad_completion_prompt_is_400(server):
     assert_error(*post_bytes(server, b'{"prompt": 12}', "/v1/completions"), 400, "prompt")
     assert_error(*post_bytes(server, b'{"prompt": ""}', "/v1/completions"), 400, "prompt")
+    for bad in (b"[]", b'[1, "a"]', b"[49152]", b"[-3]", b"[[1], [2]]", b'["a", "b"]', b"[1.5]"):
+        assert_error(*post_bytes(server, b'{"prompt": ' + bad + b"}", "/v1/completions"), 400, "prompt")
     assert_error(*post_bytes(server, b'{"prompt": "x", "logprobs": true}', "/v1/completions"), 400, "logprobs")
     assert_error(*post_bytes(server, b'{"prompt": "x", "logprobs": -1}', "/v1/completions"), 400, "logprobs")
     assert_error(*post_bytes(server, b'{"prompt": "x", "echo": true}', "/v1/completions"), 400, "echo")

@@ -111,6 +111,20 @@ std::vector<std::string> stop_strings(const json& body) {
   return out;
 }
 
+// An array of token ids of this model's vocabulary (n_vocab > 0), as `param` (a prompt, /detokenize).
+std::vector<int32_t> token_ids(const json& a, int64_t n_vocab, const char* param) {
+  std::vector<int32_t> ids;
+  for (const json& t : a) {
+    if (!t.is_number_integer() ||
+        (t.is_number_unsigned() && t.get<uint64_t>() >= static_cast<uint64_t>(n_vocab)) ||
+        t.get<int64_t>() < 0 || t.get<int64_t>() >= n_vocab)
+      fail(param,
+           fmt::format("'{}' holds {}, not a token id of this model (0..{})", param, t.dump(), n_vocab - 1));
+    ids.push_back(t.get<int32_t>());
+  }
+  return ids;
+}
+
 // OpenAI's {"token id": bias}, each bias -100..100, added to the token's logit before sampling (-100
 // is as good as a ban). Replaces the server's --logit-bias when given, as in llama-server.
 std::vector<model::LogitBias> logit_bias(const json& body, int64_t n_vocab) {
@@ -191,10 +205,15 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
   } else {
     const json* p = field(body, "prompt");
     if (!p) fail("prompt", "'prompt' is required");
-    if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) p = &(*p)[0];  // ["text"] is one prompt
-    if (!p->is_string()) fail("prompt", "'prompt' must be a string");
-    r.prompt = p->get<std::string>();
-    if (r.prompt.empty()) fail("prompt", "'prompt' must not be empty");
+    // One prompt, in any of OpenAI's forms: "text", ["text"], token ids [1, 2], [[1, 2]].
+    if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) p = &(*p)[0];
+    if (p->is_array() && !p->empty()) {
+      r.prompt_ids = token_ids(*p, limits.n_vocab, "prompt");
+    } else {
+      if (!p->is_string()) fail("prompt", "'prompt' must be a string or an array of token ids (one prompt)");
+      r.prompt = p->get<std::string>();
+      if (r.prompt.empty()) fail("prompt", "'prompt' must not be empty");
+    }
   }
   if (const json* n = field(body, "n"); n && *n != 1) fail("n", "only n = 1 is supported");
   refuse_unsupported(body, endpoint);
@@ -315,15 +334,7 @@ Parsed<std::vector<int32_t>> parse_detokenize(std::string_view body_text, int64_
     const json body = object_body(body_text);
     const json* tokens = field(body, "tokens");
     if (!tokens || !tokens->is_array()) fail("tokens", "'tokens' must be an array of token ids");
-    std::vector<int32_t> ids;
-    for (const json& t : *tokens) {
-      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= n_vocab ||
-          (t.is_number_unsigned() && t.get<uint64_t>() >= static_cast<uint64_t>(n_vocab)))
-        fail("tokens",
-             fmt::format("'tokens' holds {}, not a token id of this model (0..{})", t.dump(), n_vocab - 1));
-      ids.push_back(t.get<int32_t>());
-    }
-    return ids;
+    return token_ids(*tokens, n_vocab, "tokens");
   });
 }
 

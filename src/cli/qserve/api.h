@@ -42,7 +42,8 @@ struct RequestLimits {
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::chat;
   std::vector<tokenizer::ChatMessage> messages;  // chat
-  std::string prompt;                            // completion
+  std::string prompt;                            // completion: text, or
+  std::vector<int32_t> prompt_ids;               // its token ids, as given (no BOS added)
   int32_t max_tokens = -1;
   model::SamplerParams sampling;
   bool seed_given = false;  // else the server draws one

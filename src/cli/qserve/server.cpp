@@ -248,7 +248,8 @@ void Server::routes() {
       ParsedRequest& r = *parsed.request;
       model::BatchRequest br;
       br.prompt = endpoint == Endpoint::chat ? model::tokenize_chat(model_, tmpl_, r.messages)
-                                             : model::tokenize_prompt(model_, r.prompt);
+                  : r.prompt_ids.empty()     ? model::tokenize_prompt(model_, r.prompt)
+                                             : std::move(r.prompt_ids);
       br.max_tokens = r.max_tokens;
       br.sampling = r.sampling;
       if (r.ignore_eos) br.sampling.ban(eog_);
