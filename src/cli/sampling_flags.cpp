@@ -20,12 +20,14 @@ Result<model::LogitBias> parse_logit_bias(std::string_view text) {
   if (ec != std::errc() || p == text.data()) return bad("does not start with a token id");
   if (b.id < 0) return bad("has a negative token id");
   if (p == end || (*p != '+' && *p != '-')) return bad("has no + or - after the token id");
-  // The sign belongs to the bias; "inf" with it is a ban (-inf) or a must (+inf), as in llama-cli.
+  // The sign belongs to the bias; -inf bans the token, as in llama-cli. +inf would make the softmax's
+  // probabilities NaN: a large finite bias (+100) makes a token all but certain instead.
   const std::string_view rest(p, static_cast<size_t>(end - p));
-  if (rest == "-inf" || rest == "+inf") {
-    b.bias = rest[0] == '-' ? -INFINITY : INFINITY;
+  if (rest == "-inf") {
+    b.bias = -INFINITY;
     return b;
   }
+  if (rest == "+inf") return bad("asks for +inf, which no probability can hold (use e.g. +100)");
   const char* from = *p == '+' ? p + 1 : p;
   auto [q, ec2] = std::from_chars(from, end, b.bias);
   if (ec2 != std::errc() || q != end || !std::isfinite(b.bias) || (from != p && *from == '-'))

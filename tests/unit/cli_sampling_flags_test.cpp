@@ -18,8 +18,7 @@ TEST(LogitBiasFlag, ReadsLlamaClisForms) {
     int32_t id;
     float bias;
   } good[] = {{"15043+1", 15043, 1.0f}, {"15043-1", 15043, -1.0f}, {"0+0.25", 0, 0.25f},
-              {"7-2.5e-1", 7, -0.25f},  {"12-inf", 12, -INFINITY}, {"12+inf", 12, INFINITY},
-              {"3+0", 3, 0.0f}};
+              {"7-2.5e-1", 7, -0.25f},  {"12-inf", 12, -INFINITY}, {"3+0", 3, 0.0f}};
   for (const auto& g : good) {
     Result<model::LogitBias> b = parse_logit_bias(g.text);
     ASSERT_TRUE(b.ok()) << g.text << ": " << b.error().message();
@@ -30,7 +29,7 @@ TEST(LogitBiasFlag, ReadsLlamaClisForms) {
 
 TEST(LogitBiasFlag, RefusesWhatIsNotTokenSignNumber) {
   for (const char* bad : {"", "+1", "-5+1", "12", "12*1", "12+", "12-", "12+abc", "12--1", "12+-1", "12++1",
-                          "12+nan", "12+1e40", "12+1 ", " 12+1", "99999999999+1", "12-infinity"}) {
+                          "12+nan", "12+1e40", "12+1 ", " 12+1", "99999999999+1", "12-infinity", "12+inf"}) {
     Result<model::LogitBias> b = parse_logit_bias(bad);
     ASSERT_FALSE(b.ok()) << "'" << bad << "'";
     EXPECT_NE(b.error().message().find("--logit-bias"), std::string::npos) << b.error().message();
