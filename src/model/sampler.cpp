@@ -223,6 +223,14 @@ namespace qe::model {
 int32_t Sampler::sample(std::span<const float> logits) {
   QE_CHECK(!logits.empty());
   const SamplerParams& p = params_;
+  // Greedy without penalties: a bias that is not positive only lowers a logit, so the row's first largest
+  // stands unless a bias raises some token or names it (--ignore-eos then costs no copy of the row).
+  if (p.temp <= 0.0f && !p.penalized()) {
+    const auto id = static_cast<int32_t>(sampling::first_max(logits));
+    if (std::none_of(p.logit_bias.begin(), p.logit_bias.end(),
+                     [id](const LogitBias& b) { return b.id == id || !(b.bias <= 0.0f); }))
+      return id;
+  }
   // The bias and the penalties change a few logits: on a copy of the row, by id.
   std::span<const float> row = logits;
   if (!p.logit_bias.empty() || p.penalized()) {
