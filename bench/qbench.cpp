@@ -4,11 +4,12 @@
 //   qbench --json          results + roofline as one JSON document on stdout
 //   qbench --isa=avx2      restrict to one level; other --benchmark_* flags go to Google Benchmark
 //   qbench --threads=N     the multi-threaded runs use N threads (default: physical cores)
-//   qbench --benchmark_filter=sampler   one sampled token's cost (greedy, penalties, top-k 40, no top-k)
+//   qbench --benchmark_filter=sampler   one sampled token's cost (greedy, penalties, top-k 40, min-p,
+//                          no top-k)
 //   qbench --roofline      only the roofline (DRAM read, int8, FMA at 1 and --threads=N threads), as JSON
 //   qbench -m FILE ...     whole-model tests with llama-bench's flags and output (bench/model_bench.h)
 //   qbench --batched -m FILE ...   llama-batched-bench's table through the batching engine
-//   (bench/batched_bench.h)
+//                          (bench/batched_bench.h)
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 

@@ -110,6 +110,18 @@ void min_p(std::vector<Candidate>& c, float p) {
   std::erase_if(c, [threshold](const Candidate& x) { return x.logit < threshold; });
 }
 
+void min_p_of_row(std::span<const float> logits, float p, std::vector<Candidate>& out) {
+  const float threshold = logits[first_max(logits)] + std::log(p);
+  const auto keep = [&](size_t i) {
+    if (logits[i] >= threshold) out.push_back({static_cast<int32_t>(i), logits[i], 0.0f});
+  };
+  size_t i = 0;
+  for (; i + kBlock <= logits.size(); i += kBlock)
+    if (any_in_block<true>(logits.data() + i, threshold))
+      for (size_t j = i; j < i + kBlock; ++j) keep(j);
+  for (; i < logits.size(); ++i) keep(i);
+}
+
 void temperature(std::vector<Candidate>& c, float temp) {
   QE_CHECK(temp > 0.0f);
   for (Candidate& x : c) x.logit /= temp;
@@ -258,15 +270,7 @@ int32_t Sampler::sample(std::span<const float> logits) {
   if (k < row.size()) {
     for (int32_t id : sampling::top_ids(row, k)) cands_.push_back({id, row[static_cast<size_t>(id)], 0.0f});
   } else if (p.top_p >= 1.0f && p.min_p > 0.0f) {
-    const float threshold = row[sampling::first_max(row)] + std::log(p.min_p);
-    const auto keep = [&](size_t i) {
-      if (row[i] >= threshold) cands_.push_back({static_cast<int32_t>(i), row[i], 0.0f});
-    };
-    size_t i = 0;
-    for (; i + sampling::kBlock <= row.size(); i += sampling::kBlock)
-      if (sampling::any_in_block<true>(row.data() + i, threshold))
-        for (size_t j = i; j < i + sampling::kBlock; ++j) keep(j);
-    for (; i < row.size(); ++i) keep(i);
+    sampling::min_p_of_row(row, p.min_p, cands_);
   } else {
     for (size_t i = 0; i < row.size(); ++i) cands_.push_back({static_cast<int32_t>(i), row[i], 0.0f});
   }

@@ -71,6 +71,9 @@ void penalties(std::span<float> logits, std::span<const int32_t> recent, float r
 void top_p(std::vector<Candidate>& c, float p);
 // Candidates whose probability is at least p times the largest (p <= 0: unchanged).
 void min_p(std::vector<Candidate>& c, float p);
+// min_p() of a whole row of logits as candidates, without writing the row out first: appends the ids
+// whose logit is within log(p) of the largest, in id order (p > 0; logits not NaN).
+void min_p_of_row(std::span<const float> logits, float p, std::vector<Candidate>& out);
 void temperature(std::vector<Candidate>& c, float temp);  // logit / temp, temp > 0
 // The index `best` that the scan `best = 0; for i: if (x[i] > x[best]) best = i` ends at: the first
 // largest value, NaN never winning (x[0] NaN: 0). x not empty. Vectorizable passes, same index.

@@ -111,7 +111,7 @@ std::vector<std::string> stop_strings(const json& body) {
   return out;
 }
 
-// An array of token ids of this model's vocabulary (n_vocab > 0), as `param` (a prompt, /detokenize).
+// An array of token ids of this model's vocabulary, as `param` (a prompt, /detokenize).
 std::vector<int32_t> token_ids(const json& a, int64_t n_vocab, const char* param) {
   std::vector<int32_t> ids;
   for (const json& t : a) {
@@ -138,7 +138,7 @@ std::vector<model::LogitBias> logit_bias(const json& body, int64_t n_vocab) {
   for (const auto& [key, v] : lb->items()) {
     int64_t id = -1;
     const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
-    if (ec != std::errc() || end != key.data() + key.size() || id < 0 || (n_vocab > 0 && id >= n_vocab))
+    if (ec != std::errc() || end != key.data() + key.size() || id < 0 || id >= n_vocab)
       fail("logit_bias",
            fmt::format("'logit_bias' key '{}' is not a token id of this model (0..{})", key, n_vocab - 1));
     if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < -100 || v.get<double>() > 100)

@@ -36,7 +36,7 @@ enum class Endpoint { chat, completion };
 struct RequestLimits {
   int32_t max_tokens = -1;        // -n: the most a request may generate and the default (-1: unbounded)
   model::SamplerParams sampling;  // defaults for the fields a request leaves out (llama-server's)
-  int64_t n_vocab = 0;            // logit_bias ids must be below it (0: not checked)
+  int64_t n_vocab = 0;            // the model's: a request's token ids (logit_bias, a prompt) are below it
 };
 
 struct ParsedRequest {
