@@ -43,6 +43,13 @@ constexpr std::array<std::string_view, 22> kEogTexts = {
     "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
     "<｜end▁of▁sentence｜>", "[e~["};
 
+// The fill-in-the-middle markers llama.cpp adds to the end-of-generation tokens, by text (pad, repo name,
+// file separator), when the file names none.
+constexpr std::array<std::string_view, 4> kFimPadTexts = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>"};
+constexpr std::array<std::string_view, 5> kFimRepTexts = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
+                                                          "<REPO>", "<reponame>"};
+constexpr std::array<std::string_view, 1> kFimSepTexts = {"<|file_sep|>"};
+
 bool in(std::span<const std::string_view> list, std::string_view s) {
   return std::find(list.begin(), list.end(), s) != list.end();
 }
@@ -68,7 +75,7 @@ void resolve_special_tokens(Vocab& v) {
   const size_t n = v.tokens.size();
   v.scores.resize(n, 0.0f);
   v.types.resize(n, TokenType::kNormal);
-  for (int32_t* id : {&v.bos, &v.eos, &v.eot, &v.eom, &v.unk, &v.pad}) {
+  for (int32_t* id : {&v.bos, &v.eos, &v.eot, &v.eom, &v.unk, &v.pad, &v.fim_pad, &v.fim_rep, &v.fim_sep}) {
     if (!v.valid_id(*id)) *id = kNoToken;
   }
   // llama.cpp walks an unordered_map here, so with several candidates its choice of eot is arbitrary;
@@ -77,17 +84,20 @@ void resolve_special_tokens(Vocab& v) {
     const std::string& t = v.tokens[static_cast<size_t>(id)];
     if (v.eot == kNoToken && in(kEotTexts, t)) v.eot = id;
     if (v.eom == kNoToken && t == "<|eom_id|>") v.eom = id;
+    if (v.fim_pad == kNoToken && in(kFimPadTexts, t)) v.fim_pad = id;
+    if (v.fim_rep == kNoToken && in(kFimRepTexts, t)) v.fim_rep = id;
+    if (v.fim_sep == kNoToken && in(kFimSepTexts, t)) v.fim_sep = id;
   }
   v.eog.clear();
   for (int32_t id = 0; id < v.size(); ++id) {
     if (in(kEogTexts, v.tokens[static_cast<size_t>(id)])) v.eog.push_back(id);
   }
-  for (int32_t id : {v.eos, v.eot, v.eom}) {
+  for (int32_t id : {v.eos, v.eot, v.eom, v.fim_pad, v.fim_rep, v.fim_sep}) {
     if (id != kNoToken) v.eog.push_back(id);
   }
   std::sort(v.eog.begin(), v.eog.end());
   v.eog.erase(std::unique(v.eog.begin(), v.eog.end()), v.eog.end());
-  for (int32_t id : {v.eot, v.eom}) {
+  for (int32_t id : {v.eot, v.eom, v.fim_pad, v.fim_rep, v.fim_sep}) {
     if (id != kNoToken) v.types[static_cast<size_t>(id)] = TokenType::kControl;
   }
   for (int32_t id : v.eog) {
@@ -173,10 +183,13 @@ Result<Vocab> load_vocab(const GgufFile& f, std::vector<std::string>* warnings) 
     std::string_view key;
     int32_t* id;
   };
-  for (const IdKey& k : {IdKey{"tokenizer.ggml.bos_token_id", &v.bos}, IdKey{"tokenizer.ggml.eos_token_id", &v.eos},
-                         IdKey{"tokenizer.ggml.eot_token_id", &v.eot}, IdKey{"tokenizer.ggml.eom_token_id", &v.eom},
-                         IdKey{"tokenizer.ggml.unknown_token_id", &v.unk},
-                         IdKey{"tokenizer.ggml.padding_token_id", &v.pad}}) {
+  for (const IdKey& k :
+       {IdKey{"tokenizer.ggml.bos_token_id", &v.bos}, IdKey{"tokenizer.ggml.eos_token_id", &v.eos},
+        IdKey{"tokenizer.ggml.eot_token_id", &v.eot}, IdKey{"tokenizer.ggml.eom_token_id", &v.eom},
+        IdKey{"tokenizer.ggml.unknown_token_id", &v.unk}, IdKey{"tokenizer.ggml.padding_token_id", &v.pad},
+        IdKey{"tokenizer.ggml.fim_pad_token_id", &v.fim_pad},
+        IdKey{"tokenizer.ggml.fim_rep_token_id", &v.fim_rep},
+        IdKey{"tokenizer.ggml.fim_sep_token_id", &v.fim_sep}}) {
     if (!v.valid_id(*k.id)) *k.id = kNoToken;
     if (!f.has(k.key)) continue;
     Result<int64_t> id = f.get_int(k.key);

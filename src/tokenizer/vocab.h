@@ -44,6 +44,9 @@ struct Vocab {
 
   int32_t bos = kNoToken, eos = kNoToken, eot = kNoToken, eom = kNoToken;
   int32_t unk = kNoToken, pad = kNoToken;
+  // Fill-in-the-middle markers that end generation (llama.cpp's fim_pad / fim_rep / fim_sep): from
+  // tokenizer.ggml.fim_*_token_id, else found by their text.
+  int32_t fim_pad = kNoToken, fim_rep = kNoToken, fim_sep = kNoToken;
   bool add_bos = false, add_eos = false;
   bool add_space_prefix = false;  // SPM: a space before the text (and after each special token)
   std::vector<int32_t> eog;       // end-of-generation ids, sorted (see resolve_special_tokens)

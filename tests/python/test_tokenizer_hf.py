@@ -94,7 +94,9 @@ def test_bpe_special_ids(default_model):
     info = json.loads(run_tool("tokenize_tool", default_model, "--info"))
     assert info["n_vocab"] == 49152
     assert (info["bos"], info["eos"], info["add_bos"], info["add_eos"]) == (1, 2, False, False)
-    assert set(info["eog"]) == {0, 2}  # <|endoftext|> and <|im_end|>, as llama.cpp lists them
+    # <|endoftext|>, <|im_end|> and <reponame> (StarCoder's fill-in-the-middle repo marker, on which llama.cpp
+    # ends generation too), as llama.cpp 0.3.16's llama_vocab_is_eog lists them
+    assert set(info["eog"]) == {0, 2, 4}
 
 
 def test_bpe_detokenize_round_trip(default_model, corpus, tmp_path):

@@ -160,6 +160,16 @@ TEST(TokenizerSpecialIds, EndOfGenerationFromMetadataAndText) {
   v.bos = 99999;  // out of range: dropped
   resolve_special_tokens(v);
   EXPECT_EQ(v.bos, kNoToken);
+  // llama.cpp's fill-in-the-middle pad, repo and file-separator markers end generation too (StarCoder's
+  // <reponame> in SmolLM2's vocabulary), made control tokens; a file's fim_*_token_id names them first.
+  Vocab f = bpe_vocab({"<reponame>", "<|file_sep|>", "<|fim_pad|>", "<|repo_name|>", "<reponame_x>"}, {});
+  resolve_special_tokens(f);
+  EXPECT_EQ(f.eog, (Ids{11, 256, 257, 258}));
+  EXPECT_EQ(f.fim_rep, 256);  // the first by id of the texts
+  EXPECT_EQ(f.type(256), TokenType::kControl);
+  f.fim_rep = 259;
+  resolve_special_tokens(f);
+  EXPECT_EQ(f.eog, (Ids{11, 257, 258, 259}));
 }
 
 TEST(Utf8Stream, HoldsASplitEmoji) {
