@@ -22,6 +22,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -34,9 +35,13 @@
 #include "kernels/matmul.h"
 #include "kernels/thread_team.h"
 #include "kernels/threads.h"
+#include "model/grammar.h"
 #include "model/sampler.h"
 #include "model_bench.h"
 #include "roofline.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+#include "tokenizer/vocab.h"
 
 namespace qe::bench {
 namespace {
@@ -214,6 +219,49 @@ void BM_sampler(benchmark::State& state, const std::string& config) {
   for (auto _ : state) benchmark::DoNotOptimize(s.sample(logits));
 }
 
+// A grammar's check of one token over a vocabulary of 49152 (the 256 bytes, then random ASCII words of
+// 2-8 characters, a third with a leading space and some with quotes, commas and braces, as a BPE
+// vocabulary has), in llama.cpp's JSON grammar: `allowed` = the sampled token passes (the usual case:
+// one check), `string` / `key` = it does not, so the whole row is masked (inside a string almost every
+// token stays; where a key must start almost none does) and the chain runs again.
+void BM_grammar(benchmark::State& state, const std::string& config) {
+  static const auto tok = [] {
+    tokenizer::Vocab v = tokenizer::default_vocab(tokenizer::VocabModel::kBpe, "gpt2");
+    for (int b = 0; b < 256; ++b) v.tokens.push_back(tokenizer::gpt2_byte_to_utf8(static_cast<uint8_t>(b)));
+    std::mt19937 rng(7);
+    const std::string punct = "\",{}:[]";
+    std::set<std::string> seen;
+    while (v.tokens.size() < 49152) {
+      std::string w = rng() % 3 == 0 ? "\xC4\xA0" : "";  // GPT-2's space
+      if (rng() % 8 == 0) w += punct[rng() % punct.size()];
+      for (uint32_t n = 2 + rng() % 7; n > 0; --n) w += static_cast<char>('a' + rng() % 26);
+      if (seen.insert(w).second) v.tokens.push_back(w);
+    }
+    tokenizer::resolve_special_tokens(v);
+    return std::make_shared<const tokenizer::Tokenizer>(
+        std::move(tokenizer::Tokenizer::create(std::move(v))).value());
+  }();
+  static const auto vocab = std::make_shared<const model::GrammarVocab>(*tok);
+  const char* json_gbnf = R"(root ::= object
+value ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+array ::= "[" ws ( value ("," ws value)* )? "]" ws
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4}) )* "\"" ws
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9]{1,15})? ws
+ws ::= | " " | "\n" [ \t]{0,20})";
+  model::SamplerParams p;
+  p.temp = 0;
+  p.grammar = *model::Grammar::parse(json_gbnf);
+  p.grammar_vocab = vocab;
+  std::vector<float> logits(49152, 0.0f);
+  model::Sampler s(p);
+  const std::string text = config == "key" ? "{" : "{\"ab";  // where the next token is drawn
+  for (char c : text) s.accept(static_cast<uint8_t>(c));
+  // The row's best: a plain word (allowed in a string), or a byte no JSON text takes here.
+  logits[config == "allowed" ? 300 : 0x01] = 5.0f;
+  for (auto _ : state) benchmark::DoNotOptimize(s.sample(logits));
+}
+
 // Collects every run for the closing roofline table (and --json), forwarding to the console reporter.
 class TableReporter : public benchmark::ConsoleReporter {
  public:
@@ -375,6 +423,11 @@ int main(int argc, char** argv) {
   for (const char* config : {"greedy", "greedy_penalties", "defaults", "min_p_only", "no_top_k"})
     benchmark::RegisterBenchmark((std::string("sampler/") + config + "/49152").c_str(), BM_sampler,
                                  std::string(config))
+        ->Unit(benchmark::kMicrosecond);
+
+  for (const char* config : {"allowed", "string", "key"})
+    benchmark::RegisterBenchmark((std::string("sampler/grammar_json_") + config + "/49152").c_str(),
+                                 BM_grammar, std::string(config))
         ->Unit(benchmark::kMicrosecond);
 
   TableReporter rep(json);

@@ -4,7 +4,11 @@
 
 #include <charconv>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 #include <string>
+
+#include "model/json_schema_grammar.h"
 
 namespace qe::cli {
 
@@ -68,6 +72,62 @@ Status check_logit_bias(const model::SamplerParams& p, int64_t n_vocab, const st
     if (b.id >= n_vocab)
       return Error{model_file, "--logit-bias",
                    fmt::format("token id {} is outside the model's vocabulary of {} tokens", b.id, n_vocab)};
+  return Status::Ok();
+}
+
+void add_grammar_options(CLI::App& app, GrammarOptions& g, const std::string& group) {
+  app.add_option("--grammar", g.text, "BNF-like grammar to constrain generations (llama.cpp's GBNF)")
+      ->group(group);
+  app.add_option("--grammar-file", g.file, "file to read the grammar from")->group(group);
+  app.add_option(
+         "-j,--json-schema", g.json_schema,
+         "JSON schema to constrain generations (https://json-schema.org/), e.g. '{}' for any JSON object")
+      ->group(group);
+  app.add_option("--json-schema-file", g.json_schema_file, "file containing a JSON schema (-jf)")
+      ->group(group);
+}
+
+namespace {
+
+Result<std::string> read_text_file(const std::string& path, const char* flag, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  if (!(in && ss << in.rdbuf())) return Error{path, flag, fmt::format("cannot read the {} file", what)};
+  if (ss.str().empty()) return Error{path, flag, fmt::format("the {} file is empty", what)};
+  return ss.str();
+}
+
+}  // namespace
+
+Status load_grammar(const GrammarOptions& g, const tokenizer::Tokenizer& tok, model::SamplerParams& p) {
+  const int given = !g.text.empty() + !g.file.empty() + !g.json_schema.empty() + !g.json_schema_file.empty();
+  if (given > 1)
+    return Error{
+        "", "--grammar",
+        "--grammar, --grammar-file, --json-schema and --json-schema-file each give a grammar; use one"};
+  Result<std::shared_ptr<const model::Grammar>> grammar = std::shared_ptr<const model::Grammar>();
+  if (!g.text.empty() || !g.file.empty()) {
+    const char* flag = g.file.empty() ? "--grammar" : "--grammar-file";
+    Result<std::string> text =
+        g.file.empty() ? Result<std::string>(g.text) : read_text_file(g.file, flag, "grammar");
+    if (!text) return text.error();
+    grammar = model::Grammar::parse(*text);
+    if (!grammar)
+      return Error{g.file, flag, fmt::format("{}: {}", grammar.error().field, grammar.error().reason)};
+  } else if (!g.json_schema.empty() || !g.json_schema_file.empty()) {
+    const char* flag = g.json_schema_file.empty() ? "--json-schema" : "--json-schema-file";
+    Result<std::string> text = g.json_schema_file.empty()
+                                   ? Result<std::string>(g.json_schema)
+                                   : read_text_file(g.json_schema_file, flag, "JSON schema");
+    if (!text) return text.error();
+    const auto schema = nlohmann::ordered_json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (schema.is_discarded()) return Error{g.json_schema_file, flag, "the schema is not valid JSON"};
+    grammar = model::parse_json_schema(schema);
+    if (!grammar) return Error{g.json_schema_file, flag, grammar.error().reason};
+  }
+  if (!*grammar) return Status::Ok();
+  p.grammar = std::move(*grammar);
+  p.grammar_vocab = std::make_shared<const model::GrammarVocab>(tok);
   return Status::Ok();
 }
 

@@ -7,6 +7,7 @@
 
 #include "formats/error.h"
 #include "model/sampler.h"
+#include "tokenizer/tokenizer.h"
 
 namespace qe::cli {
 
@@ -20,5 +21,21 @@ Result<model::LogitBias> parse_logit_bias(std::string_view text);
 // Every --logit-bias token inside the model's vocabulary of n_vocab tokens; else an error naming the
 // flag and the model file.
 Status check_logit_bias(const model::SamplerParams& p, int64_t n_vocab, const std::string& model_file);
+
+// llama-cli's grammar flags: --grammar GBNF, --grammar-file FILE, -j/--json-schema SCHEMA,
+// -jf/--json-schema-file FILE (-jf: give parse_llama_style its long name).
+struct GrammarOptions {
+  std::string text;
+  std::string file;
+  std::string json_schema;
+  std::string json_schema_file;
+};
+void add_grammar_options(CLI::App& app, GrammarOptions& g, const std::string& group);
+
+// The grammar the flags give (a schema converted as llama.cpp converts it), parsed and set in p with the
+// vocabulary as the grammar reads it (p is left alone when no flag gave one). Error: two of the flags,
+// a file that cannot be read, JSON that is not, or the grammar's line and column and what is wrong
+// there, naming the flag.
+Status load_grammar(const GrammarOptions& g, const tokenizer::Tokenizer& tok, model::SamplerParams& p);
 
 }  // namespace qe::cli

@@ -94,6 +94,7 @@ struct BatchEngine::Impl {
     std::span<const float> logits;
     bool finite = true;
     int32_t id = -1;  // -1: no draw (the slot is at max_tokens, or its logits are not finite)
+    bool grammar_end = false;  // the grammar allows no token: the request ends as at end of generation
     float logprob = 0;  // when the request asks (TokenEvent)
     std::vector<TokenLogprob> top{};
   };
@@ -163,7 +164,7 @@ void BatchEngine::Impl::admit(Pending p) {
   slot.req = std::move(p.req);
   slot.on_event = std::move(p.on_event);
   slot.sampler.emplace(slot.req.sampling);
-  for (int32_t id : slot.req.prompt) slot.sampler->accept(id);  // llama.cpp's penalties see the prompt too
+  for (int32_t id : slot.req.prompt) slot.sampler->accept_prompt(id);  // the penalties see the prompt too
   slot.out = tokenizer::Utf8Stream();
   slot.stops = StopStrings(slot.req.stop);
   slot.n_past = slot.n_cached;
@@ -213,7 +214,8 @@ void BatchEngine::Impl::draw(Draw& d) {
   d.finite = sampling::first_non_finite(d.logits) == d.logits.size();
   if (!d.finite) return;
   d.id = slot.sampler->sample(d.logits);
-  if (slot.req.n_logprobs < 0) return;
+  d.grammar_end = d.id < 0;
+  if (d.grammar_end || slot.req.n_logprobs < 0) return;
   // log p_i = x_i - max - log(sum exp(x - max)). The sum by the kernels' softmax (a vectorized exp),
   // on a copy: its largest probability is 1 / sum. 49152 logits (Zen 4): ~25 us, where a scalar expf
   // loop took 186.
@@ -236,6 +238,7 @@ void BatchEngine::Impl::sample(Slot& slot, Draw& d) {
         slot, StopReason::eog,
         fmt::format("non-finite logits at position {}: the weights or scales of the model hold NaN or Inf",
                     slot.n_past - 1));
+  if (d.grammar_end) return finish(slot, StopReason::eog);
   if (d.id < 0) return finish(slot, StopReason::n_predict);
   const SampledToken t = take_token(model->tok, *slot.sampler, d.id, slot.out);
   if (slot.n_gen == 0) slot.prompt_ms = ms_since(slot.t_start);

@@ -75,7 +75,8 @@ Result<GenerateStats> ChatSession::generate_reply(const GenerateParams& params,
         "", "",
         fmt::format("the conversation needs {} tokens, more than the context of {}", need, ctx_.n_ctx()),
         "n_ctx"};
-  for (int32_t id : turn_ids_) sampler_.accept(id);
+  for (int32_t id : turn_ids_) sampler_.accept_prompt(id);
+  sampler_.reset_grammar();  // each reply a sentence of the grammar
   Result<std::span<const float>> logits = ctx_.eval(turn_ids_);
   if (!logits) return logits.error();
 

@@ -52,7 +52,7 @@ Result<GenerateStats> generate(Context& ctx, Sampler& sampler, std::span<const i
   const tokenizer::Tokenizer& tok = ctx.model().tok;
   tokenizer::Utf8Stream out;
   for (int32_t id : prompt) {
-    sampler.accept(id);  // llama.cpp's penalties see the prompt too
+    sampler.accept_prompt(id);  // llama.cpp's penalties see the prompt too (its grammar does not)
     if (!params.echo_prompt) continue;
     const std::string_view piece = tok.token_to_piece(id, /*special=*/false);
     const std::string text = out.push(piece);
@@ -85,6 +85,10 @@ SampledToken sample_token(const tokenizer::Tokenizer& tok, Sampler& sampler, std
 SampledToken take_token(const tokenizer::Tokenizer& tok, Sampler& sampler, int32_t id, tokenizer::Utf8Stream& out) {
   SampledToken t;
   t.id = id;
+  if (id < 0) {  // the grammar allows no token: the generation ends as at an end-of-generation token
+    t.eog = true;
+    return t;
+  }
   sampler.accept(t.id);
   t.eog = tok.is_eog(t.id);
   if (t.eog) return t;

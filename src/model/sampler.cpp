@@ -232,7 +232,21 @@ size_t draw(std::vector<Candidate>& c, double u) {
 
 namespace qe::model {
 
+Sampler::Sampler(SamplerParams params) : params_(std::move(params)), rng_(params_.seed) {
+  if (params_.grammar) grammar_.emplace(params_.grammar, params_.grammar_vocab);
+}
+
 int32_t Sampler::sample(std::span<const float> logits) {
+  const int32_t id = sample_chain(logits);
+  if (!grammar_ || grammar_->allows(id)) return id;
+  masked_.assign(logits.begin(), logits.end());
+  grammar_->mask(masked_);
+  if (masked_[sampling::first_max(masked_)] == -INFINITY) return -1;
+  const int32_t again = sample_chain(masked_);
+  return grammar_->allows(again) ? again : -1;  // (a token of probability 0 drawn at u within rounding of 1)
+}
+
+int32_t Sampler::sample_chain(std::span<const float> logits) {
   QE_CHECK(!logits.empty());
   const SamplerParams& p = params_;
   // Greedy without penalties: a bias that is not positive only lowers a logit, so the row's first largest
@@ -286,6 +300,15 @@ void SamplerParams::ban(std::span<const int32_t> ids) {
 }
 
 void Sampler::accept(int32_t id) {
+  accept_prompt(id);
+  if (grammar_) grammar_->accept(id);  // a token it refused leaves it allowing nothing: sample() says -1
+}
+
+void Sampler::reset_grammar() {
+  if (grammar_) grammar_->reset();
+}
+
+void Sampler::accept_prompt(int32_t id) {
   history_.push_back(id);
   // Keep the last repeat_last_n ids; trim in halves so the erase is amortised over many tokens.
   const int32_t keep = params_.repeat_last_n;

@@ -11,9 +11,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <random>
 #include <span>
 #include <vector>
+
+#include "model/grammar.h"
 
 namespace qe::model {
 
@@ -37,6 +41,10 @@ struct SamplerParams {
   // of its chain; an id outside the vocabulary is ignored): --logit-bias, OpenAI's logit_bias, and
   // --ignore-eos, which gives the end-of-generation tokens -inf (generate.h: eog_ids).
   std::vector<LogitBias> logit_bias;
+  // llama.cpp's grammar sampler (--grammar, a request's "grammar" / JSON mode): only text the grammar
+  // allows (model/grammar.h). The vocabulary as the grammar reads it comes with it: both or neither.
+  std::shared_ptr<const Grammar> grammar;
+  std::shared_ptr<const GrammarVocab> grammar_vocab;
 
   bool penalized() const {
     return repeat_last_n != 0 &&
@@ -88,17 +96,29 @@ std::vector<int32_t> top_ids(std::span<const float> logits, size_t n);
 
 class Sampler {
  public:
-  explicit Sampler(SamplerParams params) : params_(params), rng_(params.seed) {}
+  explicit Sampler(SamplerParams params);
 
   // The next token id for a row of n_vocab logits, none of them NaN (Context::decode refuses a row with
-  // NaN or Inf). Does not record it: call accept().
+  // NaN or Inf). Does not record it: call accept(). With a grammar, as llama.cpp's common_sampler: the
+  // chain's token is checked alone, and only when the grammar refuses it is the whole row masked and
+  // the chain run again (a second draw). -1 when the grammar allows no token at all (the generation
+  // ends there, as at an end-of-generation token).
   int32_t sample(std::span<const float> logits);
-  // Records a token in the penalties' history (llama.cpp accepts the prompt tokens too).
+  // Records a generated token: the penalties' history, and the grammar moves past it.
   void accept(int32_t id);
+  // Records a prompt token in the penalties' history (llama.cpp's penalties see the prompt too; its
+  // grammar does not).
+  void accept_prompt(int32_t id);
+  // The grammar back at its start: each reply of a chat is a sentence of its own.
+  void reset_grammar();
   const SamplerParams& params() const { return params_; }
 
  private:
+  int32_t sample_chain(std::span<const float> logits);
+
   SamplerParams params_;
+  std::optional<GrammarMatcher> grammar_;
+  std::vector<float> masked_;  // the row with what the grammar refuses at -inf
   std::mt19937 rng_;
   std::vector<int32_t> history_;  // accepted ids, the last max(repeat_last_n, 0) kept (all when -1)
   std::vector<float> row_;        // the logits with the bias and the penalties, when there are any

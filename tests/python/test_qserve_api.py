@@ -4,7 +4,9 @@ for token; concurrent requests give what each gives alone (the batch never chang
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import math
+import re
 import subprocess
 
 import openai
@@ -128,6 +130,49 @@ def test_ignore_eos_runs_to_max_tokens(client):
     assert finish == "stop" and usage.completion_tokens < 64, (text, usage)
     longer, finish, usage = chat(client, messages, temperature=0, max_tokens=64, extra_body={"ignore_eos": True})
     assert finish == "length" and usage.completion_tokens == 64 and longer.startswith(text)
+
+
+GRAMMAR = 'root ::= "Answer: " ("yes" | "no") ". Because " [a-z ]{5,40} "."'
+CAT_SCHEMA = {"type": "object",
+              "properties": {"name": {"type": "string", "maxLength": 20},
+                             "age": {"type": "integer", "minimum": 0, "maximum": 30},
+                             "color": {"enum": ["black", "white", "orange"]}},
+              "required": ["name", "age", "color"]}
+
+
+def test_grammar_gives_qruns_tokens(client, default_model):
+    """llama-server's "grammar" (GBNF): the text qrun --grammar gives (whose tokens are llama.cpp's:
+    test_llamacpp_parity.py), streamed or not, and a text the grammar holds."""
+    kw = dict(temperature=0, max_tokens=48, extra_body={"grammar": GRAMMAR})
+    text, finish, _ = complete(client, PROMPT, **kw)
+    want = qrun_text(default_model, "-p", PROMPT, "--temp", "0", "-n", "48", "--no-display-prompt",
+                     "--grammar", GRAMMAR)
+    assert text == want and finish == "stop"
+    assert re.fullmatch(r"Answer: (yes|no)\. Because [a-z ]{5,40}\.", text), text
+    assert complete(client, PROMPT, stream=True, **kw)[:2] == (text, finish)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_json_mode_and_json_schema(client, default_model, stream):
+    """OpenAI's response_format: json_object gives a JSON object, json_schema one that holds to the schema
+    (the grammar llama.cpp's converter writes: test_json_schema_grammar.py), as qrun -j gives it."""
+    messages = [{"role": "user", "content": "Give a JSON object with a cat's name and age."}]
+    text, finish, _ = chat(client, messages, stream=stream, temperature=0, max_tokens=96,
+                           response_format={"type": "json_object"})
+    assert isinstance(json.loads(text), dict), text
+    text, finish, _ = chat(client, messages, stream=stream, temperature=0, max_tokens=96,
+                           response_format={"type": "json_schema",
+                                            "json_schema": {"name": "cat", "schema": CAT_SCHEMA, "strict": True}})
+    cat = json.loads(text)
+    assert list(cat) == ["name", "age", "color"], text  # in the schema's order
+    assert isinstance(cat["name"], str) and len(cat["name"]) <= 20
+    assert isinstance(cat["age"], int) and 0 <= cat["age"] <= 30 and cat["color"] in ("black", "white", "orange")
+    want = qrun_text(default_model, "-cnv", "-st", "-p", messages[0]["content"], "--temp", "0", "-n", "96",
+                     "-j", json.dumps(CAT_SCHEMA))
+    assert text == want
+    # llama-server's own field says the same.
+    assert chat(client, messages, stream=stream, temperature=0, max_tokens=96,
+                extra_body={"json_schema": CAT_SCHEMA})[0] == text
 
 
 def test_tokenize_and_detokenize(server, default_model):
@@ -267,6 +312,9 @@ def test_concurrent_clients_match_requests_alone(server):
     (["--queue", "0"], "--queue 0 must be >= 1"),
     (["-n", "0"], "-n 0 must be > 0"),
     (["--chat-template", "bogus"], "--chat-template"),
+    (["--grammar", "root ::= ("], "--grammar: line 1, column 11"),
+    (["-j", "{"], "--json-schema: the schema is not valid JSON"),
+    (["-jf", "/nonexistent.json"], "--json-schema-file: cannot read"),
 ])
 def test_bad_flags_exit_1_with_one_line(default_model, args, message):
     proc = subprocess.run([str(program("qserve")), "-m", str(default_model), *args], capture_output=True,

@@ -123,11 +123,30 @@ def test_oversized_body_is_413(server):
     (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"12": "-inf"}}', "logit_bias"),
     (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {' +
      b", ".join(b'"%d": 1' % i for i in range(1025)) + b"}}", "logit_bias"),
-    (b'{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}',
+    (b'{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}', "response_format"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "response_format": "json"}', "response_format"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}',
      "response_format"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", '
+     b'"json_schema": {"schema": 5}}}', "response_format.json_schema.schema"),
     (b'{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}', "tools"),
-    (b'{"messages": [{"role": "user", "content": "x"}], "grammar": "root ::= \\"a\\""}', "grammar"),
-    (b'{"messages": [{"role": "user", "content": "x"}], "json_schema": {}}', "json_schema"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "grammar": 5}', "grammar"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "grammar": "root ::= ("}', "grammar"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "grammar": "root ::= root \\"a\\" | \\"b\\""}', "grammar"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "grammar": "x ::= \\"a\\""}', "grammar"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "grammar": "root ::= \\"a\\"{3000}"}', "grammar"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "grammar": "root ::= \\"a\\"", "json_schema": {}}',
+     "grammar"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "json_schema": []}', "json_schema"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "json_schema": {"type": "unknown"}}', "json_schema"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "json_schema": {"type": "string", "pattern": "^\\\\d$"}}',
+     "json_schema"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "json_schema": {"$ref": "https://example.com/s.json"}}',
+     "json_schema"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "json_schema": {"const": ' + b"[" * 30000 + b"]" * 30000 +
+     b"}}", "json_schema"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "json_schema": {"properties": {"a": ' +
+     b'{"properties": {"a": ' * 200 + b"{}" + b"}}" * 200 + b"}}}", "json_schema"),
     (b'{"messages": [{"role": "user", "content": "x"}], "ignore_eos": "yes"}', "ignore_eos"),
 ])
 def test_bad_requests_are_400(server, body, param):

@@ -13,12 +13,14 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include "model/context.h"
 #include "model/forward.h"
 #include "model/generate.h"
+#include "model/grammar.h"
 #include "model/model.h"
 #include "model/stop_strings.h"
 #include "tiny_model.h"
@@ -293,7 +295,15 @@ TEST(BatchEngine, RequestsGiveWhatGenerateGivesAlone) {
     SCOPED_TRACE("threads " + std::to_string(threads));
     std::unique_ptr<Model> m = open_tiny(threads);
     ASSERT_TRUE(m);
-    const std::vector<BatchRequest> reqs = mixed_requests();
+    std::vector<BatchRequest> reqs = mixed_requests();
+    // Two under a grammar (greedy and sampled): the grammar's state is the slot's own.
+    const auto vocab = std::make_shared<const GrammarVocab>(m->tok);
+    for (size_t i : {2, 5}) {
+      Result<std::shared_ptr<const Grammar>> g = Grammar::parse("root ::= [a-e]{2,6} (\" \" [f-z]+)+ \".\"");
+      ASSERT_TRUE(g.ok());
+      reqs[i].sampling.grammar = *g;
+      reqs[i].sampling.grammar_vocab = vocab;
+    }
     // 3 slots for 6 requests (some wait), steps of at most 16 tokens (prompts in chunks), 192 positions
     // (the unbounded request fills its slot). The callbacks' data outlives the engine.
     std::vector<std::unique_ptr<Collected>> got;
@@ -316,6 +326,9 @@ TEST(BatchEngine, RequestsGiveWhatGenerateGivesAlone) {
       EXPECT_TRUE(g.finals[0].error.empty());
     }
     EXPECT_EQ(got[4]->finals[0].stop, StopReason::context_full);
+    for (size_t i : {2, 5})
+      EXPECT_TRUE(std::regex_match(got[i]->text, std::regex("[a-e]{2,6}( [f-z]+)*( [f-z]*)?\\.?")))
+          << got[i]->text;
     const BatchEngineStats st = (*engine)->stats();
     EXPECT_EQ(st.requests_done, 6);
     EXPECT_EQ(st.slots_busy, 0);

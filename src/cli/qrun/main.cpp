@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", o.n_threads, "number of threads (0 = physical cores)");
   app.add_option("-s,--seed", o.seed, "RNG seed (-1 = random)");
   qe::cli::add_sampling_options(app, o.sampling, "Options");
+  qe::cli::add_grammar_options(app, o.grammar, "Options");
   app.add_flag("--ignore-eos", o.ignore_eos,
                "ignore end of stream tokens and continue generating (never samples them)");
   app.add_flag("--no-display-prompt", o.no_display_prompt, "don't print the prompt before the generation");
@@ -91,7 +92,8 @@ int main(int argc, char** argv) {
                                    {"-sys", "--system-prompt"},
                                    {"-nr", "--no-repack"},
                                    {"-ctk", "--cache-type-k"},
-                                   {"-ctv", "--cache-type-v"}},
+                                   {"-ctv", "--cache-type-v"},
+                                   {"-jf", "--json-schema-file"}},
                                   qe::cli::gpu_flags()};
   if (int rc = qe::cli::parse_llama_style(app, "qrun", argc, argv, llama); rc >= 0) return rc;
   // llama.cpp's own batch where its numbers are the point (the fast kernels give the same bits at any).

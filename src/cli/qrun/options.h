@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/sampling_flags.h"
 #include "formats/error.h"
 #include "model/run_state.h"
 #include "model/sampler.h"
@@ -22,6 +23,7 @@ struct RunOptions {
   int n_threads = 0;               // -t: 0 = physical cores
   int64_t seed = -1;               // -s: -1 = random
   model::SamplerParams sampling;   // cli/sampling_flags.h: --temp ... --logit-bias
+  GrammarOptions grammar;          // --grammar, --grammar-file, -j, -jf
   std::string isa;                 // --isa
   std::string cache_type = "f16";  // --cache-type
   std::string cache_type_k;        // -ctk, --cache-type-k: "" = --cache-type's (K and V must agree)

@@ -96,6 +96,7 @@ Status run(const RunOptions& options) {
   if (!m) return to_flags(m.error());
   for (const std::string& w : (*m)->warnings) fmt::print(stderr, "qrun: warning: {}\n", w);
   if (Status st = check_logit_bias(o.sampling, (*m)->config.n_vocab, o.model); !st) return st;
+  if (Status st = load_grammar(o.grammar, (*m)->tok, o.sampling); !st) return st;
   const double load_ms = ms_since(t_load);
   const int64_t n_ctx_train = (*m)->config.n_ctx_train;
   if (o.n_ctx > n_ctx_train)

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "model/batch_engine.h"
+#include "model/json_schema_grammar.h"
 #include "tokenizer/utf8.h"
 
 namespace qe::cli::serve {
@@ -151,16 +152,6 @@ std::vector<model::LogitBias> logit_bias(const json& body, int64_t n_vocab) {
 // Fields of OpenAI's that ask for what this server does not do get an error, not a silently different
 // answer (fields it does not know at all are ignored, as OpenAI does).
 void refuse_unsupported(const json& body, Endpoint endpoint) {
-  if (const json* f = field(body, "response_format")) {
-    const json* type = f->is_object() ? field(*f, "type") : nullptr;
-    if (!type || *type != "text")
-      fail("response_format", "only 'response_format' {\"type\": \"text\"} is supported (no JSON mode)");
-  }
-  // llama-server's constrained output.
-  if (const json* g = field(body, "grammar");
-      g && !(g->is_string() && g->get_ref<const std::string&>().empty()))
-    fail("grammar", "'grammar' (constrained output) is not supported");
-  if (field(body, "json_schema")) fail("json_schema", "'json_schema' (constrained output) is not supported");
   const json* choice = field(body, "tool_choice");
   for (const char* name : {"tools", "functions"}) {
     const json* f = field(body, name);
@@ -174,6 +165,68 @@ void refuse_unsupported(const json& body, Endpoint endpoint) {
   if (const json* f = field(body, "suffix");
       f && !(f->is_string() && f->get_ref<const std::string&>().empty()))
     fail("suffix", "'suffix' (insertion) is not supported");
+}
+
+// The request's constraint on its output, as llama-server reads it: "grammar" (GBNF), "json_schema", or
+// OpenAI's response_format ({"type": "json_object"} any JSON object, or a "schema" there;
+// {"type": "json_schema", "json_schema": {"schema": ...}}). A schema is read again from the body in its
+// own key order (properties are written in that order). Null when the request asks for none.
+std::shared_ptr<const model::Grammar> output_grammar(const json& body, std::string_view body_text) {
+  const json* grammar = field(body, "grammar");
+  if (grammar && !grammar->is_string()) fail("grammar", "'grammar' must be a string (GBNF)");
+  const bool has_grammar = grammar && !grammar->get_ref<const std::string&>().empty();
+  // Where the schema is in the body, if anywhere: a path of keys.
+  std::vector<std::string> path;
+  if (const json* js = field(body, "json_schema"); js && !js->is_null()) {
+    if (!js->is_object()) fail("json_schema", "'json_schema' must be an object (a JSON schema)");
+    path = {"json_schema"};
+  }
+  if (const json* rf = field(body, "response_format")) {
+    const json* type = rf->is_object() ? field(*rf, "type") : nullptr;
+    if (!type || !type->is_string())
+      fail("response_format",
+           "'response_format' must be an object with a 'type': text, json_object or json_schema");
+    const std::string& t = type->get_ref<const std::string&>();
+    if (t == "json_object") {
+      path = {"response_format", "schema"};
+    } else if (t == "json_schema") {
+      const json* w = field(*rf, "json_schema");
+      if (!w || !w->is_object())
+        fail("response_format", "'response_format' of type json_schema needs a 'json_schema' object");
+      path = {"response_format", "json_schema", "schema"};
+    } else if (t != "text") {
+      fail("response_format",
+           fmt::format("response_format type '{}' is not one of text, json_object, json_schema",
+                       printable(t)));
+    }
+  }
+  if (has_grammar && !path.empty())
+    fail("grammar", "'grammar' and a JSON schema both constrain the output; give one");
+  if (has_grammar) {
+    Result<std::shared_ptr<const model::Grammar>> g =
+        model::Grammar::parse(grammar->get_ref<const std::string&>());
+    if (!g) fail("grammar", fmt::format("'grammar': {}: {}", g.error().field, g.error().reason));
+    return *g;
+  }
+  if (path.empty()) return nullptr;
+  // The body parsed a first time, so it parses again; a schema left out (json_object) is {}.
+  const auto ordered = nlohmann::ordered_json::parse(body_text);
+  const nlohmann::ordered_json* schema = &ordered;
+  for (const std::string& key : path) {
+    const auto it = schema->find(key);
+    if (it == schema->end()) {
+      static const nlohmann::ordered_json kAnyObject = nlohmann::ordered_json::object();
+      schema = &kAnyObject;
+      break;
+    }
+    schema = &*it;
+  }
+  std::string param = path[0];
+  for (size_t i = 1; i < path.size(); ++i) param += "." + path[i];
+  if (!schema->is_object()) fail(param, fmt::format("'{}' must be an object (a JSON schema)", param));
+  Result<std::shared_ptr<const model::Grammar>> g = model::parse_json_schema(*schema);
+  if (!g) fail(param, fmt::format("'{}': {}", param, g.error().reason));
+  return *g;
 }
 
 json object_body(std::string_view body_text) {
@@ -247,6 +300,11 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
     r.seed_given = true;
   }
   r.stop = stop_strings(body);
+  if (std::shared_ptr<const model::Grammar> g = output_grammar(body, body_text)) {
+    if (!limits.grammar_vocab) fail("grammar", "this server takes no grammars");
+    r.sampling.grammar = std::move(g);
+    r.sampling.grammar_vocab = limits.grammar_vocab;
+  }
   if (endpoint == Endpoint::chat) {
     const bool on = boolean(body, "logprobs").value_or(false);
     const auto top = integer(body, "top_logprobs", 0, model::kMaxLogprobs);

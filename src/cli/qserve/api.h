@@ -37,6 +37,9 @@ struct RequestLimits {
   int32_t max_tokens = -1;        // -n: the most a request may generate and the default (-1: unbounded)
   model::SamplerParams sampling;  // defaults for the fields a request leaves out (llama-server's)
   int64_t n_vocab = 0;            // the model's: a request's token ids (logit_bias, a prompt) are below it
+  // The vocabulary as a grammar reads it: a request's "grammar" / JSON schema runs on it (null: none built,
+  // which a front end does at start; model/grammar.h).
+  std::shared_ptr<const model::GrammarVocab> grammar_vocab;
 };
 
 struct ParsedRequest {

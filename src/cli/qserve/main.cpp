@@ -38,6 +38,7 @@ struct ServeOptions {
   std::string chat_template;  // --chat-template
   std::string isa;            // --isa
   serve::ServerOptions server;
+  GrammarOptions grammar;  // --grammar, --grammar-file, -j, -jf: the default for requests
 };
 
 Status run_server(const ServeOptions& o) {
@@ -70,6 +71,12 @@ Status run_server(const ServeOptions& o) {
 
   serve::ServerOptions so = o.server;
   so.limits.n_vocab = (*m)->config.n_vocab;
+  // The flags' grammar is every request's default (llama-server's --grammar / -j); a request's own
+  // grammar or schema replaces it. The vocabulary as a grammar reads it: built once, for every request.
+  if (Status st = load_grammar(o.grammar, (*m)->tok, so.limits.sampling); !st) return st;
+  so.limits.grammar_vocab = so.limits.sampling.grammar_vocab
+                                ? so.limits.sampling.grammar_vocab
+                                : std::make_shared<const model::GrammarVocab>((*m)->tok);
   if (so.model_name.empty()) so.model_name = std::filesystem::path(o.model).filename().string();
   serve::Server server(**m, **engine, tmpl->tmpl, so);
   if (Status st = server.bind(); !st) return st;
@@ -126,9 +133,13 @@ int main(int argc, char** argv) {
   app.add_option("--isa", o.isa, "kernel level: ref, avx2, avx512, neon (\"\" = best the CPU has)");
   qe::cli::add_sampling_options(app, s.limits.sampling,
                                 "Sampling defaults (a request's fields override them)");
+  qe::cli::add_grammar_options(app, o.grammar, "Sampling defaults (a request's fields override them)");
 
   // llama-server's one-dash long names, and llama.cpp's GPU flags (accepted, with a note).
-  const qe::cli::LlamaFlags llama{{{"-np", "--parallel"}, {"-to", "--timeout"}, {"-cb", "--cont-batching"}},
+  const qe::cli::LlamaFlags llama{{{"-np", "--parallel"},
+                                   {"-to", "--timeout"},
+                                   {"-cb", "--cont-batching"},
+                                   {"-jf", "--json-schema-file"}},
                                   qe::cli::gpu_flags()};
   if (int rc = qe::cli::parse_llama_style(app, "qserve", argc, argv, llama); rc >= 0) return rc;
 
