@@ -83,7 +83,7 @@ void add_grammar_options(CLI::App& app, GrammarOptions& g, const std::string& gr
          "-j,--json-schema", g.json_schema,
          "JSON schema to constrain generations (https://json-schema.org/), e.g. '{}' for any JSON object")
       ->group(group);
-  app.add_option("--json-schema-file", g.json_schema_file, "file containing a JSON schema (-jf)")
+  app.add_option("--json-schema-file", g.json_schema_file, "file containing a JSON schema")
       ->group(group);
 }
 
