@@ -207,7 +207,9 @@ class Check {
           if (cp < 128 ? ascii[cp] : match_char(s.back(), cp).first) going.push_back(c);
         }
       }
-      if (going.empty()) continue;
+      // No token deeper than kMaxTokenCodePoints is a candidate: a hostile vocabulary's longer ones do
+      // not take the recursion deeper.
+      if (going.empty() || depth == kMaxTokenCodePoints) continue;
       Stacks next;
       advance(g_, after_char(s), next);
       if (!next.overflow) run_trie(next.list, going, depth + 1, v);
@@ -427,7 +429,11 @@ bool GrammarMatcher::allows(int32_t id) const {
 bool GrammarMatcher::accept(int32_t id) {
   if (id < 0 || static_cast<size_t>(id) >= vocab_->n_vocab()) return false;
   if (vocab_->is_eog(id)) return complete();
-  for (const uint32_t c : decode_utf8_from(vocab_->piece(id), partial_, partial_)) {
+  PartialUtf8 tail;
+  const std::vector<uint32_t> cps = decode_utf8_from(vocab_->piece(id), partial_, tail);
+  if (cps.size() > kMaxTokenCodePoints) return false;  // never taken (allows() says so too)
+  partial_ = tail;
+  for (const uint32_t c : cps) {
     Stacks next = step(*grammar_, stacks_, c);
     stacks_ = next.overflow ? std::vector<Stack>{} : std::move(next.list);
     if (stacks_.empty()) return false;

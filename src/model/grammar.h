@@ -143,7 +143,8 @@ class GrammarMatcher {
   // Sets every token the grammar does not take next to -inf; logits.size() == the vocabulary's.
   void mask(std::span<float> logits) const;
   // Advances past token `id`, which allows(id) said yes to. False when the text has no parse left (a
-  // token it did not allow) or more than kMaxGrammarStacks: the matcher then allows nothing.
+  // token it did not allow) or more than kMaxGrammarStacks: the matcher then allows nothing; false and
+  // unchanged for a token no grammar takes (longer than the check follows).
   bool accept(int32_t id);
   // The text so far is a whole sentence of the grammar (an end-of-generation token is allowed).
   bool complete() const;

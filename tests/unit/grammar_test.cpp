@@ -23,7 +23,7 @@ namespace {
 
 // A byte-level BPE vocabulary: ids 0..255 are the bytes, then a few multi-byte tokens and an
 // end-of-generation token.
-constexpr int32_t kAb = 256, kEAcute = 257, kEmptyIsh = 258, kImEnd = 259, kXyz = 260;
+constexpr int32_t kAb = 256, kEAcute = 257, kEmptyIsh = 258, kImEnd = 259, kXyz = 260, kLong = 261;
 std::shared_ptr<const tokenizer::Tokenizer> byte_tokenizer() {
   tokenizer::Vocab v = tokenizer::default_vocab(tokenizer::VocabModel::kBpe, "gpt2");
   for (int b = 0; b < 256; ++b) v.tokens.push_back(tokenizer::gpt2_byte_to_utf8(static_cast<uint8_t>(b)));
@@ -32,6 +32,7 @@ std::shared_ptr<const tokenizer::Tokenizer> byte_tokenizer() {
   v.tokens.push_back("<pad>");  // a control token: its piece is its text to the grammar
   v.tokens.push_back("<|im_end|>");
   v.tokens.push_back("xyz");
+  v.tokens.push_back(std::string(3000, 'a'));  // past kMaxTokenCodePoints
   v.eos = kImEnd;  // the only end-of-generation token (the BPE default, 11, is a byte here)
   tokenizer::resolve_special_tokens(v);
   v.types.resize(v.tokens.size(), tokenizer::TokenType::kNormal);
@@ -240,6 +241,17 @@ TEST(GrammarMatcher, EndOfGenerationOnlyOnAWholeSentence) {
   GrammarMatcher p = f.matcher("root ::= \"<pad>\"");
   EXPECT_TRUE(p.allows(kEmptyIsh));
   EXPECT_TRUE(p.allows(byte('<')));
+}
+
+TEST(GrammarMatcher, ATokenLongerThanTheBoundIsNeverTaken) {
+  const Fixture& f = fx();
+  GrammarMatcher m = f.matcher("root ::= \"a\"+");
+  EXPECT_FALSE(m.allows(kLong));
+  EXPECT_TRUE(m.allows(byte('a')));
+  std::vector<float> row(f.vocab->n_vocab(), 0.0f);
+  m.mask(row);
+  EXPECT_EQ(row[kLong], -INFINITY);
+  EXPECT_EQ(row[static_cast<size_t>(byte('a'))], 0.0f);
 }
 
 TEST(GrammarMatcher, AnExplodingGrammarEndsInsteadOfGrowing) {
