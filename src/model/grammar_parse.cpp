@@ -294,14 +294,16 @@ class Parser {
   void repeat(const std::string& rule_name, Rule& rule, size_t last_start, int lo, int hi) {
     if (last_start == rule.size()) fail("nothing before the repetition operator to repeat");
     const Rule item(rule.begin() + static_cast<std::ptrdiff_t>(last_start), rule.end());
+    // Counted before anything is written: the copies of a long item could take gigabytes.
+    const size_t copies = lo == 0 ? 0 : static_cast<size_t>(lo) - 1;
+    if (n_elements_ + rule.size() + copies * item.size() > kMaxGrammarElements)
+      fail(fmt::format("the grammar grows past {} elements once its repetitions are written out",
+                       kMaxGrammarElements));
     if (lo == 0) {
       rule.resize(last_start);
     } else {
-      for (int i = 1; i < lo; ++i) rule.insert(rule.end(), item.begin(), item.end());
+      for (size_t i = 0; i < copies; ++i) rule.insert(rule.end(), item.begin(), item.end());
     }
-    if ((static_cast<size_t>(lo) + 1) * item.size() > kMaxGrammarElements)
-      fail(fmt::format("the grammar grows past {} elements once its repetitions are written out",
-                       kMaxGrammarElements));
     const int n_opt = hi < 0 ? 1 : hi - lo;
     uint32_t last = 0;
     for (int i = 0; i < n_opt; ++i) {

@@ -105,6 +105,14 @@ TEST(GrammarParse, ErrorsNameTheLineColumnAndWhat) {
       {"root ::= (((a)))\na ::= " + std::string(300, '(') + "\"x\"" + std::string(300, ')'),
        "parentheses nested deeper than 256"},
       {"root ::= \"" + std::string(1000, 'a') + "\"{1000,2000}", "the grammar grows past 65536 elements"},
+      {"root ::= \"" + std::string(200000, 'a') + "\"{2000}", "the grammar grows past 65536 elements"},
+      {"root ::= " +
+           [] {
+             std::string many;
+             for (int i = 0; i < 100; ++i) many += "\"ab\"{2000} ";
+             return many;
+           }(),
+       "the grammar grows past 65536 elements"},
   };
   for (const auto& [gbnf, want] : cases) {
     EXPECT_NE(parse_error(gbnf).find(want), std::string::npos)
