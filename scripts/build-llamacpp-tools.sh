@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # llama.cpp's own command-line tools (llama-imatrix, llama-quantize, llama-perplexity, llama-bench,
-# llama-cli), built from the llama.cpp that llama-cpp-python 0.3.16's sdist vendors (the same llama.cpp
-# as scripts/compare-llamacpp.sh), CPU only, Release. They are quality and speed witnesses, so the build
-# is native (GGML_NATIVE=ON: the best kernels for this CPU), not the AVX2 numerics witness that
-# compare-llamacpp.sh builds. Once built, a stamp skips the work.
+# llama-cli, llama-server), built from the llama.cpp that llama-cpp-python 0.3.16's sdist vendors (the
+# same llama.cpp as scripts/compare-llamacpp.sh), CPU only, Release. They are quality and speed
+# witnesses, so the build is native (GGML_NATIVE=ON: the best kernels for this CPU), not the AVX2
+# numerics witness that compare-llamacpp.sh builds. Once built, a stamp skips the work.
 #
 #   scripts/build-llamacpp-tools.sh [--force] [--jobs N] [--avx2]
 #
-# Output: .venv/llama.cpp-tools/bin/llama-{imatrix,quantize,perplexity,bench,cli} (ignored by git with
+# Output: .venv/llama.cpp-tools/bin/llama-{imatrix,quantize,perplexity,bench,cli,server} (ignored by git with
 # .venv/). Needs network access the first time (pip download of the sdist).
 # --avx2: instead, llama-perplexity built for the AVX2 level (GGML_NATIVE=OFF, AVX-512 off, as
 # compare-llamacpp.sh builds llama-cpp-python) into .venv/llama.cpp-tools-avx2/bin: the llama.cpp whose
@@ -15,13 +15,14 @@
 # --with-python (CI): one build of llama.cpp for both witnesses: the tools and shared libraries at the
 # AVX2 level (as --avx2), then llama-cpp-python installed over those libraries (its own build switched
 # off: LLAMA_BUILD=OFF, so pip compiles nothing). The tools then are AVX2-level ones; a later plain run
-# (bench/vs-llamacpp.sh makes one) rebuilds them native, and the bindings keep their copy of the libraries.
+# (bench/vs-llamacpp.sh makes one) rebuilds them native, and the bindings keep their copy of the libraries
+# (tests/python/test_llamacpp_server_tools.py then compares only llama-server's prompts, not its replies).
 # Env: QE_LLAMACPP_TOOLS (default .venv/llama.cpp-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LLAMA_CPP_PYTHON_VERSION=0.3.16  # keep in step with scripts/compare-llamacpp.sh
-TARGETS=(llama-imatrix llama-quantize llama-perplexity llama-bench llama-cli)
+TARGETS=(llama-imatrix llama-quantize llama-perplexity llama-bench llama-cli llama-server)
 ROOT=${QE_LLAMACPP_TOOLS:-.venv/llama.cpp-tools}
 SRC_ROOT=$ROOT  # the unpacked sdist, shared by both builds
 JOBS=$(nproc)
@@ -45,7 +46,7 @@ while [[ $# -gt 0 ]]; do
       shift ;;
     --jobs) JOBS=$2; shift 2 ;;
     --jobs=*) JOBS=${1#--jobs=}; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "build-llamacpp-tools.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -56,7 +57,7 @@ for t in cmake ninja c++; do command -v $t >/dev/null || die "$t not found: run 
 # The stamp names the version, the flags and the targets: a change in any of them rebuilds.
 CMAKE_FLAGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release "${LEVEL[@]}" -DGGML_CUDA=OFF -DGGML_METAL=OFF
              -DGGML_VULKAN=OFF -DGGML_OPENMP=ON -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=$SHARED
-             -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF
+             -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON
              -DLLAMA_BUILD_TOOLS=ON)
 # Shared libraries find each other (and the tools find them) beside themselves ($ORIGIN), wherever they
 # are copied: the tools with them in bin/, the bindings in llama_cpp/lib.

@@ -445,26 +445,24 @@ std::string Converter::visit_schema(const json& schema, const std::string& name)
   return add_primitive(rule_name == "root" ? "root" : t, primitive_rules().at(t));
 }
 
-// How deep the schema nests, without recursion (a hostile one may nest 100k levels: a recursive walk,
-// or nlohmann's dump() of a constant, would overflow the stack).
-size_t depth_of(const json& root) {
+}  // namespace
+
+size_t json_depth(const nlohmann::ordered_json& root, size_t limit) {
   size_t deepest = 0;
   std::vector<std::pair<const json*, size_t>> todo{{&root, 1}};
   while (!todo.empty()) {
     const auto [n, d] = todo.back();
     todo.pop_back();
     deepest = std::max(deepest, d);
-    if (d > static_cast<size_t>(kMaxDepth)) break;
+    if (d > limit) break;
     if (n->is_structured())
       for (const json& child : *n) todo.push_back({&child, d + 1});
   }
   return deepest;
 }
 
-}  // namespace
-
 Result<std::string> json_schema_to_grammar(const nlohmann::ordered_json& schema) {
-  if (depth_of(schema) > static_cast<size_t>(kMaxDepth))
+  if (json_depth(schema, kMaxJsonDepth) > kMaxJsonDepth)
     return Error{
         "", "",
         fmt::format("JSON schema conversion failed: the schema nests deeper than {} levels", kMaxDepth),

@@ -24,6 +24,13 @@
 
 namespace qe::model {
 
+// Schemas nest at most this deep (and what the server writes out of a request's JSON: tool parameters,
+// a past call's arguments).
+inline constexpr size_t kMaxJsonDepth = 128;
+// How deep a JSON value nests, counted without recursion (a hostile value may nest 100k levels: a
+// recursive walk, or nlohmann's dump(), would overflow the stack); the count stops past `limit`.
+size_t json_depth(const nlohmann::ordered_json& value, size_t limit);
+
 // The schema in its own key order (properties are written in that order): nlohmann::ordered_json.
 Result<std::string> json_schema_to_grammar(const nlohmann::ordered_json& schema);
 

@@ -9,11 +9,14 @@
 #include <string_view>
 #include <vector>
 
+#include "model/json_schema_grammar.h"
+
 namespace qe::model::schema {
 
 inline constexpr int kNone = INT_MAX;   // no upper bound (a repetition's max, an integer's maximum)
 inline constexpr int kNoMin = INT_MIN;  // no lower bound
-inline constexpr int kMaxDepth = 128;   // nested schemas and pattern groups: the converter recurses on each
+// Nested schemas and pattern groups: the converter recurses on each.
+inline constexpr int kMaxDepth = static_cast<int>(kMaxJsonDepth);
 
 // Thrown when the conversion cannot go on: the first error, in llama.cpp's words where it has them.
 struct Refused {

@@ -19,7 +19,8 @@ DEFAULT_MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 # Optional references: not in requirements.txt, installed by a script of their own.
-OPTIONAL_REFERENCES = {"llama_cpp": "scripts/compare-llamacpp.sh builds and installs it"}
+OPTIONAL_REFERENCES = {"llama_cpp": "scripts/compare-llamacpp.sh builds and installs it",
+                       "llama-server": "scripts/build-llamacpp-tools.sh builds it"}
 # pytest's exit code for a file whose every module was skipped for a missing optional reference (see
 # pytest_sessionfinish); tests/CMakeLists.txt gives it to ctest as SKIP_RETURN_CODE.
 EXIT_OPTIONAL_MISSING = 77
@@ -43,6 +44,15 @@ def optional_reference(name: str) -> ModuleType:
     other ImportError) fails, where a bare importorskip would skip it with only a warning (pytest >= 8.2)."""
     return pytest.importorskip(name, exc_type=ModuleNotFoundError,
                                reason=f"optional reference {name} is not installed ({OPTIONAL_REFERENCES[name]})")
+
+
+def optional_program(path: pathlib.Path, name: str) -> pathlib.Path:
+    """An optional reference that is a program (llama-server): at module level, skips the whole file when it
+    is not built, as optional_reference does for a package."""
+    if not path.exists():
+        pytest.skip(f"optional reference {name} is not installed ({OPTIONAL_REFERENCES[name]}): {path}",
+                    allow_module_level=True)
+    return path
 
 
 def pytest_collectreport(report):

@@ -175,6 +175,60 @@ def test_json_mode_and_json_schema(client, default_model, stream):
                 extra_body={"json_schema": CAT_SCHEMA})[0] == text
 
 
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+CLOCK_TOOL = {"type": "function", "function": {"name": "get_time", "description": "The time now."}}
+
+
+def streamed_calls(client, **kw):
+    """(content, [(name, arguments)], finish_reason) added up from the openai client's stream deltas."""
+    content, calls, finish = None, {}, None
+    for chunk in client.chat.completions.create(model="m", stream=True, **kw):
+        if not chunk.choices:
+            continue
+        choice = chunk.choices[0]
+        finish = choice.finish_reason or finish
+        if choice.delta.content:
+            content = (content or "") + choice.delta.content
+        for d in choice.delta.tool_calls or []:
+            if d.index not in calls:
+                assert d.id.startswith("call_") and d.type == "function"
+                calls[d.index] = [d.function.name, ""]
+            calls[d.index][1] += d.function.arguments or ""
+    return content, [tuple(calls[i]) for i in sorted(calls)], finish
+
+
+def test_tool_calls_through_the_openai_client(client):
+    """OpenAI's tools (llama.cpp's generic format; the prompt and replies are llama-server's:
+    test_llamacpp_server_tools.py): a call comes back as tool_calls with finish_reason tool_calls, the
+    same streamed; the call and its result go back into the history as the client sends them; a named
+    tool_choice calls that function, "none" answers in text."""
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    kw = dict(model="m", tools=[WEATHER_TOOL, CLOCK_TOOL], temperature=0, max_tokens=96)
+    r = client.chat.completions.create(messages=messages, **kw)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    assert len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather" and call.id.startswith("call_")
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    assert streamed_calls(client, messages=messages, tools=kw["tools"], temperature=0, max_tokens=96) == \
+        (None, [(call.function.name, call.function.arguments)], "tool_calls")
+
+    history = messages + [choice.message.model_dump(), {"role": "tool", "tool_call_id": call.id,
+                                                         "content": "18 degrees and sunny"}]
+    r = client.chat.completions.create(messages=history, **kw)
+    assert r.choices[0].finish_reason in ("stop", "tool_calls", "length")
+    assert r.choices[0].message.content or r.choices[0].message.tool_calls
+
+    r = client.chat.completions.create(messages=messages, tool_choice={"type": "function",
+                                                                       "function": {"name": "get_time"}}, **kw)
+    assert [c.function.name for c in r.choices[0].message.tool_calls] == ["get_time"]
+    r = client.chat.completions.create(messages=messages, tool_choice="none", **{**kw, "max_tokens": 16})
+    assert r.choices[0].message.tool_calls is None and r.choices[0].message.content
+
+
 def test_tokenize_and_detokenize(server, default_model):
     """llama-server's /tokenize and /detokenize: a prompt's ids as qrun reads them, its pieces, special
     tokens written in the text, and the way back."""

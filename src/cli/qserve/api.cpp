@@ -4,7 +4,9 @@
 
 #include <charconv>
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <random>
 
 #include "model/batch_engine.h"
 #include "model/json_schema_grammar.h"
@@ -73,25 +75,131 @@ std::string text_content(const json& content, const std::string& param) {
   return text;
 }
 
-std::vector<tokenizer::ChatMessage> messages(const json& body) {
+// The string field `name` of `obj`, or "" when it is absent or null.
+std::string optional_string(const json& obj, const char* name, const std::string& param) {
+  const json* v = field(obj, name);
+  if (!v) return {};
+  if (!v->is_string()) fail(param + "." + name, fmt::format("'{}' must be a string", name));
+  return v->get<std::string>();
+}
+
+// An assistant turn's calls: [{"id", "type": "function", "function": {"name", "arguments": "JSON"}}].
+std::vector<model::ToolCall> tool_calls(const json& calls, const std::string& param) {
+  if (!calls.is_array()) fail(param, "'tool_calls' must be an array");
+  std::vector<model::ToolCall> out;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const std::string p = fmt::format("{}[{}]", param, i);
+    const json& c = calls[i];
+    if (!c.is_object()) fail(p, "each tool call must be an object");
+    if (const json* type = field(c, "type"); type && *type != "function")
+      fail(p + ".type", "only tool calls of type 'function' are supported");
+    const json* f = field(c, "function");
+    if (!f || !f->is_object()) fail(p + ".function", "each tool call needs a 'function' object");
+    model::ToolCall call{optional_string(c, "id", p), optional_string(*f, "name", p + ".function"),
+                         optional_string(*f, "arguments", p + ".function")};
+    if (call.name.empty()) fail(p + ".function.name", "each tool call needs a function 'name'");
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+std::vector<model::ToolChatMessage> messages(const json& body) {
   const json* m = field(body, "messages");
   if (!m) fail("messages", "'messages' is required");
   if (!m->is_array() || m->empty()) fail("messages", "'messages' must be a non-empty array");
-  std::vector<tokenizer::ChatMessage> out;
+  std::vector<model::ToolChatMessage> out;
   for (size_t i = 0; i < m->size(); ++i) {
     const std::string param = fmt::format("messages[{}]", i);
     const json& msg = (*m)[i];
     if (!msg.is_object()) fail(param, "each message must be an object");
     const json* role = field(msg, "role");
     if (!role || !role->is_string()) fail(param + ".role", "each message needs a 'role' string");
-    std::string r = role->get<std::string>();
-    if (r == "developer") r = "system";  // OpenAI's newer name for the system message
-    if (r != "system" && r != "user" && r != "assistant")
-      fail(param + ".role", fmt::format("role '{}' is not supported (system, user, assistant)", r));
-    const json* content = field(msg, "content");
-    out.push_back({std::move(r), content ? text_content(*content, param + ".content") : std::string()});
+    model::ToolChatMessage t;
+    t.role = role->get<std::string>();
+    if (t.role == "developer") t.role = "system";  // OpenAI's newer name for the system message
+    if (t.role != "system" && t.role != "user" && t.role != "assistant" && t.role != "tool")
+      fail(param + ".role",
+           fmt::format("role '{}' is not supported (system, user, assistant, tool)", printable(t.role)));
+    if (const json* content = field(msg, "content")) t.content = text_content(*content, param + ".content");
+    if (const json* calls = field(msg, "tool_calls")) {
+      if (t.role != "assistant") fail(param + ".tool_calls", "only an assistant message has 'tool_calls'");
+      t.tool_calls = tool_calls(*calls, param + ".tool_calls");
+    }
+    if (t.role == "tool") {
+      t.name = optional_string(msg, "name", param);
+      t.tool_call_id = optional_string(msg, "tool_call_id", param);
+    }
+    if (t.role != "assistant" && !t.content) t.content = "";
+    out.push_back(std::move(t));
   }
   return out;
+}
+
+// The functions of "tools" ([{"type": "function", "function": {name, description, parameters}}]), read
+// from the body in its own key order (a function's parameters are shown to the model as written).
+std::vector<model::ToolFunction> tool_functions(const nlohmann::ordered_json& tools) {
+  constexpr size_t kMaxTools = 128;  // OpenAI's limit
+  if (!tools.is_array()) fail("tools", "'tools' must be an array");
+  if (tools.size() > kMaxTools) fail("tools", fmt::format("'tools' holds at most {} functions", kMaxTools));
+  std::vector<model::ToolFunction> out;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const std::string p = fmt::format("tools[{}]", i);
+    const nlohmann::ordered_json& t = tools[i];
+    if (!t.is_object()) fail(p, "each tool must be an object");
+    const auto type = t.find("type");
+    if (type == t.end() || *type != "function")
+      fail(p + ".type", "only tools of type 'function' are supported");
+    const auto f = t.find("function");
+    if (f == t.end() || !f->is_object()) fail(p + ".function", "each tool needs a 'function' object");
+    model::ToolFunction fn;
+    const auto name = f->find("name");
+    if (name == f->end() || !name->is_string() || name->get_ref<const std::string&>().empty())
+      fail(p + ".function.name", "each function needs a 'name' string");
+    fn.name = name->get<std::string>();
+    for (const model::ToolFunction& before : out)
+      if (before.name == fn.name)
+        fail(p + ".function.name", fmt::format("two tools are named '{}'", printable(fn.name)));
+    if (const auto d = f->find("description"); d != f->end() && !d->is_null()) {
+      if (!d->is_string()) fail(p + ".function.description", "'description' must be a string");
+      fn.description = d->get<std::string>();
+    }
+    // OpenAI: parameters left out = a function that takes none.
+    fn.parameters = {{"type", "object"}, {"properties", nlohmann::ordered_json::object()}};
+    if (const auto params = f->find("parameters"); params != f->end() && !params->is_null()) {
+      if (!params->is_object())
+        fail(p + ".function.parameters", "'parameters' must be an object (a JSON schema)");
+      fn.parameters = *params;
+    }
+    out.push_back(std::move(fn));
+  }
+  return out;
+}
+
+// OpenAI's tool_choice: "auto", "none", "required", or {"type": "function", "function": {"name"}} (that
+// function must be called).
+model::ToolRequest tool_choice(const json& body) {
+  model::ToolRequest r;
+  const json* c = field(body, "tool_choice");
+  if (!c) return r;
+  if (c->is_string()) {
+    const std::string& s = c->get_ref<const std::string&>();
+    if (s == "none")
+      r.choice = model::ToolChoice::none;
+    else if (s == "required")
+      r.choice = model::ToolChoice::required;
+    else if (s != "auto")
+      fail("tool_choice", fmt::format("'tool_choice' '{}' is not one of auto, none, required", printable(s)));
+    return r;
+  }
+  const json* f = c->is_object() ? field(*c, "function") : nullptr;
+  const json* name = f && f->is_object() ? field(*f, "name") : nullptr;
+  if (!name || !name->is_string())
+    fail("tool_choice",
+         "'tool_choice' must be auto, none, required or {\"type\": \"function\", "
+         "\"function\": {\"name\": ...}}");
+  r.choice = model::ToolChoice::required;
+  r.only = name->get<std::string>();
+  return r;
 }
 
 std::vector<std::string> stop_strings(const json& body) {
@@ -152,13 +260,11 @@ std::vector<model::LogitBias> logit_bias(const json& body, int64_t n_vocab) {
 // Fields of OpenAI's that ask for what this server does not do get an error, not a silently different
 // answer (fields it does not know at all are ignored, as OpenAI does).
 void refuse_unsupported(const json& body, Endpoint endpoint) {
-  const json* choice = field(body, "tool_choice");
-  for (const char* name : {"tools", "functions"}) {
-    const json* f = field(body, name);
-    if (f && !(f->is_array() && f->empty()) && !(choice && *choice == "none"))
-      fail(name, fmt::format("'{}' (tool and function calls) are not supported", name));
-  }
+  if (const json* f = field(body, "functions"); f && !(f->is_array() && f->empty()))
+    fail("functions", "'functions' (the deprecated form of tools) is not supported; give 'tools'");
   if (endpoint != Endpoint::completion) return;
+  if (const json* f = field(body, "tools"); f && !(f->is_array() && f->empty()))
+    fail("tools", "'tools' are for chat completions (/v1/chat/completions)");
   if (boolean(body, "echo").value_or(false)) fail("echo", "'echo' is not supported");
   if (auto n = integer(body, "best_of", 0, std::numeric_limits<int32_t>::max()); n && *n > 1)
     fail("best_of", "only best_of = 1 is supported");
@@ -169,9 +275,16 @@ void refuse_unsupported(const json& body, Endpoint endpoint) {
 
 // The request's constraint on its output, as llama-server reads it: "grammar" (GBNF), "json_schema", or
 // OpenAI's response_format ({"type": "json_object"} any JSON object, or a "schema" there;
-// {"type": "json_schema", "json_schema": {"schema": ...}}). A schema is read again from the body in its
-// own key order (properties are written in that order). Null when the request asks for none.
-std::shared_ptr<const model::Grammar> output_grammar(const json& body, std::string_view body_text) {
+// {"type": "json_schema", "json_schema": {"schema": ...}}). A schema is read from the body in its own key
+// order (properties are written in that order).
+struct OutputConstraint {
+  std::string gbnf;                              // "grammar" ("" = not given)
+  std::optional<nlohmann::ordered_json> schema;  // a JSON schema (nullopt = not given)
+  std::string param;                             // the field it came from
+};
+
+OutputConstraint output_constraint(const json& body,
+                                   const std::function<const nlohmann::ordered_json&()>& ordered) {
   const json* grammar = field(body, "grammar");
   if (grammar && !grammar->is_string()) fail("grammar", "'grammar' must be a string (GBNF)");
   const bool has_grammar = grammar && !grammar->get_ref<const std::string&>().empty();
@@ -202,16 +315,10 @@ std::shared_ptr<const model::Grammar> output_grammar(const json& body, std::stri
   }
   if (has_grammar && !path.empty())
     fail("grammar", "'grammar' and a JSON schema both constrain the output; give one");
-  if (has_grammar) {
-    Result<std::shared_ptr<const model::Grammar>> g =
-        model::Grammar::parse(grammar->get_ref<const std::string&>());
-    if (!g) fail("grammar", fmt::format("'grammar': {}: {}", g.error().field, g.error().reason));
-    return *g;
-  }
-  if (path.empty()) return nullptr;
-  // The body parsed a first time, so it parses again; a schema left out (json_object) is {}.
-  const auto ordered = nlohmann::ordered_json::parse(body_text);
-  const nlohmann::ordered_json* schema = &ordered;
+  if (has_grammar) return {grammar->get<std::string>(), std::nullopt, "grammar"};
+  if (path.empty()) return {};
+  // A schema left out (json_object) is {}.
+  const nlohmann::ordered_json* schema = &ordered();
   for (const std::string& key : path) {
     const auto it = schema->find(key);
     if (it == schema->end()) {
@@ -224,8 +331,12 @@ std::shared_ptr<const model::Grammar> output_grammar(const json& body, std::stri
   std::string param = path[0];
   for (size_t i = 1; i < path.size(); ++i) param += "." + path[i];
   if (!schema->is_object()) fail(param, fmt::format("'{}' must be an object (a JSON schema)", param));
-  Result<std::shared_ptr<const model::Grammar>> g = model::parse_json_schema(*schema);
-  if (!g) fail(param, fmt::format("'{}': {}", param, g.error().reason));
+  return {"", *schema, param};
+}
+
+std::shared_ptr<const model::Grammar> parsed_grammar(std::string_view gbnf, const std::string& param) {
+  Result<std::shared_ptr<const model::Grammar>> g = model::Grammar::parse(gbnf);
+  if (!g) fail(param, fmt::format("'{}': {}: {}", param, g.error().field, g.error().reason));
   return *g;
 }
 
@@ -251,10 +362,35 @@ Parsed<Request> parsed(Parse&& parse) {
 
 ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const RequestLimits& limits) {
   const json body = object_body(body_text);
+  // The body again in its own key order, parsed when a schema is read from it (properties are written
+  // in that order).
+  std::optional<nlohmann::ordered_json> ordered_body;
+  const auto ordered = [&]() -> const nlohmann::ordered_json& {
+    if (!ordered_body) ordered_body = nlohmann::ordered_json::parse(body_text);
+    return *ordered_body;
+  };
   ParsedRequest r;
   r.endpoint = endpoint;
+  refuse_unsupported(body, endpoint);
+  const OutputConstraint constraint = output_constraint(body, ordered);
+  std::shared_ptr<const model::Grammar> grammar;
   if (endpoint == Endpoint::chat) {
-    r.messages = messages(body);
+    std::vector<model::ToolFunction> tools;
+    if (field(body, "tools")) tools = tool_functions(ordered().at("tools"));
+    model::ToolRequest tr = tool_choice(body);
+    if (!tr.only.empty() && tools.empty())
+      fail("tool_choice", "'tool_choice' names a function but there are no 'tools'");
+    boolean(body, "parallel_tool_calls");  // checked; none of the templates writes several calls
+    tr.tools = tools;
+    if (!tools.empty() && tr.choice != model::ToolChoice::none) {
+      if (!constraint.gbnf.empty()) fail("grammar", "'grammar' cannot constrain a reply that may call tools");
+      if (constraint.schema) tr.response_schema = &*constraint.schema;
+    }
+    Result<model::ToolChat> chat = model::tool_chat(messages(body), tr, limits.tool_call_example);
+    if (!chat) fail(chat.error().field, chat.error().reason);
+    r.messages = std::move(chat->messages);
+    r.tool_reply = chat->tool_reply;
+    if (r.tool_reply) grammar = parsed_grammar(chat->grammar, "tools");
   } else {
     const json* p = field(body, "prompt");
     if (!p) fail("prompt", "'prompt' is required");
@@ -269,7 +405,6 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
     }
   }
   if (const json* n = field(body, "n"); n && *n != 1) fail("n", "only n = 1 is supported");
-  refuse_unsupported(body, endpoint);
   r.stream = boolean(body, "stream").value_or(false);
   r.cache_prompt = boolean(body, "cache_prompt").value_or(true);
   r.ignore_eos = boolean(body, "ignore_eos").value_or(false);
@@ -300,9 +435,15 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
     r.seed_given = true;
   }
   r.stop = stop_strings(body);
-  if (std::shared_ptr<const model::Grammar> g = output_grammar(body, body_text)) {
+  if (!grammar && !constraint.gbnf.empty()) grammar = parsed_grammar(constraint.gbnf, "grammar");
+  if (!grammar && constraint.schema) {
+    Result<std::shared_ptr<const model::Grammar>> g = model::parse_json_schema(*constraint.schema);
+    if (!g) fail(constraint.param, fmt::format("'{}': {}", constraint.param, g.error().reason));
+    grammar = *g;
+  }
+  if (grammar) {
     if (!limits.grammar_vocab) fail("grammar", "this server takes no grammars");
-    r.sampling.grammar = std::move(g);
+    r.sampling.grammar = std::move(grammar);
     r.sampling.grammar_vocab = limits.grammar_vocab;
   }
   if (endpoint == Endpoint::chat) {
@@ -336,13 +477,28 @@ json bytes_of(std::string_view s) {
   return b;
 }
 
+// OpenAI's [{"id", "type": "function", "function": {"name", "arguments"}}], with "index" in a chunk.
+json tool_calls_json(const std::vector<model::ToolCall>& calls, bool chunk) {
+  json out = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json c = {{"id", calls[i].id},
+              {"type", "function"},
+              {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}};
+    if (chunk) c["index"] = i;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 json choice(Endpoint endpoint, std::string_view text, bool chunk, bool first, const json& finish_reason,
-            const json& logprobs = nullptr) {
+            const json& logprobs = nullptr, const std::vector<model::ToolCall>* calls = nullptr) {
   json c = {{"index", 0}, {"finish_reason", finish_reason}, {"logprobs", logprobs}};
   if (endpoint == Endpoint::completion) {
     c["text"] = text;
   } else if (!chunk) {
-    c["message"] = {{"role", "assistant"}, {"content", text}};
+    const bool called = calls && !calls->empty();
+    c["message"] = {{"role", "assistant"}, {"content", called && text.empty() ? json(nullptr) : json(text)}};
+    if (called) c["message"]["tool_calls"] = tool_calls_json(*calls, false);
   } else {
     json delta = json::object();
     if (first) delta["role"] = "assistant";
@@ -428,9 +584,9 @@ json logprobs_object(Endpoint endpoint, const std::vector<TokenLogprobs>& tokens
 
 json response_body(Endpoint endpoint, const ResponseHeader& h, const Completion& c) {
   json j = envelope(endpoint, h, false);
-  j["choices"] =
-      json::array({choice(endpoint, c.text, false, false, c.finish_reason,
-                          c.logprobs ? logprobs_object(endpoint, *c.logprobs, 0) : json(nullptr))});
+  j["choices"] = json::array(
+      {choice(endpoint, c.text, false, false, c.finish_reason,
+              c.logprobs ? logprobs_object(endpoint, *c.logprobs, 0) : json(nullptr), &c.tool_calls)});
   j["usage"] = usage(c);
   return j;
 }
@@ -440,6 +596,89 @@ json stream_chunk(Endpoint endpoint, const ResponseHeader& h, std::string_view t
   json j = envelope(endpoint, h, true);
   j["choices"] = json::array({choice(endpoint, text, true, first, nullptr, logprobs)});
   return j;
+}
+
+json delta_chunk(const ResponseHeader& h, json delta, const json& logprobs) {
+  json j = envelope(Endpoint::chat, h, true);
+  j["choices"] = json::array(
+      {{{"index", 0}, {"finish_reason", nullptr}, {"logprobs", logprobs}, {"delta", std::move(delta)}}});
+  return j;
+}
+
+namespace {
+
+std::string new_call_id() {
+  static constexpr std::string_view kAlnum = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  std::random_device rd;
+  std::string id = "call_";
+  for (int i = 0; i < 24; ++i) id += kAlnum[rd() % kAlnum.size()];
+  return id;
+}
+
+// As llama-server: a reply the model ended (not cut short) that called a tool.
+void set_finish_reason(Completion& c, bool cut) {
+  if (!c.tool_calls.empty() && !cut && c.finish_reason == "stop") c.finish_reason = "tool_calls";
+}
+
+bool extends(std::string_view now, std::string_view sent) {
+  return now.size() > sent.size() && now.substr(0, sent.size()) == sent;
+}
+
+// What the reply gives the client: as llama-server, a reading that found nothing (no call, no answer:
+// a reply cut before either began) gives the text as it is.
+model::ToolReply final_reading(const std::string& text, bool cut) {
+  model::ToolReply r = model::parse_tool_reply(text, cut);
+  if (r.content.empty() && r.calls.empty()) r.content = text;
+  return r;
+}
+
+}  // namespace
+
+void read_tool_reply(Completion& c, bool cut) {
+  model::ToolReply reply = final_reading(c.text, cut);
+  c.text = std::move(reply.content);
+  c.tool_calls = std::move(reply.calls);
+  for (model::ToolCall& call : c.tool_calls) call.id = new_call_id();
+  set_finish_reason(c, cut);
+}
+
+std::vector<json> ToolReplyStream::deltas(const model::ToolReply& now) {
+  std::vector<json> out;
+  if (extends(now.content, content_)) {
+    out.push_back({{"content", now.content.substr(content_.size())}});
+    content_ = now.content;
+  }
+  for (size_t i = 0; i < now.calls.size(); ++i) {
+    const model::ToolCall& c = now.calls[i];
+    if (i < calls_.size()) {
+      if (c.name != calls_[i].name || !extends(c.arguments, calls_[i].arguments)) continue;
+      const json growth = {{"index", i},
+                           {"function", {{"arguments", c.arguments.substr(calls_[i].arguments.size())}}}};
+      out.push_back({{"tool_calls", json::array({growth})}});
+      calls_[i].arguments = c.arguments;
+    } else {
+      calls_.push_back({new_call_id(), c.name, c.arguments});
+      const json call = {{"index", i},
+                         {"id", calls_[i].id},
+                         {"type", "function"},
+                         {"function", {{"name", c.name}, {"arguments", c.arguments}}}};
+      out.push_back({{"tool_calls", json::array({call})}});
+    }
+  }
+  return out;
+}
+
+std::vector<json> ToolReplyStream::add(std::string_view piece) {
+  raw_ += piece;
+  return deltas(model::parse_tool_reply(raw_, /*partial=*/true));
+}
+
+std::vector<json> ToolReplyStream::finish(Completion& c, bool cut) {
+  std::vector<json> out = deltas(final_reading(raw_, cut));
+  c.text = content_;
+  c.tool_calls = calls_;
+  set_finish_reason(c, cut);
+  return out;
 }
 
 json stream_final_chunk(Endpoint endpoint, const ResponseHeader& h, const Completion& c) {

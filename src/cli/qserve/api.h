@@ -4,7 +4,7 @@
 // Requests are hostile input: a field of the wrong type, a value out of range or a body that is not
 // well-formed JSON in UTF-8 is an ApiError (HTTP 400 with OpenAI's error object), never an exception
 // that escapes. Fields this server does not know are ignored, as OpenAI does; fields of OpenAI's that
-// ask for what it does not do (JSON mode, tool calls, n > 1, echo; llama-server's grammar) are errors.
+// ask for what it does not do (n > 1, echo, suffix, the legacy "functions") are errors.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "model/chat_tools.h"
 #include "model/sampler.h"
 #include "tokenizer/chat_template.h"
 
@@ -40,11 +41,15 @@ struct RequestLimits {
   // The vocabulary as a grammar reads it: a request's "grammar" / JSON schema runs on it (null: none built,
   // which a front end does at start; model/grammar.h).
   std::shared_ptr<const model::GrammarVocab> grammar_vocab;
+  // How the chat template writes a tool call (model::tool_call_example), shown to the model with the
+  // tools of a request that has them.
+  std::string tool_call_example;
 };
 
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::chat;
-  std::vector<tokenizer::ChatMessage> messages;  // chat
+  std::vector<tokenizer::ChatMessage> messages;  // chat, tools and tool turns written out (chat_tools.h)
+  bool tool_reply = false;  // the reply is a tool call or an answer in JSON: read with read_tool_reply
   std::string prompt;                            // completion: text, or
   std::vector<int32_t> prompt_ids;               // its token ids, as given (no BOS added)
   int32_t max_tokens = -1;
@@ -97,10 +102,35 @@ nlohmann::json logprobs_object(Endpoint endpoint, const std::vector<TokenLogprob
 // The finished request, in OpenAI's words.
 struct Completion {
   std::string text;
-  std::string finish_reason;  // "stop" or "length"
+  std::string finish_reason;  // "stop", "length" or "tool_calls"
   int64_t n_prompt = 0, n_gen = 0;
   int64_t n_cached = 0;  // of the prompt tokens, those a slot's cache held (usage.prompt_tokens_details)
   std::optional<std::vector<TokenLogprobs>> logprobs;  // when asked: every generated token's
+  std::vector<model::ToolCall> tool_calls;             // chat with tools: the calls the reply made
+};
+
+// A tool reply (ParsedRequest::tool_reply) read back: the calls, each with a new id ("call_" and 24
+// letters or digits), and the answer as the text; finish_reason "tool_calls" when a call ended the reply.
+// `cut`: the reply did not end with an end of generation (model::parse_tool_reply's partial).
+void read_tool_reply(Completion& c, bool cut);
+
+// A tool reply as it streams, read again at each piece as llama-server does (the reply so far is cut):
+// what it adds to the answer or to the calls becomes chunk deltas, {"content": text} or {"tool_calls":
+// [{"index", "id", "type", "function": {"name", "arguments"}}]} (a call's id, type and name once, its
+// arguments as they grow). Nothing is taken back: a reading that does not extend what was sent adds
+// nothing.
+class ToolReplyStream {
+ public:
+  std::vector<nlohmann::json> add(std::string_view piece);
+  // At the end (`cut` as read_tool_reply's): the last deltas; c gets the calls and the finish reason.
+  std::vector<nlohmann::json> finish(Completion& c, bool cut);
+
+ private:
+  std::vector<nlohmann::json> deltas(const model::ToolReply& now);
+
+  std::string raw_;
+  std::string content_;                 // the answer sent
+  std::vector<model::ToolCall> calls_;  // the calls sent, with their ids
 };
 
 // Fields every response object of one request repeats.
@@ -116,6 +146,9 @@ nlohmann::json response_body(Endpoint endpoint, const ResponseHeader& h, const C
 // last one with finish_reason and the usage counts.
 nlohmann::json stream_chunk(Endpoint endpoint, const ResponseHeader& h, std::string_view text, bool first,
                             const nlohmann::json& logprobs = nullptr);
+// A chat chunk with this delta (ToolReplyStream's).
+nlohmann::json delta_chunk(const ResponseHeader& h, nlohmann::json delta,
+                           const nlohmann::json& logprobs = nullptr);
 nlohmann::json stream_final_chunk(Endpoint endpoint, const ResponseHeader& h, const Completion& c);
 // A server-sent event: "data: JSON\n\n" (invalid UTF-8 in a string is written as U+FFFD).
 std::string sse_event(const nlohmann::json& j);

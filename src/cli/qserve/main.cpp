@@ -1,6 +1,7 @@
 // qserve: an OpenAI-compatible HTTP server for a llama-architecture GGUF model, llama-server's flags.
 //   qserve -m model.gguf [--host 127.0.0.1] [--port 8080] [-np 4] [-c 4096] [-t N] [--api-key K]
-// Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics.
+// Endpoints: POST /v1/chat/completions (with tools), POST /v1/completions, GET /v1/models, GET /health,
+// GET /metrics, and llama-server's POST /tokenize, /detokenize, /apply-template.
 // Requests share one model::BatchEngine (continuous batching over -np slots); a request's tokens do
 // not depend on the others in the batch. SIGINT / SIGTERM: refuse new requests, finish the accepted
 // ones, exit 0; a second signal exits at once.
@@ -37,6 +38,7 @@ struct ServeOptions {
   int n_threads = 0;          // -t
   std::string chat_template;  // --chat-template
   std::string isa;            // --isa
+  std::string numerics = "fast";  // --numerics
   serve::ServerOptions server;
   GrammarOptions grammar;  // --grammar, --grammar-file, -j, -jf: the default for requests
 };
@@ -56,10 +58,12 @@ Status run_server(const ServeOptions& o) {
                       FlagHint{"n_slots", "-np", ""},
                       FlagHint{"n_batch", "-b", ""},
                       FlagHint{"max_queue", "--queue", ""},
+                      FlagHint{"numerics", "--numerics", ""},
                       FlagHint{"n_threads", "-t", ""}};
 
   model::ModelOptions mo;
   mo.n_threads = o.n_threads;
+  mo.numerics = o.numerics == "llama.cpp" ? model::Numerics::llamacpp : model::Numerics::fast;
   Result<std::unique_ptr<model::Model>> m = model::open_model(o.model, mo);
   if (!m) return with_flags(m.error(), hints);
   if (Status st = check_logit_bias(o.server.limits.sampling, (*m)->config.n_vocab, o.model); !st) return st;
@@ -77,6 +81,11 @@ Status run_server(const ServeOptions& o) {
   so.limits.grammar_vocab = so.limits.sampling.grammar_vocab
                                 ? so.limits.sampling.grammar_vocab
                                 : std::make_shared<const model::GrammarVocab>((*m)->tok);
+  // How the template writes a tool call, found once (minja finds it with the template's end-of-turn
+  // text: the vocabulary's EOS token).
+  const int32_t eos = (*m)->tok.eos();
+  so.limits.tool_call_example =
+      model::tool_call_example(tmpl->tmpl, eos >= 0 ? (*m)->tok.token_to_piece(eos) : std::string_view());
   if (so.model_name.empty()) so.model_name = std::filesystem::path(o.model).filename().string();
   serve::Server server(**m, **engine, tmpl->tmpl, so);
   if (Status st = server.bind(); !st) return st;
@@ -131,6 +140,10 @@ int main(int argc, char** argv) {
   app.add_flag("--cont-batching", cont_batching,
                "continuous batching (always on; accepted for llama-server's habit)");
   app.add_option("--isa", o.isa, "kernel level: ref, avx2, avx512, neon (\"\" = best the CPU has)");
+  app.add_option("--numerics", o.numerics,
+                 "fast (this engine's kernels) or llama.cpp (the tokens llama-server's AVX2 CPU backend "
+                 "gives, bit for bit: one slot, -b 512 unless given, q4_1/q8_0/f16 models)")
+      ->check(CLI::IsMember({"fast", "llama.cpp"}));
   qe::cli::add_sampling_options(app, s.limits.sampling,
                                 "Sampling defaults (a request's fields override them)");
   qe::cli::add_grammar_options(app, o.grammar, "Sampling defaults (a request's fields override them)");
@@ -142,6 +155,8 @@ int main(int argc, char** argv) {
                                    {"-jf", "--json-schema-file"}},
                                   qe::cli::gpu_flags()};
   if (int rc = qe::cli::parse_llama_style(app, "qserve", argc, argv, llama); rc >= 0) return rc;
+  // llama.cpp's own batch (n_ubatch) where its numbers are the point, as qrun.
+  if (o.numerics == "llama.cpp" && app.count("--batch-size") == 0) o.n_batch = 512;
 
   qe::cli::install_interrupt_handlers();
   std::signal(SIGPIPE, SIG_IGN);  // a client that went away is a failed write, not a dead server

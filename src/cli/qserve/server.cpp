@@ -84,18 +84,20 @@ TokenLogprobs named(const tokenizer::Tokenizer& tok, const model::TokenLogprob& 
 Completion completion_of(const model::TokenEvent& last) {
   const bool length =
       last.stop == model::StopReason::n_predict || last.stop == model::StopReason::context_full;
-  return {{}, length ? "length" : "stop", last.n_prompt, last.n_gen, last.n_cached, std::nullopt};
+  return {{}, length ? "length" : "stop", last.n_prompt, last.n_gen, last.n_cached, std::nullopt, {}};
 }
 
-// The same with the pieces' text and, when asked, their tokens' log-probabilities (a whole response).
+// The same with the pieces' text and, when asked, their tokens' log-probabilities (a whole response); a
+// tool reply read into its calls or answer.
 Completion completion_of(const model::TokenEvent& last, const tokenizer::Tokenizer& tok,
-                         const std::deque<Piece>& pieces, bool logprobs) {
+                         const std::deque<Piece>& pieces, bool logprobs, bool tool_reply) {
   Completion c = completion_of(last);
   if (logprobs) c.logprobs.emplace();
   for (const Piece& p : pieces) {
     c.text += p.text;
     if (p.token.id >= 0) c.logprobs->push_back(named(tok, p.token, p.top));
   }
+  if (tool_reply) read_tool_reply(c, last.stop != model::StopReason::eog);
   return c;
 }
 
@@ -230,6 +232,14 @@ void Server::routes() {
     const json j = {{"content", model_.tok.detokenize(*p.request, false, /*unparse_special=*/true)}};
     res.set_content(dump(j), kJson);
   };
+  // llama-server's POST /apply-template: the prompt a chat request's messages (and tools) make, as text.
+  s.Post("/apply-template", [this](const httplib::Request& req, httplib::Response& res) {
+    ParseResult p = parse_request(req.body, Endpoint::chat, options_.limits);
+    if (!p.request) return send_error(res, p.error);
+    const json j = {
+        {"prompt", tokenizer::format_chat(tmpl_, p.request->messages, /*add_assistant_prompt=*/true)}};
+    res.set_content(dump(j), kJson);
+  });
   s.Post("/tokenize", tokenize);
   s.Post("/detokenize", detokenize);
 
@@ -274,6 +284,7 @@ void Server::routes() {
         return send_error(res, {400, e.reason, param, e.option == "prompt" ? "context_length_exceeded" : "",
                                 "invalid_request_error"});
       }
+      const bool tool_reply = r.tool_reply;
       const ResponseHeader head{
           fmt::format("{}-{}", endpoint == Endpoint::chat ? "chatcmpl" : "cmpl", next_id_++), unix_time(),
           options_.model_name};
@@ -288,7 +299,7 @@ void Server::routes() {
           if (ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done; })) {
             if (!ch->last.error.empty()) return send_error(res, {500, ch->last.error, "", "", "server_error"});
             ++(ch->last.stop == model::StopReason::callback ? counters_->cancelled : counters_->ok);
-            const Completion c = completion_of(ch->last, model_.tok, ch->pieces, ch->logprobs);
+            const Completion c = completion_of(ch->last, model_.tok, ch->pieces, ch->logprobs, tool_reply);
             res.set_content(dump(response_body(endpoint, head, c)), kJson);
             return;
           }
@@ -296,7 +307,7 @@ void Server::routes() {
         ++streams_;
         res.set_chunked_content_provider(
             kJson,
-            [this, ch, head, endpoint, spaced = std::chrono::steady_clock::time_point{}](
+            [this, ch, head, endpoint, tool_reply, spaced = std::chrono::steady_clock::time_point{}](
                 size_t, httplib::DataSink& sink) mutable {
               {
                 std::unique_lock lock(ch->mu);
@@ -314,10 +325,10 @@ void Server::routes() {
               }
               // Done: the engine writes the channel no more.
               const std::string body =
-                  ch->last.error.empty()
-                      ? dump(response_body(endpoint, head,
-                                           completion_of(ch->last, model_.tok, ch->pieces, ch->logprobs)))
-                      : dump(error_body({500, ch->last.error, "", "", "server_error"}));
+                  ch->last.error.empty() ? dump(response_body(endpoint, head,
+                                                              completion_of(ch->last, model_.tok, ch->pieces,
+                                                                            ch->logprobs, tool_reply)))
+                                         : dump(error_body({500, ch->last.error, "", "", "server_error"}));
               if (!sink.write(body.data(), body.size())) return false;
               ++(ch->last.stop == model::StopReason::callback ? counters_->cancelled : counters_->ok);
               sink.done();
@@ -327,12 +338,13 @@ void Server::routes() {
         return;
       }
       auto first = std::make_shared<bool>(true);
+      auto tools = tool_reply ? std::make_shared<ToolReplyStream>() : nullptr;
       auto offset = std::make_shared<int64_t>(0);  // bytes of token text sent (completions' text_offset)
       res.set_header("Cache-Control", "no-cache");
       ++streams_;
       res.set_chunked_content_provider(
           "text/event-stream",
-          [this, ch, head, endpoint, first, offset, id = *id](size_t, httplib::DataSink& sink) {
+          [this, ch, head, endpoint, first, offset, tools, id = *id](size_t, httplib::DataSink& sink) {
             std::deque<Piece> pieces;
             bool done = false;
             {
@@ -349,7 +361,7 @@ void Server::routes() {
               out += sse_event(stream_chunk(endpoint, head, "", true));
             *first = false;
             // A chunk per piece: its text, and its token's log-probabilities when asked (a token whose
-            // text is held back comes with empty text).
+            // text is held back comes with empty text). A tool reply's text is the answer it settles.
             for (const Piece& p : pieces) {
               json logprobs = nullptr;
               if (p.token.id >= 0) {
@@ -357,12 +369,29 @@ void Server::routes() {
                 logprobs = logprobs_object(endpoint, {t}, *offset);
                 *offset += static_cast<int64_t>(t.token.size());
               }
-              out += sse_event(stream_chunk(endpoint, head, p.text, false, logprobs));
+              if (!tools) {
+                out += sse_event(stream_chunk(endpoint, head, p.text, false, logprobs));
+                continue;
+              }
+              // A tool reply: what the piece adds to the answer or the calls; its log-probabilities go
+              // with the first delta, or alone.
+              std::vector<json> deltas = tools->add(p.text);
+              if (deltas.empty() && !logprobs.is_null()) deltas.push_back(json::object());
+              for (json& d : deltas) {
+                out += sse_event(delta_chunk(head, std::move(d), logprobs));
+                logprobs = nullptr;
+              }
+            }
+            if (done && !ch->last.error.empty()) {
+              out += sse_event(error_body({500, ch->last.error, "", "", "server_error"}));
+            } else if (done) {
+              Completion c = completion_of(ch->last);
+              if (tools)
+                for (json& d : tools->finish(c, ch->last.stop != model::StopReason::eog))
+                  out += sse_event(delta_chunk(head, std::move(d)));
+              out += sse_event(stream_final_chunk(endpoint, head, c));
             }
             if (done) {
-              out += sse_event(ch->last.error.empty()
-                                   ? stream_final_chunk(endpoint, head, completion_of(ch->last))
-                                   : error_body({500, ch->last.error, "", "", "server_error"}));
               out += "data: [DONE]\n\n";
             }
             if (!out.empty() && !sink.write(out.data(), out.size())) return false;
