@@ -229,6 +229,35 @@ def test_tool_calls_through_the_openai_client(client):
     assert r.choices[0].message.tool_calls is None and r.choices[0].message.content
 
 
+def test_n_choices_are_the_requests_of_each_seed(client):
+    """OpenAI's n: choice i is the same request with seed + i (each decodes in a slot of its own, and a
+    request's tokens do not depend on the batch), streamed or not; the usage counts the prompt once."""
+    messages = [{"role": "user", "content": "Name a color."}]
+    kw = dict(temperature=1.0, max_tokens=12)
+    r = client.chat.completions.create(model="m", messages=messages, n=3, seed=5, **kw)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    alone = [chat(client, messages, seed=5 + i, **kw) for i in range(3)]
+    assert [(c.message.content, c.finish_reason) for c in r.choices] == [a[:2] for a in alone]
+    assert r.usage.prompt_tokens == alone[0][2].prompt_tokens
+    assert r.usage.completion_tokens == sum(a[2].completion_tokens for a in alone)
+    texts, finishes, usage = {}, {}, None
+    for chunk in client.chat.completions.create(model="m", messages=messages, n=3, seed=5, stream=True, **kw):
+        usage = chunk.usage or usage
+        for c in chunk.choices:
+            texts[c.index] = texts.get(c.index, "") + (c.delta.content or "")
+            finishes[c.index] = c.finish_reason or finishes.get(c.index)
+    assert [(texts[i], finishes[i]) for i in range(3)] == [a[:2] for a in alone]
+    assert usage.completion_tokens == r.usage.completion_tokens
+    # Completions too; greedy choices are the same text.
+    r = client.completions.create(model="m", prompt=PROMPT, n=2, temperature=0, max_tokens=8)
+    assert r.choices[0].text == r.choices[1].text == complete(client, PROMPT, temperature=0, max_tokens=8)[0]
+    # Each choice of a tool request is read on its own.
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Weather in Paris?"}],
+                                       tools=[WEATHER_TOOL], n=2, temperature=0, max_tokens=64)
+    calls = [c.message.tool_calls[0] for c in r.choices]
+    assert calls[0].function.arguments == calls[1].function.arguments and calls[0].id != calls[1].id
+
+
 def test_tokenize_and_detokenize(server, default_model):
     """llama-server's /tokenize and /detokenize: a prompt's ids as qrun reads them, its pieces, special
     tokens written in the text, and the way back."""
@@ -369,6 +398,8 @@ def test_concurrent_clients_match_requests_alone(server):
     (["--grammar", "root ::= ("], "--grammar: line 1, column 11"),
     (["-j", "{"], "--json-schema: the schema is not valid JSON"),
     (["-jf", "/nonexistent.json"], "--json-schema-file: cannot read"),
+    (["--numerics", "llama.cpp", "-np", "2"], "--numerics: llama.cpp numerics run one sequence per forward pass"),
+    (["--numerics", "exact"], "--numerics"),
 ])
 def test_bad_flags_exit_1_with_one_line(default_model, args, message):
     proc = subprocess.run([str(program("qserve")), "-m", str(default_model), *args], capture_output=True,

@@ -110,7 +110,9 @@ def test_oversized_body_is_413(server):
     (b'{"messages": [{"role": "user", "content": "x"}], "logprobs": 3}', "logprobs"),
     (b'{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}', "top_logprobs"),
     (b'{"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}', "top_logprobs"),
-    (b'{"messages": [{"role": "user", "content": "x"}], "n": 2}', "n"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "n": 17}', "n"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "n": 0}', "n"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "n": "2"}', "n"),
     (b'{"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 2.5}', "frequency_penalty"),
     (b'{"messages": [{"role": "user", "content": "x"}], "presence_penalty": "high"}', "presence_penalty"),
     (b'{"messages": [{"role": "user", "content": "x"}], "repeat_penalty": 0}', "repeat_penalty"),
@@ -225,9 +227,9 @@ def test_unknown_endpoint_is_404(server):
     assert_error(status, data, 404)
 
 
-def stream_request(server, max_tokens=200) -> bytes:
+def stream_request(server, max_tokens=200, n=1) -> bytes:
     body = json.dumps({"prompt": "Count from one to one thousand: one, two, three,", "max_tokens": max_tokens,
-                       "temperature": 0, "stream": True}).encode()
+                       "temperature": 0, "stream": True, "n": n}).encode()
     return (f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
@@ -242,16 +244,30 @@ def wait_idle(server, seconds):
     raise AssertionError(f"slots still busy after {seconds} s: {server.metrics()}")
 
 
-def test_disconnect_mid_stream_frees_the_slot(server):
+@pytest.mark.parametrize("n", [1, 3])
+def test_disconnect_mid_stream_frees_the_slot(server, n):
+    """A client that leaves frees its slot at the next step; with n choices, every choice's slot."""
     before = server.metrics()['qserve_requests_total{outcome="cancelled"}']
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-        s.sendall(stream_request(server, max_tokens=256))
+        s.sendall(stream_request(server, max_tokens=256, n=n))
         got = b""
-        while got.count(b"data: ") < 3:
+        while got.count(b"data: ") < 3 * n:
             got += s.recv(4096)
-    # 256 tokens would take several seconds more: the slot is freed at once instead.
+        m = server.metrics()
+        assert m["qserve_slots_busy"] + m["qserve_requests_queued"] == n  # a choice past the slots waits
+    # 256 tokens would take several seconds more: the slots are freed at once instead.
     m = wait_idle(server, 3)
     assert m['qserve_requests_total{outcome="cancelled"}'] == before + 1
+
+
+def test_more_choices_than_slots_and_queue_is_503_and_leaves_nothing_behind(server):
+    """n choices past the free slots and queue places: 503 with Retry-After, and the choices already
+    submitted are cancelled, not left running."""
+    status, headers, data = server.request("POST", "/v1/completions", {"prompt": "Count: one, two,", "n": SLOTS + QUEUE + 1,
+                                                                       "max_tokens": 64, "temperature": 0})
+    assert_error(status, data, 503)
+    assert headers.get("Retry-After") == "1"
+    wait_idle(server, 3)
 
 
 def test_disconnect_while_waiting_for_a_whole_response_frees_the_slot(default_model):

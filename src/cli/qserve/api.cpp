@@ -7,6 +7,7 @@
 #include <functional>
 #include <limits>
 #include <random>
+#include <span>
 
 #include "model/batch_engine.h"
 #include "model/json_schema_grammar.h"
@@ -404,7 +405,7 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
       if (r.prompt.empty()) fail("prompt", "'prompt' must not be empty");
     }
   }
-  if (const json* n = field(body, "n"); n && *n != 1) fail("n", "only n = 1 is supported");
+  r.n = static_cast<int32_t>(integer(body, "n", 1, kMaxChoices).value_or(1));
   r.stream = boolean(body, "stream").value_or(false);
   r.cache_prompt = boolean(body, "cache_prompt").value_or(true);
   r.ignore_eos = boolean(body, "ignore_eos").value_or(false);
@@ -457,11 +458,14 @@ ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const Request
   return r;
 }
 
-json usage(const Completion& c) {
-  return {{"prompt_tokens", c.n_prompt},
-          {"completion_tokens", c.n_gen},
-          {"total_tokens", c.n_prompt + c.n_gen},
-          {"prompt_tokens_details", {{"cached_tokens", c.n_cached}}}};
+// The prompt counts once (OpenAI's usage), the completion tokens of every choice.
+json usage(std::span<const Completion> cs) {
+  int64_t n_gen = 0;
+  for (const Completion& c : cs) n_gen += c.n_gen;
+  return {{"prompt_tokens", cs[0].n_prompt},
+          {"completion_tokens", n_gen},
+          {"total_tokens", cs[0].n_prompt + n_gen},
+          {"prompt_tokens_details", {{"cached_tokens", cs[0].n_cached}}}};
 }
 
 json envelope(Endpoint endpoint, const ResponseHeader& h, bool chunk) {
@@ -490,9 +494,10 @@ json tool_calls_json(const std::vector<model::ToolCall>& calls, bool chunk) {
   return out;
 }
 
-json choice(Endpoint endpoint, std::string_view text, bool chunk, bool first, const json& finish_reason,
-            const json& logprobs = nullptr, const std::vector<model::ToolCall>* calls = nullptr) {
-  json c = {{"index", 0}, {"finish_reason", finish_reason}, {"logprobs", logprobs}};
+json choice(Endpoint endpoint, int index, std::string_view text, bool chunk, bool first,
+            const json& finish_reason, const json& logprobs = nullptr,
+            const std::vector<model::ToolCall>* calls = nullptr) {
+  json c = {{"index", index}, {"finish_reason", finish_reason}, {"logprobs", logprobs}};
   if (endpoint == Endpoint::completion) {
     c["text"] = text;
   } else if (!chunk) {
@@ -582,26 +587,30 @@ json logprobs_object(Endpoint endpoint, const std::vector<TokenLogprobs>& tokens
           {"text_offset", std::move(offsets)}};
 }
 
-json response_body(Endpoint endpoint, const ResponseHeader& h, const Completion& c) {
+json response_body(Endpoint endpoint, const ResponseHeader& h, std::span<const Completion> cs) {
   json j = envelope(endpoint, h, false);
-  j["choices"] = json::array(
-      {choice(endpoint, c.text, false, false, c.finish_reason,
-              c.logprobs ? logprobs_object(endpoint, *c.logprobs, 0) : json(nullptr), &c.tool_calls)});
-  j["usage"] = usage(c);
+  j["choices"] = json::array();
+  for (size_t i = 0; i < cs.size(); ++i) {
+    const Completion& c = cs[i];
+    j["choices"].push_back(choice(endpoint, static_cast<int>(i), c.text, false, false, c.finish_reason,
+                                  c.logprobs ? logprobs_object(endpoint, *c.logprobs, 0) : json(nullptr),
+                                  &c.tool_calls));
+  }
+  j["usage"] = usage(cs);
   return j;
 }
 
 json stream_chunk(Endpoint endpoint, const ResponseHeader& h, std::string_view text, bool first,
-                  const json& logprobs) {
+                  const json& logprobs, int index) {
   json j = envelope(endpoint, h, true);
-  j["choices"] = json::array({choice(endpoint, text, true, first, nullptr, logprobs)});
+  j["choices"] = json::array({choice(endpoint, index, text, true, first, nullptr, logprobs)});
   return j;
 }
 
-json delta_chunk(const ResponseHeader& h, json delta, const json& logprobs) {
+json delta_chunk(const ResponseHeader& h, json delta, const json& logprobs, int index) {
   json j = envelope(Endpoint::chat, h, true);
   j["choices"] = json::array(
-      {{{"index", 0}, {"finish_reason", nullptr}, {"logprobs", logprobs}, {"delta", std::move(delta)}}});
+      {{{"index", index}, {"finish_reason", nullptr}, {"logprobs", logprobs}, {"delta", std::move(delta)}}});
   return j;
 }
 
@@ -681,10 +690,18 @@ std::vector<json> ToolReplyStream::finish(Completion& c, bool cut) {
   return out;
 }
 
-json stream_final_chunk(Endpoint endpoint, const ResponseHeader& h, const Completion& c) {
+json stream_final_chunk(Endpoint endpoint, const ResponseHeader& h, const Completion& c, int index,
+                        bool with_usage) {
   json j = envelope(endpoint, h, true);
-  j["choices"] = json::array({choice(endpoint, "", true, false, c.finish_reason)});
-  j["usage"] = usage(c);  // llama-server's habit; OpenAI sends it when stream_options.include_usage
+  j["choices"] = json::array({choice(endpoint, index, "", true, false, c.finish_reason)});
+  if (with_usage) j["usage"] = usage({&c, 1});  // llama-server's habit; OpenAI's with stream_options
+  return j;
+}
+
+json stream_usage_chunk(Endpoint endpoint, const ResponseHeader& h, std::span<const Completion> cs) {
+  json j = envelope(endpoint, h, true);
+  j["choices"] = json::array();
+  j["usage"] = usage(cs);
   return j;
 }
 

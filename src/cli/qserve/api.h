@@ -4,12 +4,13 @@
 // Requests are hostile input: a field of the wrong type, a value out of range or a body that is not
 // well-formed JSON in UTF-8 is an ApiError (HTTP 400 with OpenAI's error object), never an exception
 // that escapes. Fields this server does not know are ignored, as OpenAI does; fields of OpenAI's that
-// ask for what it does not do (n > 1, echo, suffix, the legacy "functions") are errors.
+// ask for what it does not do (best_of > 1, echo, suffix, the legacy "functions") are errors.
 #pragma once
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -46,8 +47,12 @@ struct RequestLimits {
   std::string tool_call_example;
 };
 
+// OpenAI's "n": choices a request may ask for (each one decodes in a slot of its own).
+inline constexpr int64_t kMaxChoices = 16;
+
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::chat;
+  int32_t n = 1;  // choices: the same prompt sampled n times (seed + i for choice i when a seed is given)
   std::vector<tokenizer::ChatMessage> messages;  // chat, tools and tool turns written out (chat_tools.h)
   bool tool_reply = false;  // the reply is a tool call or an answer in JSON: read with read_tool_reply
   std::string prompt;                            // completion: text, or
@@ -140,16 +145,22 @@ struct ResponseHeader {
   std::string model;
 };
 
-// The whole response of a request that did not stream.
-nlohmann::json response_body(Endpoint endpoint, const ResponseHeader& h, const Completion& c);
-// One streamed chunk: text (chat: the delta; the first chunk of a chat also carries the role), or the
-// last one with finish_reason and the usage counts.
+// The whole response of a request that did not stream: its choices, in order, and the usage counts (the
+// prompt once, the completion tokens of every choice).
+nlohmann::json response_body(Endpoint endpoint, const ResponseHeader& h, std::span<const Completion> choices);
+// One streamed chunk of choice `index`: text (chat: the delta; the first chunk of a chat's choice also
+// carries the role), or a choice's last one with its finish_reason (and, with_usage, the usage counts:
+// llama-server's habit for one choice; several end with stream_usage_chunk).
 nlohmann::json stream_chunk(Endpoint endpoint, const ResponseHeader& h, std::string_view text, bool first,
-                            const nlohmann::json& logprobs = nullptr);
+                            const nlohmann::json& logprobs = nullptr, int index = 0);
 // A chat chunk with this delta (ToolReplyStream's).
 nlohmann::json delta_chunk(const ResponseHeader& h, nlohmann::json delta,
-                           const nlohmann::json& logprobs = nullptr);
-nlohmann::json stream_final_chunk(Endpoint endpoint, const ResponseHeader& h, const Completion& c);
+                           const nlohmann::json& logprobs = nullptr, int index = 0);
+nlohmann::json stream_final_chunk(Endpoint endpoint, const ResponseHeader& h, const Completion& c, int index,
+                                  bool with_usage);
+// {"choices": [], "usage": ...}: the usage of every choice, after the last one ended (OpenAI's shape).
+nlohmann::json stream_usage_chunk(Endpoint endpoint, const ResponseHeader& h,
+                                  std::span<const Completion> choices);
 // A server-sent event: "data: JSON\n\n" (invalid UTF-8 in a string is written as U+FFFD).
 std::string sse_event(const nlohmann::json& j);
 std::string dump(const nlohmann::json& j);

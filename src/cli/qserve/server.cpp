@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -25,8 +26,10 @@ struct Server::Counters {
 namespace {
 
 // What an event brings: text (of a token, or the text held until the end), and when the request asked
-// for log-probabilities, each token's (token.id >= 0), whether its text is out yet or not.
+// for log-probabilities, each token's (token.id >= 0), whether its text is out yet or not; `choice`: which
+// of the request's n.
 struct Piece {
+  int choice = 0;
   std::string text;
   model::TokenLogprob token;
   std::vector<model::TokenLogprob> top;
@@ -34,32 +37,47 @@ struct Piece {
 
 }  // namespace
 
-// The events of one request, from the engine thread to the request's HTTP thread.
+// The events of one request (of its n choices, each an engine request), from the engine thread to the
+// request's HTTP thread.
 struct Server::Channel {
-  explicit Channel(bool with_logprobs) : logprobs(with_logprobs) {}
+  Channel(bool with_logprobs, size_t n) : logprobs(with_logprobs), last(n), ended(n, false) {}
 
   const bool logprobs;
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Piece> pieces;
-  bool done = false;
-  model::TokenEvent last;              // the final event, once done
-  std::atomic<bool> abandoned{false};  // the client went away: the engine callback says stop
+  std::vector<model::TokenEvent> last;  // each choice's final event, once it ended
+  std::vector<bool> ended;
+  size_t n_ended = 0;
+  bool done = false;                   // every choice has ended
+  std::vector<uint64_t> ids;           // the engine's, one per choice submitted
+  std::atomic<bool> abandoned{false};  // the client went away: the engine callbacks say stop
 
-  bool on_event(const model::TokenEvent& e) {
+  bool on_event(int choice, const model::TokenEvent& e) {
     {
       std::lock_guard lock(mu);
       const bool token = logprobs && !e.done;
       if (!e.text.empty() || token)
         pieces.push_back(
-            {e.text, token ? model::TokenLogprob{e.id, e.logprob} : model::TokenLogprob{}, e.top});
+            {choice, e.text, token ? model::TokenLogprob{e.id, e.logprob} : model::TokenLogprob{}, e.top});
       if (e.done) {
-        done = true;
-        last = e;
+        last[static_cast<size_t>(choice)] = e;
+        ended[static_cast<size_t>(choice)] = true;
+        done = ++n_ended == last.size();
       }
     }
     cv.notify_one();
     return !abandoned;
+  }
+  // The first choice's engine error ("" = none), once done.
+  std::string error() const {
+    for (const model::TokenEvent& e : last)
+      if (!e.error.empty()) return e.error;
+    return {};
+  }
+  bool cancelled() const {
+    return std::any_of(last.begin(), last.end(),
+                       [](const model::TokenEvent& e) { return e.stop == model::StopReason::callback; });
   }
 };
 
@@ -87,18 +105,24 @@ Completion completion_of(const model::TokenEvent& last) {
   return {{}, length ? "length" : "stop", last.n_prompt, last.n_gen, last.n_cached, std::nullopt, {}};
 }
 
-// The same with the pieces' text and, when asked, their tokens' log-probabilities (a whole response); a
-// tool reply read into its calls or answer.
-Completion completion_of(const model::TokenEvent& last, const tokenizer::Tokenizer& tok,
-                         const std::deque<Piece>& pieces, bool logprobs, bool tool_reply) {
-  Completion c = completion_of(last);
-  if (logprobs) c.logprobs.emplace();
+// Every choice with its pieces' text and, when asked, their tokens' log-probabilities (a whole response);
+// a tool reply read into its calls or answer.
+std::vector<Completion> completions_of(const std::vector<model::TokenEvent>& last,
+                                       const tokenizer::Tokenizer& tok, const std::deque<Piece>& pieces,
+                                       bool logprobs, bool tool_reply) {
+  std::vector<Completion> cs;
+  for (const model::TokenEvent& e : last) {
+    cs.push_back(completion_of(e));
+    if (logprobs) cs.back().logprobs.emplace();
+  }
   for (const Piece& p : pieces) {
+    Completion& c = cs[static_cast<size_t>(p.choice)];
     c.text += p.text;
     if (p.token.id >= 0) c.logprobs->push_back(named(tok, p.token, p.top));
   }
-  if (tool_reply) read_tool_reply(c, last.stop != model::StopReason::eog);
-  return c;
+  if (tool_reply)
+    for (size_t i = 0; i < cs.size(); ++i) read_tool_reply(cs[i], last[i].stop != model::StopReason::eog);
+  return cs;
 }
 
 int64_t unix_time() {
@@ -268,10 +292,24 @@ void Server::routes() {
       br.cache_prompt = r.cache_prompt;
       br.n_logprobs = r.n_logprobs;
 
-      auto ch = std::make_shared<Channel>(r.n_logprobs >= 0);
-      Result<uint64_t> id =
-          engine_.submit(std::move(br), [ch](const model::TokenEvent& e) { return ch->on_event(e); });
-      if (!id) {
+      // n choices: n engine requests (seed + i; drawn apart when not given), events into one channel.
+      const size_t n = static_cast<size_t>(r.n);
+      auto ch = std::make_shared<Channel>(r.n_logprobs >= 0, n);
+      for (size_t i = 0; i < n; ++i) {
+        model::BatchRequest choice = br;
+        choice.sampling.seed = r.seed_given ? br.sampling.seed + static_cast<uint32_t>(i)
+                               : i == 0     ? br.sampling.seed
+                                            : std::random_device{}();
+        const int index = static_cast<int>(i);
+        Result<uint64_t> id = engine_.submit(
+            std::move(choice), [ch, index](const model::TokenEvent& e) { return ch->on_event(index, e); });
+        if (id) {
+          std::lock_guard lock(ch->mu);
+          ch->ids.push_back(*id);
+          continue;
+        }
+        ch->abandoned = true;  // the choices already submitted end at the next step
+        for (uint64_t earlier : ch->ids) engine_.cancel(earlier);
         const Error& e = id.error();
         if (e.option == "queue") {
           ++counters_->rejected;
@@ -297,10 +335,12 @@ void Server::routes() {
         {
           std::unique_lock lock(ch->mu);
           if (ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done; })) {
-            if (!ch->last.error.empty()) return send_error(res, {500, ch->last.error, "", "", "server_error"});
-            ++(ch->last.stop == model::StopReason::callback ? counters_->cancelled : counters_->ok);
-            const Completion c = completion_of(ch->last, model_.tok, ch->pieces, ch->logprobs, tool_reply);
-            res.set_content(dump(response_body(endpoint, head, c)), kJson);
+            if (const std::string error = ch->error(); !error.empty())
+              return send_error(res, {500, error, "", "", "server_error"});
+            ++(ch->cancelled() ? counters_->cancelled : counters_->ok);
+            const std::vector<Completion> cs =
+                completions_of(ch->last, model_.tok, ch->pieces, ch->logprobs, tool_reply);
+            res.set_content(dump(response_body(endpoint, head, cs)), kJson);
             return;
           }
         }
@@ -324,76 +364,105 @@ void Server::routes() {
                 }
               }
               // Done: the engine writes the channel no more.
+              const std::string error = ch->error();
               const std::string body =
-                  ch->last.error.empty() ? dump(response_body(endpoint, head,
-                                                              completion_of(ch->last, model_.tok, ch->pieces,
-                                                                            ch->logprobs, tool_reply)))
-                                         : dump(error_body({500, ch->last.error, "", "", "server_error"}));
+                  error.empty() ? dump(response_body(endpoint, head,
+                                                     completions_of(ch->last, model_.tok, ch->pieces,
+                                                                    ch->logprobs, tool_reply)))
+                                : dump(error_body({500, error, "", "", "server_error"}));
               if (!sink.write(body.data(), body.size())) return false;
-              ++(ch->last.stop == model::StopReason::callback ? counters_->cancelled : counters_->ok);
+              ++(ch->cancelled() ? counters_->cancelled : counters_->ok);
               sink.done();
               return true;
             },
-            [this, ch, id = *id](bool) { release(*ch, id); });
+            [this, ch](bool) { release(*ch); });
         return;
       }
-      auto first = std::make_shared<bool>(true);
-      auto tools = tool_reply ? std::make_shared<ToolReplyStream>() : nullptr;
-      auto offset = std::make_shared<int64_t>(0);  // bytes of token text sent (completions' text_offset)
+      // A stream: each choice's chunks carry its index; a choice's last chunk comes as it ends.
+      struct StreamState {
+        bool first = true;
+        std::vector<int64_t> offset;  // bytes of token text sent per choice (completions' text_offset)
+        std::vector<std::shared_ptr<ToolReplyStream>> tools;  // a tool reply's reading per choice
+        std::vector<bool> finished;                           // choices whose last chunk is sent
+        std::vector<Completion> ends;                         // their counts (the usage at the end)
+        bool error = false;                                   // a choice ended with an engine error
+      };
+      auto st = std::make_shared<StreamState>();
+      st->offset.assign(n, 0);
+      st->finished.assign(n, false);
+      st->ends.resize(n);
+      if (tool_reply)
+        for (size_t i = 0; i < n; ++i) st->tools.push_back(std::make_shared<ToolReplyStream>());
       res.set_header("Cache-Control", "no-cache");
       ++streams_;
       res.set_chunked_content_provider(
           "text/event-stream",
-          [this, ch, head, endpoint, first, offset, tools, id = *id](size_t, httplib::DataSink& sink) {
+          [this, ch, head, endpoint, st](size_t, httplib::DataSink& sink) {
             std::deque<Piece> pieces;
-            bool done = false;
+            std::vector<bool> ended;
             {
               std::unique_lock lock(ch->mu);
               // Wakes once a second while the request waits or reads its prompt, to notice a client
               // that has gone.
               ch->cv.wait_for(lock, std::chrono::seconds(1), [&] { return ch->done || !ch->pieces.empty(); });
               pieces.swap(ch->pieces);
-              done = ch->done;
+              ended = ch->ended;
             }
             if (!sink.is_writable()) return false;  // the releaser cancels the request
             std::string out;
-            if (*first && endpoint == Endpoint::chat)
-              out += sse_event(stream_chunk(endpoint, head, "", true));
-            *first = false;
+            const size_t n_choices = ended.size();
+            if (st->first && endpoint == Endpoint::chat)
+              for (size_t i = 0; i < n_choices; ++i)
+                out += sse_event(stream_chunk(endpoint, head, "", true, nullptr, static_cast<int>(i)));
+            st->first = false;
             // A chunk per piece: its text, and its token's log-probabilities when asked (a token whose
-            // text is held back comes with empty text). A tool reply's text is the answer it settles.
+            // text is held back comes with empty text).
             for (const Piece& p : pieces) {
+              const size_t c = static_cast<size_t>(p.choice);
               json logprobs = nullptr;
               if (p.token.id >= 0) {
                 const TokenLogprobs t = named(model_.tok, p.token, p.top);
-                logprobs = logprobs_object(endpoint, {t}, *offset);
-                *offset += static_cast<int64_t>(t.token.size());
+                logprobs = logprobs_object(endpoint, {t}, st->offset[c]);
+                st->offset[c] += static_cast<int64_t>(t.token.size());
               }
-              if (!tools) {
-                out += sse_event(stream_chunk(endpoint, head, p.text, false, logprobs));
+              if (st->tools.empty()) {
+                out += sse_event(stream_chunk(endpoint, head, p.text, false, logprobs, p.choice));
                 continue;
               }
               // A tool reply: what the piece adds to the answer or the calls; its log-probabilities go
               // with the first delta, or alone.
-              std::vector<json> deltas = tools->add(p.text);
+              std::vector<json> deltas = st->tools[c]->add(p.text);
               if (deltas.empty() && !logprobs.is_null()) deltas.push_back(json::object());
               for (json& d : deltas) {
-                out += sse_event(delta_chunk(head, std::move(d), logprobs));
+                out += sse_event(delta_chunk(head, std::move(d), logprobs, p.choice));
                 logprobs = nullptr;
               }
             }
-            if (done && !ch->last.error.empty()) {
-              out += sse_event(error_body({500, ch->last.error, "", "", "server_error"}));
-            } else if (done) {
-              Completion c = completion_of(ch->last);
-              if (tools)
-                for (json& d : tools->finish(c, ch->last.stop != model::StopReason::eog))
-                  out += sse_event(delta_chunk(head, std::move(d)));
-              out += sse_event(stream_final_chunk(endpoint, head, c));
+            // The choices that ended: their last chunks (the engine writes their events no more).
+            bool all = true;
+            for (size_t i = 0; i < n_choices; ++i) {
+              if (!ended[i] || st->finished[i]) {
+                all = all && st->finished[i];
+                continue;
+              }
+              st->finished[i] = true;
+              const model::TokenEvent& last = ch->last[i];
+              if (!last.error.empty()) {
+                out += sse_event(error_body({500, last.error, "", "", "server_error"}));
+                st->error = true;
+                continue;
+              }
+              Completion& c = st->ends[i] = completion_of(last);
+              const int index = static_cast<int>(i);
+              if (!st->tools.empty())
+                for (json& d : st->tools[i]->finish(c, last.stop != model::StopReason::eog))
+                  out += sse_event(delta_chunk(head, std::move(d), nullptr, index));
+              out += sse_event(stream_final_chunk(endpoint, head, c, index, n_choices == 1));
             }
-            if (done) {
-              out += "data: [DONE]\n\n";
-            }
+            const bool done = all && std::all_of(ended.begin(), ended.end(), [](bool e) { return e; });
+            if (done && n_choices > 1 && !st->error)
+              out += sse_event(stream_usage_chunk(endpoint, head, st->ends));
+            if (done) out += "data: [DONE]\n\n";
             if (!out.empty() && !sink.write(out.data(), out.size())) return false;
             if (done) {
               ++counters_->ok;
@@ -401,7 +470,7 @@ void Server::routes() {
             }
             return true;
           },
-          [this, ch, id = *id](bool) { release(*ch, id); });
+          [this, ch](bool) { release(*ch); });
     };
   };
   s.Post("/v1/chat/completions", complete(Endpoint::chat));
@@ -412,13 +481,14 @@ void Server::routes() {
 
 // A chunked response has ended, sent or not: a request still running lost its client (gone, or the write
 // timed out), so its slot is freed at the engine's next step.
-void Server::release(Channel& ch, uint64_t id) {
+void Server::release(Channel& ch) {
   std::lock_guard lock(ch.mu);
   --streams_;
   if (ch.done) return;
   ch.abandoned = true;
   ++counters_->cancelled;
-  engine_.cancel(id);
+  for (size_t i = 0; i < ch.ids.size(); ++i)
+    if (!ch.ended[i]) engine_.cancel(ch.ids[i]);
 }
 
 std::string Server::metrics() const {

@@ -55,7 +55,7 @@ class Server {
  private:
   struct Counters;
   struct Channel;  // one request's events, from the engine thread to its HTTP thread
-  void release(Channel& ch, uint64_t id);
+  void release(Channel& ch);
   void routes();
   std::string metrics() const;
 
