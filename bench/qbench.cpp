@@ -35,6 +35,7 @@
 #include "kernels/matmul.h"
 #include "kernels/thread_team.h"
 #include "kernels/threads.h"
+#include "model/chat_tools.h"
 #include "model/grammar.h"
 #include "model/sampler.h"
 #include "model_bench.h"
@@ -217,6 +218,20 @@ void BM_sampler(benchmark::State& state, const std::string& config) {
   model::Sampler s(p);
   for (int32_t i = 0; i < 64; ++i) s.accept(i * 7);
   for (auto _ : state) benchmark::DoNotOptimize(s.sample(logits));
+}
+
+// A tool reply read back (model/chat_tools.h): an answer of `bytes` (words, escapes, non-ASCII), cut at
+// its middle (a stream reads the reply so far at every token, healed where it stops) or whole.
+void BM_tool_reply(benchmark::State& state, bool cut) {
+  std::string reply = "{\n  \"response\": \"";
+  while (reply.size() < static_cast<size_t>(state.range(0)))
+    reply += "word \\u00e9 \\\"quoted\\\" caf\xC3\xA9, ";
+  reply += "end\"\n}";
+  // Cut after a word, as a stream's text is (whole characters).
+  const std::string_view text =
+      std::string_view(reply).substr(0, cut ? reply.rfind(' ', reply.size() / 2) : reply.size());
+  for (auto _ : state) benchmark::DoNotOptimize(model::parse_tool_reply(text, cut));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * text.size()));
 }
 
 // A grammar's check of one token over a vocabulary of 49152 (the 256 bytes, then random ASCII words of
@@ -428,6 +443,11 @@ int main(int argc, char** argv) {
   for (const char* config : {"allowed", "string", "key"})
     benchmark::RegisterBenchmark((std::string("sampler/grammar_json_") + config + "/49152").c_str(),
                                  BM_grammar, std::string(config))
+        ->Unit(benchmark::kMicrosecond);
+  for (const bool cut : {true, false})
+    benchmark::RegisterBenchmark(cut ? "tool_reply/cut" : "tool_reply/whole", BM_tool_reply, cut)
+        ->Arg(1024)
+        ->Arg(8192)
         ->Unit(benchmark::kMicrosecond);
 
   TableReporter rep(json);
