@@ -465,7 +465,7 @@ Result<std::string> json_schema_to_grammar(const nlohmann::ordered_json& schema)
   if (json_depth(schema, kMaxJsonDepth) > kMaxJsonDepth)
     return Error{
         "", "",
-        fmt::format("JSON schema conversion failed: the schema nests deeper than {} levels", kMaxDepth),
+        fmt::format("JSON schema conversion failed: the schema nests deeper than {} levels", kMaxJsonDepth),
         "json_schema"};
   try {
     Converter c;

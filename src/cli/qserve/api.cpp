@@ -130,7 +130,6 @@ std::vector<model::ToolChatMessage> messages(const json& body) {
       t.name = optional_string(msg, "name", param);
       t.tool_call_id = optional_string(msg, "tool_call_id", param);
     }
-    if (t.role != "assistant" && !t.content) t.content = "";
     out.push_back(std::move(t));
   }
   return out;
@@ -363,8 +362,8 @@ Parsed<Request> parsed(Parse&& parse) {
 
 ParsedRequest parse(std::string_view body_text, Endpoint endpoint, const RequestLimits& limits) {
   const json body = object_body(body_text);
-  // The body again in its own key order, parsed when a schema is read from it (properties are written
-  // in that order).
+  // The body again in its own key order, parsed when a schema or tools are read from it (properties and
+  // a tool's parameters are written in that order).
   std::optional<nlohmann::ordered_json> ordered_body;
   const auto ordered = [&]() -> const nlohmann::ordered_json& {
     if (!ordered_body) ordered_body = nlohmann::ordered_json::parse(body_text);

@@ -98,6 +98,12 @@ TokenLogprobs named(const tokenizer::Tokenizer& tok, const model::TokenLogprob& 
   return out;
 }
 
+// A reply that did not end with an end of generation (a length limit, a full cache, a cancel): a tool
+// reply is read as cut there.
+bool cut_short(const model::TokenEvent& last) {
+  return last.stop != model::StopReason::eog;
+}
+
 // The finished request's counts and finish reason (a stream's last chunk).
 Completion completion_of(const model::TokenEvent& last) {
   const bool length =
@@ -121,7 +127,7 @@ std::vector<Completion> completions_of(const std::vector<model::TokenEvent>& las
     if (p.token.id >= 0) c.logprobs->push_back(named(tok, p.token, p.top));
   }
   if (tool_reply)
-    for (size_t i = 0; i < cs.size(); ++i) read_tool_reply(cs[i], last[i].stop != model::StopReason::eog);
+    for (size_t i = 0; i < cs.size(); ++i) read_tool_reply(cs[i], cut_short(last[i]));
   return cs;
 }
 
@@ -382,7 +388,7 @@ void Server::routes() {
       struct StreamState {
         bool first = true;
         std::vector<int64_t> offset;  // bytes of token text sent per choice (completions' text_offset)
-        std::vector<std::shared_ptr<ToolReplyStream>> tools;  // a tool reply's reading per choice
+        std::vector<ToolReplyStream> tools;                   // a tool reply's reading per choice
         std::vector<bool> finished;                           // choices whose last chunk is sent
         std::vector<Completion> ends;                         // their counts (the usage at the end)
         bool error = false;                                   // a choice ended with an engine error
@@ -391,8 +397,7 @@ void Server::routes() {
       st->offset.assign(n, 0);
       st->finished.assign(n, false);
       st->ends.resize(n);
-      if (tool_reply)
-        for (size_t i = 0; i < n; ++i) st->tools.push_back(std::make_shared<ToolReplyStream>());
+      if (tool_reply) st->tools.resize(n);
       res.set_header("Cache-Control", "no-cache");
       ++streams_;
       res.set_chunked_content_provider(
@@ -431,7 +436,7 @@ void Server::routes() {
               }
               // A tool reply: what the piece adds to the answer or the calls; its log-probabilities go
               // with the first delta, or alone.
-              std::vector<json> deltas = st->tools[c]->add(p.text);
+              std::vector<json> deltas = st->tools[c].add(p.text);
               if (deltas.empty() && !logprobs.is_null()) deltas.push_back(json::object());
               for (json& d : deltas) {
                 out += sse_event(delta_chunk(head, std::move(d), logprobs, p.choice));
@@ -439,10 +444,10 @@ void Server::routes() {
               }
             }
             // The choices that ended: their last chunks (the engine writes their events no more).
-            bool all = true;
+            bool done = true;  // every choice ended and its last chunk is out
             for (size_t i = 0; i < n_choices; ++i) {
               if (!ended[i] || st->finished[i]) {
-                all = all && st->finished[i];
+                done = done && st->finished[i];
                 continue;
               }
               st->finished[i] = true;
@@ -455,11 +460,10 @@ void Server::routes() {
               Completion& c = st->ends[i] = completion_of(last);
               const int index = static_cast<int>(i);
               if (!st->tools.empty())
-                for (json& d : st->tools[i]->finish(c, last.stop != model::StopReason::eog))
+                for (json& d : st->tools[i].finish(c, cut_short(last)))
                   out += sse_event(delta_chunk(head, std::move(d), nullptr, index));
               out += sse_event(stream_final_chunk(endpoint, head, c, index, n_choices == 1));
             }
-            const bool done = all && std::all_of(ended.begin(), ended.end(), [](bool e) { return e; });
             if (done && n_choices > 1 && !st->error)
               out += sse_event(stream_usage_chunk(endpoint, head, st->ends));
             if (done) out += "data: [DONE]\n\n";
