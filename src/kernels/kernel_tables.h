@@ -29,9 +29,12 @@ void finish_level(LevelTables& t, Isa isa, FillLlamacppFn fill_llamacpp);
 namespace ref { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
 namespace avx2 { void fill_table(KernelTable& t); void fill_x16(KernelTable& t); }
 // x16 f16 / bf16 kernels (matmul_x16_float_<isa>.cpp). AVX-512 takes vdpbf16ps for bf16 when bf16_dot
-// (matmul_x16_float_avx512bf16.cpp), and the blocked GEMM when widen_once (x16_float_driver.inc).
+// (matmul_x16_float_avx512bf16.cpp); AVX2 and AVX-512 take the blocked GEMM when widen_once
+// (x16_float_driver.inc).
 namespace ref { void fill_x16_float(KernelTable& t); }
-namespace avx2 { void fill_x16_float(KernelTable& t); }
+namespace avx2 {
+void fill_x16_float(KernelTable& t, bool widen_once);
+}
 namespace avx512 {
 void fill_x16_float(KernelTable& t, bool bf16_dot, bool gemv_prefetch, bool widen_once);
 }
@@ -43,8 +46,9 @@ bool gemv_software_prefetch(const CpuFeatures& f);
 // Whether the AVX-512 level computes bf16 weights with vdpbf16ps (AVX512_BF16) rather than f32 FMAs
 // (kernel_tables_x86.cpp says why it depends on the CPU).
 bool bf16_dot_pays(const CpuFeatures& f);
-// Whether the AVX-512 level's f16 / bf16 GEMMs widen each block of weights once for all their panels
-// (the blocked product) rather than once per panel (kernel_tables_x86.cpp says why it depends on the CPU).
+// Whether the AVX2 and AVX-512 levels' f16 / bf16 GEMMs widen each block of weights once for all their
+// panels (the blocked product) rather than once per panel (kernel_tables_x86.cpp says why it depends on
+// the CPU).
 bool widen_once_pays(const CpuFeatures& f);
 // The AVX-512 level's x16 kernels that depend on the CPU; avx512_x16_choices gives this CPU's.
 struct Avx512X16Choices {

@@ -39,7 +39,8 @@ bool bf16_dot_pays(const CpuFeatures& f) {
 // of its FMA peak (the widening does not hold the FMAs back there), and the blocked product's part sums
 // and panel prefetches cost more than they save: 2-9% slower (2-vCPU EPYC Zen 4, f16, 64 and 512 tokens,
 // 1 and 2 threads, old and new alternating; slower still with the block widened by every panel instead
-// of copied), pp512 4-8%. So AMD's cores (and Hygon's) widen per panel.
+// of copied), pp512 4-8%; at the AVX2 level on a Zen 3, 10-25% slower (pp512 f16 at 2 threads 52.6
+// against 65.1 t/s: matmul_x16_float_avx2.cpp). So AMD's cores (and Hygon's) widen per panel.
 bool widen_once_pays(const CpuFeatures& f) {
   return f.vendor != "AuthenticAMD" && f.vendor != "HygonGenuine";
 }
@@ -74,7 +75,7 @@ struct Tables {
     if ((has_avx2 = cpu_has_isa(f, Isa::avx2))) {
       kernels::avx2::fill_table(avx2.fast);
       kernels::avx2::fill_x16(avx2.fast);
-      kernels::avx2::fill_x16_float(avx2.fast);
+      kernels::avx2::fill_x16_float(avx2.fast, widen_once_pays(f));
       kernels::avx2::fill_convert(avx2.fast);
       kernels::avx2::fill_attention(avx2.fast);
       finish_level(avx2, Isa::avx2, kernels::avx2::fill_llamacpp);

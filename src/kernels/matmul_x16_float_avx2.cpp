@@ -3,14 +3,18 @@
 // prefetch 1 KiB ahead: one Zen 3 core's hardware prefetcher leaves the stream at 80-86% of DRAM read,
 // the prefetch takes it to 92-100% (2-core Zen 3 EPYC, 1.1B ffn_up, 1 thread, interleaved rounds: f16
 // 1.32-1.37 -> 1.17-1.23 ms, bf16 1.27-1.32 -> 1.12-1.18 ms; 2 KiB ahead gained nothing). GEMM (AVX2 has no
-// embedded broadcast, so every activation is a broadcast load): the blocked product
-// (x16f_blocked), both slices for 3 tokens, 2 slices x 3 tokens x 2 parts = 12 ymm accumulators, each
-// broadcast feeding 2 FMAs, on weights widened once per block. On a 2-vCPU Intel Xeon (Emerald Rapids),
-// where vcvtph2ps takes a port the FMAs need, against the panels that widened their own weights (f16:
-// both slices for 2 tokens; bf16: one slice for 6), qbench --isa=avx2, 1.1B ffn_up, alternating runs:
-// f16 512 tokens 56-58 -> 72-77 GOP/s at 1 thread, 108-113 -> 147-152 at 2 (64 tokens: +6-26%); bf16
-// 512 tokens 66-68 -> 76-77 and 128-141 -> 139-154 (64 tokens: +6-15%). (On a Zen 3 EPYC the former
-// f16 panels ran at 89% of one core's FMA peak; the blocked product has not been measured there.)
+// embedded broadcast, so every activation is a broadcast load), as the CPU wants (widen_once_pays):
+// - the blocked product (x16f_blocked), both slices for 3 tokens, 2 slices x 3 tokens x 2 parts = 12 ymm
+//   accumulators, each broadcast feeding 2 FMAs, on weights widened once per block. On a 2-vCPU Intel
+//   Xeon (Emerald Rapids), where vcvtph2ps takes a port the FMAs need, against the panels below, qbench
+//   --isa=avx2, 1.1B ffn_up, alternating runs: f16 512 tokens 56-58 -> 72-77 GOP/s at 1 thread,
+//   108-113 -> 147-152 at 2 (64 tokens: +6-26%); bf16 512 tokens 66-68 -> 76-77 and 128-141 -> 139-154
+//   (64 tokens: +6-15%).
+// - panels that widen their own weights (x16f_packed; f16: both slices for 2 tokens, bf16: one slice for
+//   6) on AMD, where the widening does not take the FMA pipes: on a 2-vCPU Zen 3 EPYC the blocked product
+//   measured slower (1.1B ffn_up 512 tokens, 5 alternating runs, medians: f16 52 -> 64 GOP/s at 1 thread,
+//   92 -> 131 at 2; bf16 53 -> 59 and 105 -> 115; pp512 of the 1.1B, 6 alternating rounds: f16 32.1 ->
+//   35.3 t/s at 1 thread, 52.6 -> 65.1 at 2; bf16 29.4 -> 32.7, 56.1 -> 60.2).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -52,13 +56,20 @@ struct S {
 
 // Tokens per panel of the blocked product (f16 and bf16).
 constexpr int kCols = 3;
+// Panels that widen their own weights: f16 both slices for 2 tokens (each broadcast feeds 2 FMAs), bf16
+// one slice for 6 tokens (its column pair takes two registers a slice). Both slices for 3 tokens, the
+// blocked product's shape, spills here: 40-42 GOP/s at 1 thread against 63-80 (Zen 3, 1.1B ffn_up).
+constexpr int kPackedF16Cols = 2, kPackedBf16Cols = 6;
 
 }  // namespace
 
 #include "kernels/x16_float_driver.inc"
 
-void fill_x16_float(KernelTable& t) {
-  fill_x16_float_blocked<S, 2, kCols>(t);
+void fill_x16_float(KernelTable& t, bool widen_once) {
+  if (widen_once)
+    fill_x16_float_blocked<S, 2, kCols>(t);
+  else
+    fill_x16_float_packed<S, 2, kPackedF16Cols, kPackedBf16Cols, 2, 1>(t);
 }
 
 }  // namespace qe::kernels::avx2

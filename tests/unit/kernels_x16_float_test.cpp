@@ -82,11 +82,25 @@ const KernelTable* avx512_other_bf16() {
 const KernelTable* avx512_other_widening() {
   return avx512_x16_variant([](Avx512X16Choices& c) { c.widen_once = !c.widen_once; });
 }
+// The same for the AVX2 level.
+const KernelTable* avx2_other_widening() {
+  const KernelTable* k = kernel_table(Isa::avx2);
+  if (!k) return nullptr;
+  static const KernelTable t = [&] {
+    KernelTable c = *k;
+    avx2::fill_x16_float(c, !widen_once_pays(cpu_features()));
+    return c;
+  }();
+  return &t;
+}
 #else
 const KernelTable* avx512_other_bf16() {
   return nullptr;
 }
 const KernelTable* avx512_other_widening() {
+  return nullptr;
+}
+const KernelTable* avx2_other_widening() {
   return nullptr;
 }
 #endif
@@ -97,6 +111,7 @@ std::vector<const KernelTable*> levels() {
     if (const KernelTable* k = kernel_table(i)) out.push_back(k);
   if (const KernelTable* k = avx512_other_bf16()) out.push_back(k);
   if (const KernelTable* k = avx512_other_widening()) out.push_back(k);
+  if (const KernelTable* k = avx2_other_widening()) out.push_back(k);
   return out;
 }
 
