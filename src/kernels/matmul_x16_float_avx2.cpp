@@ -6,15 +6,21 @@
 // embedded broadcast, so every activation is a broadcast load), as the CPU wants (widen_once_pays):
 // - the blocked product (x16f_blocked), both slices for 3 tokens, 2 slices x 3 tokens x 2 parts = 12 ymm
 //   accumulators, each broadcast feeding 2 FMAs, on weights widened once per block. On a 2-vCPU Intel
-//   Xeon (Emerald Rapids), where vcvtph2ps takes a port the FMAs need, against the panels below, qbench
-//   --isa=avx2, 1.1B ffn_up, alternating runs: f16 512 tokens 56-58 -> 72-77 GOP/s at 1 thread,
-//   108-113 -> 147-152 at 2 (64 tokens: +6-26%); bf16 512 tokens 66-68 -> 76-77 and 128-141 -> 139-154
-//   (64 tokens: +6-15%).
-// - panels that widen their own weights (x16f_packed; f16: both slices for 2 tokens, bf16: one slice for
-//   6) on AMD, where the widening does not take the FMA pipes: on a 2-vCPU Zen 3 EPYC the blocked product
-//   measured slower (1.1B ffn_up 512 tokens, 5 alternating runs, medians: f16 52 -> 64 GOP/s at 1 thread,
-//   92 -> 131 at 2; bf16 53 -> 59 and 105 -> 115; pp512 of the 1.1B, 6 alternating rounds: f16 32.1 ->
-//   35.3 t/s at 1 thread, 52.6 -> 65.1 at 2; bf16 29.4 -> 32.7, 56.1 -> 60.2).
+//   Xeon (Emerald Rapids), where vcvtph2ps takes a port the FMAs need, against the panels that widened
+//   their own weights then (f16: both slices for 2 tokens; bf16: one slice for 6), qbench --isa=avx2,
+//   1.1B ffn_up, alternating runs: f16 512 tokens 56-58 -> 72-77 GOP/s at 1 thread, 108-113 -> 147-152 at
+//   2 (64 tokens: +6-26%); bf16 512 tokens 66-68 -> 76-77 and 128-141 -> 139-154 (64 tokens: +6-15%).
+//   (The column-by-column panels below have not been measured there.)
+// - panels that widen their own weights (x16f_packed), in the same shape, column by column, on AMD, where
+//   the widening does not take the FMA pipes. On a 2-vCPU Zen 3 EPYC the blocked product measured slower
+//   than the panels these replaced (f16: both slices for 2 tokens, bf16: one slice for 6; 1.1B ffn_up 512
+//   tokens, 5 alternating runs, medians: f16 52 -> 64 GOP/s at 1 thread, 92 -> 131 at 2; bf16 53 -> 59
+//   and 105 -> 115; pp512 of the 1.1B, 6 alternating rounds: f16 32.1 -> 35.3 t/s at 1 thread, 52.6 ->
+//   65.1 at 2; bf16 29.4 -> 32.7, 56.1 -> 60.2), and those slower than 3 tokens x 2 slices taken column
+//   by column (same machine, 4 alternating runs, f16 medians: 512 tokens 84 -> 90 GOP/s at 1 thread, 146
+//   -> 182 at 2, 64 tokens at 2 144 -> 167; bf16, whose host was noisier, best of 8: 512 tokens 77 -> 88
+//   and 122 -> 138, 64 tokens 77 -> 88 and 124 -> 139). 90 GOP/s is 91% of one core's FMA peak. Slice by
+//   slice the compiler kept each column's broadcasts for the next slice and spilled (40-42 GOP/s).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -54,12 +60,9 @@ struct S {
   }
 };
 
-// Tokens per panel of the blocked product (f16 and bf16).
+// Tokens per panel, both slices per pass: 2 slices x 3 tokens x 2 parts = 12 ymm accumulators, each
+// broadcast feeding 2 FMAs (f16 and bf16, the blocked product and the panels alike).
 constexpr int kCols = 3;
-// Panels that widen their own weights: f16 both slices for 2 tokens (each broadcast feeds 2 FMAs), bf16
-// one slice for 6 tokens (its column pair takes two registers a slice). Both slices for 3 tokens, the
-// blocked product's shape, spills here: 40-42 GOP/s at 1 thread against 63-80 (Zen 3, 1.1B ffn_up).
-constexpr int kPackedF16Cols = 2, kPackedBf16Cols = 6;
 
 }  // namespace
 
@@ -69,7 +72,7 @@ void fill_x16_float(KernelTable& t, bool widen_once) {
   if (widen_once)
     fill_x16_float_blocked<S, 2, kCols>(t);
   else
-    fill_x16_float_packed<S, 2, kPackedF16Cols, kPackedBf16Cols, 2, 1>(t);
+    fill_x16_float_packed<S, 2, kCols, 2>(t);
 }
 
 }  // namespace qe::kernels::avx2

@@ -81,7 +81,7 @@ void fill_float_kernels(KernelTable& t, bool widen_once) {
   if (widen_once)
     fill_x16_float_blocked<L, 1, kCols>(t);
   else
-    fill_x16_float_packed<L, 1, kCols, kCols>(t);
+    fill_x16_float_packed<L, 1, kCols>(t);
   t.bf16_dot = false;
 }
 

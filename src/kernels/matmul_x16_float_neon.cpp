@@ -41,7 +41,7 @@ constexpr int kCols = 12;
 #include "kernels/x16_float_driver.inc"
 
 void fill_x16_float(KernelTable& t) {
-  fill_x16_float_packed<S, 4, kCols, kCols>(t);
+  fill_x16_float_packed<S, 4, kCols>(t);
 }
 
 }  // namespace qe::kernels::neon
