@@ -39,7 +39,7 @@ bool bf16_dot_pays(const CpuFeatures& f) {
 // of its FMA peak (the widening does not hold the FMAs back there), and the blocked product's part sums
 // and panel prefetches cost more than they save: 2-9% slower (2-vCPU EPYC Zen 4, f16, 64 and 512 tokens,
 // 1 and 2 threads, old and new alternating; slower still with the block widened by every panel instead
-// of copied), pp512 4-8%; at the AVX2 level on a Zen 3, 10-25% slower (pp512 f16 at 2 threads 52.6
+// of copied), pp512 4-8%; at the AVX2 level on a Zen 3, pp512 7-24% slower (f16 at 2 threads 52.6
 // against 65.1 t/s: matmul_x16_float_avx2.cpp). So AMD's cores (and Hygon's) widen per panel.
 bool widen_once_pays(const CpuFeatures& f) {
   return f.vendor != "AuthenticAMD" && f.vendor != "HygonGenuine";
