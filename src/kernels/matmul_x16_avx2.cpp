@@ -37,14 +37,20 @@ constexpr int kCols = 4;
 // alone left it at 55-75% of that. Software prefetch of the lines 1 KiB ahead, one pass over both halves,
 // measured on a 2-core Zen 3 EPYC (1.1B ffn_up, 1 thread, 5 interleaved rounds): q4_0/q4_1/q8_0 from
 // 5.8-8.3 GB/s to 7.3-9.4 GB/s, faster in 14 of 15 pairs. A GEMM's first pass over a group (its first
-// 4 tokens) streams it from DRAM too and prefetches the same way (135M ffn_up, 8 tokens, 1 thread: 10-20% faster).
-// q4_0 / q4_1 then moved to 4 KiB ahead of each consumed line, tied to its step (prefetch_ahead, as the
-// k-quant GEMVs): 1.1B ffn_up, 1 and 2 threads, 8 interleaved rounds while the VM's DRAM was slow,
-// faster in 23 of 32 pairs, medians about 6%; the same in 3 rounds while it was fast. q8_0 measured no
-// better that way and keeps the per-block prefetch.
-// A prefetch past the end of the weights is harmless: it never faults.
-constexpr size_t kGemvPrefetchBytes = 1024;
-constexpr size_t kGemvPrefetchAhead = 4096;
+// 4 tokens) streams it from DRAM too and prefetches the same way (135M ffn_up, 8 tokens, 1 thread: 10-20%
+// faster). q4_0 / q4_1 then moved to 4 KiB ahead of each consumed line, tied to its step (prefetch_ahead,
+// as the k-quant GEMVs): 1.1B ffn_up, 1 and 2 threads, 8 interleaved rounds while the VM's DRAM was slow,
+// faster in 23 of 32 pairs, medians about 6%; the same in 3 rounds while it was fast.
+//
+// One-token passes, q8_0's too, now take each line 1.5 KiB ahead: against a read at the same moments
+// (qbench's "vs read", 1.1B ffn_up, 8 alternating rounds, medians; 2-core Zen 3 EPYC), 1 thread q4_0 /
+// q4_1 82-83% -> 91-94% (4 KiB), 2 threads 88-89% -> 91-94%; at 1 thread 2 and 3 KiB gave 85-91%,
+// 1 KiB 84-88%, prefetcht1 4 KiB + prefetcht0 2 KiB (what an Intel core wants, schedule.h) 81-85%.
+// The GEMMs' first passes keep 4 KiB (q8_0 its burst of a block's lines 1 KiB ahead): at 1.5 KiB their
+// 8- and 64-token passes measured slower. A prefetch past the end of the weights never faults.
+constexpr size_t kGemvPrefetchAhead = 1536;
+constexpr size_t kGemmPrefetchAhead = 4096;
+constexpr size_t kGemmQ8PrefetchBytes = 1024;
 
 inline __m256i bcast_dword(const uint8_t* p) {
   int32_t v;
@@ -108,6 +114,7 @@ template <class K, int C, bool prefetch>
 void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t sums_off,
           const TokenScales* ts, float* y, int64_t ldy) {
   constexpr int NH = 2;
+  constexpr size_t kAhead = C == 1 ? kGemvPrefetchAhead : kGemmPrefetchAhead;
   using A = typename K::A;
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   const uint8_t* q[C];
@@ -118,8 +125,8 @@ void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t
   });
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t o = b * static_cast<int64_t>(sizeof(A));
-    if constexpr (K::kQ8 && prefetch) {
-      const char* ahead = reinterpret_cast<const char*>(wg + b) + kGemvPrefetchBytes;
+    if constexpr (K::kQ8 && prefetch && C > 1) {
+      const char* ahead = reinterpret_cast<const char*>(wg + b) + kGemmQ8PrefetchBytes;
       for (size_t off = 0; off < sizeof(typename K::W); off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
     }
     __m256i isum[NH][C];
@@ -139,6 +146,10 @@ void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t
             keep(isum[k][c]);
           });
         });
+        if constexpr (prefetch && C == 1) {  // qs line j; the scales' line with the first
+          prefetch_ahead<kGemvPrefetchAhead>(wg[b].qs + 64 * j, isum[0][0]);
+          if constexpr (j == 0) prefetch_ahead<kGemvPrefetchAhead>(&wg[b], isum[1][0]);
+        }
       });
     } else {
       // dword j of a token feeds the low nibbles of both halves, dword 4 + j their high nibbles: one
@@ -164,8 +175,8 @@ void part(int64_t nb, const typename K::W* wg, const uint8_t* const* ar, int64_t
           });
         });
         if constexpr (prefetch) {  // qs line j; the scales' line with the first
-          prefetch_ahead<kGemvPrefetchAhead>(wg[b].qs + 64 * j, s16[0][0]);
-          if constexpr (j == 0) prefetch_ahead<kGemvPrefetchAhead>(&wg[b], s16[1][0]);
+          prefetch_ahead<kAhead>(wg[b].qs + 64 * j, s16[0][0]);
+          if constexpr (j == 0) prefetch_ahead<kAhead>(&wg[b], s16[1][0]);
         }
       });
       unroll<NH>([&](auto k) {

@@ -10,7 +10,7 @@
 // The q4_K / q5_K loops and q6_K's one-token path are unrolled at compile time (unroll<N>): immediate
 // shifts, no branches. One token takes both halves of q4_K / q5_K in one pass (K45::gemv) and both
 // halves of each q6_K super-block before the next (K6::gemv); each streams its weights with a software
-// prefetch in address order, one line per step, 4 KiB ahead (kGemvPrefetchAhead).
+// prefetch in address order, one line per step, 4 KiB ahead (q4_K 1.5 KiB: kGemvPrefetchAhead below).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -45,7 +45,11 @@ inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(r
 // 2 and 8 KiB ahead measured about the same; a burst of a whole block's lines per block, or of the next
 // group's during the second half's pass, gained nothing. Past the end of the weights a prefetch is
 // harmless: it never faults.
-constexpr size_t kGemvPrefetchAhead = 4096;
+// q4_K then moved to 1.5 KiB ahead, as q4_0 / q4_1 (matmul_x16_avx2.cpp): against a read at the same
+// moments (qbench's "vs read", 1.1B ffn_up, 8 alternating rounds, medians; 2-core Zen 3 EPYC), 1 thread
+// 79-80% -> 88-92%, 2 threads 86-87% -> 92-93%. q5_K, bound by its arithmetic here (64-70% of the read
+// either way), measured no different; q6_K slower (below).
+constexpr size_t kGemvPrefetchAhead = 4096, kQ4KGemvPrefetchAhead = 1536;
 
 // 16-bit lane shift by a compile-time count: left for S > 0, right for S < 0 (callers mask to bits that
 // stay in their byte).
@@ -92,6 +96,7 @@ inline void decode_scales(const uint8_t* lo, const uint8_t* hi, uint8_t* sc, uin
 
 template <bool kQ5>
 struct K45 {
+  static constexpr size_t kGemvAhead = kQ5 ? kGemvPrefetchAhead : kQ4KGemvPrefetchAhead;
   using W = std::conditional_t<kQ5, BlockQ5_Kx16, BlockQ4_Kx16>;
   static constexpr int64_t kBlock = QK_K;
   static constexpr bool kSums = false;
@@ -152,9 +157,10 @@ struct K45 {
               keep(sl[h]);
               keep(sh[h]);
               if constexpr (h == 0) {
-                prefetch_ahead<kGemvPrefetchAhead>(blk.qs + 64 * (8 * u + k), sl[0]);
+                prefetch_ahead<kGemvAhead>(blk.qs + 64 * (8 * u + k), sl[0]);
                 if constexpr (64 * (8 * u + k) < offsetof(W, qs))  // the scales (and q5_K's qh) lines
-                  prefetch_ahead<kGemvPrefetchAhead>(reinterpret_cast<const uint8_t*>(&blk) + 64 * (8 * u + k), sh[0]);
+                  prefetch_ahead<kGemvAhead>(reinterpret_cast<const uint8_t*>(&blk) + 64 * (8 * u + k),
+                                             sh[0]);
               }
             });
           });
