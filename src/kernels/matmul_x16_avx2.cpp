@@ -43,8 +43,8 @@ constexpr int kCols = 4;
 // faster in 23 of 32 pairs, medians about 6%; the same in 3 rounds while it was fast.
 //
 // One-token passes, q8_0's too, now take each line 1.5 KiB ahead: against a read at the same moments
-// (qbench's "vs read", 1.1B ffn_up, 8 alternating rounds, medians; 2-core Zen 3 EPYC), 1 thread q4_0 /
-// q4_1 82-83% -> 91-94% (4 KiB), 2 threads 88-89% -> 91-94%; at 1 thread 2 and 3 KiB gave 85-91%,
+// (qbench's "vs read", 1.1B ffn_up, 6-8 alternating rounds, medians; 2-core Zen 3 EPYC), 1 thread q4_0 /
+// q4_1 82-85% (4 KiB) -> 89-94%, 2 threads 85-89% -> 87-94%; at 1 thread 2 and 3 KiB gave 85-91%,
 // 1 KiB 84-88%, prefetcht1 4 KiB + prefetcht0 2 KiB (what an Intel core wants, schedule.h) 81-85%.
 // The GEMMs' first passes keep 4 KiB (q8_0 its burst of a block's lines 1 KiB ahead): at 1.5 KiB their
 // 8- and 64-token passes measured slower. A prefetch past the end of the weights never faults.
