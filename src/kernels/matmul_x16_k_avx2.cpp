@@ -110,6 +110,13 @@ struct K45 {
   // DRAM: on a 2-core Zen 3 EPYC, 1 thread, 128 rows from cache, q4_K 28.4 -> 32.9 GB/s and q5_K 22.2 ->
   // 23.1 against a decode per sub-block with the pairs widened from memory; 1.1B ffn_up from DRAM,
   // interleaved runs, q4_K 532-607 -> 498-526 us (2 threads 310-331 -> 304), q5_K within the noise.
+  // The loop's lambdas are always_inline: GCC 12 kept five of q5_K's unrolled bodies (one of q4_K's) as
+  // calls, with the int16 sums and the weight vectors passed through the stack. Inlined, 128 rows from
+  // cache (2-core Zen 3 EPYC, 1 thread, 8 alternating rounds, medians of best-of-5): q5_K 28.2 -> 37.3
+  // G multiply-adds/s, q4_K 59.3 -> 65.5; 1.1B ffn_up from DRAM, "vs read" medians of 6 rounds: q5_K
+  // 80 -> 82% at 1 thread, 84 -> 88.5% at 2, q4_K the same (92.5 / 95 -> 93.5 / 94). q5_K's fifth bits
+  // (a shift, an and and an or per 32 weights, 6 of its 14 vector ops per qs vector) are what is left
+  // between it and q4_K: without them (wrong sums, for timing) 61.6.
   static void gemv(int64_t nb, const W* wg, const uint8_t* ar, float* y) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), b4 = _mm256_set1_epi8(0x10);
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -135,15 +142,16 @@ struct K45 {
         im[0] = _mm256_add_epi32(im[0], _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(lo)), sp));
         im[1] = _mm256_add_epi32(im[1], _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(hi)), sp));
       });
-      unroll<4>([&](auto u_) {  // sub-blocks 2u (low nibbles of qs dwords 8u + k) and 2u + 1 (high)
+      // Sub-blocks 2u (low nibbles of qs dwords 8u + k) and 2u + 1 (high).
+      unroll<4>([&](auto u_) __attribute__((always_inline)) {
         constexpr int u = decltype(u_)::value;
-        unroll<8 / kRun>([&](auto r_) {
+        unroll<8 / kRun>([&](auto r_) __attribute__((always_inline)) {
           constexpr int k0 = kRun * decltype(r_)::value;
           __m256i sl[2], sh[2];
-          unroll<kRun>([&](auto i_) {
+          unroll<kRun>([&](auto i_) __attribute__((always_inline)) {
             constexpr int k = k0 + decltype(i_)::value;
             const __m256i bl = bcast_dword(a.qs + 4 * (16 * u + k)), bh = bcast_dword(a.qs + 4 * (16 * u + 8 + k));
-            unroll<2>([&](auto h) {
+            unroll<2>([&](auto h) __attribute__((always_inline)) {
               const __m256i v = load(blk.qs + 64 * (8 * u + k) + 32 * h);
               __m256i ql = _mm256_and_si256(v, m4), qh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
               if constexpr (kQ5) {
