@@ -48,7 +48,8 @@ inline __m256 h2f8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(r
 // q4_K then moved to 1.5 KiB ahead, as q4_0 / q4_1 (matmul_x16_avx2.cpp): against a read at the same
 // moments (qbench's "vs read", 1.1B ffn_up, 8 alternating rounds, medians; 2-core Zen 3 EPYC), 1 thread
 // 79-80% -> 88-92%, 2 threads 86-87% -> 90-93%. q5_K, bound by its arithmetic here (64-70% of the read
-// either way), measured no different; q6_K slower (below).
+// either way), measured no different; q6_K slower (below). q5_K again once its loop was inlined (K45::gemv),
+// 1 thread, 6 alternating rounds: 4 KiB 80%, 2.5 KiB 76%, 6 KiB 73%, 1.5 KiB 71.5% (a noisier hour).
 constexpr size_t kGemvPrefetchAhead = 4096, kQ4KGemvPrefetchAhead = 1536;
 
 // 16-bit lane shift by a compile-time count: left for S > 0, right for S < 0 (callers mask to bits that
