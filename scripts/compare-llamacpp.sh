@@ -7,8 +7,8 @@
 # 20 chunks mean KL divergence <= 0.005 and the same top-1 at >= 95% of the scored positions. Also
 # llama-quantize's q5_0 ... iq4_xs files of a synthetic model, logits bit-identical (when
 # scripts/build-llamacpp-tools.sh has built llama-quantize). llama.cpp is llama-cpp-python, built here
-# from source (CPU only, x86-64 at the AVX2 level) into .venv, once. Prints a Markdown table and
-# "N passed, N failed"; non-zero exit on any failure.
+# from source (CPU only, x86-64 at the AVX2 level) into .venv, once. Prints two Markdown tables (the
+# prompts; perplexity), each ending "N passed, N failed"; non-zero exit on any failure.
 #
 #   scripts/compare-llamacpp.sh [--out FILE]
 #   scripts/compare-llamacpp.sh --install-only   # only build llama-cpp-python (CI: the README's test
@@ -73,19 +73,23 @@ if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
 fi
 cmake --build "$BUILD_DIR" --target qrun
 
-# ---- The comparison: one pytest run (each check is a test), the table from its fixture.
-table=$(mktemp)
-trap 'rm -f "$table"' EXIT
+# ---- The comparison: one pytest run of both files (each check is a test), the tables from their fixtures.
+tables=$(mktemp -d)
+trap 'rm -rf "$tables"' EXIT
 rc=0
-QE_BIN="$PWD/$BUILD_DIR/bin" QE_PARITY_TABLE="$table" \
-  $PY -m pytest -q -p no:cacheprovider tests/python/test_llamacpp_parity.py || rc=$?
+QE_BIN="$PWD/$BUILD_DIR/bin" QE_PARITY_TABLES="$tables" \
+  $PY -m pytest -q -p no:cacheprovider tests/python/test_llamacpp_parity.py \
+  tests/python/test_llamacpp_perplexity.py || rc=$?
 echo
-if [[ -s $table ]]; then
-  cat "$table"
-  [[ -n $OUT ]] && cp "$table" "$OUT"
-else
-  echo "compare-llamacpp.sh: the comparison did not run (see pytest's output above)"
-  echo "0 passed, 1 failed"
-  rc=1
-fi
+for t in llamacpp-parity.md llamacpp-perplexity.md; do
+  if [[ -s $tables/$t ]]; then
+    cat "$tables/$t"
+    echo
+  else
+    echo "compare-llamacpp.sh: the comparison for $t did not run (see pytest's output above)"
+    echo "0 passed, 1 failed"
+    rc=1
+  fi
+done
+[[ -n $OUT ]] && cat "$tables"/*.md >"$OUT"
 exit $rc

@@ -60,6 +60,10 @@ PPL_MIN_TOKENS = 20000
 KLD_CHUNKS = 20      # perplexity chunks whose scored positions the KL divergence covers (5100 at -c 512)
 KLD_MAX = 0.005      # mean KL divergence (nats) of the default numerics against llama.cpp
 TOP1_MIN = 0.95      # fraction of those positions where both argmaxes agree
+# Rows of logits per step of the float64 arithmetic: a few MB at a time, which the allocator reuses.
+# Whole chunks (100-200 MB per temporary) came fresh from the kernel each time, and zeroing their pages
+# took a quarter of the perplexity comparison's time.
+ROWS_PER_STEP = 8
 
 # Varied prompts: facts, code, lists, dialogue, numbers, punctuation, whitespace runs, non-ASCII
 # (French accents, German, CJK, emoji: multi-byte UTF-8 through the byte-level BPE).
@@ -165,8 +169,8 @@ class KldResult:
     max_kld: float = 0.0
     n_same_top1: int = 0
 
-    def add(self, ref: np.ndarray, ours: np.ndarray, rows_per_step: int = 64) -> None:
-        for i in range(0, len(ref), rows_per_step):  # about 25 MB of float64 per array at a time
+    def add(self, ref: np.ndarray, ours: np.ndarray, rows_per_step: int = ROWS_PER_STEP) -> None:
+        for i in range(0, len(ref), rows_per_step):
             lr, lo = log_softmax64(ref[i:i + rows_per_step]), log_softmax64(ours[i:i + rows_per_step])
             kld = (np.exp(lr) * (lr - lo)).sum(axis=1)
             self.n += len(kld)
@@ -212,13 +216,15 @@ class Report:
 
     def table(self) -> str:
         yn = lambda b: "y" if b else "**n**"  # noqa: E731
-        lines = [f"qrun vs llama.cpp (llama-cpp-python {self.llama_version}) on {self.model}: greedy "
-                 f"{N_PREDICT}-token continuations, n_ctx {N_CTX}, {N_THREADS} threads, qrun --numerics {NUMERICS}; "
-                 "logits compared as float32 bits: every prompt position (one batch) and every decode step "
-                 "(one token)", "",
-                 "| # | prompt | prompt tokens equal | generated tokens equal | first divergence | "
-                 "prompt logits equal (rows) | decode logits equal (rows) | max\\|Δ\\|/range |",
-                 "|---|---|---|---|---|---|---|---|"]
+        lines = [f"qrun vs llama.cpp (llama-cpp-python {self.llama_version}) on {self.model}, {N_THREADS} "
+                 f"thread{'s' if N_THREADS != 1 else ''}"]
+        if self.prompts:
+            lines[0] += (f": greedy {N_PREDICT}-token continuations, n_ctx {N_CTX}, qrun --numerics {NUMERICS}; "
+                         "logits compared as float32 bits: every prompt position (one batch) and every decode "
+                         "step (one token)")
+            lines += ["", "| # | prompt | prompt tokens equal | generated tokens equal | first divergence | "
+                          "prompt logits equal (rows) | decode logits equal (rows) | max\\|Δ\\|/range |",
+                      "|---|---|---|---|---|---|---|---|"]
         for i, r in enumerate(self.prompts):
             shown = r.prompt.replace("\n", "\\n").replace("\t", "\\t").replace("|", "\\|")
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
@@ -294,9 +300,11 @@ def llama_greedy(llm, prompt: list[int], n_predict: int) -> tuple[list[int], np.
 
 
 def llama_chunk_logits(llm, tokens: list[int]) -> np.ndarray:
+    """The logits of every position: a view of llm's own rows, valid until its next eval (a copy of
+    these 100 MB per chunk costs more in page faults than the copy itself)."""
     llm.reset()
     llm.eval(tokens)
-    return np.array(llm.scores[:len(tokens)], dtype=np.float32)
+    return llm.scores[:len(tokens)]
 
 
 def log_softmax64(x: np.ndarray) -> np.ndarray:
@@ -308,10 +316,15 @@ def log_softmax64(x: np.ndarray) -> np.ndarray:
 def nll_of_chunk(logits: np.ndarray, tokens: list[int] | np.ndarray, first: int) -> np.ndarray:
     """-log p(tokens[i+1]) for i in [first, n-2], as tools/perplexity/perplexity.cpp log_softmax does it:
     max in float, sum of expf(l - max) in double, logit - max - log(sum)."""
-    x = logits[first:len(tokens) - 1].astype(np.float32)
+    x = np.asarray(logits[first:len(tokens) - 1], dtype=np.float32)
     tgt = np.asarray(tokens[first + 1:], dtype=np.int64)
     m = x.max(axis=1)
-    s = np.exp(x - m[:, None]).astype(np.float64).sum(axis=1)
+    s = np.empty(len(x))
+    e = np.empty((ROWS_PER_STEP, x.shape[1]), dtype=np.float32)
+    for i in range(0, len(x), ROWS_PER_STEP):
+        k = min(ROWS_PER_STEP, len(x) - i)
+        np.exp(np.subtract(x[i:i + k], m[i:i + k, None], out=e[:k]), out=e[:k])
+        s[i:i + k] = e[:k].astype(np.float64).sum(axis=1)
     picked = x[np.arange(len(tgt)), tgt]
     return -((picked - m).astype(np.float64) - np.log(s))
 
@@ -562,6 +575,17 @@ def compare(model: pathlib.Path = DEFAULT_MODEL, bin_dir: pathlib.Path = DEFAULT
                              f"same top-1 {100 * kld.top1:.2f}% ± {100 * kld.top1_err:.2f}% "
                              f"(limit {100 * TOP1_MIN}%)")]
     return Report(model.name, llama_cpp.__version__, results, p, kld, long_batch, checks, time.monotonic() - t0)
+
+
+def compare_and_keep_table(model: pathlib.Path, bin_dir: pathlib.Path, table_name: str, **kw) -> Report:
+    """compare(), with its table printed and written to $QE_PARITY_TABLES/table_name, else beside the
+    binaries (CI runs the tests once, through the README's test command, and keeps build/*.md)."""
+    rep = compare(model, bin_dir, **kw)
+    table = rep.table()
+    print("\n" + table)
+    out_dir = pathlib.Path(os.environ.get("QE_PARITY_TABLES") or bin_dir.parent)
+    (out_dir / table_name).write_text(table)
+    return rep
 
 
 def check_names(n_prompts: int = len(PROMPTS), ppl: bool = True) -> list[str]:

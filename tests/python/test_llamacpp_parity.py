@@ -1,11 +1,9 @@
 """qrun matches llama.cpp (llama-cpp-python, built for the AVX2 level) on the default model
 (SmolLM2-135M-Instruct Q4_1), with qrun --numerics llama.cpp: the same prompt tokens and the same greedy
 128-token continuations of 16 varied prompts (ids and text), and logits with llama.cpp's float32 bits (Δ = 0,
-compared bit for bit) at every compared position: each prompt position (the prompt in one batch), each decode
-step of the continuation (one token at a time), and the 512 positions of the perplexity text's first chunk in
-one batch. With the default, fast numerics, judged statistically on a ~24k-token text (-c 512): perplexity
-within 0.5% of llama.cpp's, and on the scored positions of the first 20 chunks a mean KL divergence from
-llama.cpp's logits <= 0.005 with the same top-1 token at >= 95% of them.
+compared bit for bit) at every compared position: each prompt position (the prompt in one batch) and each
+decode step of the continuation (one token at a time). Perplexity, KL divergence and the long batch are
+test_llamacpp_perplexity.py's.
 
 Also, for q5_0, q5_1, iq4_nl, q2_K, q3_K, q4_K, q5_K, q6_K and iq4_xs: llama-quantize's file of the type
 (a synthetic model), every prompt position's logits identical to llama.cpp's, in a batch and one token at
@@ -22,8 +20,9 @@ llama.cpp's grammar sampler (llama_sampler_init_grammar), token for token.
 
 Skips only when llama_cpp is not importable (scripts/compare-llamacpp.sh installs it, built from source);
 the type checks also when llama-quantize is not built.
-The whole comparison runs once (llamacpp_compare.compare); each check is one test. The Markdown table is
-written to $QE_PARITY_TABLE (scripts/compare-llamacpp.sh prints it), else to build/llamacpp-parity.md.
+The comparison of the 16 prompts runs once (llamacpp_compare.compare); each check is one test. The
+Markdown table is written to $QE_PARITY_TABLES/llamacpp-parity.md (scripts/compare-llamacpp.sh prints it),
+else to build/llamacpp-parity.md.
 """
 
 from __future__ import annotations
@@ -52,20 +51,30 @@ BIN = pathlib.Path(os.environ.get("QE_BIN", cmp.REPO / "build" / "bin"))
 def report(default_model):
     if not (BIN / "qrun").exists():
         pytest.fail(f"{BIN / 'qrun'} is not built (set QE_BIN)")
-    rep = cmp.compare(default_model, BIN)
-    table = rep.table()
-    print("\n" + table)
-    # Kept beside the binaries (CI runs this file once, through the README's test command) unless the
-    # caller names a place.
-    out = pathlib.Path(os.environ.get("QE_PARITY_TABLE") or BIN.parent / "llamacpp-parity.md")
-    out.write_text(table)
-    return rep
+    return cmp.compare_and_keep_table(default_model, BIN, "llamacpp-parity.md", ppl=False)
 
 
-@pytest.mark.parametrize("name", cmp.check_names())
+@pytest.mark.parametrize("name", cmp.check_names(ppl=False))
 def test_parity(report, name):
     check = next(c for c in report.checks if c.name == name)
     assert check.ok, f"{name}: {check.detail}"
+
+
+@pytest.mark.parametrize("prompt", [1, 3])
+def test_llamacpp_numerics_do_not_depend_on_threads(default_model, tmp_path, prompt):
+    """qrun --numerics llama.cpp gives the same text and logit bits with 1 thread and with 2, prompt (one
+    batch) and decode: ctest runs the comparison above with one (QE_PARITY_THREADS=1), so this carries
+    its bits over to two."""
+    runs = []
+    for threads in (1, 2):
+        dump = tmp_path / f"logits-{threads}.f32"
+        q = cmp.run_qrun(BIN / "qrun", "-m", default_model, "-p", cmp.PROMPTS[prompt], "-n", 32, "--temp", "0",
+                         "-t", threads, "-c", cmp.N_CTX, "--numerics", "llama.cpp", "--dump-logits", dump)
+        assert q.returncode == 0, q.stderr.decode(errors="replace")[-2000:]
+        runs.append((q.stdout, np.fromfile(dump, dtype=np.uint32)))
+    assert runs[0][0] == runs[1][0], "the text differs between 1 and 2 threads"
+    assert runs[0][1].size > 0 and np.array_equal(runs[0][1], runs[1][1]), \
+        f"logits differ between 1 and 2 threads: {np.count_nonzero(runs[0][1] != runs[1][1])} values"
 
 
 # ---- q5_0, q5_1, iq4_nl and the k-quants: llama.cpp-quantized files, logits equal to llama.cpp's bits.
