@@ -210,6 +210,9 @@ class Report:
     checks: list[Check]
     seconds: float = 0.0
 
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
     @property
     def n_failed(self) -> int:
         return sum(not c.ok for c in self.checks)
@@ -534,7 +537,7 @@ def compare(model: pathlib.Path = DEFAULT_MODEL, bin_dir: pathlib.Path = DEFAULT
     t0 = time.monotonic()
     qrun = bin_dir / "qrun"
     if not qrun.exists():
-        raise FileNotFoundError(f"{qrun} is not built")
+        raise FileNotFoundError(f"{qrun} is not built (set QE_BIN)")
     llm = load_llama(model)
     checks: list[Check] = []
     results = []

@@ -15,9 +15,6 @@ build/llamacpp-perplexity.md.
 
 from __future__ import annotations
 
-import os
-import pathlib
-
 import pytest
 
 from conftest import optional_reference
@@ -26,17 +23,13 @@ optional_reference("llama_cpp")
 
 import llamacpp_compare as cmp  # noqa: E402
 
-BIN = pathlib.Path(os.environ.get("QE_BIN", cmp.REPO / "build" / "bin"))
-
 
 @pytest.fixture(scope="module")
 def report(default_model):
-    if not (BIN / "qrun").exists():
-        pytest.fail(f"{BIN / 'qrun'} is not built (set QE_BIN)")
-    return cmp.compare_and_keep_table(default_model, BIN, "llamacpp-perplexity.md", prompts=[], ppl=True)
+    return cmp.compare_and_keep_table(default_model, cmp.DEFAULT_BIN, "llamacpp-perplexity.md", prompts=[], ppl=True)
 
 
 @pytest.mark.parametrize("name", cmp.check_names(n_prompts=0, ppl=True))
 def test_perplexity(report, name):
-    check = next(c for c in report.checks if c.name == name)
+    check = report.check(name)
     assert check.ok, f"{name}: {check.detail}"
