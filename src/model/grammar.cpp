@@ -1,11 +1,13 @@
 // The grammar matcher: llama.cpp's pushdown stacks and token checks (llama-grammar.cpp), with the
-// parse states deduplicated as they are expanded and bounded in number.
+// parse states deduplicated as they are expanded, bounded in number, and each step from one set of
+// them to the next made once per matcher.
 #include "model/grammar.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
-#include <deque>
+#include <memory>
+#include <span>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace qe::model {
@@ -13,20 +15,64 @@ namespace {
 
 using Stack = GrammarMatcher::Stack;
 
-struct StackHash {
-  size_t operator()(const Stack& s) const {
-    size_t h = s.size();
-    for (const GrammarElement* e : s) h = h * 0x9E3779B97F4A7C15ull ^ reinterpret_cast<uintptr_t>(e);
+// A set's hash, of its stacks' ids.
+struct IdsHash {
+  size_t operator()(const std::vector<uint32_t>& ids) const {
+    size_t h = ids.size();
+    for (const uint32_t id : ids) h = h * 0x9E3779B97F4A7C15ull ^ id;
     return h;
   }
 };
 
+// Stacks as the nodes of a tree: a node is its top element over the node below it, and equal stacks
+// are one node (made once, looked up by top and below), so a stack is pushed, popped, compared and
+// hashed in constant time whatever its depth. Node 0 is the empty stack.
+class StackPool {
+ public:
+  static constexpr uint32_t kEmpty = 0;
+
+  uint32_t push(uint32_t below, const GrammarElement* top) {
+    const auto [it, added] = ids_.try_emplace(Node{top, below}, static_cast<uint32_t>(nodes_.size()));
+    if (added) nodes_.push_back({top, below});
+    return it->second;
+  }
+  const GrammarElement* top(uint32_t s) const { return nodes_[s].top; }
+  uint32_t below(uint32_t s) const { return nodes_[s].below; }
+  size_t size() const { return nodes_.size(); }
+
+  uint32_t intern(const Stack& s) {  // s.back() is the top
+    uint32_t id = kEmpty;
+    for (const GrammarElement* e : s) id = push(id, e);
+    return id;
+  }
+  Stack stack(uint32_t s) const {
+    Stack out;
+    for (; s != kEmpty; s = below(s)) out.push_back(top(s));
+    std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  struct Node {
+    const GrammarElement* top;
+    uint32_t below;
+    bool operator==(const Node&) const = default;
+  };
+  struct NodeHash {
+    size_t operator()(const Node& n) const {
+      return (reinterpret_cast<uintptr_t>(n.top) * 0x9E3779B97F4A7C15ull) ^ n.below;
+    }
+  };
+  std::vector<Node> nodes_{{nullptr, 0}};
+  std::unordered_map<Node, uint32_t, NodeHash> ids_;
+};
+
 // A set of stacks in the order they were found; `overflow` once more than kMaxGrammarStacks.
 struct Stacks {
-  std::vector<Stack> list;
-  std::unordered_set<Stack, StackHash> seen;
+  std::vector<uint32_t> list;
+  std::unordered_set<uint32_t> seen;
   bool overflow = false;
-  void add(const Stack& s) {
+  void add(uint32_t s) {
     if (overflow || !seen.insert(s).second) return;
     if (list.size() == kMaxGrammarStacks) {
       overflow = true;
@@ -88,28 +134,28 @@ bool match_partial_char(const GrammarElement* e, PartialUtf8 partial) {
 // Expands `stack` until each resulting stack is empty (the sentence may end) or ends at a character
 // element, adding those to `out`. Iterative, with the intermediate stacks deduplicated: a grammar of
 // many empty alternatives reaches the same stack by many paths.
-void advance(const Grammar& g, const Stack& stack, Stacks& out) {
-  std::vector<Stack> todo{stack};
-  std::unordered_set<Stack, StackHash> done;
+void advance(const Grammar& g, StackPool& pool, uint32_t stack, Stacks& out) {
+  std::vector<uint32_t> todo{stack};
+  std::unordered_set<uint32_t> done;
   while (!todo.empty() && !out.overflow) {
-    Stack cur = std::move(todo.back());
+    const uint32_t cur = todo.back();
     todo.pop_back();
     if (!done.insert(cur).second) continue;
     if (done.size() > 16 * kMaxGrammarStacks) {
       out.overflow = true;
       return;
     }
-    if (cur.empty() || cur.back()->op != GrammarOp::rule_ref) {
+    if (cur == StackPool::kEmpty || pool.top(cur)->op != GrammarOp::rule_ref) {
       out.add(cur);
       continue;
     }
-    const GrammarElement* ref = cur.back();
+    const GrammarElement* ref = pool.top(cur);
     const GrammarElement* alt = g.rule(ref->value).data();
     while (true) {
-      Stack next(cur.begin(), cur.end() - 1);
-      if (!end_of_sequence(ref + 1)) next.push_back(ref + 1);
-      if (!end_of_sequence(alt)) next.push_back(alt);
-      todo.push_back(std::move(next));
+      uint32_t next = pool.below(cur);
+      if (!end_of_sequence(ref + 1)) next = pool.push(next, ref + 1);
+      if (!end_of_sequence(alt)) next = pool.push(next, alt);
+      todo.push_back(next);
       while (!end_of_sequence(alt)) ++alt;
       if (alt->op != GrammarOp::alt) break;
       ++alt;
@@ -117,129 +163,197 @@ void advance(const Grammar& g, const Stack& stack, Stacks& out) {
   }
 }
 
-// Every token's code points as a check reads them: from the vocabulary (a fresh state), or decoded on
-// from a character the last token cut (then each piece is decoded again).
-struct Texts {
-  std::span<const uint32_t> points;
-  std::span<const uint32_t> offsets;  // id -> its first code point; n + 1 entries
-  std::span<const PartialUtf8> tails;
-  size_t length(int32_t id) const {
-    return offsets[static_cast<size_t>(id) + 1] - offsets[static_cast<size_t>(id)];
-  }
-  uint32_t at(int32_t id, size_t i) const { return points[offsets[static_cast<size_t>(id)] + i]; }
-  PartialUtf8 tail(int32_t id) const { return tails[static_cast<size_t>(id)]; }
-};
-
 // The stack after its top character element read a character.
-Stack after_char(const Stack& s) {
-  Stack after(s.begin(), s.end() - 1);
-  const GrammarElement* past = match_char(s.back(), 0).second;
-  if (!end_of_sequence(past)) after.push_back(past);
-  return after;
+uint32_t after_char(StackPool& pool, uint32_t s) {
+  const GrammarElement* past = match_char(pool.top(s), 0).second;
+  return end_of_sequence(past) ? pool.below(s) : pool.push(pool.below(s), past);
 }
 
-// The parses after reading code point c (llama_grammar_accept).
-Stacks step(const Grammar& g, const std::vector<Stack>& stacks, uint32_t c) {
-  Stacks next;
-  for (const Stack& s : stacks)
-    if (!s.empty() && match_char(s.back(), c).first) advance(g, after_char(s), next);
-  return next;
-}
-
-// Tokens longer than this many code points are never allowed under a grammar: the check recurses once
-// per code point (real vocabularies stay far below it).
+// Tokens longer than this many code points are never allowed under a grammar: real vocabularies stay
+// far below it, and a check of a row walks the trie no deeper.
 constexpr size_t kMaxTokenCodePoints = 2048;
 
-// Which tokens a set of parses takes (llama_grammar_reject_candidates, turned around: it marks the
-// tokens taken): a token is taken when one stack reads all of its code points, each stack trying the
-// tokens no stack before it took, all of them at once, one code point a level (`depth` read so far).
-// state: 0 open, 1 taken, 2 not a candidate.
-class Check {
- public:
-  Check(const Grammar& g, const Texts& t, std::vector<uint8_t>& state) : g_(g), t_(t), state_(state) {}
+// What a matcher's memo may hold (stacks made, ids in sets; ~50 MiB) before it starts a fresh one.
+constexpr size_t kMaxMemo = size_t{1} << 20;
 
-  void run(const std::vector<Stack>& stacks, std::span<const int32_t> cands, size_t depth) {
-    for (const Stack& s : stacks) {
-      std::vector<int32_t>& going = level(going_, depth);
-      going.clear();
-      for (const int32_t id : cands) {
-        if (state_[static_cast<size_t>(id)] != 0) continue;
-        const bool done = t_.length(id) == depth;
-        if (s.empty()) {  // the sentence is whole: only a token with nothing left fits
-          if (done && t_.tail(id).n_remain == 0) state_[static_cast<size_t>(id)] = 1;
-        } else if (done) {
-          const PartialUtf8 tail = t_.tail(id);
-          if (tail.n_remain == 0 || match_partial_char(s.back(), tail)) state_[static_cast<size_t>(id)] = 1;
-        } else if (match_char(s.back(), t_.at(id, depth)).first) {
-          going.push_back(id);
-        }
-      }
-      go_on(s, going, depth);
-    }
+}  // namespace
+
+// The parses of texts, memoized for one matcher as it moves from state to state: every distinct stack
+// and every distinct set of stacks gets an id, a stack's expansion after it reads its character is made
+// once, and so is each step of a set by a code point. The parses after a text are
+// llama_grammar_accept's, code point by code point, with one bound: none are left once a step has
+// more than kMaxGrammarStacks, all of its stacks together, or one stack's expansion does. mask(),
+// allows() and accept() read a token through the same steps, so they cannot disagree on it; and a
+// row's mask costs one step per prefix in the vocabulary's trie (memoized per set and code point), not
+// one per path through the stacks, which multiplies with each code point when the parses are many.
+class GrammarMatcher::Parses {
+ public:
+  static constexpr uint32_t kNone = UINT32_MAX;  // no parse left (none, or past the bound)
+
+  explicit Parses(const Grammar& g) : g_(g) {}
+
+  // The set of `stacks`; kNone for none.
+  uint32_t set_of(const std::vector<Stack>& stacks) {
+    std::vector<uint32_t> ids;
+    for (const Stack& s : stacks) ids.push_back(pool_.intern(s));
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    return ids.empty() ? kNone : set_id(std::move(ids));
   }
 
-  // The same over the vocabulary's trie (fresh state): `nodes` are prefixes of `depth` code points that
-  // the stacks' parses have read; a token ending at one of them is taken, a child goes on when the
-  // stack's next element takes its code point. Each shared prefix is read once per parse.
-  void run_trie(const std::vector<Stack>& stacks, std::span<const uint32_t> nodes, size_t depth,
-                const GrammarVocab& v) {
-    const std::span<const GrammarVocab::TrieNode> trie = v.trie();
-    const std::span<const int32_t> tokens = v.trie_tokens();
-    for (const Stack& s : stacks) {
-      std::vector<uint32_t>& going = level(going_nodes_, depth);
-      going.clear();
-      // The stack's verdict on each ASCII code point, once: most children are ASCII, and a class of
-      // several ranges costs a loop each time.
-      std::array<bool, 128> ascii{};
-      if (!s.empty())
-        for (uint32_t c = 0; c < 128; ++c) ascii[c] = match_char(s.back(), c).first;
-      for (const uint32_t n : nodes) {
-        const GrammarVocab::TrieNode& node = trie[n];
-        for (const int32_t id : tokens.subspan(node.tokens_begin, node.tokens_end - node.tokens_begin)) {
-          if (state_[static_cast<size_t>(id)] != 0) continue;
-          const PartialUtf8 tail = v.tail(id);
-          if (tail.n_remain == 0 || (!s.empty() && match_partial_char(s.back(), tail)))
-            state_[static_cast<size_t>(id)] = 1;
-        }
-        if (s.empty()) continue;  // the sentence is whole: no code point goes on
-        for (uint32_t c = node.children_begin; c < node.children_end; ++c) {
-          const uint32_t cp = trie[c].cp;
-          if (cp < 128 ? ascii[cp] : match_char(s.back(), cp).first) going.push_back(c);
-        }
+  // Whether one of the set's parses is whole (its stack is empty, the smallest id).
+  bool whole(uint32_t set) const { return set != kNone && sets_[set].stacks->front() == StackPool::kEmpty; }
+
+  // What it holds: stacks made and ids in sets. Grows with every state a matcher reads from.
+  size_t size() const { return pool_.size() + set_elements_; }
+
+  // The parses after the set's parses read code point c.
+  uint32_t step(uint32_t set, uint32_t c) {
+    if (c < 128) {
+      if (sets_[set].ascii_at == kNone) {
+        sets_[set].ascii_at = static_cast<uint32_t>(ascii_.size());
+        ascii_.resize(ascii_.size() + 128, kUnknown);
       }
-      // No token deeper than kMaxTokenCodePoints is a candidate: a hostile vocabulary's longer ones do
-      // not take the recursion deeper.
-      if (going.empty() || depth == kMaxTokenCodePoints) continue;
-      Stacks next;
-      advance(g_, after_char(s), next);
-      if (!next.overflow) run_trie(next.list, going, depth + 1, v);
+      const size_t at = sets_[set].ascii_at + c;
+      if (ascii_[at] == kUnknown) {
+        const uint32_t next = read(set, c);
+        ascii_[at] = next;  // after read(): it may grow ascii_
+      }
+      return ascii_[at];
     }
+    const uint64_t key = uint64_t{set} << 21 | c;  // code points are below 2^21
+    const auto found = steps_.find(key);
+    if (found != steps_.end()) return found->second;
+    const uint32_t next = read(set, c);
+    steps_.emplace(key, next);
+    return next;
+  }
+
+  // Whether the parses `set` read every code point of cps, and then whether the cut tail can go on.
+  bool reads(uint32_t set, std::span<const uint32_t> cps, PartialUtf8 tail) {
+    for (const uint32_t c : cps) {
+      if (set == kNone) return false;
+      set = step(set, c);
+    }
+    return set != kNone && (tail.n_remain == 0 || takes_tail(set, tail));
+  }
+
+  // Whether a character that the cut tail may become is read next by one of the set's parses.
+  bool takes_tail(uint32_t set, PartialUtf8 tail) {
+    for (const GrammarElement* e : tops(set).elements)
+      if (match_partial_char(e, tail)) return true;
+    return false;
+  }
+
+  std::vector<Stack> list(uint32_t set) const {
+    std::vector<Stack> out;
+    if (set != kNone)
+      for (const uint32_t s : *sets_[set].stacks) out.push_back(pool_.stack(s));
+    return out;
   }
 
  private:
+  static constexpr uint32_t kUnknown = kNone - 1;
+
+  // A set's stacks grouped by their top, the character element each reads next (empty stacks, which
+  // read nothing, left out): a step depends only on which of those take the code point, and a set's
+  // stacks are many where its tops are few.
+  struct Tops {
+    std::vector<const GrammarElement*> elements;
+    std::vector<uint32_t> begin;  // elements.size() + 1 offsets into stacks
+    std::vector<uint32_t> stacks;
+  };
+  struct Set {
+    const std::vector<uint32_t>* stacks;  // sorted ids
+    uint32_t ascii_at = kNone;            // its 128 ASCII steps in ascii_, kNone before the first
+    std::unique_ptr<Tops> tops;           // made by the first read()
+  };
+  struct Expansion {
+    bool made = false, overflow = false;
+    std::vector<uint32_t> stacks;
+  };
+
+  uint32_t set_id(std::vector<uint32_t> sorted_ids) {
+    const size_t n = sorted_ids.size();
+    const auto [it, added] = set_ids_.emplace(std::move(sorted_ids), static_cast<uint32_t>(sets_.size()));
+    if (added) {
+      sets_.push_back({&it->first, kNone, nullptr});
+      set_elements_ += n;
+    }
+    return it->second;
+  }
+
+  const Tops& tops(uint32_t set) {
+    if (!sets_[set].tops) {
+      std::vector<std::pair<const GrammarElement*, uint32_t>> by_top;
+      for (const uint32_t s : *sets_[set].stacks)
+        if (s != StackPool::kEmpty) by_top.emplace_back(pool_.top(s), s);
+      std::sort(by_top.begin(), by_top.end());
+      auto t = std::make_unique<Tops>();
+      for (size_t i = 0; i < by_top.size(); ++i) {
+        if (i == 0 || by_top[i].first != by_top[i - 1].first) {
+          t->elements.push_back(by_top[i].first);
+          t->begin.push_back(static_cast<uint32_t>(i));
+        }
+        t->stacks.push_back(by_top[i].second);
+      }
+      t->begin.push_back(static_cast<uint32_t>(by_top.size()));
+      sets_[set].tops = std::move(t);
+    }
+    return *sets_[set].tops;
+  }
+
+  // The stacks stack `s` expands to once its top element has read a character; nullptr past the bound.
+  const std::vector<uint32_t>* expansion(uint32_t s) {
+    if (expansions_.size() <= s) expansions_.resize(pool_.size());
+    if (!expansions_[s].made) {
+      Stacks out;
+      advance(g_, pool_, after_char(pool_, s), out);
+      expansions_[s] = {true, out.overflow, std::move(out.list)};
+    }
+    const Expansion& e = expansions_[s];
+    return e.overflow ? nullptr : &e.stacks;
+  }
+
+  // step() without its memo: the union of the expansions of the stacks whose top takes c, made once
+  // per set and choice of tops.
+  uint32_t read(uint32_t set, uint32_t c) {
+    std::vector<uint32_t> key{set};  // the set, then the tops that take c
+    const Tops& t = tops(set);
+    for (uint32_t i = 0; i < t.elements.size(); ++i)
+      if (match_char(t.elements[i], c).first) key.push_back(i);
+    if (key.size() == 1) return kNone;
+    const auto found = unions_.find(key);
+    if (found != unions_.end()) return found->second;
+    const uint32_t next = unite(t, std::span<const uint32_t>(key).subspan(1));
+    unions_.emplace(std::move(key), next);
+    return next;
+  }
+
+  uint32_t unite(const Tops& t, std::span<const uint32_t> chosen) {
+    std::vector<uint32_t> next;
+    for (const uint32_t i : chosen) {
+      for (uint32_t k = t.begin[i]; k < t.begin[i + 1]; ++k) {
+        const std::vector<uint32_t>* e = expansion(t.stacks[k]);
+        if (e == nullptr) return kNone;
+        next.insert(next.end(), e->begin(), e->end());
+      }
+    }
+    std::sort(next.begin(), next.end());
+    next.erase(std::unique(next.begin(), next.end()), next.end());
+    return next.size() > kMaxGrammarStacks ? kNone : set_id(std::move(next));  // never empty
+  }
+
   const Grammar& g_;
-  const Texts& t_;
-  std::vector<uint8_t>& state_;
-  // Per level, reused: the tokens (trie nodes) that read one more code point there. A deque: a deeper
-  // level added while a shallower one's list is in use leaves that list where it is.
-  std::deque<std::vector<int32_t>> going_;
-  std::deque<std::vector<uint32_t>> going_nodes_;
-
-  template <class T>
-  static std::vector<T>& level(std::deque<std::vector<T>>& levels, size_t depth) {
-    if (levels.size() <= depth) levels.resize(depth + 1);
-    return levels[depth];
-  }
-
-  void go_on(const Stack& s, const std::vector<int32_t>& going, size_t depth) {
-    if (going.empty()) return;
-    Stacks next;
-    advance(g_, after_char(s), next);
-    if (!next.overflow) run(next.list, going, depth + 1);  // too many parses: none of these is taken
-  }
+  StackPool pool_;
+  std::vector<Expansion> expansions_;                                     // by stack
+  std::unordered_map<std::vector<uint32_t>, uint32_t, IdsHash> set_ids_;  // a node container: Set
+  std::vector<Set> sets_;                                                 // points into it
+  size_t set_elements_ = 0;
+  std::vector<uint32_t> ascii_;
+  std::unordered_map<uint64_t, uint32_t> steps_;                         // (set, code point >= 128) -> set
+  std::unordered_map<std::vector<uint32_t>, uint32_t, IdsHash> unions_;  // read()'s key -> set
 };
-
-}  // namespace
 
 std::vector<uint32_t> decode_utf8_from(std::string_view bytes, PartialUtf8 start, PartialUtf8& end) {
   static constexpr int kLength[16] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 2, 3, 4};
@@ -335,6 +449,36 @@ GrammarVocab::GrammarVocab(const tokenizer::Tokenizer& tok) : tok_(tok) {
   trie_.shrink_to_fit();
 }
 
+GrammarMatcher::GrammarMatcher(const GrammarMatcher& o)
+    : grammar_(o.grammar_), vocab_(o.vocab_), stacks_(o.stacks()), partial_(o.partial_) {}
+
+GrammarMatcher& GrammarMatcher::operator=(const GrammarMatcher& o) {
+  if (this != &o) {
+    grammar_ = o.grammar_;
+    vocab_ = o.vocab_;
+    stacks_ = o.stacks();
+    partial_ = o.partial_;
+    memo_.reset();
+  }
+  return *this;
+}
+
+GrammarMatcher::GrammarMatcher(GrammarMatcher&&) noexcept = default;
+GrammarMatcher& GrammarMatcher::operator=(GrammarMatcher&&) noexcept = default;
+GrammarMatcher::~GrammarMatcher() = default;
+
+GrammarMatcher::Parses& GrammarMatcher::parses() const {
+  if (!memo_) {
+    memo_ = std::make_unique<Parses>(*grammar_);
+    set_ = memo_->set_of(stacks_);
+  }
+  return *memo_;
+}
+
+std::vector<GrammarMatcher::Stack> GrammarMatcher::stacks() const {
+  return memo_ ? memo_->list(set_) : stacks_;
+}
+
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar,
                                std::shared_ptr<const GrammarVocab> vocab)
     : grammar_(std::move(grammar)), vocab_(std::move(vocab)) {
@@ -343,21 +487,24 @@ GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar,
 }
 
 void GrammarMatcher::reset() {
+  memo_.reset();
   partial_ = {};
+  StackPool pool;
   Stacks s;
   const GrammarElement* alt = grammar_->rule(grammar_->root()).data();
   while (true) {
-    Stack start;
-    if (!end_of_sequence(alt)) start.push_back(alt);
-    advance(*grammar_, start, s);
+    advance(*grammar_, pool, end_of_sequence(alt) ? StackPool::kEmpty : pool.push(StackPool::kEmpty, alt), s);
     while (!end_of_sequence(alt)) ++alt;
     if (alt->op != GrammarOp::alt) break;
     ++alt;
   }
-  stacks_ = s.overflow ? std::vector<Stack>{} : std::move(s.list);
+  stacks_.clear();
+  if (!s.overflow)
+    for (const uint32_t id : s.list) stacks_.push_back(pool.stack(id));
 }
 
 bool GrammarMatcher::complete() const {
+  if (memo_) return memo_->whole(set_);
   for (const Stack& s : stacks_)
     if (s.empty()) return true;
   return false;
@@ -376,44 +523,44 @@ void GrammarMatcher::mask(std::span<float> logits) const {
       state[i] = 2;
     }
   }
+  Parses& p = parses();
+  const uint32_t start = set_;
   if (partial_.n_remain == 0) {
-    const Texts t{v.points_, v.offsets_, v.tails_};
-    const uint32_t root = 0;
-    Check(*grammar_, t, state).run_trie(stacks_, std::span<const uint32_t>(&root, 1), 0, v);
+    // Down the vocabulary's trie: each prefix the parses read once, its tokens taken where they end.
+    struct Visit {
+      uint32_t node, set;
+      size_t depth;
+    };
+    const std::span<const GrammarVocab::TrieNode> trie = v.trie();
+    const std::span<const int32_t> tokens = v.trie_tokens();
+    std::vector<Visit> todo;
+    if (start != Parses::kNone) todo.push_back({0, start, 0});
+    while (!todo.empty()) {
+      const Visit at = todo.back();
+      todo.pop_back();
+      const GrammarVocab::TrieNode& node = trie[at.node];
+      for (const int32_t id : tokens.subspan(node.tokens_begin, node.tokens_end - node.tokens_begin)) {
+        const PartialUtf8 tail = v.tail(id);
+        if (state[static_cast<size_t>(id)] == 0 && (tail.n_remain == 0 || p.takes_tail(at.set, tail)))
+          state[static_cast<size_t>(id)] = 1;
+      }
+      if (at.depth == kMaxTokenCodePoints) continue;  // no token deeper is a candidate
+      for (uint32_t c = node.children_begin; c < node.children_end; ++c) {
+        const uint32_t next = p.step(at.set, trie[c].cp);
+        if (next != Parses::kNone) todo.push_back({c, next, at.depth + 1});
+      }
+    }
   } else {
     // Every piece decoded on from the character the last token cut.
-    std::vector<uint32_t> points, offsets{0};
-    std::vector<PartialUtf8> tails(logits.size());
-    std::vector<int32_t> cands;
     for (size_t i = 0; i < logits.size(); ++i) {
-      if (state[i] == 0) {
-        const std::vector<uint32_t> cps =
-            decode_utf8_from(v.piece(static_cast<int32_t>(i)), partial_, tails[i]);
-        points.insert(points.end(), cps.begin(), cps.end());
-        cands.push_back(static_cast<int32_t>(i));
-      }
-      offsets.push_back(static_cast<uint32_t>(points.size()));
+      if (state[i] != 0) continue;
+      PartialUtf8 tail;
+      const std::vector<uint32_t> cps = decode_utf8_from(v.piece(static_cast<int32_t>(i)), partial_, tail);
+      if (cps.size() <= kMaxTokenCodePoints && p.reads(start, cps, tail)) state[i] = 1;
     }
-    const Texts t{points, offsets, tails};
-    Check(*grammar_, t, state).run(stacks_, cands, 0);
   }
   for (size_t i = 0; i < logits.size(); ++i)
     if (state[i] == 0) logits[i] = -INFINITY;
-}
-
-bool GrammarMatcher::takes(std::span<const uint32_t> cps, PartialUtf8 tail) const {
-  // The parses after each code point in turn (the union over the stacks, as llama.cpp's check per stack
-  // gives it), then the cut tail against what each parse reads next.
-  std::vector<Stack> stacks = stacks_;
-  for (const uint32_t c : cps) {
-    Stacks next = step(*grammar_, stacks, c);
-    if (next.overflow || next.list.empty()) return false;
-    stacks = std::move(next.list);
-  }
-  if (tail.n_remain == 0) return !stacks.empty();
-  for (const Stack& s : stacks)
-    if (!s.empty() && match_partial_char(s.back(), tail)) return true;
-  return false;
 }
 
 bool GrammarMatcher::allows(int32_t id) const {
@@ -423,7 +570,9 @@ bool GrammarMatcher::allows(int32_t id) const {
   if (piece.empty() || piece[0] == '\0') return false;
   PartialUtf8 tail;
   const std::vector<uint32_t> cps = decode_utf8_from(piece, partial_, tail);
-  return cps.size() <= kMaxTokenCodePoints && takes(cps, tail);
+  if (cps.size() > kMaxTokenCodePoints) return false;
+  Parses& p = parses();
+  return p.reads(set_, cps, tail);
 }
 
 bool GrammarMatcher::accept(int32_t id) {
@@ -433,12 +582,15 @@ bool GrammarMatcher::accept(int32_t id) {
   const std::vector<uint32_t> cps = decode_utf8_from(vocab_->piece(id), partial_, tail);
   if (cps.size() > kMaxTokenCodePoints) return false;  // never taken (allows() says so too)
   partial_ = tail;
-  for (const uint32_t c : cps) {
-    Stacks next = step(*grammar_, stacks_, c);
-    stacks_ = next.overflow ? std::vector<Stack>{} : std::move(next.list);
-    if (stacks_.empty()) return false;
+  if (cps.empty()) return true;
+  Parses& p = parses();
+  for (size_t i = 0; i < cps.size() && set_ != Parses::kNone; ++i) set_ = p.step(set_, cps[i]);
+  const bool ok = set_ != Parses::kNone;
+  if (p.size() > kMaxMemo) {  // start a fresh memo from the stacks now: its states behind are not needed
+    stacks_ = p.list(set_);
+    memo_.reset();
   }
-  return true;
+  return ok;
 }
 
 }  // namespace qe::model

@@ -13,8 +13,10 @@
 //     points, kept as it is for the same verdicts); a token with an empty piece never is.
 // Stricter than llama.cpp where it would hang or abort: left recursion through rules that can be
 // empty is refused (llama.cpp only sees an empty alternative written as such), an empty character
-// class is refused, and a text whose parses multiply past kMaxGrammarStacks ends the matcher
-// (llama.cpp has no bound; a hostile grammar can make them grow exponentially).
+// class is refused, and a token after any of whose code points the parses would number more than
+// kMaxGrammarStacks is not allowed (mask, allows and accept alike; llama.cpp has no bound, and a
+// hostile grammar can make them grow exponentially). A row's mask reads each prefix the vocabulary's
+// tokens share once per set of parses, never once per path through them.
 //
 //   Result<std::shared_ptr<const Grammar>> g = Grammar::parse("root ::= \"yes\" | \"no\"");
 //   auto vocab = std::make_shared<const GrammarVocab>(model.tok);
@@ -124,7 +126,7 @@ class GrammarVocab {
   std::vector<uint8_t> never_;
   std::vector<TrieNode> trie_;
   std::vector<int32_t> trie_tokens_;
-  friend class GrammarMatcher;  // the token-level check reads points_ / offsets_ / tails_ directly
+  friend class GrammarMatcher;  // mask() reads never_ and eog_ directly
 };
 
 // llama.cpp's decode_utf8: the code points of `bytes` continuing from `start`, stopping at a NUL byte,
@@ -135,6 +137,11 @@ std::vector<uint32_t> decode_utf8_from(std::string_view bytes, PartialUtf8 start
 class GrammarMatcher {
  public:
   GrammarMatcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const GrammarVocab> vocab);
+  GrammarMatcher(const GrammarMatcher& o);
+  GrammarMatcher& operator=(const GrammarMatcher& o);
+  GrammarMatcher(GrammarMatcher&&) noexcept;
+  GrammarMatcher& operator=(GrammarMatcher&&) noexcept;
+  ~GrammarMatcher();
 
   // Back to the start of the grammar (a new reply).
   void reset();
@@ -152,13 +159,20 @@ class GrammarMatcher {
   using Stack = std::vector<const GrammarElement*>;
 
  private:
-  // The stacks after reading code points cps from stacks_, and whether the cut tail can go on there.
-  bool takes(std::span<const uint32_t> cps, PartialUtf8 tail) const;
+  class Parses;  // grammar.cpp: the parses of texts read from a set of stacks, memoized
+  Parses& parses() const;
+  std::vector<Stack> stacks() const;  // the current parses
 
   std::shared_ptr<const Grammar> grammar_;
   std::shared_ptr<const GrammarVocab> vocab_;
-  std::vector<Stack> stacks_;
+  std::vector<Stack> stacks_;  // the current parses while there is no memo
   PartialUtf8 partial_;
+  // Made by the first query after reset() (or in a copy) and kept as the matcher moves on, the current
+  // parses its set set_: a sampled token's check, the row's mask and the accept share their steps, and
+  // the next state's mask finds the steps this one's made. Like the rest of a matcher, not for two
+  // threads at once.
+  mutable std::unique_ptr<Parses> memo_;
+  mutable uint32_t set_ = 0;
 };
 
 }  // namespace qe::model

@@ -4,7 +4,8 @@
 // bytes, a few longer pieces, an end-of-generation token) the same verdict, and accepts the text's next
 // byte while the grammar allows it. Bounded: at most 64 steps; the parser's and matcher's own bounds
 // (repetitions, elements, parses) keep each step short.
-// Seeds: tests/fuzz/corpus/grammar (JSON, lists, classes, non-ASCII literals, with text that fits).
+// Seeds: tests/fuzz/corpus/grammar (JSON, lists, classes, non-ASCII literals, parses that double with
+// each letter, with text that fits).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>

@@ -281,6 +281,59 @@ TEST(GrammarMatcher, AnExplodingGrammarEndsInsteadOfGrowing) {
   EXPECT_TRUE(e.allows(byte('z')));
 }
 
+// Parses that double with every code point, read by a row's mask down the vocabulary's trie (kLong is
+// 3000 a's): each prefix is read once per set of parses, not once per path through them (which
+// multiplied without end), and a token is refused exactly where allows() and accept() refuse it: when
+// the parses after one of its code points, all of them together, pass kMaxGrammarStacks.
+TEST(GrammarMatcher, MaskOfAnExplodingGrammarAgreesWithAllows) {
+  const Fixture& f = fx();
+  GrammarMatcher m = f.matcher("root ::= x\nx ::= [a-z] x \"b\" | [a-z] x \"c\" | \"\"");
+  int xyz_refused = -1, a_refused = -1;  // after how many a's
+  for (int fed = 0; fed < 16 && a_refused < 0; ++fed) {
+    std::vector<float> row(f.vocab->n_vocab(), 0.0f);
+    m.mask(row);
+    for (size_t i = 0; i < row.size(); ++i)
+      ASSERT_EQ(row[i] == 0.0f, m.allows(static_cast<int32_t>(i))) << "token " << i << " after " << fed;
+    if (xyz_refused < 0 && row[kXyz] != 0.0f) xyz_refused = fed;
+    if (row[static_cast<size_t>(byte('a'))] != 0.0f) a_refused = fed;
+    EXPECT_EQ(m.accept(byte('a')), a_refused < 0);
+  }
+  // After n letters there are 3 * 2^n parses (each level closes with b or c; the top is either letter
+  // of another x, or the close): 3072 after 10, past the bound at the 11th, which "xyz" reaches first.
+  EXPECT_EQ(xyz_refused, 8);
+  EXPECT_EQ(a_refused, 10);
+}
+
+// What a matcher keeps of the states it read from never shows: at every step, it, a copy of it and a
+// fresh matcher fed the same text mask alike, and the copy moves on alone.
+TEST(GrammarMatcher, AMatchersMemoNeverShows) {
+  const Fixture& f = fx();
+  const char* gbnf = "root ::= (\"ab\" | [a-c] | \"é\")+ \"xyz\"?";
+  GrammarMatcher m = f.matcher(gbnf);
+  const std::string text = "abcab";
+  const auto masked = [&](const GrammarMatcher& g) {
+    std::vector<float> row(f.vocab->n_vocab(), 0.0f);
+    g.mask(row);
+    return row;
+  };
+  for (size_t i = 0; i <= text.size(); ++i) {
+    GrammarMatcher fresh = f.matcher(gbnf);
+    ASSERT_TRUE(feed(fresh, text.substr(0, i)));
+    const std::vector<float> row = masked(m);
+    EXPECT_EQ(row, masked(fresh)) << i;
+    GrammarMatcher copy = m;
+    EXPECT_EQ(row, masked(copy)) << i;
+    ASSERT_TRUE(copy.accept(byte('c')));
+    EXPECT_EQ(row, masked(m)) << i;
+    EXPECT_EQ(masked(copy), masked(fresh = copy)) << i;
+    if (i < text.size()) {
+      ASSERT_TRUE(m.accept(byte(text[i])));
+    }
+  }
+  m.reset();
+  EXPECT_EQ(masked(m), masked(f.matcher(gbnf)));
+}
+
 TEST(GrammarSampler, GreedyTakesTheBestAllowedToken) {
   const Fixture& f = fx();
   Result<std::shared_ptr<const Grammar>> g = Grammar::parse("root ::= \"x\" [yz]");
