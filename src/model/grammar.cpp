@@ -450,15 +450,16 @@ GrammarVocab::GrammarVocab(const tokenizer::Tokenizer& tok) : tok_(tok) {
 }
 
 GrammarMatcher::GrammarMatcher(const GrammarMatcher& o)
-    : grammar_(o.grammar_), vocab_(o.vocab_), stacks_(o.stacks()), partial_(o.partial_) {}
+    : grammar_(o.grammar_), vocab_(o.vocab_), partial_(o.partial_) {
+  start_from(o.stacks());
+}
 
 GrammarMatcher& GrammarMatcher::operator=(const GrammarMatcher& o) {
   if (this != &o) {
     grammar_ = o.grammar_;
     vocab_ = o.vocab_;
-    stacks_ = o.stacks();
     partial_ = o.partial_;
-    memo_.reset();
+    start_from(o.stacks());
   }
   return *this;
 }
@@ -467,16 +468,18 @@ GrammarMatcher::GrammarMatcher(GrammarMatcher&&) noexcept = default;
 GrammarMatcher& GrammarMatcher::operator=(GrammarMatcher&&) noexcept = default;
 GrammarMatcher::~GrammarMatcher() = default;
 
+void GrammarMatcher::start_from(const std::vector<Stack>& stacks) const {
+  memo_ = std::make_unique<Parses>(*grammar_);
+  set_ = memo_->set_of(stacks);
+}
+
 GrammarMatcher::Parses& GrammarMatcher::parses() const {
-  if (!memo_) {
-    memo_ = std::make_unique<Parses>(*grammar_);
-    set_ = memo_->set_of(stacks_);
-  }
+  if (!memo_) start_from({});  // moved from: no parses
   return *memo_;
 }
 
 std::vector<GrammarMatcher::Stack> GrammarMatcher::stacks() const {
-  return memo_ ? memo_->list(set_) : stacks_;
+  return parses().list(set_);
 }
 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar,
@@ -487,7 +490,6 @@ GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar,
 }
 
 void GrammarMatcher::reset() {
-  memo_.reset();
   partial_ = {};
   StackPool pool;
   Stacks s;
@@ -498,16 +500,14 @@ void GrammarMatcher::reset() {
     if (alt->op != GrammarOp::alt) break;
     ++alt;
   }
-  stacks_.clear();
+  std::vector<Stack> start;
   if (!s.overflow)
-    for (const uint32_t id : s.list) stacks_.push_back(pool.stack(id));
+    for (const uint32_t id : s.list) start.push_back(pool.stack(id));
+  start_from(start);
 }
 
 bool GrammarMatcher::complete() const {
-  if (memo_) return memo_->whole(set_);
-  for (const Stack& s : stacks_)
-    if (s.empty()) return true;
-  return false;
+  return parses().whole(set_);
 }
 
 void GrammarMatcher::mask(std::span<float> logits) const {
@@ -586,10 +586,7 @@ bool GrammarMatcher::accept(int32_t id) {
   Parses& p = parses();
   for (size_t i = 0; i < cps.size() && set_ != Parses::kNone; ++i) set_ = p.step(set_, cps[i]);
   const bool ok = set_ != Parses::kNone;
-  if (p.size() > kMaxMemo) {  // start a fresh memo from the stacks now: its states behind are not needed
-    stacks_ = p.list(set_);
-    memo_.reset();
-  }
+  if (p.size() > kMaxMemo) start_from(p.list(set_));  // the states behind are not needed
   return ok;
 }
 

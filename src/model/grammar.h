@@ -161,15 +161,15 @@ class GrammarMatcher {
  private:
   class Parses;  // grammar.cpp: the parses of texts read from a set of stacks, memoized
   Parses& parses() const;
-  std::vector<Stack> stacks() const;  // the current parses
+  void start_from(const std::vector<Stack>& stacks) const;  // a fresh memo, the current parses `stacks`
+  std::vector<Stack> stacks() const;                        // the current parses
 
   std::shared_ptr<const Grammar> grammar_;
   std::shared_ptr<const GrammarVocab> vocab_;
-  std::vector<Stack> stacks_;  // the current parses while there is no memo
   PartialUtf8 partial_;
-  // Made by the first query after reset() (or in a copy) and kept as the matcher moves on, the current
-  // parses its set set_: a sampled token's check, the row's mask and the accept share their steps, and
-  // the next state's mask finds the steps this one's made. Like the rest of a matcher, not for two
+  // The current parses are the set set_ of memo_, which is made by reset() (and in a copy) and kept as
+  // the matcher moves on: a sampled token's check, the row's mask and the accept share their steps, and
+  // the next state's mask finds the steps this one made. Like the rest of a matcher, not for two
   // threads at once.
   mutable std::unique_ptr<Parses> memo_;
   mutable uint32_t set_ = 0;
