@@ -175,6 +175,14 @@ constexpr size_t kMaxTokenCodePoints = 2048;
 
 // What a matcher's memo may hold (stacks made, ids in sets; ~50 MiB) before it starts a fresh one.
 constexpr size_t kMaxMemo = size_t{1} << 20;
+// What one row's mask may add to the memo (~12 MiB) before the matcher gives up its parses. The rows of
+// real grammars add a few thousand entries at most: their prefixes lead to a few sets, met again and
+// again. A grammar whose parses differ with every prefix of the vocabulary's trie (thousands of them,
+// each pushing what it read) adds up to 4096 stacks per prefix: a 1 KB grammar took 6.4 GB and 7.6
+// minutes for one row (Zen 3) before this bound. What a row adds depends on what the memo holds (a copy
+// of a matcher starts with none), so only rows within reach of the bound, which only grammars built to
+// explode make, may end differently in a copy.
+constexpr size_t kMaxMaskGrowth = size_t{1} << 18;
 
 }  // namespace
 
@@ -510,7 +518,7 @@ bool GrammarMatcher::complete() const {
   return parses().whole(set_);
 }
 
-void GrammarMatcher::mask(std::span<float> logits) const {
+void GrammarMatcher::mask(std::span<float> logits) {
   QE_CHECK(logits.size() == vocab_->n_vocab());
   const GrammarVocab& v = *vocab_;
   const bool eog_ok = complete();
@@ -525,6 +533,9 @@ void GrammarMatcher::mask(std::span<float> logits) const {
   }
   Parses& p = parses();
   const uint32_t start = set_;
+  const size_t memo_before = p.size();
+  const auto too_much = [&] { return p.size() - memo_before > kMaxMaskGrowth; };
+  bool gave_up = false;
   if (partial_.n_remain == 0) {
     // Down the vocabulary's trie: each prefix the parses read once, its tokens taken where they end.
     struct Visit {
@@ -535,7 +546,7 @@ void GrammarMatcher::mask(std::span<float> logits) const {
     const std::span<const int32_t> tokens = v.trie_tokens();
     std::vector<Visit> todo;
     if (start != Parses::kNone) todo.push_back({0, start, 0});
-    while (!todo.empty()) {
+    while (!todo.empty() && !gave_up) {
       const Visit at = todo.back();
       todo.pop_back();
       const GrammarVocab::TrieNode& node = trie[at.node];
@@ -545,19 +556,24 @@ void GrammarMatcher::mask(std::span<float> logits) const {
           state[static_cast<size_t>(id)] = 1;
       }
       if (at.depth == kMaxTokenCodePoints) continue;  // no token deeper is a candidate
-      for (uint32_t c = node.children_begin; c < node.children_end; ++c) {
+      for (uint32_t c = node.children_begin; c < node.children_end && !(gave_up = too_much()); ++c) {
         const uint32_t next = p.step(at.set, trie[c].cp);
         if (next != Parses::kNone) todo.push_back({c, next, at.depth + 1});
       }
     }
   } else {
     // Every piece decoded on from the character the last token cut.
-    for (size_t i = 0; i < logits.size(); ++i) {
+    for (size_t i = 0; i < logits.size() && !(gave_up = too_much()); ++i) {
       if (state[i] != 0) continue;
       PartialUtf8 tail;
       const std::vector<uint32_t> cps = decode_utf8_from(v.piece(static_cast<int32_t>(i)), partial_, tail);
       if (cps.size() <= kMaxTokenCodePoints && p.reads(start, cps, tail)) state[i] = 1;
     }
+  }
+  if (gave_up) {  // no parses left: nothing is allowed from here, as past kMaxGrammarStacks
+    start_from({});
+    std::fill(logits.begin(), logits.end(), -INFINITY);
+    return;
   }
   for (size_t i = 0; i < logits.size(); ++i)
     if (state[i] == 0) logits[i] = -INFINITY;

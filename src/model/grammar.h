@@ -147,8 +147,11 @@ class GrammarMatcher {
   void reset();
   // Whether the grammar takes token `id` next (the check of one sampled token).
   bool allows(int32_t id) const;
-  // Sets every token the grammar does not take next to -inf; logits.size() == the vocabulary's.
-  void mask(std::span<float> logits) const;
+  // Sets every token the grammar does not take next to -inf; logits.size() == the vocabulary's. A row
+  // whose parses grow past a bound (a pathologically ambiguous grammar: grammar.cpp, kMaxMaskGrowth)
+  // ends the matcher's parses instead, as accept() past kMaxGrammarStacks does: every token is -inf,
+  // and from then on the matcher allows nothing.
+  void mask(std::span<float> logits);
   // Advances past token `id`, which allows(id) said yes to. False when the text has no parse left (a
   // token it did not allow) or more than kMaxGrammarStacks: the matcher then allows nothing; false and
   // unchanged for a token no grammar takes (longer than the check follows).
