@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import pathlib
 import selectors
 import socket
 import threading
@@ -392,14 +391,10 @@ def test_a_grammar_whose_parses_explode_ends_the_reply(server):
     of two closers of its own): unbounded, one row's mask took 6.4 GB and 7.6 minutes (qrun, Zen 3). The
     matcher gives its parses up past its bound, so the reply ends as when the grammar allows no token,
     at once, and the server's peak RSS grows by less than 64 MiB."""
-    def peak_rss() -> int:
-        status = (pathlib.Path("/proc") / str(server.proc.pid) / "status").read_text()
-        return int(next(ln for ln in status.splitlines() if ln.startswith("VmHWM:")).split()[1]) * 1024
-
     alts = " | ".join(f'"{c}" x "{c.upper()}{k}"' for c in "abcdefghijklmnopqrstuvwxyz" for k in (1, 2))
     body = {"messages": [{"role": "user", "content": "Write a word."}], "max_tokens": 8, "temperature": 0,
             "grammar": f'root ::= x\nx ::= {alts} | ""'}
-    before = peak_rss()
+    before = server.rss_bytes("VmHWM")
     t0 = time.monotonic()
     status, _, data = server.request("POST", "/v1/chat/completions", body, timeout=60)
     took = time.monotonic() - t0
@@ -407,7 +402,7 @@ def test_a_grammar_whose_parses_explode_ends_the_reply(server):
     choice = json.loads(data)["choices"][0]
     assert choice["finish_reason"] == "stop" and choice["message"]["content"] == "", choice
     assert took < 20, f"the reply took {took:.1f} s"
-    grew = peak_rss() - before
+    grew = server.rss_bytes("VmHWM") - before
     assert grew < 64 * 2**20, f"peak RSS grew by {grew / 2**20:.1f} MiB"
 
 

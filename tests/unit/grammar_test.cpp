@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <initializer_list>
 #include <regex>
 #include <set>
 #include <string>
@@ -23,23 +24,34 @@ namespace {
 
 // A byte-level BPE vocabulary: ids 0..255 are the bytes, then a few multi-byte tokens and an
 // end-of-generation token.
-constexpr int32_t kAb = 256, kEAcute = 257, kEmptyIsh = 258, kImEnd = 259, kXyz = 260, kLong = 261;
-std::shared_ptr<const tokenizer::Tokenizer> byte_tokenizer() {
+tokenizer::Vocab byte_vocab() {
   tokenizer::Vocab v = tokenizer::default_vocab(tokenizer::VocabModel::kBpe, "gpt2");
   for (int b = 0; b < 256; ++b) v.tokens.push_back(tokenizer::gpt2_byte_to_utf8(static_cast<uint8_t>(b)));
+  return v;
+}
+
+// v's tokenizer: `eos` its only end-of-generation token, every token normal but `control`.
+std::shared_ptr<const tokenizer::Tokenizer> tokenizer_of(tokenizer::Vocab v, int32_t eos,
+                                                         std::initializer_list<int32_t> control = {}) {
+  v.eos = eos;
+  tokenizer::resolve_special_tokens(v);
+  v.types.resize(v.tokens.size(), tokenizer::TokenType::kNormal);
+  for (const int32_t id : control) v.types[static_cast<size_t>(id)] = tokenizer::TokenType::kControl;
+  Result<tokenizer::Tokenizer> t = tokenizer::Tokenizer::create(std::move(v));
+  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message());
+  return std::make_shared<const tokenizer::Tokenizer>(std::move(t).value());
+}
+
+constexpr int32_t kAb = 256, kEAcute = 257, kEmptyIsh = 258, kImEnd = 259, kXyz = 260, kLong = 261;
+std::shared_ptr<const tokenizer::Tokenizer> byte_tokenizer() {
+  tokenizer::Vocab v = byte_vocab();
   v.tokens.push_back("ab");
   v.tokens.push_back(tokenizer::gpt2_byte_to_utf8(0xC3) + tokenizer::gpt2_byte_to_utf8(0xA9));  // é
   v.tokens.push_back("<pad>");  // a control token: its piece is its text to the grammar
   v.tokens.push_back("<|im_end|>");
   v.tokens.push_back("xyz");
   v.tokens.push_back(std::string(3000, 'a'));  // past kMaxTokenCodePoints
-  v.eos = kImEnd;  // the only end-of-generation token (the BPE default, 11, is a byte here)
-  tokenizer::resolve_special_tokens(v);
-  v.types.resize(v.tokens.size(), tokenizer::TokenType::kNormal);
-  v.types[kEmptyIsh] = tokenizer::TokenType::kControl;
-  Result<tokenizer::Tokenizer> t = tokenizer::Tokenizer::create(std::move(v));
-  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message());
-  return std::make_shared<const tokenizer::Tokenizer>(std::move(t).value());
+  return tokenizer_of(std::move(v), kImEnd, {kEmptyIsh});  // (the BPE default eos, 11, is a byte here)
 }
 
 struct Fixture {
@@ -308,12 +320,11 @@ TEST(GrammarMatcher, MaskOfAnExplodingGrammarAgreesWithAllows) {
 // own, so the 2^d parses after d letters are new stacks at every node of the trie. Over every a/b string
 // of up to 10 letters (2046 tokens) one row's mask made ~1.4 million of them and kept them all (9.5 s
 // and 970 MB without the bound; with the real 49152-token vocabulary and 26 letters, 6.4 GB and 7.6
-// minutes through qrun, Zen 3); past the bound
-// on what a row may add to the memo, the matcher gives its parses up instead: the row is all -inf, and
-// allows() and accept() agree from then on. A single letter, before the row, is still allowed.
+// minutes through qrun, Zen 3); past the bound on what a row may add to the memo, the matcher gives its
+// parses up instead: the row is all -inf, and allows() and accept() agree from then on. A single letter,
+// before the row, is still allowed.
 TEST(GrammarMatcher, ARowThatWouldGrowWithoutBoundEndsTheParses) {
-  tokenizer::Vocab v = tokenizer::default_vocab(tokenizer::VocabModel::kBpe, "gpt2");
-  for (int b = 0; b < 256; ++b) v.tokens.push_back(tokenizer::gpt2_byte_to_utf8(static_cast<uint8_t>(b)));
+  tokenizer::Vocab v = byte_vocab();
   for (int len = 2; len <= 10; ++len)
     for (int bits = 0; bits < 1 << len; ++bits) {
       std::string word;
@@ -321,12 +332,8 @@ TEST(GrammarMatcher, ARowThatWouldGrowWithoutBoundEndsTheParses) {
       v.tokens.push_back(word);
     }
   v.tokens.push_back("<|im_end|>");
-  v.eos = static_cast<int32_t>(v.tokens.size()) - 1;
-  tokenizer::resolve_special_tokens(v);
-  v.types.resize(v.tokens.size(), tokenizer::TokenType::kNormal);
-  Result<tokenizer::Tokenizer> t = tokenizer::Tokenizer::create(std::move(v));
-  ASSERT_TRUE(t.ok()) << t.error().message();
-  const auto tok = std::make_shared<const tokenizer::Tokenizer>(std::move(t).value());
+  const auto eos = static_cast<int32_t>(v.tokens.size()) - 1;
+  const std::shared_ptr<const tokenizer::Tokenizer> tok = tokenizer_of(std::move(v), eos);
   const auto vocab = std::make_shared<const GrammarVocab>(*tok);
   Result<std::shared_ptr<const Grammar>> g = Grammar::parse(
       "root ::= x\nx ::= \"a\" x \"A\" | \"a\" x \"B\" | \"b\" x \"C\" | \"b\" x \"D\" | \"\"");
